@@ -1,0 +1,180 @@
+// Guest RAM as records: scan pages (all, or those set in a dirty bitmap),
+// leave zero pages out, and send the rest in batches.  Page data is copied
+// into the record before it is checksummed, so a vCPU writing the page in the
+// meantime (live migration) cannot make a record lie: the page is dirty again
+// and goes in a later round.
+import { deflateSync, inflateSync } from 'fflate';
+import { FormatError } from '../errors.js';
+import { FRAME_BYTES, PAGE_SIZE, RAM_HEAD_BYTES, RamEncoding, RecordType } from './format.js';
+import { encodeZeroBody, fillRamHead, writePfns } from './ram-body.js';
+import type { RamPagesRecord, RamZeroRecord } from './records.js';
+import type { StreamWriter } from './stream-writer.js';
+import { zeroTest } from './zero.js';
+
+/** 512 pages = 2 MiB per batch: large enough that framing costs nothing, small enough to pipeline (benchRam). */
+export const DEFAULT_BATCH_PAGES = 512;
+/** 4096 page numbers (32 KiB) per RAM_ZERO record. */
+const ZERO_BATCH = 4096;
+/** fflate level 1: benchRam "encode compressed" shows higher levels cost more time than they save bytes. */
+export const DEFAULT_DEFLATE_LEVEL = 1;
+
+export interface RamWriteOptions {
+  /** Pages to send, bit i of byte i>>3 for page i (KVM's dirty log layout).  Absent: every page. */
+  readonly bitmap?: Uint8Array;
+  /** Deflate each batch with fflate; the data is then not page-aligned. */
+  readonly compress?: boolean;
+  readonly level?: 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
+  /**
+   * 'omit': zero pages are not written at all (a snapshot: absent pages are
+   * zero).  'list': they are named in RAM_ZERO records (a migration round,
+   * where the destination may hold an older copy).  Default: 'omit' without
+   * a bitmap, 'list' with one.
+   */
+  readonly zeroPages?: 'omit' | 'list';
+  readonly batchPages?: number;
+  /** Page frame number of `ram[0]`.  Default 0. */
+  readonly basePfn?: number;
+}
+
+export interface RamWriteStats {
+  /** Pages looked at (selected by the bitmap, or all). */
+  scanned: number;
+  dataPages: number;
+  zeroPages: number;
+  /** Bytes of page data after compression, as written. */
+  dataBytes: number;
+}
+
+/** Data starts this far into the batch buffer: room for the head and up to a page of padding before it. */
+const SLACK = 2 * PAGE_SIZE;
+
+export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: RamWriteOptions = {}): Promise<RamWriteStats> {
+  if (ram.length % PAGE_SIZE !== 0) throw new RangeError(`guest RAM size ${ram.length} is not a multiple of ${PAGE_SIZE}`);
+  const batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
+  if (!Number.isInteger(batchPages) || batchPages < 1 || batchPages > 16_384) throw new RangeError(`batchPages must be 1..16384, got ${batchPages}`);
+  const base = options.basePfn ?? 0;
+  const compress = options.compress ?? false;
+  const listZeros = (options.zeroPages ?? (options.bitmap ? 'list' : 'omit')) === 'list';
+  const bitmap = options.bitmap;
+  const pages = ram.length / PAGE_SIZE;
+  if (bitmap && bitmap.length * 8 < pages) throw new RangeError(`bitmap covers ${bitmap.length * 8} pages, RAM has ${pages}`);
+  const isZero = zeroTest(ram);
+  const stats: RamWriteStats = { scanned: 0, dataPages: 0, zeroPages: 0, dataBytes: 0 };
+
+  const pfns = new Float64Array(batchPages);
+  const zeros = new Float64Array(ZERO_BATCH);
+  let nData = 0;
+  let nZero = 0;
+  // Raw mode fills the record buffer in place; compress mode fills a scratch it deflates from.
+  let buf = compress ? new Uint8Array(batchPages * PAGE_SIZE) : Buffer.allocUnsafeSlow(SLACK + batchPages * (PAGE_SIZE + 8));
+  const dataStart = compress ? 0 : SLACK;
+
+  const flushData = async (): Promise<void> => {
+    const n = nData;
+    nData = 0;
+    let body: Uint8Array;
+    if (compress) {
+      const packed = deflateSync(buf.subarray(0, n * PAGE_SIZE), { level: options.level ?? DEFAULT_DEFLATE_LEVEL });
+      const raw = packed.length >= n * PAGE_SIZE; // incompressible: store as is rather than grow
+      const data = raw ? buf.subarray(0, n * PAGE_SIZE) : packed;
+      body = new Uint8Array(RAM_HEAD_BYTES + data.length + n * 8);
+      body.set(data, RAM_HEAD_BYTES);
+      writePfns(body, RAM_HEAD_BYTES + data.length, pfns, n);
+      fillRamHead(body, n, raw ? RamEncoding.RAW : RamEncoding.DEFLATE, RAM_HEAD_BYTES, data.length);
+      stats.dataBytes += data.length;
+    } else {
+      // Choose the body's start in `buf` so that the data, fixed at SLACK, lands on a page boundary of the stream.
+      const bodyPos = writer.position + FRAME_BYTES;
+      const dataOffset = writer.alignPages ? RAM_HEAD_BYTES + ((PAGE_SIZE - ((bodyPos + RAM_HEAD_BYTES) % PAGE_SIZE)) % PAGE_SIZE) : RAM_HEAD_BYTES;
+      const start = SLACK - dataOffset;
+      const pfnOffset = dataOffset + n * PAGE_SIZE;
+      body = buf.subarray(start, start + pfnOffset + n * 8);
+      body.fill(0, 0, dataOffset);
+      writePfns(body, pfnOffset, pfns, n);
+      fillRamHead(body, n, RamEncoding.RAW, dataOffset, n * PAGE_SIZE);
+      stats.dataBytes += n * PAGE_SIZE;
+      buf = Buffer.allocUnsafeSlow(buf.length); // the sink owns the old one now
+    }
+    await writer.writeRecord(RecordType.RAM_PAGES, body);
+  };
+  const flushZero = async (): Promise<void> => {
+    const body = encodeZeroBody(zeros, nZero);
+    nZero = 0;
+    await writer.writeRecord(RecordType.RAM_ZERO, body);
+  };
+
+  // Synchronous per page; an await per page would cost more than the scan (benchRam).
+  const visit = (i: number): boolean => {
+    stats.scanned++;
+    if (isZero(i)) {
+      stats.zeroPages++;
+      if (!listZeros) return false;
+      zeros[nZero++] = base + i;
+      return nZero === ZERO_BATCH;
+    }
+    const src = i * PAGE_SIZE;
+    buf.set(ram.subarray(src, src + PAGE_SIZE), dataStart + nData * PAGE_SIZE);
+    pfns[nData++] = base + i;
+    stats.dataPages++;
+    return nData === batchPages;
+  };
+  const flushFull = async (): Promise<void> => {
+    if (nData === batchPages) await flushData();
+    if (nZero === ZERO_BATCH) await flushZero();
+  };
+
+  if (bitmap) {
+    for (let byte = 0; byte < bitmap.length; byte++) {
+      for (let bits = bitmap[byte]!; bits !== 0; bits &= bits - 1) {
+        const i = byte * 8 + (31 - Math.clz32(bits & -bits));
+        if (i < pages && visit(i)) await flushFull();
+      }
+    }
+  } else {
+    for (let i = 0; i < pages; i++) if (visit(i)) await flushFull();
+  }
+  if (nData > 0) await flushData();
+  if (nZero > 0) await flushZero();
+  return stats;
+}
+
+let scratch = new Uint8Array(0);
+
+/**
+ * Copies (or inflates) one RAM record into `ram`, whose first page is
+ * `basePfn`.  Every page number is checked before the first byte is
+ * written, so a hostile record changes nothing and throws FormatError.
+ * Returns the number of pages written.
+ */
+export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZeroRecord, basePfn = 0): number {
+  const pages = Math.floor(ram.length / PAGE_SIZE);
+  const { pfns } = record;
+  for (let k = 0; k < pfns.length; k++) {
+    const idx = pfns[k]! - basePfn;
+    if (!(idx >= 0 && idx < pages)) {
+      throw new FormatError(`page frame 0x${pfns[k]!.toString(16)} lies outside guest RAM (frames 0x${basePfn.toString(16)}..0x${(basePfn + pages - 1).toString(16)})`);
+    }
+  }
+  if (record.kind === 'zero') {
+    for (let k = 0; k < pfns.length; k++) ram.fill(0, (pfns[k]! - basePfn) * PAGE_SIZE, (pfns[k]! - basePfn + 1) * PAGE_SIZE);
+    return pfns.length;
+  }
+  const want = pfns.length * PAGE_SIZE;
+  let data = record.data;
+  if (record.encoding === RamEncoding.DEFLATE) {
+    if (scratch.length < want) scratch = new Uint8Array(want);
+    let out: Uint8Array;
+    try {
+      out = inflateSync(record.data, { out: scratch.subarray(0, want) });
+    } catch (err) {
+      throw new FormatError(`RAM batch does not inflate: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (out.length !== want) throw new FormatError(`RAM batch inflates to ${out.length} bytes, expected ${want} for ${pfns.length} pages`);
+    data = out;
+  } else if (record.encoding !== RamEncoding.RAW || data.length !== want) {
+    throw new FormatError(`RAM batch has ${data.length} bytes in encoding ${record.encoding} for ${pfns.length} pages`);
+  }
+  for (let k = 0; k < pfns.length; k++) ram.set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), (pfns[k]! - basePfn) * PAGE_SIZE);
+  return pfns.length;
+}
+

@@ -1,0 +1,146 @@
+// Snapshot files: a stream written atomically (temporary file in the same
+// directory, fsync, rename, fsync of the directory) so a crash or a full disk
+// leaves either the old file or the new one at `path`, never a mix.
+import { randomBytes } from 'node:crypto';
+import { close, fstat, fsync, open, rename, unlink } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { FormatError, IoError } from '../errors.js';
+import type { ReadHeader, StreamCounts, StreamHeader, StreamRecord } from './records.js';
+import { type ByteSink, describeIoError, fileSink } from './sink.js';
+import { fileSource } from './source.js';
+import { type ReaderOptions, StreamReader } from './stream-reader.js';
+import { StreamWriter, type WriterOptions } from './stream-writer.js';
+
+const openP = promisify(open);
+const closeP = promisify(close);
+const fsyncP = promisify(fsync);
+const renameP = promisify(rename);
+const unlinkP = promisify(unlink);
+const fstatP = promisify(fstat);
+
+export interface SnapshotWriteResult {
+  readonly counts: StreamCounts;
+  /** File size in bytes. */
+  readonly bytes: number;
+}
+
+function isErrno(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string';
+}
+
+/** Node errno errors and sink failures become one-line IoErrors naming `path`; other errors pass. */
+function asIoError(err: unknown, what: string): unknown {
+  const cause = err instanceof IoError && err.cause !== undefined ? err.cause : err;
+  if (isErrno(cause) || err instanceof IoError) return new IoError(`${what}: ${describeIoError(cause)}`, { cause: err });
+  return err;
+}
+
+/**
+ * Writes a stream to `path` atomically: `produce` writes sections and RAM
+ * through the writer it is given; the header and END are written here.  On
+ * any failure the temporary file is removed, a previous file at `path` is
+ * left as it was, and the error is rethrown (I/O failures as IoError).
+ */
+export async function writeSnapshotFile(
+  path: string,
+  header: StreamHeader,
+  produce: (writer: StreamWriter) => Promise<void>,
+  options: WriterOptions = {},
+): Promise<SnapshotWriteResult> {
+  const what = `cannot write snapshot ${path}`;
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(4).toString('hex')}`);
+  let fd = -1;
+  let renamed = false;
+  let sink: ByteSink | null = null;
+  try {
+    fd = await openP(tmp, 'wx', 0o644);
+    sink = fileSink(fd);
+    const writer = await StreamWriter.start(sink, header, options);
+    await produce(writer);
+    const counts = await writer.end();
+    const bytes = writer.position;
+    await fsyncP(fd);
+    const f = fd;
+    fd = -1;
+    await closeP(f);
+    await renameP(tmp, path);
+    renamed = true;
+    await fsyncDir(dirname(path));
+    return { counts, bytes };
+  } catch (err) {
+    if (fd >= 0) {
+      // Writes still in flight would land on whatever file reuses the fd number: wait for them first.
+      await (sink as ByteSink | null)?.flush().catch(() => undefined);
+      await closeP(fd).catch(() => undefined);
+    }
+    if (!renamed) await unlinkP(tmp).catch(() => undefined);
+    throw asIoError(err, what);
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = await openP(dir, 'r');
+  try {
+    await fsyncP(fd);
+  } finally {
+    await closeP(fd);
+  }
+}
+
+export interface SnapshotFile extends AsyncIterable<StreamRecord> {
+  readonly path: string;
+  readonly header: ReadHeader;
+  /** File size in bytes. */
+  readonly size: number;
+  /** END's totals once iteration reached it. */
+  readonly end: Readonly<StreamCounts> | null;
+  /** Closes the file; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a snapshot and checks its preamble and HEADER before returning; the
+ * records follow through (one) iteration, which also rejects bytes after END.
+ * Errors name the file.
+ */
+export async function openSnapshot(path: string, options: ReaderOptions = {}): Promise<SnapshotFile> {
+  let fd: number;
+  try {
+    fd = await openP(path, 'r');
+  } catch (err) {
+    throw asIoError(err, `cannot open snapshot ${path}`);
+  }
+  let closed = false;
+  const closeOnce = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await closeP(fd);
+  };
+  const named = (err: unknown): unknown => (err instanceof FormatError ? new FormatError(`${path}: ${err.message}`, { cause: err }) : asIoError(err, `cannot read snapshot ${path}`));
+  try {
+    const size = (await fstatP(fd)).size;
+    const src = fileSource(fd, size);
+    const reader = await StreamReader.open(src, options);
+    return {
+      path,
+      header: reader.header,
+      size,
+      get end() {
+        return reader.end;
+      },
+      close: closeOnce,
+      async *[Symbol.asyncIterator]() {
+        try {
+          yield* reader;
+          if (src.position < size) throw new FormatError(`${size - src.position} unexpected bytes after the END record`);
+        } catch (err) {
+          throw named(err);
+        }
+      },
+    };
+  } catch (err) {
+    await closeOnce().catch(() => undefined);
+    throw named(err);
+  }
+}

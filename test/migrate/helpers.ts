@@ -1,0 +1,63 @@
+// Shared fixtures for the migrate suites: a deterministic guest RAM image,
+// a scratch directory, and a writer that collects a whole stream in memory.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PAGE_SIZE } from '../../src/migrate/format.js';
+import type { ByteSink } from '../../src/migrate/sink.js';
+import type { Section, StreamHeader } from '../../src/migrate/records.js';
+
+/** xorshift32: fixed seeds make failures reproducible. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+}
+
+/** `pages` pages of which about `share` are random non-zero; returns the image and its non-zero page indexes. */
+export function makeRam(pages: number, share: number, seed = 7): { ram: Uint8Array; nonZero: number[] } {
+  const ram = new Uint8Array(pages * PAGE_SIZE);
+  const words = new Uint32Array(ram.buffer);
+  const r = rng(seed);
+  const nonZero: number[] = [];
+  for (let p = 0; p < pages; p++) {
+    if (r() / 2 ** 32 >= share) continue;
+    nonZero.push(p);
+    for (let w = p * 1024; w < (p + 1) * 1024; w++) words[w] = r();
+  }
+  return { ram, nonZero };
+}
+
+export function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-migrate-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const HEADER: StreamHeader = {
+  producer: 'xenkvm test',
+  machine: { memMiB: 4, vcpus: 2, cpuid: [0x40000000, 'XenVMMXenVMM'] },
+  schemas: { cpu: { version: 3, fields: ['rax', 'rbx'] }, evtchn: { version: 1, fields: [] } },
+};
+
+export const SECTIONS: Section[] = [
+  { name: 'cpu', instance: 0, version: 3, payload: { rax: 1n << 63n, rbx: 42, flags: [true, false], blob: new Uint8Array([1, 2, 3]) } },
+  { name: 'cpu', instance: 1, version: 3, payload: { rax: 0n, rbx: -1, flags: [], blob: new Uint8Array(0) } },
+  { name: 'evtchn', instance: 0, version: 1, payload: null },
+];
+
+/** A sink that keeps everything; `bytes()` joins it. */
+export function memorySink(): ByteSink & { bytes(): Uint8Array } {
+  const chunks: Uint8Array[] = [];
+  return {
+    async write(c) {
+      chunks.push(c);
+    },
+    async flush() {},
+    bytes: () => Buffer.concat(chunks),
+  };
+}
