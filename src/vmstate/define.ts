@@ -40,27 +40,30 @@ export interface StateDescriptor<S> extends Typed<S> {
 export type AnyDescriptor = StateDescriptor<unknown>;
 export type StateOf<D> = D extends StateDescriptor<infer S> ? S : never;
 
-type SubStates<M extends SubsectionMap> = { -readonly [K in keyof M]?: StateOf<M[K]['state']> };
-export type SectionState<F extends FieldMap, M extends SubsectionMap> = StructValue<F> & SubStates<M> extends infer S
+/** Subsection descriptors by key: what `defineState` infers the state type from. */
+export type SubDescriptors = Readonly<Record<string, AnyDescriptor>>;
+type SubStates<M extends SubDescriptors> = { -readonly [K in keyof M]?: StateOf<M[K]> };
+export type SectionState<F extends FieldMap, M extends SubDescriptors> = StructValue<F> & SubStates<M> extends infer S
   ? { [K in keyof S]: S[K] }
   : never;
 
-export interface StateDefinition<F extends FieldMap, M extends SubsectionMap> {
+export interface StateDefinition<F extends FieldMap, M extends SubDescriptors> {
   readonly name: string;
   readonly version: number;
   /** Oldest input version still loaded; defaults to `version`. */
   readonly minVersion?: number;
   readonly fields: F;
-  readonly subsections?: M;
+  /** `needed` sees the parent's own fields, typed. */
+  readonly subsections?: { readonly [K in keyof M]: { state: M[K]; optional: boolean; needed?(parent: StructValue<F>): boolean } };
   preSave?(state: SectionState<F, M>): SectionState<F, M>;
   upgrade?(state: SectionState<F, M>, fromVersion: number): void;
   postLoad?(state: SectionState<F, M>): void;
 }
 
-export function defineState<const F extends FieldMap, const M extends SubsectionMap = {}>(
+export function defineState<const F extends FieldMap, const M extends SubDescriptors = {}>(
   def: StateDefinition<F, M>,
 ): StateDescriptor<SectionState<F, M>> {
-  const desc = { ...def, minVersion: def.minVersion ?? def.version, subsections: def.subsections ?? {} };
+  const desc = { ...def, minVersion: def.minVersion ?? def.version, subsections: (def.subsections ?? {}) as SubsectionMap };
   checkDescriptor(desc);
   return desc as StateDescriptor<SectionState<F, M>>;
 }
