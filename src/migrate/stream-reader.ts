@@ -217,7 +217,7 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     if (body.length < END_BODY_BYTES) throw new FormatError(`END record at offset ${at} is too short`);
     const view = new DataView(body.buffer, body.byteOffset, body.length);
     const claimed: StreamCounts = { records: readU64(view, 0), sections: readU64(view, 8), dataPages: readU64(view, 16), zeroPages: readU64(view, 24) };
-    for (const k of ['records', 'sections', 'dataPages', 'zeroPages'] as const) {
+    for (const k of ['sections', 'dataPages', 'zeroPages', 'records'] as const) {
       if (claimed[k] !== this.seen[k]) throw new FormatError(`END record says ${claimed[k]} ${k} but the stream holds ${this.seen[k]}: records are missing or repeated`);
     }
     this.endCounts = claimed;
