@@ -109,7 +109,12 @@ function encodeSection(desc: AnyDescriptor, state: unknown, version: number, lay
  */
 export function decodeState<D extends AnyDescriptor>(desc: D, value: unknown, opts: DecodeOptions = {}): StateOf<D> {
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  return decodeSection(desc, value, limits, opts.layout ?? 'array') as StateOf<D>;
+  try {
+    return decodeSection(desc, value, limits, opts.layout ?? 'array') as StateOf<D>;
+  } catch (e) {
+    // Only a hostile object (a throwing getter, a Proxy) gets here as anything else.
+    throw e instanceof VmstateError ? e : prefixError(e, '');
+  }
 }
 
 function decodeSection(desc: AnyDescriptor, value: unknown, limits: DecodeLimits, layout: Layout): StateRecord {

@@ -136,7 +136,11 @@ export function decodeWithSchema(schema: unknown, value: unknown, opts: DecodeOp
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   let desc = isRecord(schema) ? schemaCache.get(schema) : undefined;
   if (!desc) {
-    desc = descriptorFromSchema(schema, limits);
+    try {
+      desc = descriptorFromSchema(schema, limits);
+    } catch (e) {
+      throw e instanceof VmstateError ? e : prefixError(e, '');
+    }
     if (isRecord(schema)) schemaCache.set(schema, desc);
   }
   return decodeState(desc, value, opts) as StateRecord;
