@@ -141,6 +141,7 @@ function compileStruct(spec: StructSpec, version: number, layout: Layout): Codec
     slots.push({ key, codec: compileField(f, version, layout), pos: present ? written++ : -1, fill });
   }
   const live = slots.filter((s) => s.pos >= 0);
+  const liveKeys = new Set(live.map((s) => s.key));
   const counts = Object.entries(spec.fields).flatMap(([key, f]) =>
     f.kind === 'varArray' && (f.since ?? 0) <= version ? [{ key, lengthField: f.lengthField }] : [],
   );
@@ -171,7 +172,7 @@ function compileStruct(spec: StructSpec, version: number, layout: Layout): Codec
       if (!Array.isArray(v) || v.length !== written) return fail(`struct of ${written} fields at version ${version}`, v);
     } else {
       if (!isRecord(v)) return fail(`struct of ${written} fields at version ${version}`, v);
-      for (const k of Object.keys(v)) if (!live.some((s) => s.key === k)) throw new VmstateError('unknown field', k);
+      for (const k of Object.keys(v)) if (!liveKeys.has(k)) throw new VmstateError('unknown field', k);
     }
     const src = v as unknown[] & StateRecord;
     const out: StateRecord = {};
