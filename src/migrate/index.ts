@@ -8,4 +8,4 @@ export { StreamWriter, type WriterOptions } from './stream-writer.js';
 export { StreamReader, type ReaderOptions } from './stream-reader.js';
 export { applyRamRecord, DEFAULT_BATCH_PAGES, type RamWriteOptions, type RamWriteStats, writeRam } from './ram.js';
 export { listRamRuns, type RamMap, type RamRun, RamRunBuilder } from './ram-map.js';
-export { openSnapshot, type SnapshotFile, type SnapshotWriteResult, writeSnapshotFile } from './snapshot-file.js';
+export { openSnapshot, type SnapshotFile, type SnapshotWriteOptions, type SnapshotWriteResult, writeSnapshotFile } from './snapshot-file.js';

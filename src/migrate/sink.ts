@@ -7,8 +7,12 @@ import { write as fsWrite } from 'node:fs';
 import { IoError } from '../errors.js';
 
 export interface ByteSink {
-  /** Queues `chunk` (ownership passes to the sink); resolves when more may be queued. */
-  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Queues `chunk` (ownership passes to the sink); resolves when more may be
+   * queued.  `release`, if given, is called once the sink is done with the
+   * chunk (written or failed), so the caller may reuse it.
+   */
+  write(chunk: Uint8Array, release?: () => void): Promise<void>;
   /** Waits until every queued byte is written; reports the first write error. */
   flush(): Promise<void>;
 }
@@ -59,7 +63,7 @@ export function fileSink(fd: number, start = 0, highWater = 8 << 20): ByteSink {
     if (failure !== null) throw new IoError(`write failed: ${describeIoError(failure)}`, { cause: failure });
   };
   return {
-    async write(chunk) {
+    async write(chunk, release) {
       check();
       const at = position;
       position += chunk.length;
@@ -67,6 +71,7 @@ export function fileSink(fd: number, start = 0, highWater = 8 << 20): ByteSink {
       writeAll(chunk, at, (err) => {
         if (err && failure === null) failure = err;
         pending -= chunk.length;
+        release?.();
         wake();
       });
       while (pending > highWater && failure === null) await new Promise<void>((r) => waiters.push(r));
@@ -108,10 +113,16 @@ export function writableSink(out: Writable): ByteSink {
       out.on('error', done);
     });
   return {
-    async write(chunk) {
+    async write(chunk, release) {
       check();
       // Callbacks run in write order, so the last one settling means all did.
-      last = new Promise<void>((resolve) => out.write(chunk, (err) => (err ? onError(err) : undefined, resolve())));
+      last = new Promise<void>((resolve) =>
+        out.write(chunk, (err) => {
+          if (err) onError(err);
+          release?.();
+          resolve();
+        }),
+      );
       if (out.writableNeedDrain) await drained();
       check();
     },

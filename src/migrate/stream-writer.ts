@@ -88,14 +88,16 @@ export class StreamWriter {
 
   /**
    * Frames and writes one record; `body` passes to the sink and must not be
-   * changed afterwards.  Use for record types this module has no helper for.
+   * changed until `release` is called (if given; else never).  Use for
+   * record types this module has no helper for.
    */
-  async writeRecord(type: number, body: Uint8Array, flags = 0): Promise<void> {
+  async writeRecord(type: number, body: Uint8Array, flags = 0, release?: () => void): Promise<void> {
     if (this.state !== 'open') throw new IoError(`cannot write a ${typeName(type)} record: the stream is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`);
     if (type === RecordType.END) throw new TypeError('END is written by end()');
     this.count(type, body);
     await this.put(encodeFrame(type, body, flags));
-    if (body.length > 0) await this.put(body);
+    if (body.length > 0) await this.put(body, release);
+    else release?.();
   }
 
   /** Writes END with the totals and waits until the sink has everything; does not close the sink. */
@@ -129,10 +131,10 @@ export class StreamWriter {
     }
   }
 
-  private async put(chunk: Uint8Array): Promise<void> {
+  private async put(chunk: Uint8Array, release?: () => void): Promise<void> {
     this.pos += chunk.length;
     try {
-      await this.sink.write(chunk);
+      await this.sink.write(chunk, release);
     } catch (err) {
       this.state = 'failed';
       throw err;
