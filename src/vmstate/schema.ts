@@ -130,7 +130,9 @@ const schemaCache = new WeakMap<object, AnyDescriptor>();
 
 /**
  * Decodes a section with only its schema: plain objects, 64-bit values as
- * bigint, no hooks (so late fields without a default read as zero).
+ * bigint, no hooks (so late fields without a default read as zero).  The
+ * descriptor rebuilt from a schema object is cached by identity: do not
+ * mutate a schema after using it.
  */
 export function decodeWithSchema(schema: unknown, value: unknown, opts: DecodeOptions = {}): StateRecord {
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
