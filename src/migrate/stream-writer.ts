@@ -46,6 +46,8 @@ export class StreamWriter {
   private readonly encoder = new Encoder({ useBigInt64: true });
   private pos = 0;
   private state: 'open' | 'ended' | 'failed' = 'open';
+  /** A record's frame and body must be adjacent: one write at a time, each awaited. */
+  private busy = false;
   private readonly tally: StreamCounts = { records: 0, sections: 0, dataPages: 0, zeroPages: 0 };
 
   private constructor(sink: ByteSink, options: WriterOptions) {
@@ -94,15 +96,22 @@ export class StreamWriter {
   async writeRecord(type: number, body: Uint8Array, flags = 0, release?: () => void): Promise<void> {
     if (this.state !== 'open') throw new IoError(`cannot write a ${typeName(type)} record: the stream is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`);
     if (type === RecordType.END) throw new TypeError('END is written by end()');
-    this.count(type, body);
-    await this.put(encodeFrame(type, body, flags));
-    if (body.length > 0) await this.put(body, release);
-    else release?.();
+    if (this.busy) throw new TypeError('StreamWriter: await each write before starting the next');
+    this.busy = true;
+    try {
+      this.count(type, body);
+      await this.put(encodeFrame(type, body, flags));
+      if (body.length > 0) await this.put(body, release);
+      else release?.();
+    } finally {
+      this.busy = false;
+    }
   }
 
   /** Writes END with the totals and waits until the sink has everything; does not close the sink. */
   async end(): Promise<StreamCounts> {
     if (this.state !== 'open') throw new IoError(`cannot end the stream: it is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`);
+    if (this.busy) throw new TypeError('StreamWriter: await each write before ending');
     const body = new Uint8Array(END_BODY_BYTES);
     const view = new DataView(body.buffer);
     writeU64(view, 0, this.tally.records);

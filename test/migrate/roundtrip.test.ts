@@ -125,4 +125,25 @@ test('reader passes through types it is told about', async () => {
   assert.ok(rec.kind === 'other' && rec.type === 0x8000_0042 && Buffer.from(rec.body).equals(Buffer.from([9, 8, 7])));
 });
 
+test('peer closing the socket mid-stream gives IoError, not a hang', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const [a, b] = await socketPair(join(dir, 'sock'));
+    b.destroy(); // the destination dies
+    const { ram } = makeRam(PAGES, 1, 13);
+    const w = await StreamWriter.start(writableSink(a), HEADER, { alignPages: false });
+    try {
+      for (let i = 0; i < 8; i++) await writeRam(w, ram); // far beyond socket buffers
+      await w.end();
+      assert.unreachable('writing into a closed socket must fail');
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'E_IO', String(err));
+      assert.match((err as Error).message, /^write failed: /);
+    }
+    a.destroy();
+  } finally {
+    cleanup();
+  }
+});
+
 test.run();
