@@ -8,7 +8,6 @@ export type ErrorCode =
   | 'E_INPUT'
   | 'E_ELF'
   | 'E_NO_KVM'
-  | 'E_NO_ACCEL'
   | 'E_KVM'
   | 'E_SYSCALL'
   | 'E_GUEST'
@@ -46,10 +45,10 @@ export class ElfError extends XenkvmError {
   }
 }
 
-/** No usable accelerator: /dev/kvm absent and no software engine installed. */
-export class NoAccelError extends XenkvmError {
+/** /dev/kvm is absent, unusable, or lacks a capability xenkvm needs. */
+export class NoKvmError extends XenkvmError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('E_NO_ACCEL', message, options);
+    super('E_NO_KVM', message, options);
   }
 }
 

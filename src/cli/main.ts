@@ -1,0 +1,61 @@
+// The xenkvm command line.  Thin: parse, call the library, print.  Every
+// XenkvmError becomes one line on stderr and a documented exit status.
+import yargs from 'yargs';
+import { XenkvmError } from '../errors.js';
+import { EXIT } from './exit-codes.js';
+import { runCommand } from './run.js';
+import { demoCommand } from './demo.js';
+
+function fail(e: unknown): number {
+  if (e instanceof XenkvmError) {
+    process.stderr.write(`xenkvm: ${e.message}\n`);
+    return e.code === 'E_USAGE' || e.code === 'E_INPUT' || e.code === 'E_ELF' || e.code === 'E_FORMAT' || e.code === 'E_NO_KVM' ? EXIT.usage : EXIT.internal;
+  }
+  process.stderr.write(`xenkvm: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+  if (process.env.XENKVM_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+  return EXIT.internal;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let status: number = EXIT.ok;
+  const setStatus = (p: Promise<number>) => p.then((s) => { status = s; }, (e) => { status = fail(e); });
+  try {
+    await yargs(argv)
+      .scriptName('xenkvm')
+      .usage('$0 <command> [options]\n\nRun Xen PVH/HVM guests on Linux KVM.')
+      .command(
+        'run <elf>',
+        'Boot a PVH guest ELF; its console goes to stdout',
+        (y) => y
+          .positional('elf', { type: 'string', demandOption: true, describe: 'guest image: an ELF with a Xen PHYS32_ENTRY note' })
+          .option('mem', { type: 'string', default: '64M', describe: 'guest memory (e.g. 64M, 1G)' })
+          .option('vcpus', { type: 'number', default: 1, describe: 'number of vCPUs (1-8)' })
+          .option('cmdline', { type: 'string', default: '', describe: 'guest command line (the test guest runs the program it names)' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .example('$0 run fixtures/guest/build/guest.elf --cmdline selftest', 'boot the test guest and run its self-test')
+          .epilogue('Exit status: 0 guest powered off, 1 guest crashed, 2 bad usage or input, 3 reboot, 4 suspend, 5 watchdog, 6 soft_reset, 7 halted with nothing to wake it, 8 guest fault (triple fault, KVM error), 70 internal error, 130 interrupted.'),
+        (a) => setStatus(runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet })),
+      )
+      .command(
+        'demo',
+        'Boot the bundled test guest and run its self-test (what `npm start` does)',
+        (y) => y,
+        () => setStatus(demoCommand()),
+      )
+      .demandCommand(1, 'name a command: run, demo (see --help)')
+      .strict()
+      .fail((msg, err) => {
+        if (err) throw err;
+        process.stderr.write(`xenkvm: ${msg}\n(try: xenkvm --help)\n`);
+        status = EXIT.usage;
+      })
+      .help()
+      .alias('h', 'help')
+      .version(false)
+      .wrap(Math.min(100, process.stdout.columns || 100))
+      .parseAsync();
+  } catch (e) {
+    status = fail(e);
+  }
+  process.exitCode = status;
+}

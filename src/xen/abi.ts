@@ -1,0 +1,65 @@
+// Xen guest ABI numbers used by the emulator, defined once (XEN-ABI.md; Xen's
+// public headers xen/include/public/{xen,version,event_channel,sched,
+// hvm/hvm_op,hvm/params,memory}.h).
+
+export const XEN_VERSION_MAJOR = 4;
+export const XEN_VERSION_MINOR = 17;
+export const XEN_EXTRAVERSION = '-xenkvm';
+
+export const XEN_CPUID_BASE = 0x40000000;
+/** "XenVMMXenVMM" as CPUID returns it in EBX, ECX, EDX. */
+export const XEN_CPUID_SIGNATURE = [0x566e6558, 0x65584d4d, 0x4d4d566e] as const;
+export const XEN_HYPERCALL_MSR = 0x40000000;
+export const XEN_CPUID_VCPU_ID_PRESENT = 1 << 3;
+export const XEN_CPUID_DOMID_PRESENT = 1 << 4;
+export const XEN_HVM_CPUID_UPCALL_VECTOR = 1 << 6;
+
+export const DOMID_SELF = 0x7ff0;
+
+export const Hypercall = {
+  memory_op: 12,
+  multicall: 13,
+  set_timer_op: 15,
+  event_channel_op_compat: 16,
+  xen_version: 17,
+  console_io: 18,
+  grant_table_op: 20,
+  vm_assist: 21,
+  vcpu_op: 24,
+  sched_op_compat: 6,
+  sched_op: 29,
+  event_channel_op: 32,
+  physdev_op: 33,
+  hvm_op: 34,
+  sysctl: 35,
+  domctl: 36,
+} as const;
+/** Hypercall page: 128 stubs of 32 bytes. */
+export const HYPERCALL_STUBS = 128;
+export const HYPERCALL_STUB_SIZE = 32;
+
+/** Positive errno values; hypercalls return them negated. */
+export const Errno = {
+  EPERM: 1, ENOENT: 2, ESRCH: 3, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19,
+  EINVAL: 22, ENOSPC: 28, ENOSYS: 38, ETIME: 62,
+} as const;
+
+export const XenVer = { version: 0, extraversion: 1, compile_info: 2, capabilities: 3, changeset: 4, platform_parameters: 5, get_features: 6, pagesize: 7, guest_handle: 8, commandline: 9 } as const;
+/** XENFEAT_* bits answered in get_features submap 0. */
+export const XenFeat = { hvm_callback_vector: 8, hvm_safe_pvclock: 9 } as const;
+
+export const ConsoleIo = { write: 0, read: 1 } as const;
+export const SchedOp = { yield: 0, block: 1, shutdown: 2, poll: 3 } as const;
+export const ShutdownReason = { poweroff: 0, reboot: 1, suspend: 2, crash: 3, watchdog: 4, soft_reset: 5 } as const;
+export type ShutdownReasonName = keyof typeof ShutdownReason;
+export const HvmOp = { set_param: 0, get_param: 1, pagetable_dying: 9, set_evtchn_upcall_vector: 23 } as const;
+export const HvmParam = { CALLBACK_IRQ: 0, STORE_PFN: 1, STORE_EVTCHN: 2, CONSOLE_PFN: 17, CONSOLE_EVTCHN: 18 } as const;
+/** HVM params this emulator keeps (others: -EINVAL). */
+export const HVM_NR_PARAMS = 64;
+export const XenMem = { add_to_physmap: 7 } as const;
+export const XenMapSpace = { shared_info: 0, grant_table: 1 } as const;
+
+/** Xen's PV ELF note carrying the 32-bit PVH entry point. */
+export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+export const HVM_START_MAGIC = 0x336ec578;
+export const E820 = { ram: 1, reserved: 2 } as const;

@@ -1,0 +1,61 @@
+// Reads and writes guest-virtual memory on behalf of a hypercall, the way the
+// hypervisor's copy_from/to_guest does: translate page by page through the
+// guest's own tables and fail (→ -EFAULT) on any hole, never throw.
+import { NO_TRANSLATION, translate, type PagingRegs } from './page-walk.js';
+
+export class GuestAccess {
+  readonly ram: Uint8Array;
+  private readonly view: DataView;
+  private readonly paging: PagingRegs = { cr0: 0n, cr3: 0n, cr4: 0n, efer: 0n };
+
+  constructor(ram: Uint8Array) {
+    this.ram = ram;
+    this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+  }
+
+  /** Paging registers of the vCPU whose hypercall is being served (kept in place: no allocation per call). */
+  setPaging(cr0: bigint, cr3: bigint, cr4: bigint, efer: bigint): void {
+    const p = this.paging;
+    p.cr0 = cr0; p.cr3 = cr3; p.cr4 = cr4; p.efer = efer;
+  }
+
+  private gpaOf(va: bigint, write: boolean): number {
+    const gpa = translate(this.view, this.paging, va, { write });
+    if (gpa === NO_TRANSLATION || gpa >= BigInt(this.ram.length)) return -1;
+    return Number(gpa);
+  }
+
+  /** Copies `len` bytes from guest-virtual `va`; null if any byte is unmapped. */
+  read(va: bigint, len: number): Uint8Array | null {
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const cur = BigInt.asUintN(64, va + BigInt(done));
+      const gpa = this.gpaOf(cur, false);
+      if (gpa < 0) return null;
+      const chunk = Math.min(len - done, 4096 - (gpa & 4095));
+      out.set(this.ram.subarray(gpa, gpa + chunk), done);
+      done += chunk;
+    }
+    return out;
+  }
+
+  /** Copies `bytes` to guest-virtual `va`; false (nothing partial is undone, as in Xen) on a hole. */
+  write(va: bigint, bytes: Uint8Array): boolean {
+    let done = 0;
+    while (done < bytes.length) {
+      const cur = BigInt.asUintN(64, va + BigInt(done));
+      const gpa = this.gpaOf(cur, true);
+      if (gpa < 0) return false;
+      const chunk = Math.min(bytes.length - done, 4096 - (gpa & 4095));
+      this.ram.set(bytes.subarray(done, done + chunk), gpa);
+      done += chunk;
+    }
+    return true;
+  }
+
+  /** Guest-physical little-endian accessors for emulator-owned pages (shared_info). */
+  get phys(): DataView {
+    return this.view;
+  }
+}

@@ -1,0 +1,165 @@
+// XenMachine: a guest, its KVM VM and the Xen emulator around it.  Owns guest
+// RAM, the VM and the vCPU threads; collects console output and the outcome
+// (how the guest stopped); pauses and resumes the guest as a whole.
+import { InputError } from '../errors.js';
+import { GuestRam } from '../kvm/guest-ram.js';
+import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
+import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
+import { Cap, KVM, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
+import { NoKvmError } from '../errors.js';
+import { XEN_HYPERCALL_MSR } from './abi.js';
+import { guestCpuid } from './cpuid.js';
+import { DomainState } from './domain.js';
+import { loadPvh } from './pvh-loader.js';
+import { VcpuThread } from './vcpu-thread.js';
+import { VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
+
+export type { Outcome } from './vcpu-control.js';
+
+export interface MachineOptions {
+  memBytes: number;
+  vcpus: number;
+  /** Guest console bytes (Xen console_io and the debug port). */
+  console: (bytes: Uint8Array) => void;
+  /** Emulator warnings, one line each. */
+  log: (message: string) => void;
+}
+
+export interface BootOptions extends MachineOptions {
+  elf: Uint8Array;
+  elfName: string;
+  cmdline: string;
+}
+
+export const MAX_VCPUS = 8;
+/** Capabilities the userspace Xen transport cannot do without. */
+const REQUIRED_CAPS: ReadonlyArray<[number, string]> = [
+  [Cap.IRQCHIP, 'in-kernel irqchip'], [Cap.USER_MEMORY, 'user memory'], [Cap.SYNC_REGS, 'sync regs'],
+  [Cap.IMMEDIATE_EXIT, 'immediate exit'], [Cap.X86_USER_SPACE_MSR, 'user-space MSR exits'],
+  [Cap.X86_MSR_FILTER, 'MSR filter'], [Cap.SIGNAL_MSI, 'MSI injection'],
+];
+
+export class XenMachine {
+  readonly kvm: Kvm;
+  readonly vm: KvmVm;
+  readonly ram: GuestRam;
+  readonly domain = new DomainState();
+  readonly handles: VcpuHandle[] = [];
+  private readonly opts: MachineOptions;
+  private threads: VcpuThread[] = [];
+  private outcomeWaiters: Array<(o: Outcome) => void> = [];
+  private finalOutcome: Outcome | null = null;
+  private destroyed = false;
+
+  private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, opts: MachineOptions) {
+    this.kvm = kvm;
+    this.vm = vm;
+    this.ram = ram;
+    this.opts = opts;
+  }
+
+  static create(opts: MachineOptions): XenMachine {
+    if (!Number.isInteger(opts.vcpus) || opts.vcpus < 1 || opts.vcpus > MAX_VCPUS) throw new InputError(`--vcpus must be 1..${MAX_VCPUS}, got ${opts.vcpus}`);
+    const kvm = Kvm.open();
+    const cleanup: Array<() => void> = [() => kvm.close()];
+    try {
+      for (const [cap, what] of REQUIRED_CAPS) if (kvm.check(cap) === 0) throw new NoKvmError(`this host's KVM lacks ${what} (KVM_CAP ${cap})`);
+      const vm = new KvmVm(kvm);
+      cleanup.unshift(() => vm.destroy());
+      const ram = new GuestRam(opts.memBytes);
+      cleanup.unshift(() => ram.destroy());
+      vm.setMemory(0, 0, ram.size, ram.hostAddr);
+      vm.trapMsrs([XEN_HYPERCALL_MSR], KVM_MSR_EXIT_REASON_FILTER);
+      const m = new XenMachine(kvm, vm, ram, opts);
+      cleanup.unshift(() => m.handles.forEach(destroyVcpuHandle));
+      const supported = kvm.supportedCpuid();
+      for (let i = 0; i < opts.vcpus; i++) {
+        const h = createVcpuHandle(vm, i);
+        m.handles.push(h);
+        new KvmVcpu(h).ioctl(KVM.SET_CPUID2, encodeCpuid(guestCpuid(supported, i)), 'KVM_SET_CPUID2');
+      }
+      return m;
+    } catch (e) {
+      for (const f of cleanup) f();
+      throw e;
+    }
+  }
+
+  /** Creates a machine and loads a PVH guest into it, ready to start. */
+  static boot(opts: BootOptions): XenMachine {
+    const m = XenMachine.create(opts);
+    try {
+      const loaded = loadPvh(opts.elf, m.ram.bytes, opts.cmdline, opts.elfName);
+      const bsp = new KvmVcpu(m.handles[0]!);
+      bsp.setSregs(loaded.sregs);
+      bsp.setRegs(loaded.gpr);
+    } catch (e) {
+      m.destroy();
+      throw e;
+    }
+    return m;
+  }
+
+  /** Starts every vCPU thread. */
+  start(): void {
+    const shared = { ramAddr: this.ram.hostAddr, ramSize: this.ram.size, domain: this.domain.sab, nrVcpus: this.handles.length };
+    this.threads = this.handles.map((h) => new VcpuThread(h, shared, (msg) => this.onMessage(msg), (e) => this.finish({ kind: 'fault', detail: `vCPU thread error: ${e.message}` })));
+  }
+
+  private onMessage(msg: VcpuMessage): void {
+    switch (msg.t) {
+      case 'console':
+        this.opts.console(msg.data);
+        return;
+      case 'log':
+        this.opts.log(msg.message);
+        return;
+      case 'outcome':
+        this.finish(msg.outcome);
+    }
+  }
+
+  private finish(o: Outcome): void {
+    if (this.finalOutcome) return;
+    this.finalOutcome = o;
+    for (const w of this.outcomeWaiters) w(o);
+    this.outcomeWaiters = [];
+  }
+
+  /** Resolves with how the guest stopped; the vCPU threads are stopped by then. */
+  async waitForOutcome(): Promise<Outcome> {
+    const o = this.finalOutcome ?? (await new Promise<Outcome>((resolve) => this.outcomeWaiters.push(resolve)));
+    await this.stopThreads();
+    return o;
+  }
+
+  /** Every vCPU is out of KVM_RUN and parked when this resolves. */
+  async pause(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.pause()));
+  }
+
+  resume(): void {
+    for (const t of this.threads) t.resume();
+  }
+
+  get running(): boolean {
+    return this.threads.some((t) => t.state === VcpuState.RUNNING);
+  }
+
+  private async stopThreads(): Promise<void> {
+    const threads = this.threads;
+    this.threads = [];
+    await Promise.all(threads.map((t) => t.stop()));
+  }
+
+  /** Stops the guest (if running) and releases everything.  Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    await this.stopThreads();
+    for (const h of this.handles) destroyVcpuHandle(h);
+    this.vm.destroy();
+    this.ram.destroy();
+    this.kvm.close();
+  }
+}

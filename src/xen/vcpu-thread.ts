@@ -1,0 +1,87 @@
+// The main thread's side of one vCPU thread: starts the Worker, asks it to
+// pause, resume or stop through the shared control block, and kicks it out
+// of KVM_RUN (immediate_exit + SIGUSR2 to its tid) so that a request is seen
+// even while the guest spins or halts.
+import { Worker } from 'node:worker_threads';
+import { SIGUSR2, tgkill } from '../kvm/libc.js';
+import { VcpuKick, type VcpuHandle } from '../kvm/vcpu.js';
+import { Ctl, Req, VcpuState, type VcpuMessage } from './vcpu-control.js';
+import type { VcpuWorkerData } from './vcpu-worker.js';
+
+let signalHandlerInstalled = false;
+/** libuv's handler makes SIGUSR2 harmless to the process while it interrupts KVM_RUN. */
+function installKickHandler(): void {
+  if (signalHandlerInstalled) return;
+  signalHandlerInstalled = true;
+  process.on('SIGUSR2', () => {});
+}
+
+const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
+
+export class VcpuThread {
+  readonly index: number;
+  private readonly ctl: Int32Array;
+  private readonly kicker: VcpuKick;
+  private readonly worker: Worker;
+  private exited: Promise<void>;
+
+  constructor(handle: VcpuHandle, shared: Omit<VcpuWorkerData, 'handle' | 'control'>, onMessage: (m: VcpuMessage) => void, onError: (e: Error) => void) {
+    installKickHandler();
+    this.index = handle.index;
+    const control = new SharedArrayBuffer(Ctl.SIZE * 4);
+    this.ctl = new Int32Array(control);
+    this.kicker = new VcpuKick(handle);
+    const data: VcpuWorkerData = { ...shared, handle, control };
+    this.worker = new Worker(WORKER_URL, { workerData: data });
+    this.worker.on('message', onMessage);
+    this.worker.on('error', onError);
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
+  }
+
+  get state(): number {
+    return Atomics.load(this.ctl, Ctl.STATE);
+  }
+
+  private request(req: number): void {
+    Atomics.store(this.ctl, Ctl.REQ, req);
+    Atomics.notify(this.ctl, Ctl.REQ);
+    this.kick();
+  }
+
+  /** Gets the thread out of KVM_RUN soon; harmless when it is not in it. */
+  kick(): void {
+    this.kicker.requestExit();
+    const tid = Atomics.load(this.ctl, Ctl.TID);
+    if (tid > 0 && this.state === VcpuState.RUNNING) tgkill(process.pid, tid, SIGUSR2);
+  }
+
+  /** Resolves once the vCPU is parked (or gone). */
+  async pause(): Promise<void> {
+    this.request(Req.PAUSE);
+    await this.waitState((s) => s === VcpuState.PAUSED || s === VcpuState.STOPPED);
+  }
+
+  resume(): void {
+    Atomics.store(this.ctl, Ctl.REQ, Req.RUN);
+    Atomics.notify(this.ctl, Ctl.REQ);
+  }
+
+  /** Ends the thread; resolves when the Worker has exited.  Idempotent. */
+  async stop(): Promise<void> {
+    this.request(Req.STOP);
+    await this.exited;
+  }
+
+  private async waitState(ok: (s: number) => boolean): Promise<void> {
+    for (;;) {
+      const s = this.state;
+      if (ok(s)) return;
+      // Kick again in case the first signal landed between the thread's
+      // check of REQ and its entry into KVM_RUN (immediate_exit covers it,
+      // but a halted vCPU needs the signal).
+      this.kick();
+      const r = Atomics.waitAsync(this.ctl, Ctl.STATE, s, 50);
+      await r.value;
+    }
+  }
+}
