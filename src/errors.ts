@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'E_GUEST'
   | 'E_VMSTATE'
   | 'E_FORMAT'
-  | 'E_IO';
+  | 'E_IO'
+  | 'E_QMP';
 
 export class XenkvmError extends Error {
   readonly code: ErrorCode;
@@ -107,5 +108,18 @@ export class FormatError extends XenkvmError {
 export class IoError extends XenkvmError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_IO', message, options);
+  }
+}
+
+/**
+ * A control-socket command was refused or failed on the server's side;
+ * `errorClass` is the QMP error class ("GenericError", "CommandNotFound").
+ * Connection problems are IoErrors, not this.
+ */
+export class QmpError extends XenkvmError {
+  readonly errorClass: string;
+  constructor(errorClass: string, message: string, options?: { cause?: unknown }) {
+    super('E_QMP', message, options);
+    this.errorClass = errorClass;
   }
 }
