@@ -73,6 +73,8 @@ export const KVM = {
   GET_XCRS: ior(0xa6, S.kvm_xcrs),
   SET_XCRS: iow(0xa7, S.kvm_xcrs),
   GET_XSAVE2: ior(0xcf, S.kvm_xsave),
+  SET_DEVICE_ATTR: iow(0xe1, S.kvm_device_attr),
+  GET_DEVICE_ATTR: iow(0xe2, S.kvm_device_attr),
 } as const;
 
 export const KVM_API_VERSION = 12;
@@ -82,7 +84,7 @@ export const Cap = {
   IRQCHIP: 0, HLT: 1, USER_MEMORY: 3, SET_TSS_ADDR: 4, EXT_CPUID: 7, NR_VCPUS: 9, MP_STATE: 14,
   XEN_HVM: 38, ADJUST_CLOCK: 39, VCPU_EVENTS: 41, DEBUGREGS: 50, XSAVE: 55, XCRS: 56,
   GET_TSC_KHZ: 61, MAX_VCPUS: 66, SYNC_REGS: 74, SIGNAL_MSI: 77, KVMCLOCK_CTRL: 76,
-  IMMEDIATE_EXIT: 136, X86_USER_SPACE_MSR: 188, X86_MSR_FILTER: 189, DIRTY_LOG_RING: 192, XSAVE2: 208,
+  VCPU_ATTRIBUTES: 127, IMMEDIATE_EXIT: 136, X86_USER_SPACE_MSR: 188, X86_MSR_FILTER: 189, DIRTY_LOG_RING: 192, XSAVE2: 208,
 } as const;
 
 /** KVM_EXIT_* reasons. */
@@ -104,6 +106,10 @@ export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 export const KVM_MP_STATE = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
 /** kvm_clock_data.flags: the clock is stable across vCPUs (get) / realtime given (set). */
 export const KVM_CLOCK_TSC_STABLE = 2;
+export const KVM_CLOCK_HOST_TSC = 8;
+/** vCPU device attribute group/attr for the guest TSC offset (asm/kvm.h). */
+export const KVM_VCPU_TSC_CTRL = 0;
+export const KVM_VCPU_TSC_OFFSET = 0;
 /** KVM_XEN_HVM_CONFIG flags and attribute types (kernel transport). */
 export const KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL = 1 << 1;
 export const KVM_XEN_VCPU_ATTR_TYPE = {

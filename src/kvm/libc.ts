@@ -22,6 +22,7 @@ const c = {
   gettid: libc.func('int gettid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   strerror: libc.func('const char *strerror(int errnum)'),
+  prctl: libc.func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)'),
 } as const;
 
 export const O_RDWR = 2;
@@ -37,6 +38,7 @@ export const MADV_DONTNEED = 4;
 export const MADV_HUGEPAGE = 14;
 export const MFD_CLOEXEC = 1;
 export const SIGUSR2 = 12;
+export const PR_SET_TIMERSLACK = 29;
 const MAP_FAILED = 0xffffffffffffffffn;
 
 export function errno(): number {
@@ -123,6 +125,11 @@ export function memfdCreate(name: string): number {
 
 export function ftruncate(fd: number, len: number): void {
   if (c.ftruncate(fd, len) < 0) fail('ftruncate');
+}
+
+/** prctl for the calling thread; a hint like timer slack may fail harmlessly. */
+export function prctl(option: number, arg: number): boolean {
+  return c.prctl(option, arg, 0, 0, 0) === 0;
 }
 
 export function gettid(): number {

@@ -146,11 +146,13 @@ export const kvm_xen_hvm_attr = struct('struct kvm_xen_hvm_attr', [
   ['u', union('', [['long_mode', 'u8'], ['vector', 'u8'], ['shared_info', struct('', [['gfn', 'u64']])], ['xen_version', 'u32'], ['pad', 'u64', 8]])],
 ]);
 
+export const kvm_device_attr = struct('struct kvm_device_attr', [['flags', 'u32'], ['group', 'u32'], ['attr', 'u64'], ['addr', 'u64']]);
+
 /** Layouts the header probe checks, by C type. */
 export const ALL_LAYOUTS: readonly Layout[] = [
   kvm_regs, kvm_segment, kvm_dtable, kvm_sregs, kvm_vcpu_events, kvm_sync_regs, kvm_run, kvm_userspace_memory_region,
   kvm_cpuid_entry2, kvm_cpuid2, kvm_msr_filter_range, kvm_msr_filter, kvm_enable_cap, kvm_msi, kvm_mp_state,
   kvm_msr_entry, kvm_msrs, kvm_msr_list, kvm_fpu, kvm_xsave, kvm_xcr, kvm_xcrs, kvm_debugregs, kvm_lapic_state,
   kvm_clock_data, kvm_pic_state, kvm_ioapic_state, kvm_irqchip, kvm_pit_channel_state, kvm_pit_state2, kvm_pit_config,
-  kvm_dirty_log, kvm_xen_hvm_config, kvm_xen_vcpu_attr, kvm_xen_hvm_attr,
+  kvm_dirty_log, kvm_xen_hvm_config, kvm_xen_vcpu_attr, kvm_xen_hvm_attr, kvm_device_attr,
 ];

@@ -97,6 +97,11 @@ export class KvmVcpu {
     return r < 0 ? r : this.run.getUint32(RUN.exitReason, true);
   }
 
+  /** The next KVM_RUN completes pending I/O and returns EINTR at once (KVM's documented way to settle state). */
+  requestImmediateExit(): void {
+    this.run.setUint8(RUN.immediateExit, 1);
+  }
+
   clearImmediateExit(): void {
     this.run.setUint8(RUN.immediateExit, 0);
   }

@@ -57,6 +57,43 @@ export const HvmParam = { CALLBACK_IRQ: 0, STORE_PFN: 1, STORE_EVTCHN: 2, CONSOL
 /** HVM params this emulator keeps (others: -EINVAL). */
 export const HVM_NR_PARAMS = 64;
 export const XenMem = { add_to_physmap: 7 } as const;
+
+export const EvtchnOp = {
+  bind_interdomain: 0, bind_virq: 1, bind_pirq: 2, close: 3, send: 4, status: 5, alloc_unbound: 6,
+  bind_ipi: 7, bind_vcpu: 8, unmask: 9, reset: 10, init_control: 11,
+} as const;
+/** Xen's NR_VIRQS: per-vCPU virtual IRQ numbers. */
+export const NR_VIRQS = 24;
+export const Virq = { TIMER: 0, DEBUG: 1, CONSOLE: 2, XENOPROF: 7, XENPMU: 13 } as const;
+/** VIRQs bound per vCPU; all others are global and bound on vCPU 0. */
+export const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([Virq.TIMER, Virq.DEBUG, Virq.XENOPROF, Virq.XENPMU]);
+
+export const VcpuOp = {
+  initialise: 0, up: 1, down: 2, is_up: 3, register_runstate_memory_area: 5, set_periodic_timer: 6,
+  stop_periodic_timer: 7, set_singleshot_timer: 8, stop_singleshot_timer: 9, register_vcpu_info: 10,
+  register_vcpu_time_memory_area: 13,
+} as const;
+export const VCPU_SSHOTTMR_future = 1;
+/** Xen refuses periodic timers faster than this. */
+export const MIN_PERIODIC_NS = 1_000_000n;
+/** struct vcpu_hvm_context modes. */
+export const VCPU_HVM_MODE_32B = 0;
+export const VCPU_HVM_MODE_64B = 1;
+export const HVM_CONTEXT_MODES: ReadonlySet<number> = new Set([VCPU_HVM_MODE_32B, VCPU_HVM_MODE_64B]);
+/** MAX_POLL_PORTS of SCHEDOP_poll. */
+export const SCHEDOP_POLL_MAX_PORTS = 128;
+
+/** Guest layouts (XEN-ABI.md "Layouts"): 64-bit / compat. */
+export const VCPU_INFO_SIZE = 64;
+export const VcpuInfo = { upcallPending: 0, upcallMask: 1, pendingSel64: 8, pendingSel32: 4, time64: 32, time32: 16 } as const;
+export const SharedInfo = {
+  pending64: 2048, mask64: 2560, wcVersion64: 3072, wcSec64: 3076, wcNsec64: 3080, wcSecHi64: 3084,
+  pending32: 2048, mask32: 2176, wcVersion32: 2304, wcSec32: 2308, wcNsec32: 2312, wcSecHi32: 2340,
+} as const;
+export const TimeInfo = { version: 0, tscTimestamp: 8, systemTime: 16, mul: 24, shift: 28, flags: 29, size: 32 } as const;
+export const PVCLOCK_TSC_STABLE_BIT = 1;
+/** Shared-info vcpu_info slots. */
+export const XEN_LEGACY_MAX_VCPUS = 32;
 export const XenMapSpace = { shared_info: 0, grant_table: 1 } as const;
 
 /** Xen's PV ELF note carrying the 32-bit PVH entry point. */

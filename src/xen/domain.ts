@@ -43,4 +43,10 @@ export interface DomainServices {
   shutdown(reason: ShutdownReasonName): void;
   /** Logs a message once per key (unknown hypercalls, odd arguments). */
   warnOnce(key: string, message: string): void;
+  /** SCHEDOP_block: returns once an event is pending for `vcpu` (or the vCPU must stop). */
+  block(vcpu: number): bigint;
+  /** SCHEDOP_poll: returns once a listed port is pending, at `timeoutNs` (guest time; 0 = none), or on a stop request. */
+  poll(vcpu: number, ports: number[], timeoutNs: bigint): bigint;
+  /** VCPUOP_up: start `vcpu` from its stored context. */
+  startVcpu(vcpu: number): void;
 }

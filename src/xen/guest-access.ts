@@ -19,10 +19,18 @@ export class GuestAccess {
     p.cr0 = cr0; p.cr3 = cr3; p.cr4 = cr4; p.efer = efer;
   }
 
-  private gpaOf(va: bigint, write: boolean): number {
+  private gpaOfPage(va: bigint, write: boolean): number {
     const gpa = translate(this.view, this.paging, va, { write });
     if (gpa === NO_TRANSLATION || gpa >= BigInt(this.ram.length)) return -1;
     return Number(gpa);
+  }
+
+  /** GPA of `va` if the `len` bytes from it are mapped and physically contiguous, else -1. */
+  gpaOf(va: bigint, len: number): number {
+    const first = this.gpaOfPage(va, true);
+    if (first < 0) return -1;
+    const last = this.gpaOfPage(BigInt.asUintN(64, va + BigInt(len - 1)), true);
+    return last === first + len - 1 ? first : -1;
   }
 
   /** Copies `len` bytes from guest-virtual `va`; null if any byte is unmapped. */
@@ -31,7 +39,7 @@ export class GuestAccess {
     let done = 0;
     while (done < len) {
       const cur = BigInt.asUintN(64, va + BigInt(done));
-      const gpa = this.gpaOf(cur, false);
+      const gpa = this.gpaOfPage(cur, false);
       if (gpa < 0) return null;
       const chunk = Math.min(len - done, 4096 - (gpa & 4095));
       out.set(this.ram.subarray(gpa, gpa + chunk), done);
@@ -45,7 +53,7 @@ export class GuestAccess {
     let done = 0;
     while (done < bytes.length) {
       const cur = BigInt.asUintN(64, va + BigInt(done));
-      const gpa = this.gpaOf(cur, true);
+      const gpa = this.gpaOfPage(cur, true);
       if (gpa < 0) return false;
       const chunk = Math.min(bytes.length - done, 4096 - (gpa & 4095));
       this.ram.set(bytes.subarray(done, done + chunk), gpa);

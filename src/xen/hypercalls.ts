@@ -1,9 +1,14 @@
 // Hypercall dispatch and the hypercalls of a booting guest.  Every argument is
 // guest-controlled: each handler validates and answers with a negated Xen
 // errno, and nothing here may throw for any register values.
-import { ConsoleIo, DOMID_SELF, Errno, HVM_NR_PARAMS, HvmOp, HvmParam, Hypercall, SchedOp, ShutdownReason, XEN_EXTRAVERSION, XEN_VERSION_MAJOR, XEN_VERSION_MINOR, XenFeat, XenMapSpace, XenMem, XenVer, type ShutdownReasonName } from './abi.js';
+import { ConsoleIo, DOMID_SELF, Errno, HVM_NR_PARAMS, HvmOp, HvmParam, Hypercall, SCHEDOP_POLL_MAX_PORTS, SchedOp, ShutdownReason, VCPU_INFO_SIZE, XEN_EXTRAVERSION, XEN_LEGACY_MAX_VCPUS, XEN_VERSION_MAJOR, XEN_VERSION_MINOR, XenFeat, XenMapSpace, XenMem, XenVer, type ShutdownReasonName } from './abi.js';
 import type { GuestAccess } from './guest-access.js';
 import type { DomainServices, DomainState } from './domain.js';
+import { eventChannelOp } from './evtchn-ops.js';
+import { VcpuField } from './shared.js';
+import { publishVcpuTime, publishWallclock } from './time.js';
+import { setTimerOp, vcpuOp } from './vcpu-ops.js';
+import type { XenContext } from './xen-context.js';
 
 /** One hypercall as the guest issued it. */
 export interface HypercallCall {
@@ -16,10 +21,10 @@ export interface HypercallCall {
 }
 
 export interface HypercallEnv {
+  xen: XenContext;
   domain: DomainState;
   mem: GuestAccess;
   services: DomainServices;
-  nrVcpus: number;
 }
 
 type Handler = (env: HypercallEnv, call: HypercallCall) => bigint;
@@ -84,6 +89,8 @@ function domidIsSelf(domid: number): boolean {
 function hvmOp(env: HypercallEnv, call: HypercallCall): bigint {
   const op = Number(call.args[0]);
   const ptr = call.args[1]!;
+  if (op === HvmOp.set_evtchn_upcall_vector) return setUpcallVector(env, ptr);
+  if (op === HvmOp.pagetable_dying) return 0n;
   if (op !== HvmOp.set_param && op !== HvmOp.get_param) return err(Errno.ENOSYS);
   const raw = env.mem.read(ptr, 16);
   if (!raw) return err(Errno.EFAULT);
@@ -103,6 +110,20 @@ function hvmOp(env: HypercallEnv, call: HypercallCall): bigint {
     if (type > 2) return err(Errno.EINVAL);
   }
   env.domain.hvmParams[index] = value;
+  return 0n;
+}
+
+function setUpcallVector(env: HypercallEnv, ptr: bigint): bigint {
+  const raw = env.mem.read(ptr, 8);
+  if (!raw) return err(Errno.EFAULT);
+  const v = new DataView(raw.buffer);
+  const vcpu = v.getUint32(0, true);
+  const vector = v.getUint8(4);
+  if (vector < 0x10) return err(Errno.EINVAL);
+  if (vcpu >= env.xen.nrVcpus) return err(Errno.ENOENT);
+  env.xen.shared.setVcpu(vcpu, VcpuField.callbackVector, BigInt(vector));
+  // An event that arrived before the vector existed is delivered now.
+  if (env.xen.upcallPending(vcpu)) env.xen.raiseUpcall(vcpu);
   return 0n;
 }
 
@@ -126,6 +147,12 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   // it like any other page; the frame's previous contents are gone, as on Xen.
   env.mem.ram.fill(0, gpa, gpa + 4096);
   env.domain.sharedInfoGpa = BigInt(gpa);
+  const x = env.xen;
+  for (let v = 0; v < Math.min(x.nrVcpus, XEN_LEGACY_MAX_VCPUS); v++) {
+    x.shared.setVcpu(v, VcpuField.vcpuInfoDefaultGpa, BigInt(gpa + v * VCPU_INFO_SIZE));
+    publishVcpuTime(x, v);
+  }
+  publishWallclock(x);
   return 0n;
 }
 
@@ -136,6 +163,21 @@ function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
   switch (cmd) {
     case SchedOp.yield:
       return 0n;
+    case SchedOp.block:
+      return env.services.block(call.vcpu);
+    case SchedOp.poll: {
+      // struct sched_poll { guest handle ports; u32 nr_ports; u64 timeout } (64-bit: 24 bytes).
+      const raw = env.mem.read(call.args[1]!, 24);
+      if (!raw) return err(Errno.EFAULT);
+      const v = new DataView(raw.buffer);
+      const nr = v.getUint32(8, true);
+      if (nr > SCHEDOP_POLL_MAX_PORTS) return err(Errno.EINVAL);
+      const list = env.mem.read(v.getBigUint64(0, true), nr * 4);
+      if (!list) return err(Errno.EFAULT);
+      const ports = Array.from({ length: nr }, (_, i) => new DataView(list.buffer).getUint32(i * 4, true));
+      if (ports.some((p) => p >= env.xen.nrPorts)) return err(Errno.EINVAL);
+      return env.services.poll(call.vcpu, ports, v.getBigUint64(16, true));
+    }
     case SchedOp.shutdown: {
       const raw = env.mem.read(call.args[1]!, 4);
       if (!raw) return err(Errno.EFAULT);
@@ -155,12 +197,10 @@ const handlers: Partial<Record<number, Handler>> = {
   [Hypercall.hvm_op]: hvmOp,
   [Hypercall.memory_op]: memoryOp,
   [Hypercall.sched_op]: schedOp,
+  [Hypercall.event_channel_op]: eventChannelOp,
+  [Hypercall.vcpu_op]: vcpuOp,
+  [Hypercall.set_timer_op]: setTimerOp,
 };
-
-/** Registers a handler (used by subsystems such as event channels). */
-export function registerHypercall(nr: number, handler: Handler): void {
-  handlers[nr] = handler;
-}
 
 export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigint {
   const handler = handlers[call.nr];
@@ -172,7 +212,7 @@ export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigin
     return handler(env, call);
   } catch (e) {
     // A handler bug must not take the VMM down with the guest's help.
-    env.services.warnOnce(`hypercall-crash-${call.nr}`, `hypercall ${call.nr} handler failed: ${(e as Error).message}`);
+    env.services.warnOnce(`hypercall-crash-${call.nr}`, `hypercall ${call.nr} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ""}`);
     return err(Errno.EINVAL);
   }
 }

@@ -9,10 +9,14 @@ import { Cap, KVM, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
 import { NoKvmError } from '../errors.js';
 import { XEN_HYPERCALL_MSR } from './abi.js';
 import { guestCpuid } from './cpuid.js';
-import { DomainState } from './domain.js';
+import { Worker } from 'node:worker_threads';
+import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
+import { SyncField, XenShared } from './shared.js';
+import { setClockReference } from './time.js';
 import { VcpuThread } from './vcpu-thread.js';
-import { VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
+import { Ctl, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
+import type { XenThreadResources } from './xen-context.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -43,8 +47,11 @@ export class XenMachine {
   readonly kvm: Kvm;
   readonly vm: KvmVm;
   readonly ram: GuestRam;
-  readonly domain = new DomainState();
+  readonly xen: XenShared;
   readonly handles: VcpuHandle[] = [];
+  /** Every vCPU's control block (see vcpu-control.ts). */
+  readonly control: SharedArrayBuffer;
+  private timerThread: Worker | null = null;
   private readonly opts: MachineOptions;
   private threads: VcpuThread[] = [];
   private outcomeWaiters: Array<(o: Outcome) => void> = [];
@@ -56,6 +63,16 @@ export class XenMachine {
     this.vm = vm;
     this.ram = ram;
     this.opts = opts;
+    this.xen = XenShared.create(opts.vcpus);
+    this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
+  }
+
+  get domain() {
+    return this.xen.domain;
+  }
+
+  private resources(): XenThreadResources {
+    return { ramAddr: this.ram.hostAddr, ramSize: this.ram.size, vmFd: this.vm.fd, xen: this.xen.buffers, control: this.control };
   }
 
   static create(opts: MachineOptions): XenMachine {
@@ -93,6 +110,7 @@ export class XenMachine {
       const bsp = new KvmVcpu(m.handles[0]!);
       bsp.setSregs(loaded.sregs);
       bsp.setRegs(loaded.gpr);
+      m.setGuestTime(0n);
     } catch (e) {
       m.destroy();
       throw e;
@@ -100,10 +118,22 @@ export class XenMachine {
     return m;
   }
 
-  /** Starts every vCPU thread. */
+  /**
+   * Sets guest system time to `ns0` now (0 at boot; the saved time on restore)
+   * from vCPU 0's TSC frequency and offset.
+   */
+  setGuestTime(ns0: bigint): void {
+    const fd = this.handles[0]!.fd;
+    setClockReference(this.xen, vcpuTscKhz(fd), vcpuTscOffset(fd), ns0, BigInt(Date.now()) * 1_000_000n);
+  }
+
+  /** Starts the timer thread and every vCPU thread. */
   start(): void {
-    const shared = { ramAddr: this.ram.hostAddr, ramSize: this.ram.size, domain: this.domain.sab, nrVcpus: this.handles.length };
-    this.threads = this.handles.map((h) => new VcpuThread(h, shared, (msg) => this.onMessage(msg), (e) => this.finish({ kind: 'fault', detail: `vCPU thread error: ${e.message}` })));
+    const r = this.resources();
+    const onError = (e: Error) => this.finish({ kind: 'fault', detail: `emulator thread error: ${e.message}` });
+    this.timerThread = new Worker(new URL('./timer-worker.js', import.meta.url), { workerData: r });
+    this.timerThread.on('error', onError);
+    this.threads = this.handles.map((handle) => new VcpuThread({ ...r, handle }, (msg) => this.onMessage(msg), onError));
   }
 
   private onMessage(msg: VcpuMessage): void {
@@ -150,6 +180,13 @@ export class XenMachine {
     const threads = this.threads;
     this.threads = [];
     await Promise.all(threads.map((t) => t.stop()));
+    const timer = this.timerThread;
+    this.timerThread = null;
+    if (timer) {
+      Atomics.store(this.xen.sync, SyncField.timerStop, 1);
+      this.xen.wakeTimers();
+      await new Promise<void>((resolve) => { timer.once('exit', () => resolve()); });
+    }
   }
 
   /** Stops the guest (if running) and releases everything.  Idempotent. */

@@ -1,10 +1,17 @@
-// The control block shared by the main thread and one vCPU thread: an
-// Int32Array over a SharedArrayBuffer.  The main thread writes REQ and kicks;
+// The control blocks shared by the main thread and the vCPU threads: one
+// Int32Array over a SharedArrayBuffer, Ctl.SIZE words per vCPU.  The main thread writes REQ and kicks;
 // the vCPU thread acts on it at its next exit and publishes STATE.  Messages
 // (console, outcome) travel by postMessage; only the run/pause handshake,
 // which must work while the main thread waits, lives here.
 
-export const Ctl = { REQ: 0, STATE: 1, TID: 2, SIZE: 4 } as const;
+export const Ctl = {
+  REQ: 0,
+  STATE: 1,
+  TID: 2,
+  /** Bumped and notified to end a SCHEDOP_block/poll wait or a park early. */
+  WAKE: 3,
+  SIZE: 4,
+} as const;
 
 export const Req = {
   /** Run the guest. */

@@ -1,6 +1,6 @@
 // The main thread's side of one vCPU thread: starts the Worker, asks it to
-// pause, resume or stop through the shared control block, and kicks it out
-// of KVM_RUN (immediate_exit + SIGUSR2 to its tid) so that a request is seen
+// pause, resume or stop through its control block, and kicks it out of
+// KVM_RUN (immediate_exit + SIGUSR2 to its tid) so that a request is seen
 // even while the guest spins or halts.
 import { Worker } from 'node:worker_threads';
 import { SIGUSR2, tgkill } from '../kvm/libc.js';
@@ -21,17 +21,18 @@ const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
 export class VcpuThread {
   readonly index: number;
   private readonly ctl: Int32Array;
+  private readonly base: number;
   private readonly kicker: VcpuKick;
   private readonly worker: Worker;
-  private exited: Promise<void>;
+  private readonly exited: Promise<void>;
 
-  constructor(handle: VcpuHandle, shared: Omit<VcpuWorkerData, 'handle' | 'control'>, onMessage: (m: VcpuMessage) => void, onError: (e: Error) => void) {
+  constructor(data: VcpuWorkerData, onMessage: (m: VcpuMessage) => void, onError: (e: Error) => void) {
     installKickHandler();
+    const handle: VcpuHandle = data.handle;
     this.index = handle.index;
-    const control = new SharedArrayBuffer(Ctl.SIZE * 4);
-    this.ctl = new Int32Array(control);
+    this.ctl = new Int32Array(data.control);
+    this.base = this.index * Ctl.SIZE;
     this.kicker = new VcpuKick(handle);
-    const data: VcpuWorkerData = { ...shared, handle, control };
     this.worker = new Worker(WORKER_URL, { workerData: data });
     this.worker.on('message', onMessage);
     this.worker.on('error', onError);
@@ -39,19 +40,21 @@ export class VcpuThread {
   }
 
   get state(): number {
-    return Atomics.load(this.ctl, Ctl.STATE);
+    return Atomics.load(this.ctl, this.base + Ctl.STATE);
   }
 
   private request(req: number): void {
-    Atomics.store(this.ctl, Ctl.REQ, req);
-    Atomics.notify(this.ctl, Ctl.REQ);
+    Atomics.store(this.ctl, this.base + Ctl.REQ, req);
+    // A thread parked or waiting in SCHEDOP_block/poll sleeps on WAKE.
+    Atomics.add(this.ctl, this.base + Ctl.WAKE, 1);
+    Atomics.notify(this.ctl, this.base + Ctl.WAKE);
     this.kick();
   }
 
   /** Gets the thread out of KVM_RUN soon; harmless when it is not in it. */
   kick(): void {
     this.kicker.requestExit();
-    const tid = Atomics.load(this.ctl, Ctl.TID);
+    const tid = Atomics.load(this.ctl, this.base + Ctl.TID);
     if (tid > 0 && this.state === VcpuState.RUNNING) tgkill(process.pid, tid, SIGUSR2);
   }
 
@@ -62,8 +65,9 @@ export class VcpuThread {
   }
 
   resume(): void {
-    Atomics.store(this.ctl, Ctl.REQ, Req.RUN);
-    Atomics.notify(this.ctl, Ctl.REQ);
+    Atomics.store(this.ctl, this.base + Ctl.REQ, Req.RUN);
+    Atomics.add(this.ctl, this.base + Ctl.WAKE, 1);
+    Atomics.notify(this.ctl, this.base + Ctl.WAKE);
   }
 
   /** Ends the thread; resolves when the Worker has exited.  Idempotent. */
@@ -80,7 +84,7 @@ export class VcpuThread {
       // check of REQ and its entry into KVM_RUN (immediate_exit covers it,
       // but a halted vCPU needs the signal).
       this.kick();
-      const r = Atomics.waitAsync(this.ctl, Ctl.STATE, s, 50);
+      const r = Atomics.waitAsync(this.ctl, this.base + Ctl.STATE, s, 20);
       await r.value;
     }
   }

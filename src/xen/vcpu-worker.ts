@@ -6,23 +6,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { KvmVcpu, type VcpuHandle } from '../kvm/vcpu.js';
 import { Exit } from '../kvm/ioctls.js';
-import { gettid, viewOf } from '../kvm/libc.js';
+import { gettid } from '../kvm/libc.js';
 import { Gpr } from '../kvm/types.js';
 import { Errno, XEN_HYPERCALL_MSR, type ShutdownReasonName } from './abi.js';
-import { DomainState } from './domain.js';
 import { GuestAccess } from './guest-access.js';
+import { KVM, KVM_MP_STATE } from '../kvm/ioctls.js';
+import { VcpuField } from './shared.js';
+import { guestNowNs } from './time.js';
+import { hvmContextToState } from './vcpu-start.js';
+import { XenContext, type XenThreadResources } from './xen-context.js';
 import { fillHypercallPage, HYPERCALL_PORT } from './hypercall-page.js';
 import { dispatchHypercall, type HypercallCall, type HypercallEnv } from './hypercalls.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { DEBUGCON_PORT, DEBUG_EXIT_PORT } from './ports.js';
 
-export interface VcpuWorkerData {
+export interface VcpuWorkerData extends XenThreadResources {
   handle: VcpuHandle;
-  ramAddr: bigint;
-  ramSize: number;
-  domain: SharedArrayBuffer;
-  control: SharedArrayBuffer;
-  nrVcpus: number;
 }
 
 const EFER_LMA = 1n << 10n;
@@ -32,19 +31,41 @@ const U32 = 0xffffffffn;
 
 const data = workerData as VcpuWorkerData;
 const port = parentPort!;
+const me = data.handle.index;
 const ctl = new Int32Array(data.control);
+const base = me * Ctl.SIZE;
 const post = (m: VcpuMessage, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 
 const vcpu = new KvmVcpu(data.handle);
-const ram = viewOf(data.ramAddr, data.ramSize);
-const domain = new DomainState(data.domain);
+const xen = new XenContext(data);
+const ram = xen.ram;
+const domain = xen.shared.domain;
 const warned = new Set<string>();
 let outcome: Outcome | null = null;
+/** An exit was handled since the last KVM_RUN: it must be completed before parking. */
+let exitOutstanding = false;
+
+const stopRequested = () => Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN;
+
+/** Waits on this vCPU's WAKE word until `done()` or a stop/pause request; `deadlineNs` in guest time (0: none). */
+function waitFor(done: () => boolean, deadlineNs: bigint): void {
+  for (;;) {
+    const seq = Atomics.load(ctl, base + Ctl.WAKE);
+    if (done() || stopRequested()) return;
+    let ms = Infinity;
+    if (deadlineNs !== 0n) {
+      const left = deadlineNs - guestNowNs(xen.shared);
+      if (left <= 0n) return;
+      ms = Number(left) / 1e6;
+    }
+    Atomics.wait(ctl, base + Ctl.WAKE, seq, ms);
+  }
+}
 
 const env: HypercallEnv = {
+  xen,
   domain,
   mem: new GuestAccess(ram),
-  nrVcpus: data.nrVcpus,
   services: {
     consoleWrite(bytes: Uint8Array): void {
       const copy = bytes.slice();
@@ -58,9 +79,25 @@ const env: HypercallEnv = {
       warned.add(key);
       post({ t: 'log', key, message });
     },
+    block(v: number): bigint {
+      waitFor(() => xen.upcallPending(v), 0n);
+      return 0n;
+    },
+    poll(v: number, ports: number[], timeoutNs: bigint): bigint {
+      xen.shared.setVcpu(v, VcpuField.polling, 1n);
+      try {
+        waitFor(() => ports.some((p) => xen.isPending(p)), timeoutNs);
+      } finally {
+        xen.shared.setVcpu(v, VcpuField.polling, 0n);
+      }
+      return 0n;
+    },
+    startVcpu(v: number): void {
+      xen.wakeVcpu(v);
+    },
   },
 };
-const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: data.handle.index };
+const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: me };
 
 function onHypercall(): void {
   const g = vcpu.gpr;
@@ -148,51 +185,81 @@ function onExit(reason: number): void {
       outcome ??= { kind: 'halted' };
       return;
     case Exit.SHUTDOWN:
-      outcome ??= { kind: 'fault', detail: `vCPU ${call.vcpu}: triple fault at rip 0x${vcpu.getRegs()[Gpr.RIP]!.toString(16)}` };
+      outcome ??= { kind: 'fault', detail: `vCPU ${me}: triple fault at rip 0x${vcpu.getRegs()[Gpr.RIP]!.toString(16)}` };
       return;
     case Exit.INTERNAL_ERROR:
-      outcome ??= { kind: 'fault', detail: `vCPU ${call.vcpu}: KVM internal error (suberror ${vcpu.internalSuberror})` };
+      outcome ??= { kind: 'fault', detail: `vCPU ${me}: KVM internal error (suberror ${vcpu.internalSuberror})` };
       return;
     case Exit.SYSTEM_EVENT:
       outcome ??= vcpu.systemEventType === 2 ? { kind: 'shutdown', reason: 'reboot' } : { kind: 'fault', detail: `system event ${vcpu.systemEventType}` };
       return;
     default:
-      outcome ??= { kind: 'fault', detail: `vCPU ${call.vcpu}: unexpected KVM exit ${reason}` };
+      outcome ??= { kind: 'fault', detail: `vCPU ${me}: unexpected KVM exit ${reason}` };
   }
 }
 
-/** Parks until the main thread asks for RUN or STOP; returns false for STOP. */
+/** Applies a start context stored by VCPUOP_initialise (this thread owns the vCPU fd). */
+function applyStartContext(): void {
+  const { gpr, sregs } = hvmContextToState(xen.shared.contextBytes(me));
+  sregs.apicBase = vcpu.getSregs().apicBase;
+  vcpu.setSregs(sregs);
+  vcpu.setRegs(gpr);
+  const mp = new Uint32Array([KVM_MP_STATE.RUNNABLE]);
+  vcpu.ioctl(KVM.SET_MP_STATE, new Uint8Array(mp.buffer), 'KVM_SET_MP_STATE');
+  xen.shared.setVcpu(me, VcpuField.startPending, 0n);
+}
+
+const isUp = () => xen.shared.vcpu(me, VcpuField.up) !== 0n;
+
+/**
+ * Parks until the main thread asks for RUN (and this vCPU is up) or STOP;
+ * returns false for STOP.  A pending PIO/MSR completion is flushed first
+ * (KVM_RUN with immediate_exit), so the state seen while parked is final.
+ */
 function park(): boolean {
-  Atomics.store(ctl, Ctl.STATE, VcpuState.PAUSED);
-  Atomics.notify(ctl, Ctl.STATE);
-  for (;;) {
-    const req = Atomics.load(ctl, Ctl.REQ);
-    if (req === Req.STOP) return false;
-    if (req === Req.RUN) break;
-    Atomics.wait(ctl, Ctl.REQ, req);
+  if (exitOutstanding) {
+    vcpu.requestImmediateExit();
+    vcpu.runOnce();
+    exitOutstanding = false;
   }
+  Atomics.store(ctl, base + Ctl.STATE, VcpuState.PAUSED);
+  Atomics.notify(ctl, base + Ctl.STATE);
+  for (;;) {
+    const req = Atomics.load(ctl, base + Ctl.REQ);
+    if (req === Req.STOP) return false;
+    if (req === Req.RUN && isUp()) break;
+    const seq = Atomics.load(ctl, base + Ctl.WAKE);
+    if (Atomics.load(ctl, base + Ctl.REQ) !== req || (req === Req.RUN && isUp())) continue;
+    Atomics.wait(ctl, base + Ctl.WAKE, seq);
+  }
+  if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
   // Cleared only after seeing RUN: a kick racing with this resume re-sets it.
   vcpu.clearImmediateExit();
-  Atomics.store(ctl, Ctl.STATE, VcpuState.RUNNING);
-  Atomics.notify(ctl, Ctl.STATE);
+  Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
+  Atomics.notify(ctl, base + Ctl.STATE);
   return true;
 }
 
 function loop(): void {
-  Atomics.store(ctl, Ctl.TID, gettid());
-  Atomics.store(ctl, Ctl.STATE, VcpuState.RUNNING);
-  Atomics.notify(ctl, Ctl.STATE);
+  Atomics.store(ctl, base + Ctl.TID, gettid());
+  if (!isUp() && !park()) return;
+  Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
+  Atomics.notify(ctl, base + Ctl.STATE);
   for (;;) {
-    if (Atomics.load(ctl, Ctl.REQ) !== Req.RUN && !park()) return;
+    if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !park()) return;
     const r = vcpu.runOnce();
+    exitOutstanding = false;
     if (r === -EINTR || r === -EAGAIN) continue;
-    if (r < 0) outcome ??= { kind: 'fault', detail: `vCPU ${call.vcpu}: KVM_RUN failed (errno ${-r})` };
-    else onExit(r);
+    if (r < 0) outcome ??= { kind: 'fault', detail: `vCPU ${me}: KVM_RUN failed (errno ${-r})` };
+    else {
+      exitOutstanding = true;
+      onExit(r);
+    }
     if (outcome !== null) {
       post({ t: 'outcome', outcome });
       outcome = null;
       // The machine decides what happens next (stop all vCPUs); wait for it.
-      Atomics.compareExchange(ctl, Ctl.REQ, Req.RUN, Req.PAUSE);
+      Atomics.compareExchange(ctl, base + Ctl.REQ, Req.RUN, Req.PAUSE);
     }
   }
 }
@@ -200,8 +267,8 @@ function loop(): void {
 try {
   loop();
 } catch (e) {
-  post({ t: 'outcome', outcome: { kind: 'fault', detail: `vCPU ${call.vcpu} thread failed: ${(e as Error).message}` } });
+  post({ t: 'outcome', outcome: { kind: 'fault', detail: `vCPU ${me} thread failed: ${(e as Error).message}` } });
 } finally {
-  Atomics.store(ctl, Ctl.STATE, VcpuState.STOPPED);
-  Atomics.notify(ctl, Ctl.STATE);
+  Atomics.store(ctl, base + Ctl.STATE, VcpuState.STOPPED);
+  Atomics.notify(ctl, base + Ctl.STATE);
 }

@@ -12,11 +12,9 @@
 import { array, defineState, u16, u64, u8 } from '../vmstate/index.js';
 import type { StateOf } from '../vmstate/index.js';
 
-/** Xen's NR_VIRQS: per-vCPU virtual IRQ numbers (VIRQ_TIMER = 0, ...). */
-export const NR_VIRQS = 24;
-
-/** A GPA field holding this has no registration (the guest never set one). */
-export const INVALID_GPA = 0xffffffffffffffffn;
+import { NR_VIRQS } from './abi.js';
+import { INVALID_GPA } from './domain.js';
+export { NR_VIRQS, INVALID_GPA };
 
 export const xenVcpuState = defineState({
   name: 'cpu/xen_vcpu',

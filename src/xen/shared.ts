@@ -1,0 +1,154 @@
+// Emulator state every thread needs (vCPU threads serving hypercalls, the
+// timer thread, the main thread for QMP and checkpoints), kept in
+// SharedArrayBuffers and attached to by each thread.  Writers that change a
+// table's structure (bind, close) take `lock`; hot readers (send, timers) read
+// single words, which JavaScript never tears.
+import { NR_VIRQS } from './abi.js';
+import { DomainState, INVALID_GPA } from './domain.js';
+
+export const MAX_PORTS = 4096;
+
+/** Port types as EVTCHNOP_status reports them. */
+export const PortType = { closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 4, ipi: 5 } as const;
+
+/** Per-port fields in `ports` (Int32Array, PORT_STRIDE words per port). */
+export const PortField = {
+  type: 0,
+  /** vCPU notified when the port becomes pending. */
+  vcpu: 1,
+  /** VIRQ number, remote port (interdomain), or remote domid (unbound). */
+  value: 2,
+} as const;
+const PORT_STRIDE = 3;
+
+/** Per-vCPU words in `vcpus` (BigUint64Array, VCPU_STRIDE words per vCPU). */
+export const VcpuField = {
+  vcpuInfoGpa: 0,
+  vcpuInfoDefaultGpa: 1,
+  timeInfoGpa: 2,
+  runstateGpa: 3,
+  callbackVector: 4,
+  singleshotNs: 5,
+  periodicPeriodNs: 6,
+  periodicNextNs: 7,
+  up: 8,
+  /** VCPUOP_initialise stored a start context (CTX words) not yet applied. */
+  startPending: 9,
+  /** The vCPU is in SCHEDOP_poll: wake it on any pending port. */
+  polling: 10,
+  virq: 16,
+  /** struct vcpu_hvm_context, 128 bytes. */
+  ctx: 16 + NR_VIRQS,
+} as const;
+export const HVM_CONTEXT_BYTES = 128;
+const VCPU_STRIDE = VcpuField.ctx + HVM_CONTEXT_BYTES / 8;
+
+/** Words in `clock` (BigInt64Array): the pvclock reference every vcpu_time_info carries. */
+export const ClockField = { tsc0: 0, ns0: 1, mul: 2, shift: 3, tscOffset: 4, wcSec: 5, wcNsec: 6 } as const;
+const CLOCK_WORDS = 8;
+
+/** Int32 words in `control`: the port-table lock and the timer thread's wake word. */
+export const SyncField = { lock: 0, timerWake: 1, timerStop: 2 } as const;
+const SYNC_WORDS = 4;
+
+export interface XenSharedBuffers {
+  domain: SharedArrayBuffer;
+  ports: SharedArrayBuffer;
+  vcpus: SharedArrayBuffer;
+  clock: SharedArrayBuffer;
+  sync: SharedArrayBuffer;
+  nrVcpus: number;
+}
+
+export class XenShared {
+  readonly buffers: XenSharedBuffers;
+  readonly domain: DomainState;
+  readonly ports: Int32Array;
+  readonly vcpus: BigUint64Array;
+  readonly clock: BigInt64Array;
+  readonly sync: Int32Array;
+  readonly nrVcpus: number;
+
+  private constructor(b: XenSharedBuffers) {
+    this.buffers = b;
+    this.nrVcpus = b.nrVcpus;
+    this.domain = new DomainState(b.domain);
+    this.ports = new Int32Array(b.ports);
+    this.vcpus = new BigUint64Array(b.vcpus);
+    this.clock = new BigInt64Array(b.clock);
+    this.sync = new Int32Array(b.sync);
+  }
+
+  static create(nrVcpus: number): XenShared {
+    const domain = new DomainState();
+    const s = new XenShared({
+      domain: domain.sab,
+      ports: new SharedArrayBuffer(MAX_PORTS * PORT_STRIDE * 4),
+      vcpus: new SharedArrayBuffer(nrVcpus * VCPU_STRIDE * 8),
+      clock: new SharedArrayBuffer(CLOCK_WORDS * 8),
+      sync: new SharedArrayBuffer(SYNC_WORDS * 4),
+      nrVcpus,
+    });
+    for (let v = 0; v < nrVcpus; v++) {
+      for (const f of [VcpuField.vcpuInfoGpa, VcpuField.vcpuInfoDefaultGpa, VcpuField.timeInfoGpa, VcpuField.runstateGpa]) s.setVcpu(v, f, INVALID_GPA);
+    }
+    s.setVcpu(0, VcpuField.up, 1n);
+    return s;
+  }
+
+  static attach(b: XenSharedBuffers): XenShared {
+    return new XenShared(b);
+  }
+
+  // --- ports ---
+  portType(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.type); }
+  portVcpu(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.vcpu); }
+  portValue(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.value); }
+  setPort(port: number, type: number, vcpu: number, value: number): void {
+    const o = port * PORT_STRIDE;
+    Atomics.store(this.ports, o + PortField.vcpu, vcpu);
+    Atomics.store(this.ports, o + PortField.value, value);
+    Atomics.store(this.ports, o + PortField.type, type);
+  }
+  setPortVcpu(port: number, vcpu: number): void { Atomics.store(this.ports, port * PORT_STRIDE + PortField.vcpu, vcpu); }
+
+  // --- vCPUs ---
+  vcpu(v: number, f: number): bigint { return Atomics.load(this.vcpus, v * VCPU_STRIDE + f); }
+  setVcpu(v: number, f: number, value: bigint): void { Atomics.store(this.vcpus, v * VCPU_STRIDE + f, value); }
+  compareAndSetVcpu(v: number, f: number, expected: bigint, value: bigint): boolean {
+    return Atomics.compareExchange(this.vcpus, v * VCPU_STRIDE + f, expected, value) === expected;
+  }
+  virqPort(v: number, virq: number): number { return Number(this.vcpu(v, VcpuField.virq + virq)); }
+  setVirqPort(v: number, virq: number, port: number): void { this.setVcpu(v, VcpuField.virq + virq, BigInt(port)); }
+  /** The vcpu_info in use: the registered one, else the default slot in shared_info. */
+  vcpuInfoGpa(v: number): bigint {
+    const reg = this.vcpu(v, VcpuField.vcpuInfoGpa);
+    return reg !== INVALID_GPA ? reg : this.vcpu(v, VcpuField.vcpuInfoDefaultGpa);
+  }
+  /** View of a vCPU's saved start context (struct vcpu_hvm_context). */
+  contextBytes(v: number): Uint8Array {
+    return new Uint8Array(this.buffers.vcpus, (v * VCPU_STRIDE + VcpuField.ctx) * 8, HVM_CONTEXT_BYTES);
+  }
+
+  // --- clock ---
+  clockWord(f: number): bigint { return Atomics.load(this.clock, f); }
+  setClockWord(f: number, v: bigint): void { Atomics.store(this.clock, f, v); }
+
+  // --- locking and wake-ups ---
+  /** Serialises port-table changes between vCPU threads (bind/close are rare). */
+  withLock<T>(fn: () => T): T {
+    while (Atomics.compareExchange(this.sync, SyncField.lock, 0, 1) !== 0) Atomics.wait(this.sync, SyncField.lock, 1, 1);
+    try {
+      return fn();
+    } finally {
+      Atomics.store(this.sync, SyncField.lock, 0);
+      Atomics.notify(this.sync, SyncField.lock, 1);
+    }
+  }
+
+  /** A timer changed: the timer thread recomputes its next deadline. */
+  wakeTimers(): void {
+    Atomics.add(this.sync, SyncField.timerWake, 1);
+    Atomics.notify(this.sync, SyncField.timerWake);
+  }
+}
