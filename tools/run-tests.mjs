@@ -27,12 +27,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const driver = `
-import { run } from 'uvu/run';
-const files = JSON.parse(process.env.XENKVM_TEST_FILES);
-await run(files.map((file) => ({ name: file.name, file: file.path })), { bail: false });
-`;
-const child = spawn(process.execPath, ['--input-type=module', '-e', driver], {
+const child = spawn(process.execPath, [join(root, 'tools', 'test-driver.mjs')], {
   cwd: root,
   env: {
     ...process.env,
