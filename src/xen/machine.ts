@@ -16,7 +16,7 @@ import { SyncField, XenShared } from './shared.js';
 import { setClockReference } from './time.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
-import type { XenThreadResources } from './xen-context.js';
+import { XenContext, type XenThreadResources } from './xen-context.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -52,6 +52,7 @@ export class XenMachine {
   /** Every vCPU's control block (see vcpu-control.ts). */
   readonly control: SharedArrayBuffer;
   private timerThread: Worker | null = null;
+  private mainContext: XenContext | null = null;
   private readonly opts: MachineOptions;
   private threads: VcpuThread[] = [];
   private outcomeWaiters: Array<(o: Outcome) => void> = [];
@@ -118,6 +119,12 @@ export class XenMachine {
     return m;
   }
 
+  /** The emulator state as seen from the main thread (QMP, checkpoints). */
+  get context(): XenContext {
+    this.mainContext ??= new XenContext(this.resources());
+    return this.mainContext;
+  }
+
   /**
    * Sets guest system time to `ns0` now (0 at boot; the saved time on restore)
    * from vCPU 0's TSC frequency and offset.
@@ -174,6 +181,17 @@ export class XenMachine {
 
   get running(): boolean {
     return this.threads.some((t) => t.state === VcpuState.RUNNING);
+  }
+
+  /** 'shutdown' once the guest has stopped for good, else whether any vCPU runs. */
+  get status(): 'running' | 'paused' | 'shutdown' {
+    if (this.finalOutcome !== null || this.destroyed) return 'shutdown';
+    return this.running ? 'running' : 'paused';
+  }
+
+  /** Ends the run as if the guest had powered off (QMP quit, signals). */
+  requestStop(reason: Outcome): void {
+    this.finish(reason);
   }
 
   private async stopThreads(): Promise<void> {
