@@ -1,0 +1,23 @@
+// The benches `npm run bench` knows.  To add one, write tools/bench/<name>.ts
+// exporting an async function and add one entry here; main.ts needs no change.
+import { benchHypercall } from './hypercall.js';
+import { benchRam } from './ram.js';
+import { benchVmstate } from './vmstate.js';
+
+/** What a bench hands back for --json: any JSON-serialisable object (bigints are written as strings). */
+export type BenchResult = object | void;
+
+export interface BenchEntry {
+  name: string;
+  summary: string;
+  /** Part of a bare `npm run bench`: finishes in well under a minute on a shared 2-core machine. */
+  quick: boolean;
+  run: () => Promise<BenchResult>;
+}
+
+export const BENCHES: readonly BenchEntry[] = [
+  { name: 'hypercall', summary: 'ring-0 hypercall round trip vs a bare C PIO exit; ring-3 hypercall and syscall cost', quick: true, run: benchHypercall },
+  { name: 'vmstate', summary: 'encode/decode the full state of an 8-vCPU machine (vmstate descriptors)', quick: true, run: benchVmstate },
+  // Not quick: ~1 GiB of memory and 256 MiB files on a machine shared by several engineers.
+  { name: 'ram', summary: 'zero-page detection, CRC-32, 256 MiB RAM image to a snapshot file and back', quick: false, run: benchRam },
+];
