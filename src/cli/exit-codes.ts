@@ -20,6 +20,8 @@ export function exitCodeFor(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'halted':
       return EXIT.halted;
+    case 'quit':
+      return EXIT.ok;
     case 'fault':
       return EXIT.fault;
     case 'shutdown':
@@ -31,6 +33,8 @@ export function describeOutcome(outcome: Outcome): string {
   switch (outcome.kind) {
     case 'halted':
       return 'guest halted with nothing left to wake it';
+    case 'quit':
+      return `guest stopped by ${outcome.by}`;
     case 'fault':
       return `guest stopped by a fault: ${outcome.detail}`;
     case 'shutdown':

@@ -5,6 +5,7 @@ import { XenkvmError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { runCommand } from './run.js';
 import { demoCommand } from './demo.js';
+import { ctlCommand } from './ctl.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
@@ -32,9 +33,23 @@ export async function main(argv: string[]): Promise<void> {
           .option('vcpus', { type: 'number', default: 1, describe: 'number of vCPUs (1-8)' })
           .option('cmdline', { type: 'string', default: '', describe: 'guest command line (the test guest runs the program it names)' })
           .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path (owner-only); see xenkvm ctl' })
           .example('$0 run fixtures/guest/build/guest.elf --cmdline selftest', 'boot the test guest and run its self-test')
           .epilogue('Exit status: 0 guest powered off, 1 guest crashed, 2 bad usage or input, 3 reboot, 4 suspend, 5 watchdog, 6 soft_reset, 7 halted with nothing to wake it, 8 guest fault (triple fault, KVM error), 70 internal error, 130 interrupted.'),
-        (a) => setStatus(runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet })),
+        (a) => setStatus(runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet, qmp: a.qmp })),
+      )
+      .command(
+        'ctl <socket> <cmd> [args]',
+        "Send one command to a running xenkvm's control socket and print the answer",
+        (y) => y
+          .positional('socket', { type: 'string', demandOption: true, describe: 'control socket (xenkvm run --qmp PATH)' })
+          .positional('cmd', { type: 'string', demandOption: true, describe: 'query-status, stop, cont, quit, xen-event-list, xen-event-inject, query-commands' })
+          .positional('args', { type: 'string', describe: 'command arguments as a JSON object, e.g. \'{"port": 3}\'' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON result' })
+          .example('$0 ctl /tmp/vm.sock xen-event-list', 'show every event channel of the running guest')
+          .example("$0 ctl /tmp/vm.sock xen-event-inject '{\"port\": 3}'", 'make port 3 pending')
+          .epilogue('Exit status: 0 success, 1 the command failed, 2 bad usage or no xenkvm listening.'),
+        (a) => setStatus(ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json })),
       )
       .command(
         'demo',
@@ -42,7 +57,7 @@ export async function main(argv: string[]): Promise<void> {
         (y) => y,
         () => setStatus(demoCommand()),
       )
-      .demandCommand(1, 'name a command: run, demo (see --help)')
+      .demandCommand(1, 'name a command: run, ctl, demo (see --help)')
       .strict()
       .fail((msg, err) => {
         if (err) throw err;

@@ -4,6 +4,8 @@ import { InputError, UsageError } from '../errors.js';
 import { XenMachine } from '../xen/machine.js';
 import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
 import { parseSize } from './parse-size.js';
+import { startControlSocket } from './control-socket.js';
+import { emitShutdown } from '../qmp/events.js';
 
 export interface RunArgs {
   elf: string;
@@ -11,6 +13,7 @@ export interface RunArgs {
   vcpus: number;
   cmdline: string;
   quiet: boolean;
+  qmp?: string | undefined;
 }
 
 export function readGuestImage(path: string): Uint8Array {
@@ -30,28 +33,28 @@ export function parseMem(text: string): number {
   return memBytes;
 }
 
-/** Runs `machine` until its guest stops or the user interrupts; returns the exit status. */
-export async function runToCompletion(machine: XenMachine, quiet: boolean): Promise<number> {
+/** Runs `machine` (with a control socket at `qmpPath`) until its guest stops or the user interrupts; returns the exit status. */
+export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string): Promise<number> {
   let interrupted = false;
-  const onSigint = () => {
+  const onSignal = () => {
     interrupted = true;
     process.stderr.write('\nxenkvm: interrupted: stopping the guest\n');
-    void machine.destroy();
+    machine.requestStop({ kind: 'quit', by: 'a signal' });
   };
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigint);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const qmp = qmpPath ? await startControlSocket(machine, qmpPath) : null;
   try {
     machine.start();
-    const outcome = await Promise.race([
-      machine.waitForOutcome(),
-      new Promise<null>((resolve) => { const t = setInterval(() => { if (interrupted) { clearInterval(t); resolve(null); } }, 50); machine.waitForOutcome().then(() => clearInterval(t)); }),
-    ]);
-    if (outcome === null) return EXIT.interrupted;
+    const outcome = await machine.waitForOutcome();
+    if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');
+    if (interrupted) return EXIT.interrupted;
     if (!quiet || outcome.kind !== 'shutdown') process.stderr.write(`xenkvm: ${describeOutcome(outcome)}\n`);
     return exitCodeFor(outcome);
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await qmp?.close();
     await machine.destroy();
   }
 }
@@ -68,5 +71,5 @@ export async function runCommand(args: RunArgs): Promise<number> {
     console: (bytes) => process.stdout.write(bytes),
     log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
   });
-  return runToCompletion(machine, args.quiet);
+  return runToCompletion(machine, args.quiet, args.qmp);
 }

@@ -41,4 +41,6 @@ export type ShutdownOutcome = { kind: 'shutdown'; reason: import('./abi.js').Shu
 export type Outcome =
   | ShutdownOutcome
   | { kind: 'halted' }
+  /** Ended from outside (QMP quit, a signal): the guest did not choose it. */
+  | { kind: 'quit'; by: string }
   | { kind: 'fault'; detail: string };
