@@ -12,7 +12,7 @@ import { guestCpuid } from './cpuid.js';
 import { Worker } from 'node:worker_threads';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
-import { SyncField, XenShared } from './shared.js';
+import { SyncField, VcpuField, XenShared } from './shared.js';
 import { setClockReference } from './time.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
@@ -132,6 +132,12 @@ export class XenMachine {
   setGuestTime(ns0: bigint): void {
     const fd = this.handles[0]!.fd;
     setClockReference(this.xen, vcpuTscKhz(fd), vcpuTscOffset(fd), ns0, BigInt(Date.now()) * 1_000_000n);
+  }
+
+  /** Re-arms vCPU `v`'s periodic timer one period after guest time `nowNs` (after a restore). */
+  rearmPeriodic(v: number, nowNs: bigint): void {
+    const period = this.xen.vcpu(v, VcpuField.periodicPeriodNs);
+    this.xen.setVcpu(v, VcpuField.periodicNextNs, period === 0n ? 0n : nowNs + period);
   }
 
   /** Starts the timer thread and every vCPU thread. */

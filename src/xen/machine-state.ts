@@ -1,0 +1,113 @@
+// Every component of a machine's state, each saving and restoring itself
+// through one contract (Firecracker's Persist): `save(m, i)` reads instance i
+// into plain state, `restore(m, i, state)` writes it into a fresh, not yet
+// started machine.  Checkpoint and migration iterate over this list; they
+// never look inside a component.  Restore applies components in list order,
+// after guest RAM is in place: CPUs, then Xen tables, then clocks last (the
+// KVM clock runs from the moment it is set, and the pvclock rebase needs the
+// vCPUs' final TSC offset).
+import { CpuStateContext, getCpuState, putCpuState } from '../kvm/cpu-state.js';
+import { getVmState, putVmState } from '../kvm/vm-state.js';
+import { defineCpuState, irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
+import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
+import type { XenMachine } from './machine.js';
+import { guestNowNs, publishVcpuTime, publishWallclock } from './time.js';
+import {
+  restoreEvtchn, restoreHvm, restoreOverlay, restoreXenVcpu, saveEvtchn, saveHvm, saveOverlay, saveTime, saveXenVcpu,
+  xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState, xenVcpuState,
+} from './xen-state.js';
+import { vcpuTscKhz } from '../kvm/clock.js';
+
+/** `cpu` with the Xen vCPU state as its `cpu/xen_vcpu` subsection. */
+export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
+export type MachineCpuState = StateOf<typeof machineCpuState>;
+
+export interface Component<D extends AnyDescriptor = AnyDescriptor> {
+  readonly desc: D;
+  instances(m: XenMachine): number;
+  save(m: XenMachine, instance: number): StateOf<D>;
+  restore(m: XenMachine, instance: number, state: StateOf<D>): void;
+}
+
+const component = <D extends AnyDescriptor>(c: Component<D>): Component => c as unknown as Component;
+const one = () => 1;
+
+/** One CpuStateContext per machine: it probes the VM once and owns the ioctl buffers. */
+const cpuContexts = new WeakMap<XenMachine, CpuStateContext>();
+function cpuContext(m: XenMachine): CpuStateContext {
+  let ctx = cpuContexts.get(m);
+  if (!ctx) {
+    ctx = CpuStateContext.probe(m.vm, m.handles[0]!.fd);
+    cpuContexts.set(m, ctx);
+  }
+  return ctx;
+}
+
+export const COMPONENTS: readonly Component[] = [
+  component({
+    desc: machineCpuState,
+    instances: (m) => m.handles.length,
+    save: (m, i) => ({ ...getCpuState(m.handles[i]!.fd, cpuContext(m)), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    restore: (m, i, st) => {
+      const { xen_vcpu, ...cpu } = st;
+      putCpuState(m.handles[i]!.fd, cpu, cpuContext(m), `cpu[${i}]`);
+      // A vCPU still waiting for INIT was never brought up by the guest.
+      const up = i === 0 || cpu.mp_state !== MP_STATES.UNINITIALIZED;
+      if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
+    },
+  }),
+  component({ desc: xenOverlayState, instances: one, save: (m) => saveOverlay(m.xen), restore: (m, _i, st) => restoreOverlay(m.xen, st) }),
+  component({ desc: xenEvtchnState, instances: one, save: (m) => saveEvtchn(m.xen), restore: (m, _i, st) => restoreEvtchn(m.xen, st) }),
+  component({ desc: xenHvmState, instances: one, save: (m) => saveHvm(m.xen), restore: (m, _i, st) => restoreHvm(m.xen, st) }),
+  component({ desc: irqchipState, instances: one, save: (m) => getVmState(m.vm.fd).irqchip, restore: (m, _i, st) => putVmState(m.vm.fd, { kvmclock: getVmState(m.vm.fd).kvmclock, irqchip: st }) }),
+  component({ desc: kvmclockState, instances: one, save: (m) => getVmState(m.vm.fd).kvmclock, restore: (m, _i, st) => putVmState(m.vm.fd, { kvmclock: st, irqchip: getVmState(m.vm.fd).irqchip }) }),
+  component({
+    desc: xenTimeState,
+    instances: one,
+    save: (m) => saveTime(m.xen, guestNowNs(m.xen), vcpuTscKhz(m.handles[0]!.fd)),
+    restore: (m, _i, st) => {
+      // Guest time resumes where it was saved: rebase the one pvclock reference
+      // on this host's TSC (PVM cannot offset the TSC, so the saved TSC is
+      // meaningless here) and republish every vCPU's time areas before they run.
+      m.setGuestTime(st.guest_ns);
+      const ctx = m.context;
+      for (let v = 0; v < m.handles.length; v++) {
+        publishVcpuTime(ctx, v);
+        m.rearmPeriodic(v, st.guest_ns);
+      }
+      publishWallclock(ctx);
+    },
+  }),
+];
+
+export interface SavedSection {
+  name: string;
+  instance: number;
+  desc: AnyDescriptor;
+  state: unknown;
+}
+
+/** Reads every component of a paused machine. */
+export function saveMachineState(m: XenMachine): SavedSection[] {
+  const out: SavedSection[] = [];
+  for (const c of COMPONENTS) for (let i = 0; i < c.instances(m); i++) out.push({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
+  return out;
+}
+
+/** The component for a section name, or undefined (an unknown optional section). */
+export function componentFor(name: string): Component | undefined {
+  return COMPONENTS.find((c) => c.desc.name === name);
+}
+
+/** Applies decoded sections in component order; `states` maps name → instance → state. */
+export function restoreMachineState(m: XenMachine, states: Map<string, Map<number, unknown>>): void {
+  for (const c of COMPONENTS) {
+    const byInstance = states.get(c.desc.name);
+    for (let i = 0; i < c.instances(m); i++) {
+      const st = byInstance?.get(i);
+      if (st === undefined) throw new Error(`section ${c.desc.name}[${i}] is missing`);
+      c.restore(m, i, st);
+    }
+  }
+}
+
