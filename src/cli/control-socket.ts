@@ -6,6 +6,9 @@ import { CommandRegistry } from '../qmp/registry.js';
 import { QmpServer } from '../qmp/server.js';
 import { emitResume, emitStop } from '../qmp/events.js';
 import { eventChannelList, injectEvent } from '../xen/event-list.js';
+import { saveCheckpoint } from '../migrate/checkpoint.js';
+import { arg } from '../qmp/schema.js';
+import type { JsonObject } from '../qmp/protocol.js';
 import type { XenMachine } from '../xen/machine.js';
 
 export async function startControlSocket(machine: XenMachine, path: string): Promise<QmpServer> {
@@ -24,6 +27,27 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
     quit: () => machine.requestStop({ kind: 'quit', by: 'QMP quit' }),
     eventList: () => eventChannelList(machine.context),
     injectEvent: (port) => injectEvent(machine.context, port),
+  });
+  registry.register({
+    name: 'snapshot',
+    description: 'save the guest to a file (paused meanwhile); resumes it unless stop is true',
+    args: { path: arg.string({ maxLength: 4096 }), stop: arg.optional(arg.boolean()), compress: arg.optional(arg.boolean()) },
+    handler: async (a) => {
+      const wasRunning = machine.status === 'running';
+      if (wasRunning) {
+        await machine.pause();
+        if (server) emitStop(server);
+      }
+      try {
+        const summary = await saveCheckpoint(machine, a.path, { compress: a.compress ?? false });
+        return { ...summary } as unknown as JsonObject;
+      } finally {
+        if (wasRunning && !a.stop) {
+          machine.resume();
+          if (server) emitResume(server);
+        }
+      }
+    },
   });
   server = await QmpServer.listen({ path, registry });
   return server;

@@ -6,11 +6,13 @@ import { EXIT } from './exit-codes.js';
 import { runCommand } from './run.js';
 import { demoCommand } from './demo.js';
 import { ctlCommand } from './ctl.js';
+import { snapshotCommand } from './snapshot.js';
+import { restoreCommand } from './restore.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
     process.stderr.write(`xenkvm: ${e.message}\n`);
-    return e.code === 'E_USAGE' || e.code === 'E_INPUT' || e.code === 'E_ELF' || e.code === 'E_FORMAT' || e.code === 'E_NO_KVM' ? EXIT.usage : EXIT.internal;
+    return e.code === 'E_USAGE' || e.code === 'E_INPUT' || e.code === 'E_ELF' || e.code === 'E_FORMAT' || e.code === 'E_NO_KVM' || e.code === 'E_VMSTATE' || e.code === 'E_IO' ? EXIT.usage : EXIT.internal;
   }
   process.stderr.write(`xenkvm: internal error: ${(e as Error)?.message ?? String(e)}\n`);
   if (process.env.XENKVM_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
@@ -39,6 +41,29 @@ export async function main(argv: string[]): Promise<void> {
         (a) => setStatus(runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet, qmp: a.qmp })),
       )
       .command(
+        'snapshot',
+        'Save a running guest to a file (through its control socket)',
+        (y) => y
+          .option('qmp', { type: 'string', demandOption: true, describe: 'control socket of the running xenkvm (run --qmp PATH)' })
+          .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'snapshot file to write (atomically: temp file, fsync, rename)' })
+          .option('stop', { type: 'boolean', default: false, describe: 'leave the guest paused after saving' })
+          .option('compress', { type: 'boolean', default: false, describe: 'deflate guest memory (smaller, slower; pages no longer mappable)' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
+          .example('$0 snapshot --qmp /tmp/vm.sock -o vm.xks', 'checkpoint the guest and let it run on'),
+        (a) => setStatus(snapshotCommand({ qmp: a.qmp, output: a.output, stop: a.stop, compress: a.compress, json: a.json })),
+      )
+      .command(
+        'restore <file>',
+        'Resume a saved guest in this process; its console continues on stdout',
+        (y) => y
+          .positional('file', { type: 'string', demandOption: true, describe: 'snapshot file (xenkvm snapshot -o FILE)' })
+          .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .example('$0 restore vm.xks --qmp /tmp/vm2.sock', 'bring the guest back, controllable through a socket')
+          .epilogue('Exit status as for run; 2 when the file is bad or this host cannot run the guest (nothing is started then).'),
+        (a) => setStatus(restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet })),
+      )
+      .command(
         'ctl <socket> <cmd> [args]',
         "Send one command to a running xenkvm's control socket and print the answer",
         (y) => y
@@ -57,7 +82,7 @@ export async function main(argv: string[]): Promise<void> {
         (y) => y,
         () => setStatus(demoCommand()),
       )
-      .demandCommand(1, 'name a command: run, ctl, demo (see --help)')
+      .demandCommand(1, 'name a command: run, snapshot, restore, ctl, demo (see --help)')
       .strict()
       .fail((msg, err) => {
         if (err) throw err;
