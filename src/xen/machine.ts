@@ -176,12 +176,20 @@ export class XenMachine {
     return o;
   }
 
-  /** Every vCPU is out of KVM_RUN and parked when this resolves. */
+  /** Every vCPU is out of KVM_RUN and parked, and no timer fires, when this resolves. */
   async pause(): Promise<void> {
+    const sync = this.xen.sync;
+    Atomics.store(sync, SyncField.timerPause, 1);
+    this.xen.wakeTimers();
     await Promise.all(this.threads.map((t) => t.pause()));
+    while (this.timerThread && Atomics.load(sync, SyncField.timerParked) === 0) {
+      await Atomics.waitAsync(sync, SyncField.timerParked, 0, 20).value;
+    }
   }
 
   resume(): void {
+    Atomics.store(this.xen.sync, SyncField.timerPause, 0);
+    this.xen.wakeTimers();
     for (const t of this.threads) t.resume();
   }
 

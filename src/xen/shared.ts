@@ -48,8 +48,16 @@ export const ClockField = { tsc0: 0, ns0: 1, mul: 2, shift: 3, tscOffset: 4, wcS
 const CLOCK_WORDS = 8;
 
 /** Int32 words in `control`: the port-table lock and the timer thread's wake word. */
-export const SyncField = { lock: 0, timerWake: 1, timerStop: 2 } as const;
-const SYNC_WORDS = 4;
+export const SyncField = {
+  lock: 0,
+  timerWake: 1,
+  timerStop: 2,
+  /** Set while the machine is paused: timers must not fire into a guest being saved. */
+  timerPause: 3,
+  /** The timer thread's answer: 1 while it honours timerPause. */
+  timerParked: 4,
+} as const;
+const SYNC_WORDS = 8;
 
 export interface XenSharedBuffers {
   domain: SharedArrayBuffer;

@@ -24,6 +24,15 @@ const NEVER = 1n << 62n;
 for (;;) {
   if (Atomics.load(s.sync, SyncField.timerStop) !== 0) break;
   const seq = Atomics.load(s.sync, SyncField.timerWake);
+  if (Atomics.load(s.sync, SyncField.timerPause) !== 0) {
+    // Paused with the vCPUs: a deadline passing now fires after resume, so
+    // a checkpoint never sees a timer both armed and already delivered.
+    Atomics.store(s.sync, SyncField.timerParked, 1);
+    Atomics.notify(s.sync, SyncField.timerParked);
+    Atomics.wait(s.sync, SyncField.timerWake, seq);
+    continue;
+  }
+  Atomics.store(s.sync, SyncField.timerParked, 0);
   const now = guestNowNs(s);
   let next = NEVER;
   for (let v = 0; v < s.nrVcpus; v++) {

@@ -1,0 +1,98 @@
+// Bad snapshot files never start a guest: each gets one line naming the
+// problem and exit status 2.  An unknown optional record is skipped with a
+// warning and the guest runs.  Variants are made from the golden snapshot.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { crc32, OPTIONAL_BIT, PAGE_SIZE } from '../../src/migrate/format.js';
+import { applyRamRecord, openSnapshot, writeRam, writeSnapshotFile, type Section } from '../../src/migrate/index.js';
+import { kvmSkipReason } from '../helpers/guest.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
+const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
+const GOLDEN = join(GOLDEN_DIR, readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.xks')).sort()[0]!);
+const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bad-'));
+const skip = kvmSkipReason();
+if (skip) console.log(`  skip checkpoint-badfiles (the restore part): ${skip}`);
+
+const restore = (file: string) => spawnSync(process.execPath, [BIN, 'restore', file], { encoding: 'utf8', timeout: 60000 });
+
+function variant(name: string, edit: (b: Buffer) => Buffer): string {
+  const file = join(dir, name);
+  writeFileSync(file, edit(Buffer.from(readFileSync(GOLDEN))));
+  return file;
+}
+
+/** Re-writes the golden file's content, with `extra` records and sections added after its sections. */
+async function rewrite(name: string, extra: { sections?: Section[]; records?: Array<[number, Uint8Array]> }): Promise<string> {
+  const src = await openSnapshot(GOLDEN);
+  const sections: Section[] = [];
+  const mem = new Uint8Array((src.header.machine as { memBytes: number }).memBytes);
+  for await (const r of src) {
+    if (r.kind === 'section') sections.push(r.section);
+    else if (r.kind === 'ram' || r.kind === 'zero') applyRamRecord(mem, r);
+  }
+  await src.close();
+  const file = join(dir, name);
+  await writeSnapshotFile(file, src.header, async (w) => {
+    for (const s of [...sections, ...(extra.sections ?? [])]) await w.writeSection(s);
+    for (const [type, body] of extra.records ?? []) await w.writeRecord(type, body);
+    await writeRam(w, mem);
+  });
+  return file;
+}
+
+function expectRefused(file: string, pattern: RegExp): void {
+  const r = restore(file);
+  assert.is(r.status, 2, `${file}: exit ${r.status}\n${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.is(lines.length, 1, `one line: ${r.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.is(r.stdout, '', 'no guest output: nothing was started');
+}
+
+test('truncated files (in the header, a section, guest memory, before END)', () => {
+  const size = readFileSync(GOLDEN).length;
+  for (const cut of [10, 100, 5000, Math.floor(size / 2), size - 10]) {
+    expectRefused(variant(`trunc-${cut}.xks`, (b) => b.subarray(0, cut)), /truncated|ends/);
+  }
+});
+
+test('a flipped bit anywhere is caught by a checksum', () => {
+  const size = readFileSync(GOLDEN).length;
+  for (const at of [12, 40, 3000, Math.floor(size * 0.7)]) {
+    expectRefused(variant(`flip-${at}.xks`, (b) => { b[at]! ^= 0x10; return b; }), /checksum|CRC|corrupt/i);
+  }
+});
+
+test('wrong magic', () => {
+  expectRefused(variant('magic.xks', (b) => { b.write('NOTXENKV', 0, 'latin1'); return b; }), /not a xenkvm stream/);
+});
+
+test('a newer major format version is refused by name', () => {
+  expectRefused(variant('major.xks', (b) => {
+    b.writeUInt16LE(2, 8);
+    b.writeUInt32LE(crc32(b.subarray(0, 12)), 12);
+    return b;
+  }), /2\.\d+ is newer/);
+});
+
+(skip ? test.skip : test)('an unknown mandatory section is refused, naming it', async () => {
+  const file = await rewrite('unknown-mandatory.xks', { sections: [{ name: 'frobnicator', instance: 0, version: 3, payload: { v: 3, f: [] } }] });
+  expectRefused(file, /unknown mandatory section 'frobnicator' \(version 3\)/);
+});
+
+(skip ? test.skip : test)('an unknown optional record is skipped with a warning and the guest runs', async () => {
+  const file = await rewrite('unknown-optional.xks', { records: [[OPTIONAL_BIT | 0x4242, new Uint8Array(PAGE_SIZE / 4)]] });
+  const r = restore(file);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stderr, /optional/i);
+  assert.match(r.stdout, /RESULT: PASS/);
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+test.run();

@@ -1,0 +1,27 @@
+// Writes the golden snapshot of the current format version:
+//   node dist/tools/gen-golden-snapshot.js fixtures/snapshots/v1.0-soak-16m.xks
+// A 16 MiB soak guest on 2 vCPUs, saved (compressed, to stay small) 2 s into
+// a 6 s run, so a restore runs it to its end and the guest checks itself.
+// Every format version adds its own file; old ones are never regenerated.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { saveCheckpoint } from '../src/migrate/checkpoint.js';
+import { XenMachine } from '../src/xen/machine.js';
+
+const out = process.argv[2];
+if (!out) {
+  console.error('usage: gen-golden-snapshot OUT.xks');
+  process.exit(2);
+}
+const elf = fileURLToPath(new URL('../../fixtures/guest/build/guest.elf', import.meta.url));
+let text = '';
+const m = XenMachine.boot({
+  elf: readFileSync(elf), elfName: 'guest.elf', cmdline: 'soak 6s', memBytes: 16 << 20, vcpus: 2,
+  console: (b) => { text += Buffer.from(b).toString('latin1'); }, log: () => {},
+});
+m.start();
+while (!text.includes('soak: t=2s')) await new Promise((r) => setTimeout(r, 10));
+await m.pause();
+const summary = await saveCheckpoint(m, out, { compress: true });
+await m.destroy();
+console.log(JSON.stringify(summary));
