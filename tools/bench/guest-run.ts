@@ -11,12 +11,12 @@ export interface GuestRun {
   wallMs: number;
 }
 
-export async function runGuest(cmdline: string, opts: { memBytes?: number; timeoutMs?: number } = {}): Promise<GuestRun> {
+export async function runGuest(cmdline: string, opts: { memBytes?: number; timeoutMs?: number; vcpus?: number } = {}): Promise<GuestRun> {
   const chunks: Buffer[] = [];
   const log: string[] = [];
   const t0 = performance.now();
   const machine = XenMachine.boot({
-    elf: readFileSync(GUEST_ELF), elfName: GUEST_ELF, cmdline, memBytes: opts.memBytes ?? 64 << 20, vcpus: 1,
+    elf: readFileSync(GUEST_ELF), elfName: GUEST_ELF, cmdline, memBytes: opts.memBytes ?? 64 << 20, vcpus: opts.vcpus ?? 1,
     console: (b) => chunks.push(Buffer.from(b)), log: (m) => log.push(m),
   });
   let timer: NodeJS.Timeout | undefined;

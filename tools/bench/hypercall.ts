@@ -4,8 +4,9 @@
 //   2. The same guest code from Node (src/kvm over koffi, worker thread), bare
 //      and with the real xen_version dispatch: what Node and our handler add.
 //   3. The test guest's `bench` program, booted through XenMachine: guest-timed
-//      (rdtsc) ring-0 hypercall, ring-3 hypercall via the int3 syscall, and the
-//      syscall round trip.
+//      (rdtsc) ring-0 hypercall (a tight asm loop calling the hypercall page's
+//      stub directly, and the same through the kernel's C wrapper), ring-3
+//      hypercall via the int3 syscall, and the syscall round trip.
 //   4. The same guest again in a child process with probe.ts loaded: per exit,
 //      KVM_RUN time vs our userspace handling time (host-timed).
 // Bounded: ~20k exits per host-side case and 2000 samples per guest figure,
@@ -15,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseGuestData } from './guest-data.js';
 import { runGuest } from './guest-run.js';
 import { runNodePio, type NodePioResult, type PioMode } from './pio-node.js';
 import { runPioExit, type CPioResult } from './pio-exit.js';
@@ -59,35 +61,25 @@ export interface HypercallBenchResult {
   ratioBatch: number;
   /** Same from the bulk loop's mean per hypercall, over the C mean. */
   ratioBulk: number;
+  /** Bulk loop mean minus the empty loop's mean (stub + call + exit only) / C mean. */
+  ratioStub: number;
+  /** The bulk loop through the kernel's C wrapper (xen_hypercall) / C mean: the path before the direct-stub loop. */
+  ratioCWrapper: number;
   /** Node worker serving xen_version for the C peer's loop (+ the stub's mov) / C bare, medians. */
   ratioEmulator: number;
   target: number;
 }
 
-const GUEST_KEYS = ['syscall', 'loop_ring0', 'loop_ring0_batch', 'loop_ring0_bulk', 'hcall_user', 'hcall_ring0', 'hcall_ring0_batch', 'hcall_ring0_bulk'] as const;
+const GUEST_KEYS = [
+  'syscall', 'loop_ring0', 'loop_ring0_batch', 'loop_ring0_bulk', 'hcall_user',
+  'hcall_ring0', 'hcall_ring0_batch', 'hcall_ring0_bulk', 'hcall_ring0_c', 'hcall_ring0_c_batch', 'hcall_ring0_c_bulk',
+] as const;
 /** Segments of the probed run that hold xen_version exits, in the order bench.c runs them. */
-const PROBE_PHASES = ['hcall_user', 'hcall_ring0', 'hcall_ring0_batch', 'hcall_ring0_bulk'] as const;
+const PROBE_PHASES = [
+  'hcall_user', 'hcall_ring0', 'hcall_ring0_batch', 'hcall_ring0_bulk', 'hcall_ring0_c', 'hcall_ring0_c_batch', 'hcall_ring0_c_bulk',
+] as const;
 
 export class BenchFailure extends Error {}
-
-function parseGuest(text: string): { tscKhz: number; raw: Map<string, Record<string, number>> } {
-  const raw = new Map<string, Record<string, number>>();
-  let tscKhz = 0;
-  for (const line of text.split('\n')) {
-    const m = /^bench-data: (.*)$/.exec(line.trim());
-    if (!m) continue;
-    const tsc = /^tsc_khz=(\d+)/.exec(m[1]!);
-    if (tsc) { tscKhz = Number(tsc[1]); continue; }
-    const [key, ...pairs] = m[1]!.split(/\s+/);
-    const rec: Record<string, number> = {};
-    for (const p of pairs) {
-      const [k, v] = p.split('=');
-      if (k && v !== undefined) rec[k] = Number(v);
-    }
-    raw.set(key!, rec);
-  }
-  return { tscKhz, raw };
-}
 
 function toFigure(rec: Record<string, number>, usPerCycle: number): GuestFigure {
   const cycles = { ...rec, n: rec['n'] ?? 0, mean: rec['mean'] ?? NaN } as GuestFigure['cycles'];
@@ -158,7 +150,7 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
   if (run.outcome.kind !== 'shutdown' || run.outcome.reason !== 'poweroff') {
     throw new BenchFailure(`bench guest did not pass (${JSON.stringify(run.outcome)}):\n${run.console.split('\n').slice(-8).join('\n')}`);
   }
-  const parsed = parseGuest(run.console);
+  const parsed = parseGuestData(run.console);
   const tscKhz = parsed.tscKhz > 0 ? parsed.tscKhz : cBare.tscKhz;
   if (!(tscKhz > 0)) throw new BenchFailure('TSC frequency unknown (no pvclock scale in the guest, KVM_GET_TSC_KHZ failed)');
   const usPerCycle = 1000 / tscKhz;
@@ -178,6 +170,9 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
   const ratio = g('hcall_ring0').p50! / cUs.p50;
   const ratioBulk = g('hcall_ring0_bulk').mean / cUs.mean;
   const ratioBatch = g('hcall_ring0_batch').p50! / cUs.p50;
+  const stubUs = g('hcall_ring0_bulk').mean - g('loop_ring0_bulk').mean;
+  const ratioStub = stubUs / cUs.mean;
+  const ratioCWrapper = g('hcall_ring0_c_bulk').mean / cUs.mean;
   const tscSource = parsed.tscKhz > 0 ? 'guest pvclock' : 'KVM_GET_TSC_KHZ';
 
   const rows: Array<[string, string, string, string]> = [
@@ -187,12 +182,16 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
     ['Node/koffi worker: + `mov $17,%eax` (stub)', f1(nodeMov.iteration.p50), f1(nodeMov.iteration.p99), 'host, performance.now per iteration'],
     ['Node/koffi worker: + xen_version dispatch', f1(nodeDispatch.iteration.p50), f1(nodeDispatch.iteration.p99), 'host, performance.now per iteration'],
     ['Node/koffi worker: + lean fast path (proto)', f1(nodeLean.iteration.p50), f1(nodeLean.iteration.p99), 'host, performance.now per iteration'],
-    ['xenkvm hypercall from ring 0 (per call)', f1(g('hcall_ring0').p50), f1(g('hcall_ring0').p99), 'guest rdtsc in ring 0 (SYS_kbench n=1)'],
+    ['xenkvm hypercall from ring 0 (per call)', f1(g('hcall_ring0').p50), f1(g('hcall_ring0').p99), 'guest rdtsc in ring 0 (SYS_kbench n=1), stub called directly'],
     ['xenkvm hypercall from ring 0 (batches of 10)', f1(g('hcall_ring0_batch').p50), f1(g('hcall_ring0_batch').p99), 'guest rdtsc in ring 0, per-call mean of each batch'],
-    ['xenkvm hypercall from ring 0 (loop, mean)', f1(g('hcall_ring0_bulk').mean), '-', `guest rdtsc, ${GUEST_SAMPLES}-iteration ring-0 loop`],
-    ['  ring-0 empty loop iteration (per call)', f1(g('loop_ring0').p50), f1(g('loop_ring0').p99), 'guest rdtsc: timing overhead inside the per-call row'],
-    ['  ring-0 empty loop iteration (batches of 10)', f1(g('loop_ring0_batch').p50), f1(g('loop_ring0_batch').p99), 'guest rdtsc'],
-    ['  ring-0 empty loop iteration (loop, mean)', f1(g('loop_ring0_bulk').mean), '-', 'guest rdtsc'],
+    ['xenkvm hypercall from ring 0 (loop, mean)', f1(g('hcall_ring0_bulk').mean), '-', `guest rdtsc, ${GUEST_SAMPLES}-iteration asm loop (mov; xor; call *stub; dec; jnz)`],
+    ['  ring-0 loop without the call (per call)', f1(g('loop_ring0').p50), f1(g('loop_ring0').p99), 'guest rdtsc: timing overhead inside the per-call row'],
+    ['  ring-0 loop without the call (batches of 10)', f1(g('loop_ring0_batch').p50), f1(g('loop_ring0_batch').p99), 'guest rdtsc'],
+    ['  ring-0 loop without the call (loop, mean)', f1(g('loop_ring0_bulk').mean), '-', 'guest rdtsc'],
+    ['  => stub + exit only (loop mean - empty loop)', f1(stubUs), '-', 'difference of the two loop means'],
+    ['through the C wrapper: ring 0 (per call)', f1(g('hcall_ring0_c').p50), f1(g('hcall_ring0_c').p99), 'guest rdtsc in ring 0 (C loop, xen_hypercall)'],
+    ['through the C wrapper: ring 0 (batches of 10)', f1(g('hcall_ring0_c_batch').p50), f1(g('hcall_ring0_c_batch').p99), 'guest rdtsc in ring 0'],
+    ['through the C wrapper: ring 0 (loop, mean)', f1(g('hcall_ring0_c_bulk').mean), '-', `guest rdtsc, ${GUEST_SAMPLES}-iteration C loop`],
     ['ring-3 hypercall via int3 syscall', f1(g('hcall_user').p50), f1(g('hcall_user').p99), 'guest rdtsc in ring 3'],
     ['syscall round trip (int3 + iretq)', f1(g('syscall').p50), f1(g('syscall').p99), 'guest rdtsc in ring 3'],
   ];
@@ -204,6 +203,8 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
   console.log(`ratio hypercall (ring 0, batches, median) / C bare PIO exit (median):  ${ratioBatch.toFixed(2)}x  (${verdict(ratioBatch)})`);
   console.log(`ratio hypercall (ring 0, loop mean) / C bare PIO exit (mean):          ${ratioBulk.toFixed(2)}x  (${verdict(ratioBulk)})`);
   const ratioEmu = node.dispatch.iteration.p50 / cUs.p50;
+  console.log(`ratio stub + exit only (loop mean - empty loop mean) / C (mean):      ${ratioStub.toFixed(2)}x  (${verdict(ratioStub)})`);
+  console.log(`ratio through the C wrapper (ring 0, loop mean) / C (mean):            ${ratioCWrapper.toFixed(2)}x  (${verdict(ratioCWrapper)})`);
   console.log(`ratio emulator only (same guest loop + stub mov, Node dispatch) / C:   ${ratioEmu.toFixed(2)}x  (${verdict(ratioEmu)})`);
   console.log(`TSC ${(tscKhz / 1000).toFixed(1)} MHz (${tscSource}); guest figures: ${GUEST_SAMPLES} samples each; host figures: ${HOST_EXITS} exits per run, best of ${REPEATS} runs`);
 
@@ -219,7 +220,8 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
   console.log(`  emulator-only ratio with the lean prototype: lean / C bare = ${(nodeLean.iteration.p50 / cUs.p50).toFixed(2)}x`);
   const ring0Code = g('hcall_ring0_bulk').mean - nodeDispatch.iteration.p50;
   console.log(`  => of a ring-0 hypercall in the guest's loop (${f1(g('hcall_ring0_bulk').mean)}), the exit, its handling and the stub's mov`);
-  console.log(`     take ${f1(nodeDispatch.iteration.p50)}; ~${f1(ring0Code)} is the guest's other ring-0 instructions (loop, C wrapper, call/ret), emulated`);
+  console.log(`     take ${f1(nodeDispatch.iteration.p50)}; ~${f1(ring0Code)} is the guest's other ring-0 instructions (loop, call/ret), emulated`);
+  console.log(`     (through the C wrapper: ${f1(g('hcall_ring0_c_bulk').mean)}, i.e. ~${f1(g('hcall_ring0_c_bulk').mean - nodeDispatch.iteration.p50)} of guest ring-0 code)`);
   if (probe.length > 0) {
     console.log('  in the real guest, per xen_version exit (probe in the vCPU worker):');
     for (const p of probe) {
@@ -235,6 +237,6 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
     }
   }
   return {
-    tscKhz, tscSource, c: { bare: cBare, syncRegs: cSync }, node, guest, probe, ratio, ratioBatch, ratioBulk, ratioEmulator: ratioEmu, target: TARGET_RATIO,
+    tscKhz, tscSource, c: { bare: cBare, syncRegs: cSync }, node, guest, probe, ratio, ratioBatch, ratioBulk, ratioStub, ratioCWrapper, ratioEmulator: ratioEmu, target: TARGET_RATIO,
   };
 }
