@@ -47,70 +47,96 @@ const pitView = new DataView(pitBuf.buffer);
 const CHIP_ID = offsetOf(S.kvm_irqchip, 'chip_id');
 const CHIP_AT = offsetOf(S.kvm_irqchip, 'chip');
 
+/** Reads every VM-level section; `pit` only if the VM has one. */
 export function getVmState(vmFd: number): VmState {
+  const state: VmState = { kvmclock: getKvmclock(vmFd), irqchip: getIrqchip(vmFd) };
+  const pit = getPit(vmFd);
+  if (pit) state.pit = pit;
+  return state;
+}
+
+/** Writes every VM-level section: irqchip, PIT (if in the state), then the clock. */
+export function putVmState(vmFd: number, state: VmState, opts: PutVmOptions = {}): void {
+  checkIrqchip(state.irqchip);
+  putIrqchip(vmFd, state.irqchip);
+  if (state.pit) putPit(vmFd, state.pit);
+  putKvmclock(vmFd, state.kvmclock, opts);
+}
+
+export function getKvmclock(vmFd: number): KvmclockState {
   clockBuf.fill(0);
   ioctlBuf(vmFd, KVM.GET_CLOCK, clockBuf, 'KVM_GET_CLOCK');
   const kvmclock = kvmclockBinding.read(clockView, 0);
   // KVM leaves these zero when unflagged; say so explicitly rather than trust it.
   if (!(kvmclock.flags & KVM_CLOCK_FLAGS.REALTIME)) kvmclock.realtime = 0n;
   if (!(kvmclock.flags & KVM_CLOCK_FLAGS.HOST_TSC)) kvmclock.host_tsc = 0n;
+  return kvmclock;
+}
 
-  const chip = (field: (typeof IRQCHIP_CHIPS)[number][0], id: number): Uint8Array => {
+/**
+ * Sets the KVM clock; it runs from this moment (see the top of this file).
+ * KVM_SET_CLOCK acts only on the REALTIME input flag; TSC_STABLE and
+ * HOST_TSC are reports, so they are not passed back.
+ */
+export function putKvmclock(vmFd: number, st: KvmclockState, opts: PutVmOptions = {}): void {
+  clockBuf.fill(0);
+  const advance = opts.advanceClock === true && (st.flags & KVM_CLOCK_FLAGS.REALTIME) !== 0;
+  kvmclockBinding.write(clockView, 0, {
+    clock: st.clock,
+    flags: advance ? KVM_CLOCK_FLAGS.REALTIME : 0,
+    realtime: advance ? st.realtime : 0n,
+    host_tsc: 0n,
+  });
+  ioctlBuf(vmFd, KVM.SET_CLOCK, clockBuf, 'KVM_SET_CLOCK');
+}
+
+type ChipField = (typeof IRQCHIP_CHIPS)[number][0];
+const sizeOfChip = (field: ChipField): number => (field === 'ioapic' ? S.kvm_ioapic_state.size : S.kvm_pic_state.size);
+
+export function getIrqchip(vmFd: number): IrqchipState {
+  const chip = (field: ChipField, id: number): Uint8Array => {
     chipBuf.fill(0);
     chipView.setUint32(CHIP_ID, id, true);
     ioctlBuf(vmFd, KVM.GET_IRQCHIP, chipBuf, `KVM_GET_IRQCHIP(${field})`);
     return chipBuf.slice(CHIP_AT, CHIP_AT + sizeOfChip(field));
   };
-  const irqchip: IrqchipState = {
+  return {
     pic_master: chip('pic_master', KVM_IRQCHIP.PIC_MASTER),
     pic_slave: chip('pic_slave', KVM_IRQCHIP.PIC_SLAVE),
     ioapic: chip('ioapic', KVM_IRQCHIP.IOAPIC),
   };
-
-  const state: VmState = { kvmclock, irqchip };
-  // ENXIO: the VM has no PIT, so there is no `pit` section.
-  const r = ioctlBufRaw(vmFd, KVM.GET_PIT2, pitBuf);
-  if (r >= 0) state.pit = pitBinding.read(pitView, 0);
-  else if (-r !== ENXIO) throw new KvmError(`KVM_GET_PIT2: ${strerror(-r)}`, -r);
-  return state;
 }
 
-function sizeOfChip(field: (typeof IRQCHIP_CHIPS)[number][0]): number {
-  return field === 'ioapic' ? S.kvm_ioapic_state.size : S.kvm_pic_state.size;
-}
-
-export function putVmState(vmFd: number, state: VmState, opts: PutVmOptions = {}): void {
+function checkIrqchip(st: IrqchipState): void {
   for (const [field] of IRQCHIP_CHIPS) {
     const want = sizeOfChip(field);
-    if (state.irqchip[field].length !== want) {
-      throw new VmstateError(`${state.irqchip[field].length} bytes, KVM's struct has ${want}`, `irqchip.${field}`);
-    }
+    if (st[field].length !== want) throw new VmstateError(`${st[field].length} bytes, KVM's struct has ${want}`, `irqchip.${field}`);
   }
+}
+
+/** Writes the three chips; all sizes are checked before the first is written. */
+export function putIrqchip(vmFd: number, st: IrqchipState): void {
+  checkIrqchip(st);
   for (const [field, id] of IRQCHIP_CHIPS) {
     chipBuf.fill(0);
     chipView.setUint32(CHIP_ID, id, true);
-    chipBuf.set(state.irqchip[field], CHIP_AT);
+    chipBuf.set(st[field], CHIP_AT);
     ioctlBuf(vmFd, KVM.SET_IRQCHIP, chipBuf, `KVM_SET_IRQCHIP(${field})`);
   }
+}
 
-  if (state.pit) {
-    pitBuf.fill(0);
-    pitBinding.write(pitView, 0, state.pit);
-    const r = ioctlBufRaw(vmFd, KVM.SET_PIT2, pitBuf);
-    if (r === -ENXIO) throw new KvmError('the state has a PIT (section pit) but this VM has none: create it with KVM_CREATE_PIT2 before restoring', ENXIO);
-    if (r < 0) throw new KvmError(`KVM_SET_PIT2: ${strerror(-r)}`, -r);
-  }
+/** The PIT's state, or undefined when the VM has none (KVM answers ENXIO). */
+export function getPit(vmFd: number): PitState | undefined {
+  const r = ioctlBufRaw(vmFd, KVM.GET_PIT2, pitBuf);
+  if (r >= 0) return pitBinding.read(pitView, 0);
+  if (-r !== ENXIO) throw new KvmError(`KVM_GET_PIT2: ${strerror(-r)}`, -r);
+  return undefined;
+}
 
-  // The clock last (see the top of this file).  KVM_SET_CLOCK accepts only
-  // REALTIME as an input flag that changes anything; TSC_STABLE and HOST_TSC
-  // are reports, so they are not passed back.
-  clockBuf.fill(0);
-  const advance = opts.advanceClock === true && (state.kvmclock.flags & KVM_CLOCK_FLAGS.REALTIME) !== 0;
-  kvmclockBinding.write(clockView, 0, {
-    clock: state.kvmclock.clock,
-    flags: advance ? KVM_CLOCK_FLAGS.REALTIME : 0,
-    realtime: advance ? state.kvmclock.realtime : 0n,
-    host_tsc: 0n,
-  });
-  ioctlBuf(vmFd, KVM.SET_CLOCK, clockBuf, 'KVM_SET_CLOCK');
+export function putPit(vmFd: number, st: PitState): void {
+  pitBuf.fill(0);
+  pitBinding.write(pitView, 0, st);
+  const r = ioctlBufRaw(vmFd, KVM.SET_PIT2, pitBuf);
+  if (r === -ENXIO) throw new KvmError('the state has a PIT (section pit) but this VM has none: create it with KVM_CREATE_PIT2 before restoring', ENXIO);
+  if (r < 0) throw new KvmError(`KVM_SET_PIT2: ${strerror(-r)}`, -r);
 }
