@@ -1,6 +1,7 @@
 // The benches `npm run bench` knows.  To add one, write tools/bench/<name>.ts
 // exporting an async function and add one entry here; main.ts needs no change.
 import { benchEvtchn } from './evtchn.js';
+import { benchDiff } from './diff.js';
 import { benchHypercall } from './hypercall.js';
 import { benchRam } from './ram.js';
 import { benchVmstate } from './vmstate.js';
@@ -21,5 +22,6 @@ export const BENCHES: readonly BenchEntry[] = [
   { name: 'evtchn', summary: 'event channel send -> upcall latency (same vCPU, cross-vCPU) and timer lateness p50/p99 on 1 and 2 vCPUs', quick: true, run: benchEvtchn },
   { name: 'vmstate', summary: 'encode/decode the full state of an 8-vCPU machine (vmstate descriptors)', quick: true, run: benchVmstate },
   // Not quick: ~1 GiB of memory and 256 MiB files on a machine shared by several engineers.
+  { name: 'diff', summary: 'xenkvm diff of two 1 GiB snapshots (25% non-zero, 1% differing): time and peak RSS', quick: false, run: benchDiff },
   { name: 'ram', summary: 'zero-page detection, CRC-32, 256 MiB RAM image to a snapshot file and back', quick: false, run: benchRam },
 ];
