@@ -7,7 +7,7 @@
 // KVM clock runs from the moment it is set, and the pvclock rebase needs the
 // vCPUs' final TSC offset).
 import { CpuStateContext, getCpuState, putCpuState } from '../kvm/cpu-state.js';
-import { getVmState, putVmState } from '../kvm/vm-state.js';
+import { getIrqchip, getKvmclock, putIrqchip, putKvmclock } from '../kvm/vm-state.js';
 import { defineCpuState, irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
 import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import type { XenMachine } from './machine.js';
@@ -59,8 +59,8 @@ export const COMPONENTS: readonly Component[] = [
   component({ desc: xenOverlayState, instances: one, save: (m) => saveOverlay(m.xen), restore: (m, _i, st) => restoreOverlay(m.xen, st) }),
   component({ desc: xenEvtchnState, instances: one, save: (m) => saveEvtchn(m.xen), restore: (m, _i, st) => restoreEvtchn(m.xen, st) }),
   component({ desc: xenHvmState, instances: one, save: (m) => saveHvm(m.xen), restore: (m, _i, st) => restoreHvm(m.xen, st) }),
-  component({ desc: irqchipState, instances: one, save: (m) => getVmState(m.vm.fd).irqchip, restore: (m, _i, st) => putVmState(m.vm.fd, { kvmclock: getVmState(m.vm.fd).kvmclock, irqchip: st }) }),
-  component({ desc: kvmclockState, instances: one, save: (m) => getVmState(m.vm.fd).kvmclock, restore: (m, _i, st) => putVmState(m.vm.fd, { kvmclock: st, irqchip: getVmState(m.vm.fd).irqchip }) }),
+  component({ desc: irqchipState, instances: one, save: (m) => getIrqchip(m.vm.fd), restore: (m, _i, st) => putIrqchip(m.vm.fd, st) }),
+  component({ desc: kvmclockState, instances: one, save: (m) => getKvmclock(m.vm.fd), restore: (m, _i, st) => putKvmclock(m.vm.fd, st) }),
   component({
     desc: xenTimeState,
     instances: one,
