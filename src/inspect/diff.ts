@@ -50,7 +50,8 @@ export function renderDiff(d: SnapshotDiff, opts: { pages?: boolean; style?: Sty
   const only = d.sections.onlyInA.length + d.sections.onlyInB.length;
   if (d.identical) lines.push(`identical: ${d.comparedSections} sections and ${m.comparedPages} pages of memory`);
   else {
-    const parts = [fields === 1 ? '1 field differs' : `${fields} fields differ`];
+    const parts: string[] = [];
+    if (fields) parts.push(fields === 1 ? '1 field differs' : `${fields} fields differ`);
     if (only) parts.push(`${only} section${only === 1 ? '' : 's'} in one file only`);
     parts.push(`${m.differingPages} of ${m.comparedPages} pages differ`);
     lines.push(st.bold(`different: ${parts.join(', ')}`));

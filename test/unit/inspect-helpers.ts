@@ -104,6 +104,8 @@ export interface FixtureOptions {
   compress?: boolean;
   /** Change states before they are written. */
   edit?: (cpus: StateRecord[], xen: { desc: AnyDescriptor; state: StateRecord }[]) => void;
+  /** Write `cpu` with another descriptor (e.g. an older cpu/xen_vcpu); `edit` adapts each state to it. */
+  cpu?: { desc: AnyDescriptor; edit: (s: StateRecord) => void };
   /** Sections written as they are, with their schema (e.g. one this build does not know). */
   extra?: { section: Section; schema: unknown }[];
 }
@@ -114,11 +116,13 @@ export async function writeFixture(path: string, opts: FixtureOptions = {}): Pro
   const cpus = Array.from({ length: vcpus }, (_, i) => cpuState(i));
   const xen = xenSections();
   opts.edit?.(cpus, xen);
-  const schemas: Record<string, unknown> = { cpu: schemaOf(inspectorCpuState as AnyDescriptor) };
+  const cpuDesc = opts.cpu?.desc ?? (inspectorCpuState as AnyDescriptor);
+  if (opts.cpu) for (const c of cpus) opts.cpu.edit(c);
+  const schemas: Record<string, unknown> = { cpu: schemaOf(cpuDesc) };
   for (const s of xen) schemas[s.desc.name] = schemaOf(s.desc);
   for (const e of opts.extra ?? []) schemas[e.section.name] = e.schema;
   await writeSnapshotFile(path, { producer: 'xenkvm 0.1.0', machine: { memBytes: ram.length, vcpus }, schemas }, async (w) => {
-    for (let i = 0; i < vcpus; i++) await w.writeSection({ name: 'cpu', instance: i, version: 1, payload: encodeState(inspectorCpuState as AnyDescriptor, cpus[i]) });
+    for (let i = 0; i < vcpus; i++) await w.writeSection({ name: 'cpu', instance: i, version: 1, payload: encodeState(cpuDesc, cpus[i]) });
     for (const s of xen) await w.writeSection({ name: s.desc.name, instance: 0, version: s.desc.version, payload: encodeState(s.desc, s.state) });
     for (const e of opts.extra ?? []) await w.writeSection(e.section);
     await writeRam(w, ram, { compress: opts.compress ?? false });

@@ -7,7 +7,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspectCommand } from '../../src/cli/inspect.js';
 import { defineState, encodeState, schemaOf, u16, u64, array, enumOf, u8 } from '../../src/vmstate/index.js';
+import { diffCommand } from '../../src/cli/diff.js';
+import { colorFor } from '../../src/inspect/index.js';
+import { defineCpuState } from '../../src/kvm/state/index.js';
+import { descriptorFromSchema, type AnyDescriptor } from '../../src/vmstate/index.js';
+import { fileURLToPath } from 'node:url';
 import { SHINFO_GPA, tempDir, writeFixture } from './inspect-helpers.js';
+
+const V1_SCHEMA = fileURLToPath(new URL('../../../fixtures/vmstate/cpu-xen_vcpu-v1.schema.json', import.meta.url));
 
 const { dir, cleanup } = tempDir();
 const plain = join(dir, 'plain.xkvm');
@@ -133,6 +140,44 @@ test('a section this build does not know is decoded from the embedded schema', a
   const j = JSON.parse((await run({ file: foreign, section: 'gadget', json: true })).out);
   assert.equal(j.sections[0].state, { base: '4276092928', mode: 2, slots: [1, 0, 7, 0] });
   assert.is(j.sections[0].decodedBy, 'schema');
+});
+
+test('a file whose cpu/xen_vcpu is of an older version: decoded with its embedded schema, views still work, diff names the change', async () => {
+  const v1 = descriptorFromSchema(JSON.parse(readFileSync(V1_SCHEMA, 'utf8')));
+  const oldCpu = defineCpuState({ xen_vcpu: { state: v1, optional: false } }) as unknown as AnyDescriptor;
+  const old = join(dir, 'old-xen-vcpu.xkvm');
+  await writeFixture(old, {
+    vcpus: 1,
+    cpu: { desc: oldCpu, edit: (s) => void (s['xen_vcpu'] = { xen_vcpu_info_gpa: 0x1fe000n, xen_vcpu_info_default_gpa: 0x1fe000n, xen_vcpu_time_info_gpa: 0x1fd000n, xen_vcpu_runstate_gpa: 0xffffffffffffffffn, xen_vcpu_callback_vector: 0xf3 }) },
+  });
+  const s = await run({ file: old });
+  assert.match(s.out, /^cpu\[0\]\s+1\s+\S+ KiB\s+embedded schema$/m);
+  const r = await run({ file: old, section: 'cpu' });
+  assert.is(r.status, 0, r.err);
+  assert.match(r.out, /decoded with the embedded schema/);
+  assert.match(r.out, /rip\s+0xffff_ffff_8100_0123/);
+  assert.match(r.out, /single-shot timer\s+-/);
+  const one = join(dir, 'one.xkvm');
+  await writeFixture(one, { vcpus: 1 });
+  let out = '';
+  const status = await diffCommand({ a: old, b: one, out: (t) => void (out += t), err: (t) => void (out += t), color: false });
+  assert.is(status, 1, out);
+  assert.match(out, /^cpu\[0\]\/xen_vcpu\.xen_singleshot_timer_ns: \(absent\) → 5003000000$/m);
+  assert.match(out, /^cpu\[0\]\/xen_vcpu\.xen_vcpu_info_default_gpa: 0x1fe000 → 0xffffffffffffffff$/m);
+});
+
+test('colour only on a TTY and never with NO_COLOR; ANSI codes only when enabled', async () => {
+  assert.is(colorFor({ isTTY: true }, {}), true);
+  assert.is(colorFor({ isTTY: true }, { NO_COLOR: '1' }), false);
+  assert.is(colorFor({ isTTY: false }, {}), false);
+  assert.is(colorFor({}, {}), false);
+  let out = '';
+  await inspectCommand({ file: plain, section: 'xen_evtchn', out: (t) => void (out += t), color: true });
+  assert.match(out, /\x1b\[1m/);
+  assert.match(out, /\x1b\[33myes\x1b\[0m/, 'pending ports stand out');
+  out = '';
+  await inspectCommand({ file: plain, section: 'xen_evtchn', json: true, out: (t) => void (out += t), color: true });
+  assert.not.match(out, /\x1b\[/, 'never in JSON');
 });
 
 test('unknown section name and bad selector: one line, exit 2', async () => {
