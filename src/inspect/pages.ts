@@ -172,10 +172,4 @@ export class PageIndex {
     return out;
   }
 
-  /** Decodes slot info for a deflated location (used by the memory diff). */
-  static deflatedSlot(w: number): { batch: number; slot: number } {
-    const code = -w - 2;
-    const batch = Math.floor(code / MAX_BATCH);
-    return { batch, slot: code - batch * MAX_BATCH };
-  }
 }
