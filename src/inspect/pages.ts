@@ -170,6 +170,4 @@ export class PageIndex {
       off += n;
     }
     return out;
-  }
-
-}
+  }}
