@@ -170,5 +170,5 @@ export class PageIndex {
       off += n;
     }
     return out;
-   }
+  }
 }
