@@ -77,7 +77,15 @@ export async function demoCommand(): Promise<number> {
   const status = await exited;
   const after = lastStatus(restored);
   const clean = status === 0 && /RESULT: PASS/.test(restored) && !/VIOLATION/.test(text + restored);
-  say(`5. the guest continued: ticks ${before?.[2] ?? '?'} at t=${before?.[1] ?? '?'}s before the snapshot, ${after?.[2] ?? '?'} at t=${after?.[1] ?? '?'}s after the restore; ${clean ? 'no violation, RESULT: PASS' : 'FAILED (see above)'}`);
-  say(`files kept in ${dir}: try  xenkvm restore ${a}`);
+  say(`5. xenkvm diff ${a} ${b} --ignore-volatile  (what the guest changed in between; clocks and TSC left out)`);
+  const diff = spawn(process.execPath, [BIN, 'diff', a, b, '--ignore-volatile'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let diffOut = '';
+  diff.stdout.setEncoding('utf8').on('data', (d: string) => (diffOut += d));
+  await new Promise((resolve) => diff.on('close', resolve));
+  const diffLines = diffOut.trimEnd().split('\n');
+  for (const l of diffLines.slice(0, 12)) process.stdout.write(`  ${l}\n`);
+  if (diffLines.length > 12) process.stdout.write(`  ... (${diffLines.length - 12} more lines)\n`);
+  say(`6. the guest continued: ticks ${before?.[2] ?? '?'} at t=${before?.[1] ?? '?'}s before the snapshot, ${after?.[2] ?? '?'} at t=${after?.[1] ?? '?'}s after the restore; ${clean ? 'no violation, RESULT: PASS' : 'FAILED (see above)'}`);
+  say(`files kept in ${dir}: try  xenkvm inspect ${a}  or  xenkvm restore ${a}`);
   return clean ? EXIT.ok : EXIT.crash;
 }

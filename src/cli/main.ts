@@ -8,6 +8,9 @@ import { demoCommand } from './demo.js';
 import { ctlCommand } from './ctl.js';
 import { snapshotCommand } from './snapshot.js';
 import { restoreCommand } from './restore.js';
+import { inspectCommand } from './inspect.js';
+import { diffCommand } from './diff.js';
+import { schemaCheckCommand, schemaCommand, type SchemaDirection } from './schema.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
@@ -77,12 +80,65 @@ export async function main(argv: string[]): Promise<void> {
         (a) => setStatus(ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json })),
       )
       .command(
+        'inspect <file>',
+        'Show what a snapshot holds (versions, machine, sections, memory), or one section decoded',
+        (y) => y
+          .positional('file', { type: 'string', demandOption: true, describe: 'snapshot file (xenkvm snapshot -o FILE)' })
+          .option('section', { alias: 's', type: 'string', describe: 'decode one section: cpu, cpu[1], cpu/xen_vcpu, cpu[0]/xen_vcpu, xen_evtchn, kvmclock, ... (names as the summary lists them)' })
+          .option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts: 64-bit state values as decimal strings, bytes as hex, addresses in views as "0x…" strings' })
+          .example('$0 inspect vm.xks', 'format and producer versions, machine, sections with sizes, memory statistics')
+          .example('$0 inspect vm.xks -s cpu', 'registers of every vCPU side by side, in hex; segments; MSRs by name')
+          .example("$0 inspect vm.xks -s 'cpu[1]/xen_vcpu'", "vCPU 1's VIRQ bindings and Xen timers (time left at the save)")
+          .example('$0 inspect vm.xks -s xen_evtchn', 'event channel ports: type, vCPU, VIRQ, remote port, pending, masked')
+          .epilogue('Sections this build has no descriptor for (or of another version) are decoded with the schema embedded in the file.\n\nExit status: 0 success, 2 unreadable, truncated or corrupt file, or no such section.'),
+        (a) => setStatus(inspectCommand({ file: a.file, section: a.section, json: a.json })),
+      )
+      .command(
+        'diff <a> <b>',
+        'Compare two snapshots field by field and page by page',
+        (y) => y
+          .positional('a', { type: 'string', demandOption: true, describe: 'first snapshot' })
+          .positional('b', { type: 'string', demandOption: true, describe: 'second snapshot' })
+          .option('pages', { type: 'boolean', default: false, describe: 'list every range of differing pages (default: the first 8)' })
+          .option('hexdump', { type: 'string', describe: 'also show guest bytes GPA[,LEN] of both files (LEN default 256, at most 65536)' })
+          .option('ignore', { type: 'string', array: true, default: [] as string[], describe: 'leave out a field (repeatable); * matches any text, PATH[a..b] cuts a byte range' })
+          .option('ignore-volatile', { type: 'boolean', default: false, describe: 'leave out what moves whenever a guest runs: kvmclock.clock/realtime/host_tsc, cpu.msrs.IA32_TSC, xen_time.guest_ns, cpu.lapic[912..915] (LAPIC timer count)' })
+          .option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts' })
+          .example('$0 diff before.xks after.xks', 'every changed field (cpu[1]/xen_vcpu.xen_virq[0]: 0 → 5) and the GPA ranges of changed pages')
+          .example('$0 diff a.xks b.xks --ignore-volatile --ignore "*.rflags"', 'leave out clocks, TSC and every rflags')
+          .example('$0 diff a.xks b.xks --pages --hexdump 0x1fe000,64', 'all differing ranges, and 64 bytes at 0x1fe000 from both files')
+          .epilogue('Paths: cpu[1].regs.rip, cpu[1]/xen_vcpu.xen_virq[0] (a subsection after /), cpu[0].msrs.IA32_TSC (MSRs by name), cpu[0].lapic[912..915] (bytes as ranges). A pattern without an instance (cpu.regs.rip) matches every vCPU. Memory is compared page by page while both files are read, never loaded whole.\n\nExit status (as diff(1)): 0 identical, 1 different, 2 trouble (unreadable or corrupt file, bad option).'),
+        (a) => setStatus(diffCommand({ a: a.a, b: a.b, pages: a.pages, hexdump: a.hexdump, ignore: a.ignore, ignoreVolatile: a['ignore-volatile'], json: a.json })),
+      )
+      .command(
+        'schema',
+        'Print the section descriptors this build writes, or check two schemas for compatibility',
+        (y) => y
+          .command(
+            'check <old> [new]',
+            'Say whether files written with OLD load with NEW and the reverse, listing each breaking change',
+            (c) => c
+              .positional('old', { type: 'string', demandOption: true, describe: "schema JSON (xenkvm schema --json), a file with one section's schema, or a snapshot (its embedded schemas)" })
+              .positional('new', { type: 'string', describe: 'the same kinds of file; default: this build' })
+              .option('direction', { type: 'string', default: 'both', describe: 'which breaks set the exit status: both, old-in-new (can NEW read files of OLD?) or new-in-old' })
+              .example('$0 schema --json > schema-0.1.json', "save this release's schemas")
+              .example('$0 schema check schema-0.1.json', 'can this build read files of 0.1, and 0.1 files of this build?')
+              .example('$0 schema check old.xks --direction old-in-new', "does this build still read that snapshot's sections?")
+              .epilogue('Exit status: 0 compatible (in the direction asked), 1 breaking changes, 2 unreadable or invalid input.'),
+            (a) => setStatus(schemaCheckCommand({ old: a.old, new: a.new, direction: a.direction as SchemaDirection, json: a.json as boolean })),
+          )
+          .option('json', { type: 'boolean', default: false, describe: 'print JSON: {"sections": {NAME: schema}}, the input of schema check' })
+          .example('$0 schema', 'fields, kinds, versions and defaults of every section, with subsections')
+          .example('$0 schema --json > schema.json', 'the same as JSON'),
+        (a) => setStatus(schemaCommand({ json: a.json })),
+      )
+      .command(
         'demo',
         'Boot the bundled test guest and run its self-test (what `npm start` does)',
         (y) => y,
         () => setStatus(demoCommand()),
       )
-      .demandCommand(1, 'name a command: run, snapshot, restore, ctl, demo (see --help)')
+      .demandCommand(1, 'name a command: run, snapshot, restore, ctl, inspect, diff, schema, demo (see --help)')
       .strict()
       .fail((msg, err) => {
         if (err) throw err;

@@ -6,8 +6,9 @@
 import { FormatError, NoKvmError } from '../errors.js';
 type CpuidWords = { function: number; index: number; ebx: number; ecx: number; edx: number };
 import { packageVersion } from '../qmp/version.js';
-import { decodeState, encodeState, schemaOf } from '../vmstate/index.js';
-import { COMPONENTS, componentFor, restoreMachineState, saveMachineState, type MachineCpuState } from '../xen/machine-state.js';
+import { decodeState, encodeState } from '../vmstate/index.js';
+import { sectionSchemas } from '../xen/sections.js';
+import { componentFor, restoreMachineState, saveMachineState, type MachineCpuState } from '../xen/machine-state.js';
 import { MAX_VCPUS, XenMachine } from '../xen/machine.js';
 import { applyRamRecord, openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from './index.js';
 
@@ -27,10 +28,6 @@ export interface CheckpointSummary {
   seconds: number;
   /** Guest RAM saved per second (MiB/s), zero pages included. */
   mibPerSecond: number;
-}
-
-export function sectionSchemas(): Record<string, unknown> {
-  return Object.fromEntries(COMPONENTS.map((c) => [c.desc.name, schemaOf(c.desc)]));
 }
 
 /** Saves a paused machine to `path` atomically (temp file, fsync, rename). */

@@ -8,19 +8,18 @@
 // vCPUs' final TSC offset).
 import { CpuStateContext, getCpuState, putCpuState } from '../kvm/cpu-state.js';
 import { getIrqchip, getKvmclock, putIrqchip, putKvmclock } from '../kvm/vm-state.js';
-import { defineCpuState, irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
+import { irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
+import { machineCpuState, SECTION_LIST } from './sections.js';
 import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import type { XenMachine } from './machine.js';
 import { guestNowNs, publishVcpuTime, publishWallclock } from './time.js';
 import {
   restoreEvtchn, restoreHvm, restoreOverlay, restoreXenVcpu, saveEvtchn, saveHvm, saveOverlay, saveTime, saveXenVcpu,
-  xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState, xenVcpuState,
+  xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState,
 } from './xen-state.js';
 import { vcpuTscKhz } from '../kvm/clock.js';
 
-/** `cpu` with the Xen vCPU state as its `cpu/xen_vcpu` subsection. */
-export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
-export type MachineCpuState = StateOf<typeof machineCpuState>;
+export { machineCpuState, type MachineCpuState } from './sections.js';
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
   readonly desc: D;
@@ -79,6 +78,11 @@ export const COMPONENTS: readonly Component[] = [
     },
   }),
 ];
+
+// One list of sections: a component per descriptor, in SECTION_LIST's order.
+if (COMPONENTS.map((c) => c.desc).some((d, i) => d !== SECTION_LIST[i]) || COMPONENTS.length !== SECTION_LIST.length) {
+  throw new Error('machine-state COMPONENTS and sections.ts SECTION_LIST disagree');
+}
 
 export interface SavedSection {
   name: string;

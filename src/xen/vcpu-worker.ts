@@ -243,6 +243,9 @@ function park(): boolean {
 function loop(): void {
   Atomics.store(ctl, base + Ctl.TID, gettid());
   if (!isUp() && !park()) return;
+  // This thread may start after the guest already brought the vCPU up (a
+  // slow Worker start on a loaded host): apply the start context here too.
+  if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
   Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
   Atomics.notify(ctl, base + Ctl.STATE);
   for (;;) {
