@@ -11,6 +11,9 @@ import { arg } from '../qmp/schema.js';
 import type { JsonObject } from '../qmp/protocol.js';
 import type { XenMachine } from '../xen/machine.js';
 
+/** QMP event with {done, total} bytes of guest RAM saved. */
+export const SNAPSHOT_PROGRESS = 'SNAPSHOT_PROGRESS';
+
 export async function startControlSocket(machine: XenMachine, path: string): Promise<QmpServer> {
   const registry = new CommandRegistry();
   let server: QmpServer | null = null;
@@ -39,7 +42,18 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
         if (server) emitStop(server);
       }
       try {
-        const summary = await saveCheckpoint(machine, a.path, { compress: a.compress ?? false });
+        let last = 0;
+        const summary = await saveCheckpoint(machine, a.path, {
+          compress: a.compress ?? false,
+          // Clients draw a progress bar from these (xenkvm snapshot on a TTY).
+          onProgress: (done, total) => {
+            const now = performance.now();
+            if (server && (now - last >= 100 || done === total)) {
+              last = now;
+              server.emitEvent(SNAPSHOT_PROGRESS, { done, total });
+            }
+          },
+        });
         return { ...summary } as unknown as JsonObject;
       } finally {
         if (wasRunning && !a.stop) {

@@ -2,7 +2,9 @@
 // its guest (the process that owns the machine writes the file).
 import { resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
-import { executeOnce } from '../qmp/client.js';
+import { QmpClient } from '../qmp/client.js';
+import { ProgressBar } from './progress.js';
+import { SNAPSHOT_PROGRESS } from './control-socket.js';
 import type { JsonObject } from '../qmp/protocol.js';
 import { EXIT } from './exit-codes.js';
 
@@ -17,8 +19,22 @@ export interface SnapshotArgs {
 export async function snapshotCommand(a: SnapshotArgs): Promise<number> {
   const path = resolve(a.output);
   let r: JsonObject;
+  const bar = new ProgressBar('saving');
   try {
-    r = (await executeOnce(a.qmp, 'snapshot', { path, stop: a.stop, compress: a.compress }, { commandTimeoutMs: 600_000 })) as JsonObject;
+    const client = await QmpClient.connect(a.qmp, {
+      commandTimeoutMs: 600_000,
+      onEvent: (ev) => {
+        if (ev.event !== SNAPSHOT_PROGRESS) return;
+        const d = ev.data as { done?: number; total?: number } | undefined;
+        bar.update(Number(d?.done ?? 0), Number(d?.total ?? 0));
+      },
+    });
+    try {
+      r = (await client.execute('snapshot', { path, stop: a.stop, compress: a.compress })) as JsonObject;
+    } finally {
+      bar.done();
+      client.close();
+    }
   } catch (e) {
     if (e instanceof XenkvmError && e.code === 'E_QMP') {
       process.stderr.write(`xenkvm: snapshot failed: ${e.message}\n`);

@@ -31,7 +31,7 @@ export interface CheckpointSummary {
 }
 
 /** Saves a paused machine to `path` atomically (temp file, fsync, rename). */
-export async function saveCheckpoint(m: XenMachine, path: string, opts: { compress?: boolean } = {}): Promise<CheckpointSummary> {
+export async function saveCheckpoint(m: XenMachine, path: string, opts: { compress?: boolean; onProgress?: (bytesDone: number, bytesTotal: number) => void } = {}): Promise<CheckpointSummary> {
   const t0 = performance.now();
   const sections = saveMachineState(m);
   const machine: MachineConfig = { memBytes: m.ram.size, vcpus: m.handles.length };
@@ -39,7 +39,8 @@ export async function saveCheckpoint(m: XenMachine, path: string, opts: { compre
   const compressed = opts.compress ?? false;
   const result = await writeSnapshotFile(path, { producer: `xenkvm ${packageVersion()}`, machine, schemas: sectionSchemas() }, async (w) => {
     for (const s of sections) await w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
-    const stats = await writeRam(w, m.ram.bytes, { compress: compressed });
+    const progress = opts.onProgress;
+    const stats = await writeRam(w, m.ram.bytes, { compress: compressed, ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}) });
     ram = { dataPages: stats.dataPages, zeroPages: m.ram.size / PAGE_SIZE - stats.dataPages };
   }, { alignPages: !compressed });
   const seconds = (performance.now() - t0) / 1000;
@@ -80,6 +81,8 @@ function checkHostCpu(saved: readonly CpuidWords[], host: readonly CpuidWords[])
 export interface RestoreOptions {
   console: (bytes: Uint8Array) => void;
   log: (message: string) => void;
+  /** Bytes of the file read so far, and its size. */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
 }
 
 /** Creates a machine from a checkpoint file, ready to start; nothing is created if the file or host is unfit. */
@@ -113,9 +116,11 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
         byInstance.set(instance, decodeState(c.desc, rec.section.payload));
       } else if (rec.kind === 'ram' || rec.kind === 'zero') {
         applyRamRecord(ensureMachine().ram.bytes, rec);
+        opts.onProgress?.(rec.offset, file.size);
       }
     }
     const m = ensureMachine();
+    opts.onProgress?.(file.size, file.size);
     restoreMachineState(m, states);
     return m;
   } catch (e) {

@@ -54,6 +54,8 @@ export interface RamWriteOptions {
   readonly batchPages?: number;
   /** Page frame number of `ram[0]`.  Default 0. */
   readonly basePfn?: number;
+  /** Called now and then (every 64 Ki pages scanned and at the end) with pages scanned and pages to scan. */
+  readonly onProgress?: (scanned: number, total: number) => void;
 }
 
 export interface RamWriteStats {
@@ -161,10 +163,15 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       }
     }
   } else {
-    for (let i = 0; i < pages; i++) if (visit(i)) await flushFull();
+    const progress = options.onProgress;
+    for (let i = 0; i < pages; i++) {
+      if (visit(i)) await flushFull();
+      if (progress && (i & 0xffff) === 0xffff) progress(i + 1, pages);
+    }
   }
   if (nData > 0) await flushData();
   if (nZero > 0) await flushZero();
+  options.onProgress?.(stats.scanned, bitmap ? stats.scanned : pages);
   return stats;
 }
 
