@@ -10,7 +10,9 @@ import { decodeState, encodeState } from '../vmstate/index.js';
 import { sectionSchemas } from '../xen/sections.js';
 import { componentFor, restoreMachineState, saveMachineState, type MachineCpuState } from '../xen/machine-state.js';
 import { MAX_VCPUS, XenMachine } from '../xen/machine.js';
-import { applyRamRecord, openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from './index.js';
+import { closeSync, openSync } from 'node:fs';
+import { openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from './index.js';
+import { RamLoader } from './ram-load.js';
 
 export interface MachineConfig {
   memBytes: number;
@@ -87,8 +89,10 @@ export interface RestoreOptions {
 
 /** Creates a machine from a checkpoint file, ready to start; nothing is created if the file or host is unfit. */
 export async function restoreCheckpoint(path: string, opts: RestoreOptions): Promise<XenMachine> {
-  const file = await openSnapshot(path, { onWarning: (w) => opts.log(`${path}: ${w.message}`) });
+  const file = await openSnapshot(path, { onWarning: (w) => opts.log(`${path}: ${w.message}`), skipRamData: true });
   let machine: XenMachine | null = null;
+  let loader: RamLoader | null = null;
+  const fd = openSync(path, 'r');
   try {
     const config = checkConfig(file.header.machine, path);
     const states = new Map<string, Map<number, unknown>>();
@@ -115,7 +119,8 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
         if (byInstance.has(instance)) throw new FormatError(`${path}: section ${name}[${instance}] appears twice`);
         byInstance.set(instance, decodeState(c.desc, rec.section.payload));
       } else if (rec.kind === 'ram' || rec.kind === 'zero') {
-        applyRamRecord(ensureMachine().ram.bytes, rec);
+        loader ??= new RamLoader(fd, ensureMachine().ram, path);
+        loader.apply(rec);
         opts.onProgress?.(rec.offset, file.size);
       }
     }
@@ -127,6 +132,7 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     await (machine as XenMachine | null)?.destroy();
     throw e;
   } finally {
+    closeSync(fd);
     await file.close();
   }
 }

@@ -42,7 +42,7 @@ async function rewrite(name: string, extra: { sections?: Section[]; records?: Ar
     for (const s of [...sections, ...(extra.sections ?? [])]) await w.writeSection(s);
     for (const [type, body] of extra.records ?? []) await w.writeRecord(type, body);
     await writeRam(w, mem);
-  });
+  }, { alignPages: true });
   return file;
 }
 
@@ -79,6 +79,18 @@ test('a newer major format version is refused by name', () => {
     b.writeUInt32LE(crc32(b.subarray(0, 12)), 12);
     return b;
   }), /2\.\d+ is newer/);
+});
+
+(skip ? test.skip : test)('a flipped bit in uncompressed page data (loaded straight into guest memory) is caught by the record checksum', async () => {
+  const raw = await rewrite('raw.xks', {});
+  const size = readFileSync(raw).length;
+  const flipped = join(dir, 'raw-flip.xks');
+  const b = Buffer.from(readFileSync(raw));
+  b[Math.floor(size * 0.6)]! ^= 0x01;
+  writeFileSync(flipped, b);
+  expectRefused(flipped, /checksum mismatch/);
+  const ok = restore(raw);
+  assert.is(ok.status, 0, `the unflipped rewrite restores: ${ok.stderr}`);
 });
 
 (skip ? test.skip : test)('an unknown mandatory section is refused, naming it', async () => {
