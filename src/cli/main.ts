@@ -102,7 +102,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('pages', { type: 'boolean', default: false, describe: 'list every range of differing pages (default: the first 8)' })
           .option('hexdump', { type: 'string', describe: 'also show guest bytes GPA[,LEN] of both files (LEN default 256, at most 65536)' })
           .option('ignore', { type: 'string', array: true, default: [] as string[], describe: 'leave out a field (repeatable); * matches any text, PATH[a..b] cuts a byte range' })
-          .option('ignore-volatile', { type: 'boolean', default: false, describe: 'leave out what moves whenever a guest runs: kvmclock.clock/realtime/host_tsc, cpu.msrs.IA32_TSC, xen_time.guest_ns, cpu.lapic[912..915] (LAPIC timer count)' })
+          .option('ignore-volatile', { type: 'boolean', default: false, describe: 'leave out what moves whenever a guest runs: kvmclock.clock/realtime/host_tsc, cpu.msrs.IA32_TSC, xen_time.guest_ns/wc_sec/wc_nsec, cpu.lapic[912..915] (LAPIC timer count)' })
           .option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts' })
           .example('$0 diff before.xks after.xks', 'every changed field (cpu[1]/xen_vcpu.xen_virq[0]: 0 → 5) and the GPA ranges of changed pages')
           .example('$0 diff a.xks b.xks --ignore-volatile --ignore "*.rflags"', 'leave out clocks, TSC and every rflags')

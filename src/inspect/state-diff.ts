@@ -17,10 +17,11 @@ import { hex } from './text.js';
  *   kvmclock.clock/realtime/host_tsc  the KVM clock and the host time it was read at
  *   cpu.msrs.IA32_TSC                 the TSC of each vCPU
  *   xen_time.guest_ns                 Xen guest system time at the save
+ *   xen_time.wc_sec/wc_nsec           the wallclock base (host real time minus guest time), reset by every restore
  *   cpu.lapic[912..915]               LAPIC timer current count (APIC register 0x390)
  */
 export const VOLATILE_FIELDS: readonly string[] = [
-  'kvmclock.clock', 'kvmclock.realtime', 'kvmclock.host_tsc', 'cpu.msrs.IA32_TSC', 'xen_time.guest_ns', 'cpu.lapic[912..915]',
+  'kvmclock.clock', 'kvmclock.realtime', 'kvmclock.host_tsc', 'cpu.msrs.IA32_TSC', 'xen_time.guest_ns', 'xen_time.wc_sec', 'xen_time.wc_nsec', 'cpu.lapic[912..915]',
 ];
 
 export interface FieldChange {
