@@ -4,6 +4,7 @@ import { benchEvtchn } from './evtchn.js';
 import { benchDiff } from './diff.js';
 import { benchHypercall } from './hypercall.js';
 import { benchRam } from './ram.js';
+import { benchSnapshot } from './snapshot.js';
 import { benchVmstate } from './vmstate.js';
 
 /** What a bench hands back for --json: any JSON-serialisable object (bigints are written as strings). */
@@ -23,5 +24,7 @@ export const BENCHES: readonly BenchEntry[] = [
   { name: 'vmstate', summary: 'encode/decode the full state of an 8-vCPU machine (vmstate descriptors)', quick: true, run: benchVmstate },
   // Not quick: ~1 GiB of memory and 256 MiB files on a machine shared by several engineers.
   { name: 'diff', summary: 'xenkvm diff of two 1 GiB snapshots (25% non-zero, 1% differing): time and peak RSS', quick: false, run: benchDiff },
+  // Not quick: boots 256 MiB and 1 GiB guests under xenkvm and QEMU, ~1 min, ~2 GiB RAM, ~1 GiB of temp files.
+  { name: 'snapshot', summary: 'checkpoint to a file and restore to running, xenkvm (plain, --compress) vs QEMU migrate/-incoming, 256 MiB and 1 GiB guests', quick: false, run: benchSnapshot },
   { name: 'ram', summary: 'zero-page detection, CRC-32, 256 MiB RAM image to a snapshot file and back', quick: false, run: benchRam },
 ];
