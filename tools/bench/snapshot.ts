@@ -241,7 +241,9 @@ async function xenkvmSize(procs: Procs, base: string, memMiB: number): Promise<S
   const fsyncProbeMs = performance.now() - f0;
   rmSync(probe, { force: true });
   const plain = rows[0]!;
-  console.log(`  fsync of a ${plain.fileMiB.toFixed(0)} MiB file here: ${fsyncProbeMs.toFixed(0)} ms, so xenkvm's guest would be paused ~${(plain.pausedMs.median - fsyncProbeMs).toFixed(0)} ms if it resumed before syncing (estimate)`);
+  // Only an indication: the virtual disk's sync time varies several-fold with
+  // the host's load, and writeback may already have started during the copy.
+  console.log(`  fsync of a fresh copy of that ${plain.fileMiB.toFixed(0)} MiB file: ${fsyncProbeMs.toFixed(0)} ms (part of xenkvm's paused time, which syncs before resuming)`);
   return { memMiB, rows, xenkvmFill: fill, phases, fsyncProbeMs };
 }
 
