@@ -43,8 +43,16 @@ export class QmpServer implements EventSink {
   /** Creates the socket (mode 0600) and starts accepting clients. */
   static async listen(options: QmpServerOptions): Promise<QmpServer> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: false });
+    // The socket is connectable as soon as it is bound, before this server
+    // object exists: hold early clients and greet them once it does.
+    const early: Socket[] = [];
+    const hold = (socket: Socket) => early.push(socket);
+    server.on('connection', hold);
     const identity = await listenOwnerOnly(server, options.path);
-    return new QmpServer(server, identity, options);
+    server.off('connection', hold);
+    const qmp = new QmpServer(server, identity, options);
+    for (const socket of early) qmp.#accept(socket);
+    return qmp;
   }
 
   private constructor(server: Server, identity: SocketIdentity, options: QmpServerOptions) {

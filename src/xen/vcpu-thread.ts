@@ -18,6 +18,16 @@ function installKickHandler(): void {
 
 const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
 
+/**
+ * Threads still running.  When the process exits (even on an uncaught
+ * exception) Node joins every Worker, and a vCPU halted inside KVM_RUN with
+ * nothing to wake it would never return: tell each to stop and kick it out.
+ */
+const live = new Set<VcpuThread>();
+process.on('exit', () => {
+  for (const t of live) t.requestStopNow();
+});
+
 export class VcpuThread {
   readonly index: number;
   private readonly ctl: Int32Array;
@@ -37,6 +47,13 @@ export class VcpuThread {
     this.worker.on('message', onMessage);
     this.worker.on('error', onError);
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
+    live.add(this);
+    void this.exited.then(() => live.delete(this));
+  }
+
+  /** Synchronous stop request (process exit): the thread leaves KVM_RUN and its loop. */
+  requestStopNow(): void {
+    this.request(Req.STOP);
   }
 
   get state(): number {
