@@ -2,14 +2,24 @@
 // hypervisor's copy_from/to_guest does: translate page by page through the
 // guest's own tables and fail (→ -EFAULT) on any hole, never throw.
 import { NO_TRANSLATION, translate, type PagingRegs } from './page-walk.js';
+import type { XenShared } from './shared.js';
+
+/** The domain whose dirty-page bitmap a RAM view's writes go to (set by XenContext, read by GuestAccess). */
+const writeTrackers = new WeakMap<Uint8Array, XenShared>();
+export function trackGuestWrites(ram: Uint8Array, shared: XenShared): void {
+  writeTrackers.set(ram, shared);
+}
 
 export class GuestAccess {
   readonly ram: Uint8Array;
   private readonly view: DataView;
   private readonly paging: PagingRegs = { cr0: 0n, cr3: 0n, cr4: 0n, efer: 0n };
+  /** Live migration: hypercall copy-outs mark their pages dirty here. */
+  private readonly tracker: XenShared | null;
 
   constructor(ram: Uint8Array) {
     this.ram = ram;
+    this.tracker = writeTrackers.get(ram) ?? null;
     this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
   }
 
@@ -57,6 +67,7 @@ export class GuestAccess {
       if (gpa < 0) return false;
       const chunk = Math.min(bytes.length - done, 4096 - (gpa & 4095));
       this.ram.set(bytes.subarray(done, done + chunk), gpa);
+      this.tracker?.noteWrite(gpa);
       done += chunk;
     }
     return true;

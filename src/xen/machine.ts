@@ -36,6 +36,7 @@ export interface BootOptions extends MachineOptions {
 }
 
 export const MAX_VCPUS = 8;
+const KVM_MEM_LOG_DIRTY_PAGES = 1;
 /** Capabilities the userspace Xen transport cannot do without. */
 const REQUIRED_CAPS: ReadonlyArray<[number, string]> = [
   [Cap.IRQCHIP, 'in-kernel irqchip'], [Cap.USER_MEMORY, 'user memory'], [Cap.SYNC_REGS, 'sync regs'],
@@ -64,7 +65,7 @@ export class XenMachine {
     this.vm = vm;
     this.ram = ram;
     this.opts = opts;
-    this.xen = XenShared.create(opts.vcpus);
+    this.xen = XenShared.create(opts.vcpus, ram.size);
     this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
   }
 
@@ -138,6 +139,16 @@ export class XenMachine {
   rearmPeriodic(v: number, nowNs: bigint): void {
     const period = this.xen.vcpu(v, VcpuField.periodicPeriodNs);
     this.xen.setVcpu(v, VcpuField.periodicNextNs, period === 0n ? 0n : nowNs + period);
+  }
+
+  /**
+   * Live migration: turns KVM dirty-page logging on guest RAM (slot 0 with
+   * KVM_MEM_LOG_DIRTY_PAGES) and the emulator's own dirty marks on or off.
+   */
+  setDirtyLogging(on: boolean): void {
+    this.vm.setMemory(0, 0, this.ram.size, this.ram.hostAddr, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    if (on) this.xen.dirty.fill(0);
+    Atomics.store(this.xen.sync, SyncField.dirtyTracking, on ? 1 : 0);
   }
 
   /** Starts the timer thread and every vCPU thread. */

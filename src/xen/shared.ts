@@ -56,6 +56,8 @@ export const SyncField = {
   timerPause: 3,
   /** The timer thread's answer: 1 while it honours timerPause. */
   timerParked: 4,
+  /** 1 while a live migration tracks pages the emulator writes (GuestAccess.write marks `dirty`). */
+  dirtyTracking: 5,
 } as const;
 const SYNC_WORDS = 8;
 
@@ -65,6 +67,8 @@ export interface XenSharedBuffers {
   vcpus: SharedArrayBuffer;
   clock: SharedArrayBuffer;
   sync: SharedArrayBuffer;
+  /** Pages the emulator wrote while `SyncField.dirtyTracking` is set: bit i&31 of word i>>5 for page i (KVM's dirty log layout). */
+  dirty?: SharedArrayBuffer;
   nrVcpus: number;
 }
 
@@ -75,6 +79,7 @@ export class XenShared {
   readonly vcpus: BigUint64Array;
   readonly clock: BigInt64Array;
   readonly sync: Int32Array;
+  readonly dirty: Int32Array;
   readonly nrVcpus: number;
 
   private constructor(b: XenSharedBuffers) {
@@ -85,9 +90,11 @@ export class XenShared {
     this.vcpus = new BigUint64Array(b.vcpus);
     this.clock = new BigInt64Array(b.clock);
     this.sync = new Int32Array(b.sync);
+    this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
   }
 
-  static create(nrVcpus: number): XenShared {
+  /** `ramBytes` sizes the emulator's dirty-page bitmap (0: no tracking). */
+  static create(nrVcpus: number, ramBytes = 0): XenShared {
     const domain = new DomainState();
     const s = new XenShared({
       domain: domain.sab,
@@ -95,6 +102,7 @@ export class XenShared {
       vcpus: new SharedArrayBuffer(nrVcpus * VCPU_STRIDE * 8),
       clock: new SharedArrayBuffer(CLOCK_WORDS * 8),
       sync: new SharedArrayBuffer(SYNC_WORDS * 4),
+      dirty: new SharedArrayBuffer(Math.ceil(ramBytes / 4096 / 64) * 8),
       nrVcpus,
     });
     for (let v = 0; v < nrVcpus; v++) {
@@ -136,6 +144,13 @@ export class XenShared {
   /** View of a vCPU's saved start context (struct vcpu_hvm_context). */
   contextBytes(v: number): Uint8Array {
     return new Uint8Array(this.buffers.vcpus, (v * VCPU_STRIDE + VcpuField.ctx) * 8, HVM_CONTEXT_BYTES);
+  }
+
+  /** Notes an emulator write to guest-physical `gpa` while a migration tracks dirty pages (one load otherwise). */
+  noteWrite(gpa: number): void {
+    if (Atomics.load(this.sync, SyncField.dirtyTracking) === 0) return;
+    const word = gpa >>> 17;
+    if (word < this.dirty.length) Atomics.or(this.dirty, word, 1 << ((gpa >>> 12) & 31));
   }
 
   // --- clock ---

@@ -8,6 +8,7 @@ import { MsiSender } from '../kvm/msi.js';
 import { viewOf } from '../kvm/libc.js';
 import { HvmParam, SharedInfo, VcpuInfo } from './abi.js';
 import { INVALID_GPA } from './domain.js';
+import { trackGuestWrites } from './guest-access.js';
 import { VcpuField, XenShared, type XenSharedBuffers } from './shared.js';
 import { Ctl } from './vcpu-control.js';
 
@@ -37,6 +38,7 @@ export class XenContext {
     this.ramView = new DataView(this.ram.buffer, this.ram.byteOffset, r.ramSize);
     this.ctl = new Int32Array(r.control);
     this.msi = new MsiSender(r.vmFd);
+    trackGuestWrites(this.ram, this.shared);
   }
 
   get nrVcpus(): number {

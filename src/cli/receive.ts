@@ -1,0 +1,98 @@
+// `xenkvm receive --listen ADDR`: waits for one incoming live migration,
+// then runs the guest here like `xenkvm run` (console on stdout, --qmp for
+// control).  With `--listen -` the stream comes on stdin and the answer to
+// the source goes to stdout, so the guest console goes to stderr instead
+// (`ssh host xenkvm receive --listen -`).  The stream is not authenticated:
+// listen only where no one but the source can connect.
+import { formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
+import { confirmRunning, receiveMachine, refuse, waitUntilRunning } from '../migrate/live/destination.js';
+import type { Readable, Writable } from 'node:stream';
+import { EXIT } from './exit-codes.js';
+import { runToCompletion } from './run.js';
+
+export interface ReceiveArgs {
+  listen: string;
+  qmp?: string | undefined;
+  quiet: boolean;
+}
+
+export async function receiveCommand(a: ReceiveArgs): Promise<number> {
+  const addr = parseAddress(a.listen, '--listen');
+  const say = (line: string): void => {
+    process.stderr.write(`xenkvm: ${line}\n`);
+  };
+  const stdio = addr.kind === 'stdio';
+  const consoleOut = stdio ? process.stderr : process.stdout;
+  const interrupted = new AbortController();
+  const onSignal = (): void => interrupted.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let input: Readable;
+  let output: Writable;
+  let from: string;
+  try {
+    if (stdio) {
+      input = process.stdin;
+      output = process.stdout;
+      from = 'stdin';
+    } else {
+      const listener = await listenOn(addr);
+      say(`waiting for a guest on ${formatAddress(listener.address)}`);
+      let sock;
+      try {
+        sock = await listener.accept(interrupted.signal);
+      } catch (e) {
+        if (interrupted.signal.aborted) {
+          say('interrupted: no guest received');
+          return EXIT.interrupted;
+        }
+        throw e;
+      }
+      input = sock;
+      output = sock;
+      from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
+      interrupted.signal.addEventListener('abort', () => sock.destroy(new Error('interrupted')), { once: true });
+    }
+    let machine;
+    try {
+      const r = await receiveMachine(input, {
+        console: (bytes) => consoleOut.write(bytes),
+        log: (msg) => say(msg),
+        onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
+      });
+      machine = r.machine;
+      if (interrupted.signal.aborted) {
+        await machine.destroy();
+        throw new Error('interrupted');
+      }
+      say(`received ${(r.stats.bytes / (1 << 20)).toFixed(1)} MiB in ${r.stats.ms.toFixed(0)} ms; starting the guest`);
+    } catch (e) {
+      const msg = interrupted.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
+      await refuse(output, msg);
+      if (!stdio) (output as Writable).end();
+      say(`migration failed: ${msg}; nothing runs here`);
+      return interrupted.signal.aborted ? EXIT.interrupted : EXIT.crash;
+    }
+    // runToCompletion starts the guest; the source hears "OK running" right after, and
+    // only then stops its copy.  If the answer cannot be handed over, the source resumes
+    // its guest, so this copy must not run on.
+    const m = machine;
+    const start = m.start.bind(m);
+    m.start = () => {
+      start();
+      waitUntilRunning(m).then(() => confirmRunning(output)).then(
+        () => {
+          if (!stdio) output.end();
+          say(`guest running (migrated from ${from})`);
+        },
+        (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),
+      );
+    };
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    return await runToCompletion(m, a.quiet, a.qmp);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,296 @@
+// The sending half of a live migration (pre-copy).  Over one connected
+// duplex stream it writes the same record stream a checkpoint file holds:
+//
+//   HEADER (producer, machine {memBytes, vcpus}, schemas)
+//   round 0: every non-zero page          (guest running, dirty logging on)
+//   round k: the pages dirtied meanwhile, zero pages listed as RAM_ZERO
+//   final:   pause; the last dirty pages plus every emulator-owned page;
+//            every SECTION (saveMachineState); END
+//
+// and then reads one line back on the same stream: `OK running` once the
+// destination runs the guest, or `ERR <message>`.  Only an OK lets the source
+// go; anything else (an ERR, end of stream, a broken connection, no answer in
+// time, a cancel) resumes the source guest if this paused it, and fails.
+//
+// Rounds stop when the pages still dirty would take less than `downtimeMs` to
+// send at the bandwidth measured so far, or after `maxRounds` rounds or
+// `timeoutMs`, when `onTimeout` decides: 'pause' finishes anyway (a longer
+// pause), 'cancel' gives up and leaves the guest running here.
+import type { Duplex } from 'node:stream';
+import { XenkvmError } from '../../errors.js';
+import { packageVersion } from '../../qmp/version.js';
+import { encodeState } from '../../vmstate/index.js';
+import { saveMachineState } from '../../xen/machine-state.js';
+import type { XenMachine } from '../../xen/machine.js';
+import { sectionSchemas } from '../../xen/sections.js';
+import { PAGE_SIZE } from '../format.js';
+import { writeRam } from '../ram.js';
+import { writableSink } from '../sink.js';
+import { StreamWriter } from '../stream-writer.js';
+import { countBits, DirtyLog } from './dirty-log.js';
+
+export interface RoundProgress {
+  /** 0 = the full copy; the final (paused) round is reported with `final: true`. */
+  round: number;
+  final: boolean;
+  /** Stream bytes sent so far, all rounds. */
+  sentBytes: number;
+  /** Pages this round sends. */
+  dirtyPages: number;
+  /** Bandwidth measured so far, MiB/s. */
+  mbps: number;
+  /** How fast the guest dirtied pages during the previous round, MiB/s. */
+  dirtyMiBs: number;
+  /** Time the pages still dirty would take to send: the pause if we stopped now. */
+  expectedDowntimeMs: number;
+}
+
+export interface MigrationReport {
+  totalMs: number;
+  /** From the pause to the destination's confirmation. */
+  downtimeMs: number;
+  bytes: number;
+  /** Rounds while running (round 0 included), not counting the final one. */
+  rounds: number;
+  dataPages: number;
+  zeroPages: number;
+  /** Pages sent while paused. */
+  finalPages: number;
+  mbps: number;
+  /** Why iteration stopped. */
+  converged: 'downtime' | 'max-rounds' | 'timeout';
+}
+
+export interface MigrateOptions {
+  /** Target pause; default 300 ms. */
+  downtimeMs?: number;
+  /** Default 30. */
+  maxRounds?: number;
+  /** Limit on the iterative phase; default 60 s. */
+  timeoutMs?: number;
+  /** At maxRounds/timeout: 'pause' (default) finishes anyway, 'cancel' gives up. */
+  onTimeout?: 'pause' | 'cancel';
+  /** How long to wait for the destination's answer after END; default 30 s. */
+  confirmTimeoutMs?: number;
+  /** The destination stopped reading for this long: give up; default 20 s. */
+  stallMs?: number;
+  onProgress?: (p: RoundProgress) => void;
+  /** Aborting cancels the migration (until END is sent) and resumes the guest. */
+  signal?: AbortSignal;
+  /** Called when the guest is paused for the final round, and if it is resumed after a failure. */
+  onPause?: () => void;
+  onResume?: () => void;
+}
+
+/** A migration that did not complete; the source guest is running (or as paused as it was before). */
+export class MigrationError extends XenkvmError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_IO', message, options);
+  }
+}
+
+const MiB = 1 << 20;
+
+/** Collects the peer's answer line; fails the transfer early when the peer answers (ERR) or goes away. */
+class PeerAnswer {
+  private text = '';
+  private ended: string | null = null;
+  private waiters: Array<() => void> = [];
+  constructor(sock: Duplex) {
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      if (this.text.length < 4096) this.text += d;
+      this.wake();
+    });
+    sock.on('end', () => this.close('the destination closed the connection'));
+    sock.on('close', () => this.close('the connection closed'));
+    sock.on('error', (e: Error) => this.close(`connection error: ${e.message}`));
+  }
+  private close(why: string): void {
+    this.ended ??= why;
+    this.wake();
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  /** The first line, if one has arrived. */
+  line(): string | null {
+    const nl = this.text.indexOf('\n');
+    return nl < 0 ? null : this.text.slice(0, nl).replace(/\r$/, '');
+  }
+  /** Why no (more) answer can come, or null. */
+  get gone(): string | null {
+    return this.ended;
+  }
+  changed(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+}
+
+/**
+ * Migrates `machine` over `sock`.  Resolves once the destination confirmed
+ * that the guest runs there; the source machine is then left paused (the
+ * caller stops it).  Rejects with MigrationError otherwise, the guest running
+ * here as before.
+ */
+export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOptions = {}): Promise<MigrationReport> {
+  const downtimeMs = opts.downtimeMs ?? 300;
+  const maxRounds = opts.maxRounds ?? 30;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const onTimeout = opts.onTimeout ?? 'pause';
+  const confirmTimeoutMs = opts.confirmTimeoutMs ?? 30_000;
+  const stallMs = opts.stallMs ?? 20_000;
+  if (machine.status === 'shutdown') throw new MigrationError('the guest has stopped: nothing to migrate');
+  const wasRunning = machine.status === 'running';
+
+  const t0 = performance.now();
+  const answer = new PeerAnswer(sock);
+  const log = new DirtyLog(machine);
+  let paused = false;
+  let pausedAt = 0;
+  let endSent = false;
+  // Anything that must end the transfer at once destroys the socket: pending writes then fail.
+  let failure: string | null = null;
+  const fail = (why: string): void => {
+    if (failure !== null) return;
+    failure = why;
+    sock.destroy();
+  };
+  // Once END is out the destination may already run the guest: a cancel then would risk two copies.
+  const onAbort = (): void => {
+    if (!endSent) fail('cancelled');
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+  // The destination answers early only to refuse (ERR) or by going away.
+  const watchAnswer = (async () => {
+    while (failure === null && !endSent) {
+      const l = answer.line();
+      // OK may overtake our own flush of END; the final check below reads it.
+      if (l === 'OK running') return;
+      if (l !== null) return fail(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination before the end of the stream: ${l.slice(0, 200)}`);
+      if (answer.gone !== null) return endSent ? undefined : fail(answer.gone);
+      await answer.changed();
+    }
+  })();
+  // A destination that stops reading leaves writes waiting for 'drain' for ever.
+  let lastWritten = -1;
+  let lastMove = performance.now();
+  const stallTimer = setInterval(() => {
+    const w = (sock as { bytesWritten?: number }).bytesWritten ?? 0;
+    const now = performance.now();
+    if (w !== lastWritten || sock.writableLength === 0) {
+      lastWritten = w;
+      lastMove = now;
+    } else if (now - lastMove > stallMs) fail(`the destination stopped reading for ${Math.round(stallMs / 1000)} s`);
+  }, 500);
+
+  const why = (e: unknown): string => failure ?? (e instanceof Error ? e.message : String(e));
+  try {
+    const writer = await StreamWriter.start(
+      writableSink(sock),
+      { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: machine.ram.size, vcpus: machine.handles.length }, schemas: sectionSchemas() },
+      { alignPages: false },
+    );
+    const ram = machine.ram.bytes;
+    let dataPages = 0;
+    let zeroPages = 0;
+    const tally = (s: { dataPages: number; zeroPages: number }): void => {
+      dataPages += s.dataPages;
+      zeroPages += s.zeroPages;
+    };
+    log.start();
+    // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
+    let roundStart = performance.now();
+    tally(await writeRam(writer, ram, { zeroPages: 'omit' }));
+    let sendMs = performance.now() - roundStart;
+    let sentBytes = writer.position;
+    let mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
+    let rounds = 1;
+    let dirtyMiBs = 0;
+    let lastCollect = performance.now();
+    opts.onProgress?.({ round: 0, final: false, sentBytes, dirtyPages: dataPages, mbps, dirtyMiBs: 0, expectedDowntimeMs: 0 });
+    let bitmap = log.newBitmap();
+    let converged: MigrationReport['converged'];
+    for (;;) {
+      if (failure !== null) throw new MigrationError(failure);
+      bitmap.fill(0);
+      const dirty = log.collect(bitmap);
+      const now = performance.now();
+      dirtyMiBs = (dirty * PAGE_SIZE) / MiB / Math.max((now - lastCollect) / 1000, 1e-3);
+      lastCollect = now;
+      const expectedDowntimeMs = (dirty * PAGE_SIZE) / MiB / Math.max(mbps, 1) * 1000;
+      if (expectedDowntimeMs <= downtimeMs) {
+        converged = 'downtime';
+        break;
+      }
+      if (rounds >= maxRounds || now - t0 >= timeoutMs) {
+        converged = rounds >= maxRounds ? 'max-rounds' : 'timeout';
+        if (onTimeout === 'cancel') throw new MigrationError(`did not converge after ${rounds} rounds in ${Math.round(now - t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`);
+        break;
+      }
+      roundStart = performance.now();
+      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+      sendMs += performance.now() - roundStart;
+      sentBytes = writer.position;
+      // Bandwidth over every round so far: small rounds fit in socket buffers and would flatter it.
+      mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
+      opts.onProgress?.({ round: rounds, final: false, sentBytes, dirtyPages: dirty, mbps, dirtyMiBs, expectedDowntimeMs });
+      rounds++;
+    }
+
+    // Final round, paused: pages dirtied since the last collect, plus every page the emulator owns.
+    if (failure !== null) throw new MigrationError(failure);
+    pausedAt = performance.now();
+    if (wasRunning) {
+      await machine.pause();
+      paused = true;
+      opts.onPause?.();
+    }
+    log.collect(bitmap);
+    log.markEmulatorPages(bitmap);
+    log.stop();
+    const finalPages = countBits(bitmap);
+    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+    for (const s of saveMachineState(machine)) await writer.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+    await writer.end();
+    endSent = true;
+    sentBytes = writer.position;
+    opts.onProgress?.({ round: rounds, final: true, sentBytes, dirtyPages: finalPages, mbps, dirtyMiBs, expectedDowntimeMs: 0 });
+
+    // The answer.
+    const deadline = performance.now() + confirmTimeoutMs;
+    for (;;) {
+      const l = answer.line();
+      if (l !== null) {
+        if (l === 'OK running') break;
+        throw new MigrationError(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination: ${l.slice(0, 200)}`);
+      }
+      if (answer.gone !== null) throw new MigrationError(`no confirmation from the destination: ${answer.gone}`);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new MigrationError(`no confirmation from the destination within ${confirmTimeoutMs} ms`);
+      await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
+    }
+    const end = performance.now();
+    sock.end();
+    return {
+      totalMs: end - t0, downtimeMs: end - pausedAt, bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
+    };
+  } catch (e) {
+    sock.destroy();
+    log.stop();
+    if (paused) {
+      machine.resume();
+      opts.onResume?.();
+    }
+    if (e instanceof MigrationError) throw e;
+    throw new MigrationError(why(e), { cause: e });
+  } finally {
+    clearInterval(stallTimer);
+    opts.signal?.removeEventListener('abort', onAbort);
+    endSent = true;
+    failure ??= 'done';
+    log.close();
+    void watchAnswer;
+  }
+}
