@@ -41,6 +41,13 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
         await machine.pause();
         if (server) emitStop(server);
       }
+      let resumed = false;
+      const resumeIfRunning = () => {
+        if (resumed || !wasRunning || a.stop) return;
+        resumed = true;
+        machine.resume();
+        if (server) emitResume(server);
+      };
       try {
         let last = 0;
         const summary = await saveCheckpoint(machine, a.path, {
@@ -53,13 +60,12 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
               server.emitEvent(SNAPSHOT_PROGRESS, { done, total });
             }
           },
+          // Everything is in the page cache: the guest runs during fsync and rename.
+          onStateWritten: resumeIfRunning,
         });
         return { ...summary } as unknown as JsonObject;
       } finally {
-        if (wasRunning && !a.stop) {
-          machine.resume();
-          if (server) emitResume(server);
-        }
+        resumeIfRunning();
       }
     },
   });

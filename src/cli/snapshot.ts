@@ -46,7 +46,7 @@ export async function snapshotCommand(a: SnapshotArgs): Promise<number> {
   else {
     const mib = (n: number) => (n / (1 << 20)).toFixed(1);
     process.stdout.write(
-      `saved ${r['path']}: ${mib(Number(r['bytes']))} MiB in ${(Number(r['seconds']) * 1000).toFixed(0)} ms ` +
+      `saved ${r['path']}: ${mib(Number(r['bytes']))} MiB in ${(Number(r['seconds']) * 1000).toFixed(0)} ms, guest paused ${(Number(r['pausedSeconds']) * 1000).toFixed(0)} ms ` +
         `(${Number(r['mibPerSecond']).toFixed(0)} MiB/s of guest RAM; ${r['dataPages']} pages stored, ${r['zeroPages']} zero)` +
         `${a.stop ? '; guest left paused' : ''}\n`,
     );

@@ -28,27 +28,40 @@ export interface CheckpointSummary {
   zeroPages: number;
   compressed: boolean;
   seconds: number;
+  /** Until the state was in the page cache; the rest is fsync and rename (the guest may run meanwhile). */
+  pausedSeconds: number;
   /** Guest RAM saved per second (MiB/s), zero pages included. */
   mibPerSecond: number;
 }
 
-/** Saves a paused machine to `path` atomically (temp file, fsync, rename). */
-export async function saveCheckpoint(m: XenMachine, path: string, opts: { compress?: boolean; onProgress?: (bytesDone: number, bytesTotal: number) => void } = {}): Promise<CheckpointSummary> {
+export interface SaveOptions {
+  compress?: boolean;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** The guest's state is all in the file's page cache: it may run again while the file is synced and renamed. */
+  onStateWritten?: () => void;
+}
+
+/**
+ * Saves a paused machine to `path` atomically (temp file, fsync, rename).
+ * The summary's `pausedSeconds` is the time until onStateWritten.
+ */
+export async function saveCheckpoint(m: XenMachine, path: string, opts: SaveOptions = {}): Promise<CheckpointSummary> {
   const t0 = performance.now();
   const sections = saveMachineState(m);
   const machine: MachineConfig = { memBytes: m.ram.size, vcpus: m.handles.length };
   let ram = { dataPages: 0, zeroPages: 0 };
+  let written = 0;
   const compressed = opts.compress ?? false;
   const result = await writeSnapshotFile(path, { producer: `xenkvm ${packageVersion()}`, machine, schemas: sectionSchemas() }, async (w) => {
     for (const s of sections) await w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
     const progress = opts.onProgress;
     const stats = await writeRam(w, m.ram.bytes, { compress: compressed, ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}) });
     ram = { dataPages: stats.dataPages, zeroPages: m.ram.size / PAGE_SIZE - stats.dataPages };
-  }, { alignPages: !compressed });
+  }, { alignPages: !compressed, onWritten: () => { written = performance.now(); opts.onStateWritten?.(); } });
   const seconds = (performance.now() - t0) / 1000;
   return {
     path, bytes: result.bytes, sections: sections.length, guestPages: m.ram.size / PAGE_SIZE, ...ram, compressed,
-    seconds, mibPerSecond: m.ram.size / (1 << 20) / seconds,
+    seconds, pausedSeconds: ((written || performance.now()) - t0) / 1000, mibPerSecond: m.ram.size / (1 << 20) / seconds,
   };
 }
 
