@@ -7,6 +7,7 @@ import { QmpServer } from '../qmp/server.js';
 import { emitResume, emitStop } from '../qmp/events.js';
 import { eventChannelList, injectEvent } from '../xen/event-list.js';
 import { saveCheckpoint } from '../migrate/checkpoint.js';
+import { registerMigrationCommands } from '../migrate/live/qmp.js';
 import { arg } from '../qmp/schema.js';
 import type { JsonObject } from '../qmp/protocol.js';
 import type { XenMachine } from '../xen/machine.js';
@@ -31,6 +32,7 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
     eventList: () => eventChannelList(machine.context),
     injectEvent: (port) => injectEvent(machine.context, port),
   });
+  registerMigrationCommands(registry, machine, () => server);
   registry.register({
     name: 'snapshot',
     description: 'save the guest to a file (paused meanwhile); resumes it unless stop is true',

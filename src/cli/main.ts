@@ -9,6 +9,8 @@ import { ctlCommand } from './ctl.js';
 import { snapshotCommand } from './snapshot.js';
 import { restoreCommand } from './restore.js';
 import { inspectCommand } from './inspect.js';
+import { migrateCommand } from './migrate.js';
+import { receiveCommand } from './receive.js';
 import { diffCommand } from './diff.js';
 import { schemaCheckCommand, schemaCommand, type SchemaDirection } from './schema.js';
 
@@ -65,6 +67,32 @@ export async function main(argv: string[]): Promise<void> {
           .example('$0 restore vm.xks --qmp /tmp/vm2.sock', 'bring the guest back, controllable through a socket')
           .epilogue('Exit status as for run; 2 when the file is bad or this host cannot run the guest (nothing is started then).'),
         (a) => setStatus(restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet })),
+      )
+      .command(
+        'receive',
+        'Wait for one incoming live migration and run the guest (console on stdout; on stderr with --listen -)',
+        (y) => y
+          .option('listen', { type: 'string', demandOption: true, describe: 'tcp:HOST:PORT, unix:PATH, or - (stream on stdin, answer on stdout)' })
+          .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path once the guest runs' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .example('$0 receive --listen tcp:0.0.0.0:4444 --qmp /tmp/vm.sock', 'accept one guest on port 4444')
+          .epilogue('The stream is NOT authenticated or encrypted: listen only where just the source can connect.\n\nExit status as for run; 1 when the migration failed (nothing runs here), 130 interrupted.'),
+        (a) => setStatus(receiveCommand({ listen: a.listen, qmp: a.qmp, quiet: a.quiet })),
+      )
+      .command(
+        'migrate',
+        'Live-migrate a running guest to a listening xenkvm receive (through its control socket)',
+        (y) => y
+          .option('qmp', { type: 'string', demandOption: true, describe: 'control socket of the running xenkvm' })
+          .option('to', { type: 'string', demandOption: true, describe: 'tcp:HOST:PORT, unix:PATH, or - (stream to stdout, answer from stdin)' })
+          .option('downtime-ms', { type: 'number', describe: 'target pause (default 300)' })
+          .option('max-rounds', { type: 'number', describe: 'pre-copy rounds before giving up on convergence (default 30)' })
+          .option('timeout-ms', { type: 'number', describe: 'limit on the pre-copy phase (default 60000)' })
+          .option('on-timeout', { choices: ['pause', 'cancel'] as const, default: 'pause' as const, describe: 'not converged: pause anyway, or cancel and keep running here' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the final report as JSON' })
+          .example('$0 migrate --qmp /tmp/vm.sock --to tcp:10.0.0.2:4444', 'send the guest; this xenkvm then exits 0')
+          .epilogue('Ctrl-C cancels before the final state is sent. Exit status: 0 migrated, 1 failed (the guest runs on here), 2 bad usage, 130 cancelled.'),
+        (a) => setStatus(migrateCommand({ qmp: a.qmp, to: a.to, downtimeMs: a['downtime-ms'], maxRounds: a['max-rounds'], timeoutMs: a['timeout-ms'], onTimeout: a['on-timeout'], json: a.json })),
       )
       .command(
         'ctl <socket> <cmd> [args]',
@@ -138,7 +166,7 @@ export async function main(argv: string[]): Promise<void> {
         (y) => y,
         () => setStatus(demoCommand()),
       )
-      .demandCommand(1, 'name a command: run, snapshot, restore, ctl, inspect, diff, schema, demo (see --help)')
+      .demandCommand(1, 'name a command: run, snapshot, restore, migrate, receive, ctl, inspect, diff, schema, demo (see --help)')
       .strict()
       .fail((msg, err) => {
         if (err) throw err;
