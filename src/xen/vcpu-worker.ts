@@ -242,7 +242,8 @@ function park(): boolean {
 
 function loop(): void {
   Atomics.store(ctl, base + Ctl.TID, gettid());
-  if (!isUp() && !park()) return;
+  // Threads start parked (the machine lets them run with start()).
+  if ((!isUp() || Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN) && !park()) return;
   // This thread may start after the guest already brought the vCPU up (a
   // slow Worker start on a loaded host): apply the start context here too.
   if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
