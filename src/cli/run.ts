@@ -6,6 +6,7 @@ import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
 import { parseSize } from './parse-size.js';
 import { startControlSocket } from './control-socket.js';
 import { emitShutdown } from '../qmp/events.js';
+import type { QmpServer } from '../qmp/server.js';
 
 export interface RunArgs {
   elf: string;
@@ -43,9 +44,12 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const qmp = qmpPath ? await startControlSocket(machine, qmpPath) : null;
+  let qmp: QmpServer | null = null;
   try {
+    // The guest first: opening the socket takes tens of ms, which a restored
+    // or migrated guest would otherwise spend paused (clients retry anyway).
     machine.start();
+    if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
     if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');
     if (interrupted) return EXIT.interrupted;
