@@ -118,8 +118,6 @@ export function encodeCpuid(leaves: readonly CpuidLeaf[]): Uint8Array {
 export class KvmVm {
   readonly kvm: Kvm;
   readonly fd: number;
-  private readonly msi = new Uint8Array(S.kvm_msi.size);
-  private readonly msiView = new DataView(this.msi.buffer);
   private destroyed = false;
 
   constructor(kvm: Kvm) {
@@ -180,14 +178,6 @@ export class KvmVm {
       v.setBigUint64(o + r('bitmap'), addressOf(bitmaps[i]!), true);
     });
     ioctlBuf(this.fd, KVM.X86_SET_MSR_FILTER, buf, 'KVM_X86_SET_MSR_FILTER');
-  }
-
-  /** Raises an MSI: with the in-kernel LAPIC, delivery wakes a halted vCPU without userspace. */
-  signalMsi(addressLo: number, data: number): number {
-    const v = this.msiView;
-    v.setUint32(offsetOf(S.kvm_msi, 'address_lo'), addressLo >>> 0, true);
-    v.setUint32(offsetOf(S.kvm_msi, 'data'), data >>> 0, true);
-    return ioctlBuf(this.fd, KVM.SIGNAL_MSI, this.msi, 'KVM_SIGNAL_MSI');
   }
 
   createVcpu(index: number): number {
