@@ -75,9 +75,14 @@ export async function main(argv: string[]): Promise<void> {
           .option('listen', { type: 'string', demandOption: true, describe: 'tcp:HOST:PORT, unix:PATH, or - (stream on stdin, answer on stdout)' })
           .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path once the guest runs' })
           .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .option('tls-cert', { type: 'string', describe: "TLS: this destination's certificate (PEM)" })
+          .option('tls-key', { type: 'string', describe: 'TLS: its private key (PEM)' })
+          .option('tls-ca', { type: 'string', describe: 'TLS: require a source certificate signed by this CA (PEM)' })
+          .option('psk-file', { type: 'string', describe: 'TLS 1.2 with a pre-shared key instead of certificates: file with the key in hex (openssl rand -hex 32)' })
           .example('$0 receive --listen tcp:0.0.0.0:4444 --qmp /tmp/vm.sock', 'accept one guest on port 4444')
-          .epilogue('The stream is NOT authenticated or encrypted: listen only where just the source can connect.\n\nExit status as for run; 1 when the migration failed (nothing runs here), 130 interrupted.'),
-        (a) => setStatus(receiveCommand({ listen: a.listen, qmp: a.qmp, quiet: a.quiet })),
+          .example('$0 receive --listen tcp:0.0.0.0:4444 --tls-cert dest.pem --tls-key dest.key', 'the same over TLS')
+          .epilogue('Without --tls-cert/--tls-key or --psk-file the stream is NOT authenticated or encrypted: listen only where just the source can connect. TLS is for tcp: and unix: addresses.\n\nExit status as for run; 1 when the migration failed (nothing runs here), 130 interrupted.'),
+        (a) => setStatus(receiveCommand({ listen: a.listen, qmp: a.qmp, quiet: a.quiet, tlsCert: a['tls-cert'], tlsKey: a['tls-key'], tlsCa: a['tls-ca'], pskFile: a['psk-file'] })),
       )
       .command(
         'migrate',
@@ -90,9 +95,14 @@ export async function main(argv: string[]): Promise<void> {
           .option('timeout-ms', { type: 'number', describe: 'limit on the pre-copy phase (default 60000)' })
           .option('on-timeout', { choices: ['pause', 'cancel'] as const, default: 'pause' as const, describe: 'not converged: pause anyway, or cancel and keep running here' })
           .option('json', { type: 'boolean', default: false, describe: 'print the final report as JSON' })
+          .option('tls-ca', { type: 'string', describe: "TLS: verify the destination's certificate against this CA (PEM); over tcp: it must name HOST" })
+          .option('tls-cert', { type: 'string', describe: 'TLS: client certificate (PEM), for a destination started with --tls-ca' })
+          .option('tls-key', { type: 'string', describe: 'TLS: its private key (PEM)' })
+          .option('psk-file', { type: 'string', describe: 'TLS 1.2 with a pre-shared key instead of certificates: file with the key in hex' })
           .example('$0 migrate --qmp /tmp/vm.sock --to tcp:10.0.0.2:4444', 'send the guest; this xenkvm then exits 0')
+          .example('$0 migrate --qmp /tmp/vm.sock --to tcp:dest.example:4444 --tls-ca ca.pem', 'the same over TLS')
           .epilogue('Ctrl-C cancels before the final state is sent. Exit status: 0 migrated, 1 failed (the guest runs on here), 2 bad usage, 130 cancelled.'),
-        (a) => setStatus(migrateCommand({ qmp: a.qmp, to: a.to, downtimeMs: a['downtime-ms'], maxRounds: a['max-rounds'], timeoutMs: a['timeout-ms'], onTimeout: a['on-timeout'], json: a.json })),
+        (a) => setStatus(migrateCommand({ qmp: a.qmp, to: a.to, downtimeMs: a['downtime-ms'], maxRounds: a['max-rounds'], timeoutMs: a['timeout-ms'], onTimeout: a['on-timeout'], json: a.json, tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] })),
       )
       .command(
         'ctl <socket> <cmd> [args]',

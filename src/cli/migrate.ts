@@ -9,11 +9,12 @@
 //   socat EXEC:'xenkvm migrate --qmp vm.sock --to -' EXEC:'ssh host xenkvm receive --listen -'
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
 import { QmpClient } from '../qmp/client.js';
 import type { JsonObject } from '../qmp/protocol.js';
-import { formatAddress, listenOn, parseAddress, type Listener } from '../migrate/live/address.js';
+import { checkSecurityFor, formatAddress, listenOn, parseAddress, type Listener } from '../migrate/live/address.js';
+import { loadSecurity } from '../migrate/live/security.js';
 import { MIGRATION_PROGRESS } from '../migrate/live/qmp.js';
 import { EXIT } from './exit-codes.js';
 
@@ -25,6 +26,12 @@ export interface MigrateArgs {
   timeoutMs?: number | undefined;
   onTimeout: 'pause' | 'cancel';
   json: boolean;
+  /** TLS: the CA that signed the destination's certificate; cert/key for mutual authentication. */
+  tlsCa?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** TLS 1.2 with a pre-shared key (hex in the file), instead of certificates. */
+  pskFile?: string | undefined;
 }
 
 const mib = (n: number): string => (n / (1 << 20)).toFixed(1);
@@ -43,6 +50,9 @@ async function relayStdio(): Promise<{ uri: string; listener: Listener; done: ()
 
 export async function migrateCommand(a: MigrateArgs): Promise<number> {
   const to = parseAddress(a.to, '--to');
+  // Checked (and the files read) here for early one-line errors; the VMM, which sends the stream, reads them again.
+  const files = { tlsCa: a.tlsCa, tlsCert: a.tlsCert, tlsKey: a.tlsKey, pskFile: a.pskFile };
+  checkSecurityFor(to, loadSecurity(files, 'client'), '--to');
   const tty = process.stderr.isTTY === true;
   let drawn = false;
   const relay = to.kind === 'stdio' ? await relayStdio() : null;
@@ -76,6 +86,11 @@ export async function migrateCommand(a: MigrateArgs): Promise<number> {
     if (a.downtimeMs !== undefined) args['downtime-ms'] = a.downtimeMs;
     if (a.maxRounds !== undefined) args['max-rounds'] = a.maxRounds;
     if (a.timeoutMs !== undefined) args['timeout-ms'] = a.timeoutMs;
+    // The VMM may run in another directory: absolute paths.
+    if (a.tlsCa !== undefined) args['tls-ca'] = resolve(a.tlsCa);
+    if (a.tlsCert !== undefined) args['tls-cert'] = resolve(a.tlsCert);
+    if (a.tlsKey !== undefined) args['tls-key'] = resolve(a.tlsKey);
+    if (a.pskFile !== undefined) args['psk-file'] = resolve(a.pskFile);
     try {
       r = (await client.execute('migrate', args)) as JsonObject;
     } finally {

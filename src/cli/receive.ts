@@ -2,9 +2,12 @@
 // then runs the guest here like `xenkvm run` (console on stdout, --qmp for
 // control).  With `--listen -` the stream comes on stdin and the answer to
 // the source goes to stdout, so the guest console goes to stderr instead
-// (`ssh host xenkvm receive --listen -`).  The stream is not authenticated:
-// listen only where no one but the source can connect.
-import { formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
+// (`ssh host xenkvm receive --listen -`).  With --tls-cert/--tls-key (and
+// --tls-ca to require a client certificate) or --psk-file the stream is TLS
+// (see migrate/live/security.ts); without, it is not authenticated: listen
+// only where no one but the source can connect.
+import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
+import { describeSecurity, loadSecurity } from '../migrate/live/security.js';
 import { confirmRunning, receiveMachine, refuse, waitUntilRunning } from '../migrate/live/destination.js';
 import type { Readable, Writable } from 'node:stream';
 import { EXIT } from './exit-codes.js';
@@ -14,10 +17,17 @@ export interface ReceiveArgs {
   listen: string;
   qmp?: string | undefined;
   quiet: boolean;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** Require a client certificate signed by this CA. */
+  tlsCa?: string | undefined;
+  pskFile?: string | undefined;
 }
 
 export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   const addr = parseAddress(a.listen, '--listen');
+  const security = loadSecurity({ tlsCert: a.tlsCert, tlsKey: a.tlsKey, tlsCa: a.tlsCa, pskFile: a.pskFile }, 'server');
+  checkSecurityFor(addr, security, '--listen');
   const say = (line: string): void => {
     process.stderr.write(`xenkvm: ${line}\n`);
   };
@@ -36,8 +46,8 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       output = process.stdout;
       from = 'stdin';
     } else {
-      const listener = await listenOn(addr);
-      say(`waiting for a guest on ${formatAddress(listener.address)}`);
+      const listener = await listenOn(addr, security, (why) => say(why));
+      say(`waiting for a guest on ${formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${describeSecurity(security)})`}`);
       let sock;
       try {
         sock = await listener.accept(interrupted.signal);

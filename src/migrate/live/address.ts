@@ -1,10 +1,14 @@
 // Where a migration stream goes or comes from: `tcp:HOST:PORT`,
-// `unix:PATH`, or `-` (stdin/stdout, to pipe through ssh).  The stream is
-// neither encrypted nor authenticated: whoever can reach a listening
-// `receive` can hand it a guest, and anyone on the path can read guest memory.
-import { createServer, connect, type Server, type Socket } from 'node:net';
+// `unix:PATH`, or `-` (stdin/stdout, to pipe through ssh).  Over tcp: and
+// unix: the stream can be TLS (certificates or a pre-shared key, see
+// security.ts); without it, it is neither encrypted nor authenticated:
+// whoever can reach a listening `receive` can hand it a guest, and anyone on
+// the path can read guest memory.  Either way the callers get a plain Duplex.
+import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
+import * as tls from 'node:tls';
 import { IoError, UsageError } from '../../errors.js';
 import { describeIoError } from '../sink.js';
+import { clientTlsOptions, serverTlsOptions, type StreamSecurity } from './security.js';
 
 export type MigrationAddress =
   | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
@@ -47,26 +51,63 @@ export function formatAddress(a: MigrationAddress): string {
   }
 }
 
-/** Connects to a listening `receive`; fails with a one-line IoError after `timeoutMs`. */
-export function connectTo(a: MigrationAddress, timeoutMs = 10_000): Promise<Socket> {
+const PLAIN: StreamSecurity = { kind: 'none' };
+
+/** One line for a connection or TLS error (OpenSSL's messages can span lines; its `reason` is the gist). */
+function describeNetError(err: unknown): string {
+  const reason = (err as { reason?: unknown }).reason;
+  const code = (err as { code?: unknown }).code;
+  const text = typeof reason === 'string' && reason !== '' ? (typeof code === 'string' ? `${reason} (${code})` : reason) : describeIoError(err);
+  return text.replace(/\s*[\r\n]+\s*/g, '; ').trim();
+}
+
+/** Refuses `-` with TLS: the pipe (ssh) is what protects the stream there. */
+export function checkSecurityFor(a: MigrationAddress, security: StreamSecurity, what: string): void {
+  if (a.kind === 'stdio' && security.kind !== 'none') throw new UsageError(`${what} -: TLS and pre-shared keys are for tcp: and unix: addresses; over a pipe, ssh protects the stream`);
+}
+
+/**
+ * Connects to a listening `receive` (with the TLS handshake done, if
+ * `security` asks for it); fails with a one-line IoError after `timeoutMs`.
+ */
+export function connectTo(a: MigrationAddress, timeoutMs = 10_000, security: StreamSecurity = PLAIN): Promise<Socket> {
   if (a.kind === 'stdio') return Promise.reject(new UsageError("'-' is not an address this process can connect to"));
   return new Promise((resolve, reject) => {
-    const s = a.kind === 'tcp' ? connect({ host: a.host, port: a.port, allowHalfOpen: true }) : connect({ path: a.path, allowHalfOpen: true });
+    const where = a.kind === 'tcp' ? { host: a.host, port: a.port } : { path: a.path };
+    let s: Socket;
+    let ready: string;
+    if (security.kind === 'none') {
+      s = connect({ ...where, allowHalfOpen: true });
+      ready = 'connect';
+    } else {
+      // Over unix: there is no host name to check; the chain is still verified.
+      const name = a.kind === 'tcp' ? { servername: isIP(a.host) ? undefined : a.host } : {};
+      s = tls.connect({ ...where, ...name, allowHalfOpen: true, ...clientTlsOptions(security, a.kind === 'tcp') } as unknown as tls.ConnectionOptions);
+      ready = 'secureConnect';
+    }
+    let connected = false;
+    s.once('connect', () => (connected = true));
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new IoError(`cannot connect to ${formatAddress(a)}: no answer within ${timeoutMs} ms`));
+      reject(new IoError(`cannot connect to ${formatAddress(a)}: no ${connected ? 'TLS handshake' : 'answer'} within ${timeoutMs} ms`));
     }, timeoutMs);
-    s.once('connect', () => {
+    s.once(ready, () => {
       clearTimeout(timer);
       s.off('error', onError);
+      s.off('close', onClose);
       s.setNoDelay(true);
       resolve(s);
     });
     const onError = (err: Error): void => {
       clearTimeout(timer);
-      reject(new IoError(`cannot connect to ${formatAddress(a)}: ${describeIoError(err)}`, { cause: err }));
+      s.destroy();
+      const what = connected && security.kind !== 'none' ? `TLS handshake with ${formatAddress(a)} failed` : `cannot connect to ${formatAddress(a)}`;
+      reject(new IoError(`${what}: ${describeNetError(err)}`, { cause: err }));
     };
     s.once('error', onError);
+    // A TLS peer that closes without an alert (e.g. it rejected our certificate) ends the socket without an error.
+    const onClose = (): void => onError(new Error('the connection closed during the handshake'));
+    s.once('close', onClose);
   });
 }
 
@@ -78,10 +119,26 @@ export interface Listener {
   close(): void;
 }
 
-/** Listens on a tcp or unix address for one incoming migration. */
-export async function listenOn(a: MigrationAddress): Promise<Listener> {
+/**
+ * Listens on a tcp or unix address for one incoming migration.  With TLS, a
+ * connection whose handshake fails (wrong CA, wrong key, not TLS) is dropped,
+ * reported to `onReject`, and the listener waits on.  (A source that rejects
+ * our certificate after a TLS 1.3 handshake is only noticed at the handshake
+ * timeout, 10 s.)
+ */
+export async function listenOn(a: MigrationAddress, security: StreamSecurity = PLAIN, onReject?: (why: string) => void): Promise<Listener> {
   if (a.kind === 'stdio') throw new UsageError("'-' is not an address to listen on");
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  const secure = security.kind !== 'none';
+  const server: Server = secure
+    ? tls.createServer({ allowHalfOpen: true, handshakeTimeout: 10_000, ...serverTlsOptions(security) })
+    : createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  if (secure) {
+    server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      const from = s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'a local peer';
+      onReject?.(`rejected a connection from ${from}: TLS handshake failed: ${describeNetError(err)}`);
+      s.destroy();
+    });
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new IoError(`cannot listen on ${formatAddress(a)}: ${describeIoError(err)}`, { cause: err })));
     if (a.kind === 'tcp') server.listen({ host: a.host, port: a.port, exclusive: true }, resolve);
@@ -106,7 +163,7 @@ export async function listenOn(a: MigrationAddress): Promise<Listener> {
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
-        server.once('connection', (s: Socket) => {
+        server.once(secure ? 'secureConnection' : 'connection', (s: Socket) => {
           signal?.removeEventListener('abort', onAbort);
           close();
           s.setNoDelay(true);

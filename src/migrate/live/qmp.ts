@@ -1,6 +1,8 @@
 // QMP commands of a running machine for live migration:
-//   migrate {uri, downtime-ms?, max-rounds?, timeout-ms?, on-timeout?}
-//     sends the guest to a listening `xenkvm receive`; answers when done
+//   migrate {uri, downtime-ms?, max-rounds?, timeout-ms?, on-timeout?,
+//            tls-ca?, tls-cert?, tls-key?, psk-file?}
+//     sends the guest to a listening `xenkvm receive` (over TLS when tls-ca
+//     or psk-file is given: paths this process reads); answers when done
 //     (with the report) or failed (an error; the guest runs on here).  On
 //     success the guest is stopped here once the reply is out: the process
 //     ends as after `quit`, saying where the guest went.
@@ -16,6 +18,7 @@ import { arg } from '../../qmp/schema.js';
 import type { EventSink } from '../../qmp/server.js';
 import type { XenMachine } from '../../xen/machine.js';
 import { connectTo, formatAddress, parseAddress } from './address.js';
+import { loadSecurity } from './security.js';
 import { migrate, MigrationError, type MigrationReport, type RoundProgress } from './source.js';
 
 export const MIGRATION_PROGRESS = 'MIGRATION_PROGRESS';
@@ -33,26 +36,35 @@ export function registerMigrationCommands(registry: CommandRegistry, machine: Xe
 
   registry.register({
     name: 'migrate',
-    description: 'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH); answers when done or failed',
+    description: 'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH; TLS with tls-ca [tls-cert tls-key] or psk-file); answers when done or failed',
     args: {
       uri: arg.string({ maxLength: 4096 }),
       'downtime-ms': arg.optional(arg.integer({ min: 1, max: 600_000 })),
       'max-rounds': arg.optional(arg.integer({ min: 1, max: 10_000 })),
       'timeout-ms': arg.optional(arg.integer({ min: 1, max: 86_400_000 })),
       'on-timeout': arg.optional(arg.enum(['pause', 'cancel'] as const)),
+      'tls-ca': arg.optional(arg.string({ maxLength: 4096 })),
+      'tls-cert': arg.optional(arg.string({ maxLength: 4096 })),
+      'tls-key': arg.optional(arg.string({ maxLength: 4096 })),
+      'psk-file': arg.optional(arg.string({ maxLength: 4096 })),
     },
     handler: async (a, ctx) => {
       if (status === 'active') throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
       if (machine.status === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
       const addr = parseAddress(a.uri, 'uri');
       if (addr.kind === 'stdio') throw new InputError("uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here");
+      const security = loadSecurity({ tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] }, 'client', {
+        tlsCa: 'tls-ca', tlsCert: 'tls-cert', tlsKey: 'tls-key', pskFile: 'psk-file',
+      });
       status = 'active';
       progress = null;
       report = null;
       error = null;
       cancel = new AbortController();
       try {
-        const sock = await connectTo(addr);
+        const sock = await connectTo(addr, 10_000, security).catch((e: unknown) => {
+          throw new MigrationError(e instanceof Error ? e.message : String(e), { cause: e });
+        });
         const r = await migrate(machine, sock, {
           ...(a['downtime-ms'] !== undefined ? { downtimeMs: a['downtime-ms'] } : {}),
           ...(a['max-rounds'] !== undefined ? { maxRounds: a['max-rounds'] } : {}),
