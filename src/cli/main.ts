@@ -3,16 +3,9 @@
 import yargs from 'yargs';
 import { XenkvmError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
-import { runCommand } from './run.js';
-import { demoCommand } from './demo.js';
-import { ctlCommand } from './ctl.js';
-import { snapshotCommand } from './snapshot.js';
-import { restoreCommand } from './restore.js';
-import { inspectCommand } from './inspect.js';
-import { migrateCommand } from './migrate.js';
-import { receiveCommand } from './receive.js';
-import { diffCommand } from './diff.js';
-import { schemaCheckCommand, schemaCommand, type SchemaDirection } from './schema.js';
+// Command modules are imported when their command runs: loading all of them
+// (the emulator, the inspector, migration) cost every invocation ~150 ms.
+import type { SchemaDirection } from './schema.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
@@ -43,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path (owner-only); see xenkvm ctl' })
           .example('$0 run fixtures/guest/build/guest.elf --cmdline selftest', 'boot the test guest and run its self-test')
           .epilogue('Exit status: 0 guest powered off, 1 guest crashed, 2 bad usage or input, 3 reboot, 4 suspend, 5 watchdog, 6 soft_reset, 7 halted with nothing to wake it, 8 guest fault (triple fault, KVM error), 70 internal error, 130 interrupted.'),
-        (a) => setStatus(runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet, qmp: a.qmp })),
+        (a) => setStatus(import('./run.js').then((m) => m.runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet, qmp: a.qmp }))),
       )
       .command(
         'snapshot',
@@ -55,7 +48,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('compress', { type: 'boolean', default: false, describe: 'deflate guest memory (smaller, slower; pages no longer mappable)' })
           .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
           .example('$0 snapshot --qmp /tmp/vm.sock -o vm.xks', 'checkpoint the guest and let it run on'),
-        (a) => setStatus(snapshotCommand({ qmp: a.qmp, output: a.output, stop: a.stop, compress: a.compress, json: a.json })),
+        (a) => setStatus(import('./snapshot.js').then((m) => m.snapshotCommand({ qmp: a.qmp, output: a.output, stop: a.stop, compress: a.compress, json: a.json }))),
       )
       .command(
         'restore <file>',
@@ -66,7 +59,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
           .example('$0 restore vm.xks --qmp /tmp/vm2.sock', 'bring the guest back, controllable through a socket')
           .epilogue('Exit status as for run; 2 when the file is bad or this host cannot run the guest (nothing is started then).'),
-        (a) => setStatus(restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet })),
+        (a) => setStatus(import('./restore.js').then((m) => m.restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet }))),
       )
       .command(
         'receive',
@@ -82,7 +75,7 @@ export async function main(argv: string[]): Promise<void> {
           .example('$0 receive --listen tcp:0.0.0.0:4444 --qmp /tmp/vm.sock', 'accept one guest on port 4444')
           .example('$0 receive --listen tcp:0.0.0.0:4444 --tls-cert dest.pem --tls-key dest.key', 'the same over TLS')
           .epilogue('Without --tls-cert/--tls-key or --psk-file the stream is NOT authenticated or encrypted: listen only where just the source can connect. TLS is for tcp: and unix: addresses.\n\nExit status as for run; 1 when the migration failed (nothing runs here), 130 interrupted.'),
-        (a) => setStatus(receiveCommand({ listen: a.listen, qmp: a.qmp, quiet: a.quiet, tlsCert: a['tls-cert'], tlsKey: a['tls-key'], tlsCa: a['tls-ca'], pskFile: a['psk-file'] })),
+        (a) => setStatus(import('./receive.js').then((m) => m.receiveCommand({ listen: a.listen, qmp: a.qmp, quiet: a.quiet, tlsCert: a['tls-cert'], tlsKey: a['tls-key'], tlsCa: a['tls-ca'], pskFile: a['psk-file'] }))),
       )
       .command(
         'migrate',
@@ -102,7 +95,7 @@ export async function main(argv: string[]): Promise<void> {
           .example('$0 migrate --qmp /tmp/vm.sock --to tcp:10.0.0.2:4444', 'send the guest; this xenkvm then exits 0')
           .example('$0 migrate --qmp /tmp/vm.sock --to tcp:dest.example:4444 --tls-ca ca.pem', 'the same over TLS')
           .epilogue('Ctrl-C cancels before the final state is sent. Exit status: 0 migrated, 1 failed (the guest runs on here), 2 bad usage, 130 cancelled.'),
-        (a) => setStatus(migrateCommand({ qmp: a.qmp, to: a.to, downtimeMs: a['downtime-ms'], maxRounds: a['max-rounds'], timeoutMs: a['timeout-ms'], onTimeout: a['on-timeout'], json: a.json, tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] })),
+        (a) => setStatus(import('./migrate.js').then((m) => m.migrateCommand({ qmp: a.qmp, to: a.to, downtimeMs: a['downtime-ms'], maxRounds: a['max-rounds'], timeoutMs: a['timeout-ms'], onTimeout: a['on-timeout'], json: a.json, tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] }))),
       )
       .command(
         'ctl <socket> <cmd> [args]',
@@ -115,7 +108,7 @@ export async function main(argv: string[]): Promise<void> {
           .example('$0 ctl /tmp/vm.sock xen-event-list', 'show every event channel of the running guest')
           .example("$0 ctl /tmp/vm.sock xen-event-inject '{\"port\": 3}'", 'make port 3 pending')
           .epilogue('Exit status: 0 success, 1 the command failed, 2 bad usage or no xenkvm listening.'),
-        (a) => setStatus(ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json })),
+        (a) => setStatus(import('./ctl.js').then((m) => m.ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json }))),
       )
       .command(
         'inspect <file>',
@@ -129,7 +122,7 @@ export async function main(argv: string[]): Promise<void> {
           .example("$0 inspect vm.xks -s 'cpu[1]/xen_vcpu'", "vCPU 1's VIRQ bindings and Xen timers (time left at the save)")
           .example('$0 inspect vm.xks -s xen_evtchn', 'event channel ports: type, vCPU, VIRQ, remote port, pending, masked')
           .epilogue('Sections this build has no descriptor for (or of another version) are decoded with the schema embedded in the file.\n\nExit status: 0 success, 2 unreadable, truncated or corrupt file, or no such section.'),
-        (a) => setStatus(inspectCommand({ file: a.file, section: a.section, json: a.json })),
+        (a) => setStatus(import('./inspect.js').then((m) => m.inspectCommand({ file: a.file, section: a.section, json: a.json }))),
       )
       .command(
         'diff <a> <b>',
@@ -146,7 +139,7 @@ export async function main(argv: string[]): Promise<void> {
           .example('$0 diff a.xks b.xks --ignore-volatile --ignore "*.rflags"', 'leave out clocks, TSC and every rflags')
           .example('$0 diff a.xks b.xks --pages --hexdump 0x1fe000,64', 'all differing ranges, and 64 bytes at 0x1fe000 from both files')
           .epilogue('Paths: cpu[1].regs.rip, cpu[1]/xen_vcpu.xen_virq[0] (a subsection after /), cpu[0].msrs.IA32_TSC (MSRs by name), cpu[0].lapic[912..915] (bytes as ranges). A pattern without an instance (cpu.regs.rip) matches every vCPU. Memory is compared page by page while both files are read, never loaded whole.\n\nExit status (as diff(1)): 0 identical, 1 different, 2 trouble (unreadable or corrupt file, bad option).'),
-        (a) => setStatus(diffCommand({ a: a.a, b: a.b, pages: a.pages, hexdump: a.hexdump, ignore: a.ignore, ignoreVolatile: a['ignore-volatile'], json: a.json })),
+        (a) => setStatus(import('./diff.js').then((m) => m.diffCommand({ a: a.a, b: a.b, pages: a.pages, hexdump: a.hexdump, ignore: a.ignore, ignoreVolatile: a['ignore-volatile'], json: a.json }))),
       )
       .command(
         'schema',
@@ -163,18 +156,18 @@ export async function main(argv: string[]): Promise<void> {
               .example('$0 schema check schema-0.1.json', 'can this build read files of 0.1, and 0.1 files of this build?')
               .example('$0 schema check old.xks --direction old-in-new', "does this build still read that snapshot's sections?")
               .epilogue('Exit status: 0 compatible (in the direction asked), 1 breaking changes, 2 unreadable or invalid input.'),
-            (a) => setStatus(schemaCheckCommand({ old: a.old, new: a.new, direction: a.direction as SchemaDirection, json: a.json as boolean })),
+            (a) => setStatus(import('./schema.js').then((m) => m.schemaCheckCommand({ old: a.old, new: a.new, direction: a.direction as SchemaDirection, json: a.json as boolean }))),
           )
           .option('json', { type: 'boolean', default: false, describe: 'print JSON: {"sections": {NAME: schema}}, the input of schema check' })
           .example('$0 schema', 'fields, kinds, versions and defaults of every section, with subsections')
           .example('$0 schema --json > schema.json', 'the same as JSON'),
-        (a) => setStatus(schemaCommand({ json: a.json })),
+        (a) => setStatus(import('./schema.js').then((m) => m.schemaCommand({ json: a.json }))),
       )
       .command(
         'demo',
         'Boot the bundled test guest and run its self-test (what `npm start` does)',
         (y) => y,
-        () => setStatus(demoCommand()),
+        () => setStatus(import('./demo.js').then((m) => m.demoCommand())),
       )
       .demandCommand(1, 'name a command: run, snapshot, restore, migrate, receive, ctl, inspect, diff, schema, demo (see --help)')
       .strict()
