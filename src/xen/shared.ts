@@ -36,6 +36,8 @@ export const VcpuField = {
   startPending: 9,
   /** The vCPU is in SCHEDOP_poll: wake it on any pending port. */
   polling: 10,
+  /** The timer thread is firing one of this vCPU's timers (stop waits it out). */
+  timerFiring: 11,
   virq: 16,
   /** struct vcpu_hvm_context, 128 bytes. */
   ctx: 16 + NR_VIRQS,
@@ -77,6 +79,8 @@ export class XenShared {
   readonly domain: DomainState;
   readonly ports: Int32Array;
   readonly vcpus: BigUint64Array;
+  /** The same words, signed: Atomics.wait takes BigInt64Array only. */
+  private readonly vcpusSigned: BigInt64Array;
   readonly clock: BigInt64Array;
   readonly sync: Int32Array;
   readonly dirty: Int32Array;
@@ -88,6 +92,7 @@ export class XenShared {
     this.domain = new DomainState(b.domain);
     this.ports = new Int32Array(b.ports);
     this.vcpus = new BigUint64Array(b.vcpus);
+    this.vcpusSigned = new BigInt64Array(b.vcpus);
     this.clock = new BigInt64Array(b.clock);
     this.sync = new Int32Array(b.sync);
     this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
@@ -131,6 +136,13 @@ export class XenShared {
   // --- vCPUs ---
   vcpu(v: number, f: number): bigint { return Atomics.load(this.vcpus, v * VCPU_STRIDE + f); }
   setVcpu(v: number, f: number, value: bigint): void { Atomics.store(this.vcpus, v * VCPU_STRIDE + f, value); }
+  /** Waits (at most `ms`) while word `f` of vCPU `v` equals `value`; pair with notifyVcpuWord. */
+  waitVcpuWord(v: number, f: number, value: bigint, ms: number): void {
+    Atomics.wait(this.vcpusSigned, v * VCPU_STRIDE + f, value, ms);
+  }
+  notifyVcpuWord(v: number, f: number): void {
+    Atomics.notify(this.vcpusSigned, v * VCPU_STRIDE + f);
+  }
   compareAndSetVcpu(v: number, f: number, expected: bigint, value: bigint): boolean {
     return Atomics.compareExchange(this.vcpus, v * VCPU_STRIDE + f, expected, value) === expected;
   }

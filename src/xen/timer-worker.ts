@@ -21,6 +21,23 @@ function fire(v: number): void {
 
 const NEVER = 1n << 62n;
 
+/**
+ * Claims a due timer with `claim` (a compare-and-set that fails if the vCPU
+ * re-armed or stopped it) and fires it, flagged as firing meanwhile: a stop
+ * hypercall waits the flag out, so no tick lands after the stop returns.
+ */
+function firing(v: number, claim: () => boolean): boolean {
+  s.setVcpu(v, VcpuField.timerFiring, 1n);
+  try {
+    if (!claim()) return false;
+    fire(v);
+    return true;
+  } finally {
+    s.setVcpu(v, VcpuField.timerFiring, 0n);
+    s.notifyVcpuWord(v, VcpuField.timerFiring);
+  }
+}
+
 for (;;) {
   if (Atomics.load(s.sync, SyncField.timerStop) !== 0) break;
   const seq = Atomics.load(s.sync, SyncField.timerWake);
@@ -38,22 +55,21 @@ for (;;) {
   for (let v = 0; v < s.nrVcpus; v++) {
     const ss = s.vcpu(v, VcpuField.singleshotNs);
     if (ss !== 0n) {
-      // Compare-and-clear: a vCPU re-arming meanwhile keeps its new deadline.
-      if (ss <= now) {
-        if (s.compareAndSetVcpu(v, VcpuField.singleshotNs, ss, 0n)) fire(v);
-      } else if (ss < next) next = ss;
+      // Compare-and-clear: a vCPU re-arming or stopping meanwhile wins.
+      if (ss <= now) firing(v, () => s.compareAndSetVcpu(v, VcpuField.singleshotNs, ss, 0n));
+      else if (ss < next) next = ss;
     }
     const period = s.vcpu(v, VcpuField.periodicPeriodNs);
     if (period !== 0n) {
       let due = s.vcpu(v, VcpuField.periodicNextNs);
-      if (due <= now) {
-        fire(v);
-        due += period;
+      if (due !== 0n && due <= now) {
         // Missed periods are not replayed (a paused guest gets one tick).
-        if (due <= now) due = now + period;
-        s.setVcpu(v, VcpuField.periodicNextNs, due);
+        const after = due + period <= now ? now + period : due + period;
+        const was = due;
+        if (firing(v, () => s.compareAndSetVcpu(v, VcpuField.periodicNextNs, was, after))) due = after;
+        else due = s.vcpu(v, VcpuField.periodicNextNs);
       }
-      if (due < next) next = due;
+      if (due !== 0n && due < next) next = due;
     }
   }
   const waitMs = next === NEVER ? Infinity : Number(next - now) / 1e6;

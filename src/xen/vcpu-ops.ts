@@ -48,6 +48,21 @@ function areaGpa(env: HypercallEnv, ptr: bigint, size: number): bigint | null {
 function setSingleshot(env: HypercallEnv, vcpu: number, deadline: bigint): void {
   env.xen.shared.setVcpu(vcpu, VcpuField.singleshotNs, deadline);
   env.xen.shared.wakeTimers();
+  waitOutFiring(env, vcpu);
+}
+
+/**
+ * After a timer of `vcpu` was changed: if the timer thread was firing the old
+ * one at that moment, let it finish, so that once the hypercall returns no
+ * tick of the old timer can still arrive (Xen's stop_timer is synchronous).
+ * The timer thread sets the flag before its compare-and-set and clears it
+ * (with a notify) after delivery: microseconds, unless it was preempted.
+ */
+function waitOutFiring(env: HypercallEnv, vcpu: number): void {
+  // Bounded: a timer thread preempted for long on a loaded host delays the
+  // hypercall, never hangs it.
+  const s = env.xen.shared;
+  for (let i = 0; i < 100 && s.vcpu(vcpu, VcpuField.timerFiring) !== 0n; i++) s.waitVcpuWord(vcpu, VcpuField.timerFiring, 1n, 2);
 }
 
 export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
@@ -125,7 +140,9 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
     }
     case VcpuOp.stop_periodic_timer:
       x.shared.setVcpu(vcpu, VcpuField.periodicPeriodNs, 0n);
+      x.shared.setVcpu(vcpu, VcpuField.periodicNextNs, 0n);
       x.shared.wakeTimers();
+      waitOutFiring(env, vcpu);
       return 0n;
     default:
       return err(Errno.ENOSYS);
