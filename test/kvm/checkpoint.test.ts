@@ -12,6 +12,7 @@ import { restoreCheckpoint, saveCheckpoint } from '../../src/migrate/checkpoint.
 import { diffStates } from '../../src/vmstate/index.js';
 import { saveMachineState, type SavedSection } from '../../src/xen/machine-state.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
+import { soakStatusLines } from '../helpers/receiver.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
 const GOLDEN = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
@@ -32,7 +33,6 @@ function restoreInNewProcess(file: string): Promise<{ status: number | null; out
   });
 }
 
-const statusLines = (text: string) => [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map((m) => m.slice(1).map(Number) as [number, number, number, number]);
 
 function assertCleanRun(out: string, what: string): void {
   assert.ok(out.includes('RESULT: PASS'), `${what} did not pass:\n${out.slice(-2000)}`);
@@ -58,7 +58,7 @@ kvmTest('soak on 2 vCPUs snapshotted at 5 random moments: each restores in a new
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 200 + Math.random() * 700));
       await g.machine.pause();
-      const last = statusLines(g.console()).at(-1)!;
+      const last = soakStatusLines(g.console()).at(-1)!;
       const file = join(dir, `moment-${i}.xks`);
       await saveCheckpoint(g.machine, file);
       taken.push({ file, last });
@@ -75,7 +75,7 @@ kvmTest('soak on 2 vCPUs snapshotted at 5 random moments: each restores in a new
       const { last } = taken[i + k]!;
       assert.is(r.status, 0, r.err);
       assertCleanRun(r.out, `restore of moment ${i + k}`);
-      const lines = statusLines(r.out);
+      const lines = soakStatusLines(r.out);
       const [t, ticks] = lines[0]!;
       assert.ok(t >= last[0] && ticks > last[1], `counters continue: before t=${last[0]} ticks=${last[1]}, after t=${t} ticks=${ticks}`);
       assert.ok(lines.at(-1)![0] - last[0] >= 9, `ran about 10 s after the restore (t ${last[0]} → ${lines.at(-1)![0]})`);

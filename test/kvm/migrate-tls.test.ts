@@ -7,11 +7,10 @@
 // Certificates come from Debian's openssl into a temporary directory.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connectTo, parseAddress } from '../../src/migrate/live/address.js';
 import { registerMigrationCommands } from '../../src/migrate/live/qmp.js';
 import { loadSecurity } from '../../src/migrate/live/security.js';
@@ -19,8 +18,7 @@ import { migrate, MigrationError } from '../../src/migrate/live/source.js';
 import { CommandRegistry, type CommandContext } from '../../src/qmp/registry.js';
 import type { JsonObject } from '../../src/qmp/protocol.js';
 import { bootGuest, kvmSkipReason, type GuestRun } from '../helpers/guest.js';
-
-const RECEIVE = fileURLToPath(new URL('../../src/cli/receive.js', import.meta.url));
+import { startReceiver, withTimeout, type Receiver } from '../helpers/receiver.js';
 
 function opensslSkipReason(): string | null {
   try {
@@ -36,9 +34,6 @@ const kvmTest = skip ? test.skip : test;
 
 const dir = mkdtempSync(join(tmpdir(), 'xenkvm-mig-tls-'));
 const f = (name: string): string => join(dir, name);
-// A launcher file, not `node -e`: worker threads inherit execArgv.  argv[2]: ReceiveArgs as JSON.
-const LAUNCHER = f('receive.mjs');
-writeFileSync(LAUNCHER, `const m = await import(${JSON.stringify(RECEIVE)});\nprocess.exitCode = await m.receiveCommand(JSON.parse(process.argv[2]));\n`);
 
 function openssl(args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -57,34 +52,6 @@ function makeCredentials(): void {
   writeFileSync(f('wrongpsk.hex'), `${'a5'.repeat(32)}\n`);
 }
 if (!skip) makeCredentials();
-
-interface Receiver {
-  child: ChildProcess;
-  address: Promise<string>;
-  out(): string;
-  err(): string;
-  exit: Promise<number | null>;
-}
-
-function startReceiver(extra: Record<string, string> = {}): Receiver {
-  const child = spawn(process.execPath, [LAUNCHER, JSON.stringify({ listen: 'tcp:127.0.0.1:0', quiet: false, ...extra })], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  let onAddr: (a: string) => void = () => {};
-  const address = new Promise<string>((resolve) => (onAddr = resolve));
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => {
-    err += d;
-    const m = /waiting for a guest on (\S+)/.exec(err);
-    if (m) onAddr(m[1]!);
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { child, address, out: () => out, err: () => err, exit };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms).unref())]);
-}
 
 const SERVER_TLS = { tlsCert: f('server.pem'), tlsKey: f('server.key') };
 const MUTUAL_TLS = { ...SERVER_TLS, tlsCa: f('ca.pem') };

@@ -1,0 +1,55 @@
+// `xenkvm receive` in a child process, for migration tests: its address
+// once it listens, its output, its exit status.  Also small shared helpers
+// for tests that watch a soak guest.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
+
+export interface Receiver {
+  child: ChildProcess;
+  /** The address it listens on, e.g. tcp:127.0.0.1:40123. */
+  address: Promise<string>;
+  out(): string;
+  err(): string;
+  exit: Promise<number | null>;
+}
+
+export interface ReceiverOptions {
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  pskFile?: string;
+}
+
+const FLAGS: Record<Exclude<keyof ReceiverOptions, 'listen'>, string> = { tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsCa: '--tls-ca', pskFile: '--psk-file' };
+
+export function startReceiver(opts: ReceiverOptions = {}): Receiver {
+  const args = [BIN, 'receive', '--listen', opts.listen ?? 'tcp:127.0.0.1:0'];
+  for (const [key, flag] of Object.entries(FLAGS) as Array<[keyof typeof FLAGS, string]>) {
+    const v = opts[key];
+    if (v !== undefined) args.push(flag, v);
+  }
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let onAddr: (a: string) => void = () => {};
+  const address = new Promise<string>((resolve) => (onAddr = resolve));
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => {
+    err += d;
+    const m = /waiting for a guest on (\S+)/.exec(err);
+    if (m) onAddr(m[1]!);
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, address, out: () => out, err: () => err, exit };
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms).unref())]);
+}
+
+/** The soak guest's status lines as [t, ticks, ipi, xdom]. */
+export const soakStatusLines = (text: string) =>
+  [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map((m) => m.slice(1).map(Number) as [number, number, number, number]);
