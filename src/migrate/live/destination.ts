@@ -8,9 +8,9 @@
 // and the machine is destroyed here.
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
-import { decodeState } from '../../vmstate/index.js';
-import { componentFor, restoreMachineState } from '../../xen/machine-state.js';
-import { MAX_VCPUS, XenMachine } from '../../xen/machine.js';
+import { restoreMachineState } from '../../xen/machine-state.js';
+import { XenMachine } from '../../xen/machine.js';
+import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
 import { applyRamRecord } from '../ram.js';
 import { readableSource } from '../source.js';
 import { StreamReader } from '../stream-reader.js';
@@ -32,14 +32,6 @@ export interface ReceiveStats {
   ms: number;
 }
 
-function checkMachine(machine: unknown): { memBytes: number; vcpus: number } {
-  const c = machine as { memBytes?: unknown; vcpus?: unknown } | null;
-  const ok = c !== null && typeof c === 'object' && Number.isSafeInteger(c.memBytes) && (c.memBytes as number) > 0 && (c.memBytes as number) % (2 << 20) === 0 &&
-    Number.isInteger(c.vcpus) && (c.vcpus as number) >= 1 && (c.vcpus as number) <= MAX_VCPUS;
-  if (!ok) throw new FormatError('the machine configuration in the migration header is invalid');
-  return { memBytes: c.memBytes as number, vcpus: c.vcpus as number };
-}
-
 /**
  * Reads one migration stream from `input` into a new machine, restored and
  * ready to start.  Throws (with the machine destroyed) on any bad or
@@ -48,33 +40,30 @@ function checkMachine(machine: unknown): { memBytes: number; vcpus: number } {
 export async function receiveMachine(input: Readable, opts: ReceiveOptions): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
   const t0 = performance.now();
   const reader = await StreamReader.open(readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`) });
-  const config = checkMachine(reader.header.machine);
+  const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
   const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log });
   try {
     const ram = machine.ram.bytes;
-    const states = new Map<string, Map<number, unknown>>();
+    const sections = new SectionCollector('migration stream');
     let dataPages = 0;
     let zeroPages = 0;
-    let sections = 0;
     for await (const rec of reader) {
       if (rec.kind === 'ram' || rec.kind === 'zero') {
         if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
         else zeroPages += applyRamRecord(ram, rec);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
-        const { name, instance, version } = rec.section;
-        const c = componentFor(name);
-        if (!c) throw new FormatError(`unknown mandatory section '${name}' (version ${version}); this xenkvm cannot run the guest`);
-        let byInstance = states.get(name);
-        if (!byInstance) states.set(name, (byInstance = new Map()));
-        if (byInstance.has(instance)) throw new FormatError(`section ${name}[${instance}] appears twice`);
-        byInstance.set(instance, decodeState(c.desc, rec.section.payload));
-        sections++;
+        sections.add(rec.section);
       }
     }
-    restoreMachineState(machine, states);
-    return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections, ms: performance.now() - t0 } };
+    // The sections come last in a migration: the host check (as for a
+    // restore) runs once vCPU 0's state is known, before any is written.
+    const cpu0 = sections.cpu0;
+    if (!cpu0) throw new FormatError('migration stream: no cpu section');
+    assertHostCanRun(machine, cpu0, 'migration stream');
+    restoreMachineState(machine, sections.states);
+    return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: performance.now() - t0 } };
   } catch (e) {
     await machine.destroy();
     throw e;
