@@ -87,9 +87,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     // only then stops its copy.  If the answer cannot be handed over, the source resumes
     // its guest, so this copy must not run on.
     const m = machine;
-    const start = m.start.bind(m);
-    m.start = () => {
-      start();
+    const confirm = () => {
       waitUntilRunning(m).then(() => confirmRunning(output)).then(
         () => {
           if (!stdio) output.end();
@@ -100,7 +98,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     };
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    return await runToCompletion(m, a.quiet, a.qmp);
+    return await runToCompletion(m, a.quiet, a.qmp, confirm);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -34,8 +34,12 @@ export function parseMem(text: string): number {
   return memBytes;
 }
 
-/** Runs `machine` (with a control socket at `qmpPath`) until its guest stops or the user interrupts; returns the exit status. */
-export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string): Promise<number> {
+/**
+ * Runs `machine` (with a control socket at `qmpPath`) until its guest stops or
+ * the user interrupts; returns the exit status.  `onStarted` runs right after
+ * the guest is let go (a migration destination confirms to its source there).
+ */
+export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string, onStarted?: () => void): Promise<number> {
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
@@ -49,6 +53,7 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
     // The guest first: opening the socket takes tens of ms, which a restored
     // or migrated guest would otherwise spend paused (clients retry anyway).
     machine.start();
+    onStarted?.();
     if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
     if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');
