@@ -4,7 +4,8 @@
 // cannot hang `npm run bench`.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { QmpClient } from '../../src/qmp/client.js';
+import { createServer } from 'node:net';
+import { QmpClient, type QmpClientOptions } from '../../src/qmp/client.js';
 
 export interface Tracked {
   readonly child: ChildProcess;
@@ -117,4 +118,38 @@ export async function connectWhenReady(t: Tracked, path: string, timeoutMs: numb
 export function tail(s: string, n = 400): string {
   const x = s.trim();
   return x.length > n ? `…${x.slice(-n)}` : x || '(empty)';
+}
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice
+ * for port 0, released at once), for a child that must listen on a port
+ * named on its command line (the migrate bench's destinations).  Another
+ * process could take it in between; the child then fails to listen and says so.
+ */
+export function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('no free TCP port on 127.0.0.1'))));
+    });
+  });
+}
+
+/**
+ * Connects to a QMP socket that a just-spawned process creates, with the
+ * caller's client options (e.g. onEvent, to see QEMU's STOP/RESUME events
+ * from the start).  For servers that greet as soon as the socket exists
+ * (QEMU); xenkvm's control socket wants connectWhenReady's retries.
+ */
+export async function connectWithOptions(t: Tracked, path: string, timeoutMs: number, options: QmpClientOptions): Promise<QmpClient> {
+  const end = performance.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (t.done) throw new Error(`${path}: the process exited (${await t.exited}) before its control socket appeared; stderr: ${tail(t.stderr)}`);
+    if (performance.now() > end) throw new Error(`${path}: no control socket within ${timeoutMs} ms; stderr: ${tail(t.stderr)}`);
+    await sleep(5);
+  }
+  return QmpClient.connect(path, { connectTimeoutMs: Math.max(1000, end - performance.now()), ...options });
 }

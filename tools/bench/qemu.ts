@@ -174,3 +174,74 @@ export async function qemuBoot(procs: Procs, binary: string, o: { memMiB: number
   const m = await waitForText(t, read, /^fill:.*$/m, 90_000, 'QEMU guest fill line');
   return { t, q, fillLine: m[0], bootMs: performance.now() - t0 };
 }
+
+/** What `qemuLiveMigrate` measured; the figures are QEMU's own (query-migrate on the source). */
+export interface QemuLiveMigration {
+  /** total-time: from `migrate` until the source completed (the destination's load and start are not in it). */
+  totalMs: number;
+  /** downtime: from stopping the source VM until the source completed (the destination's start not included). */
+  downtimeMs: number;
+  setupMs: number;
+  /** ram.transferred. */
+  bytes: number;
+  /** ram.dirty-sync-count: dirty-bitmap syncs, the one at set-up and the final one (paused) included. */
+  syncs: number;
+  mbps: number;
+  normalPages: number;
+  zeroPages: number;
+  /** From sending `migrate` until this process saw 'completed' (polled). */
+  wallMs: number;
+  /** Host wall clock (ms since the epoch) just before `migrate` was sent: compares with QMP event timestamps. */
+  startedAtEpochMs: number;
+  /** null when QEMU converged on its own; else when the bench raised downtime-limit to make it finish. */
+  forced: null | { afterMs: number; syncs: number; why: 'max-rounds' | 'timeout' };
+  /** The last 'active' sample: what QEMU measured of the guest while migrating. */
+  lastActive: { dirtyPagesRate: number; expectedDowntimeMs: number; syncs: number } | null;
+}
+
+/**
+ * Live-migrates the guest behind the source QMP client `q` to `uri` (a QEMU
+ * started with `-incoming uri`): unlimited bandwidth, `downtime-limit` =
+ * `downtimeLimitMs`, then `migrate` and query-migrate polled every `pollMs`
+ * until completed.  Like xenkvm's `--on-timeout pause`, after more than
+ * `maxRounds` dirty syncs or `forceAfterMs` it raises downtime-limit to
+ * QEMU's maximum so the migration finishes (with the downtime that takes);
+ * after `timeoutMs` it cancels and throws.
+ */
+export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLimitMs: number; maxRounds: number; forceAfterMs: number; timeoutMs: number; pollMs?: number }): Promise<QemuLiveMigration> {
+  // max-bandwidth: QEMU 7.2 defaults to 32 MiB/s, which would time the throttle, not QEMU.
+  await q.execute('migrate-set-parameters', { 'downtime-limit': o.downtimeLimitMs, 'max-bandwidth': 2 ** 50 });
+  const t0 = performance.now();
+  const startedAtEpochMs = Date.now();
+  await q.execute('migrate', { uri });
+  let forced: QemuLiveMigration['forced'] = null;
+  let lastActive: QemuLiveMigration['lastActive'] = null;
+  let info: Record<string, unknown>;
+  for (;;) {
+    info = (await q.execute('query-migrate')) as Record<string, unknown>;
+    const s = String(info['status']);
+    const elapsed = performance.now() - t0;
+    if (s === 'completed') break;
+    if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate ${s}: ${String(info['error-desc'] ?? '(no error-desc)')}`);
+    const ram = (info['ram'] ?? {}) as Record<string, unknown>;
+    const syncs = Number(ram['dirty-sync-count'] ?? 0);
+    if (s === 'active') lastActive = { dirtyPagesRate: Number(ram['dirty-pages-rate'] ?? NaN), expectedDowntimeMs: Number(info['expected-downtime'] ?? NaN), syncs };
+    if (forced === null && (syncs > o.maxRounds || elapsed > o.forceAfterMs)) {
+      forced = { afterMs: elapsed, syncs, why: syncs > o.maxRounds ? 'max-rounds' : 'timeout' };
+      // QEMU's ceiling (MAX_MIGRATE_DOWNTIME_SECONDS = 2000 s): completes at the next check.
+      await q.execute('migrate-set-parameters', { 'downtime-limit': 2_000_000 });
+    }
+    if (elapsed > o.timeoutMs) {
+      await q.execute('migrate_cancel').catch(() => undefined);
+      throw new Error(`QEMU migrate: still '${s}' after ${Math.round(elapsed / 1000)} s (${syncs} dirty syncs); cancelled`);
+    }
+    await sleep(o.pollMs ?? 5);
+  }
+  const wallMs = performance.now() - t0;
+  const ram = (info['ram'] ?? {}) as Record<string, unknown>;
+  return {
+    totalMs: Number(info['total-time'] ?? NaN), downtimeMs: Number(info['downtime'] ?? NaN), setupMs: Number(info['setup-time'] ?? NaN),
+    bytes: Number(ram['transferred'] ?? NaN), syncs: Number(ram['dirty-sync-count'] ?? NaN), mbps: Number(ram['mbps'] ?? NaN),
+    normalPages: Number(ram['normal'] ?? NaN), zeroPages: Number(ram['duplicate'] ?? NaN), wallMs, startedAtEpochMs, forced, lastActive,
+  };
+}

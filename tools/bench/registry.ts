@@ -3,6 +3,7 @@
 import { benchEvtchn } from './evtchn.js';
 import { benchDiff } from './diff.js';
 import { benchHypercall } from './hypercall.js';
+import { benchMigrate } from './migrate.js';
 import { benchRam } from './ram.js';
 import { benchSnapshot } from './snapshot.js';
 import { benchVmstate } from './vmstate.js';
@@ -26,5 +27,7 @@ export const BENCHES: readonly BenchEntry[] = [
   { name: 'diff', summary: 'xenkvm diff of two 1 GiB snapshots (25% non-zero, 1% differing): time and peak RSS', quick: false, run: benchDiff },
   // Not quick: boots 256 MiB and 1 GiB guests under xenkvm and QEMU, ~1 min, ~2 GiB RAM, ~1 GiB of temp files.
   { name: 'snapshot', summary: 'checkpoint to a file and restore to running, xenkvm (plain, --compress) vs QEMU migrate/-incoming, 256 MiB and 1 GiB guests', quick: false, run: benchSnapshot },
+  // Not quick: 1 GiB guests, fresh xenkvm and QEMU pairs for 3 dirty rates x 3 runs each, a few minutes, ~4 GiB RAM.
+  { name: 'migrate', summary: 'live migration of a 1 GiB 2-vCPU guest dirtying 0/64/256 MiB/s over loopback TCP, 10 ms downtime target: xenkvm vs QEMU total time, downtime, bytes, rounds', quick: false, run: benchMigrate },
   { name: 'ram', summary: 'zero-page detection, CRC-32, 256 MiB RAM image to a snapshot file and back', quick: false, run: benchRam },
 ];
