@@ -8,9 +8,10 @@
 // only where no one but the source can connect.
 import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
 import { describeSecurity, loadSecurity } from '../migrate/live/security.js';
-import { confirmRunning, receiveMachine, refuse, waitUntilRunning } from '../migrate/live/destination.js';
+import { confirmRunning, receiveMachine, refuse, sendAck, waitUntilRunning } from '../migrate/live/destination.js';
 import type { Readable, Writable } from 'node:stream';
 import { EXIT } from './exit-codes.js';
+import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
 
 export interface ReceiveArgs {
@@ -31,6 +32,8 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   const say = (line: string): void => {
     process.stderr.write(`xenkvm: ${line}\n`);
   };
+  // While we wait for the source: the guest's threads load (most guests have 1-2 vCPUs; more start on demand).
+  prestartThreads(2);
   const stdio = addr.kind === 'stdio';
   const consoleOut = stdio ? process.stderr : process.stdout;
   const interrupted = new AbortController();
@@ -64,13 +67,16 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       interrupted.signal.addEventListener('abort', () => sock.destroy(new Error('interrupted')), { once: true });
     }
     let machine;
+    let restoredIn = 0;
     try {
       const r = await receiveMachine(input, {
         console: (bytes) => consoleOut.write(bytes),
         log: (msg) => say(msg),
+        ack: (seq) => sendAck(output, seq),
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
       });
       machine = r.machine;
+      restoredIn = r.stats.restoreMs;
       if (interrupted.signal.aborted) {
         await machine.destroy();
         throw new Error('interrupted');
@@ -87,14 +93,18 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     // only then stops its copy.  If the answer cannot be handed over, the source resumes
     // its guest, so this copy must not run on.
     const m = machine;
-    const confirm = () => {
-      waitUntilRunning(m).then(() => confirmRunning(output)).then(
-        () => {
-          if (!stdio) output.end();
-          say(`guest running (migrated from ${from})`);
-        },
-        (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),
-      );
+    const restoreMs = restoredIn;
+    const confirm = (): Promise<void> => {
+      const t = performance.now();
+      return waitUntilRunning(m)
+        .then(() => confirmRunning(output, { restoreMs, startMs: performance.now() - t }))
+        .then(
+          () => {
+            if (!stdio) output.end();
+            say(`guest running (migrated from ${from})`);
+          },
+          (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),
+        );
     };
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -37,9 +37,10 @@ export function parseMem(text: string): number {
 /**
  * Runs `machine` (with a control socket at `qmpPath`) until its guest stops or
  * the user interrupts; returns the exit status.  `onStarted` runs right after
- * the guest is let go (a migration destination confirms to its source there).
+ * the guest is let go, and the control socket opens once it has settled (a
+ * migration destination confirms to its source there).
  */
-export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string, onStarted?: () => void): Promise<number> {
+export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string, onStarted?: () => void | Promise<void>): Promise<number> {
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
@@ -51,9 +52,10 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
   let qmp: QmpServer | null = null;
   try {
     // The guest first: opening the socket takes tens of ms, which a restored
-    // or migrated guest would otherwise spend paused (clients retry anyway).
+    // or migrated guest would otherwise spend paused (clients retry anyway),
+    // and a migration's confirmation waits for nothing else either.
     machine.start();
-    onStarted?.();
+    await onStarted?.();
     if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
     if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');

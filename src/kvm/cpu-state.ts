@@ -100,12 +100,10 @@ export class CpuStateContext {
 export function getCpuState(vcpuFd: number, ctx: CpuStateContext): CpuState {
   const b = ctx.bufs;
   ioctlBuf(vcpuFd, KVM.GET_MP_STATE, b.mp.bytes, 'KVM_GET_MP_STATE');
-  const mp_state = b.mp.view.getUint32(0, true) as CpuState['mp_state'];
   const tsc_khz = ioctlVal(vcpuFd, KVM.GET_TSC_KHZ, 0, 'KVM_GET_TSC_KHZ');
 
   b.cpuid.view.setUint32(0, MAX_CPUID_ENTRIES, true);
   ioctlBuf(vcpuFd, KVM.GET_CPUID2, b.cpuid.bytes, 'KVM_GET_CPUID2');
-  const cpuid = readCpuid(b.cpuid.view);
 
   ioctlBuf(vcpuFd, KVM.GET_REGS, b.regs.bytes, 'KVM_GET_REGS');
   ioctlBuf(vcpuFd, KVM.GET_SREGS, b.sregs.bytes, 'KVM_GET_SREGS');
@@ -121,22 +119,31 @@ export function getCpuState(vcpuFd: number, ctx: CpuStateContext): CpuState {
   if (got !== ctx.msrIndices.length) {
     throw new KvmError(`KVM_GET_MSRS read ${got} of ${ctx.msrIndices.length} MSRs: MSR 0x${ctx.msrIndices[got]!.toString(16)} is no longer readable (was the CPUID changed after the context was probed?)`, 0);
   }
-  const msrs = readMsrEntries(b.msrs.view, got);
 
   ioctlBuf(vcpuFd, KVM.GET_VCPU_EVENTS, b.events.bytes, 'KVM_GET_VCPU_EVENTS');
+  return readCpuState(ctx, tsc_khz);
+}
 
+/**
+ * Decodes the context's buffers as the last getCpuState filled them (zeros
+ * before the first).  On its own, without any ioctl, it gives a state of the
+ * right shape to run the save path's code on while the vCPUs still run
+ * (a migration warms its final round with it); its values mean nothing.
+ */
+export function readCpuState(ctx: CpuStateContext, tsc_khz = 0): CpuState {
+  const b = ctx.bufs;
   return {
     tsc_khz,
-    ...cpuid,
-    mp_state,
+    ...readCpuid(b.cpuid.view),
+    mp_state: b.mp.view.getUint32(0, true) as CpuState['mp_state'],
     regs: regsBinding.read(b.regs.view, 0),
     sregs: sregsBinding.read(b.sregs.view, 0),
     ...readXsave(b.xsave.bytes, ctx.xsaveSize),
     ...readXcrs(b.xcrs.view),
     debugregs: debugregsBinding.read(b.debugregs.view, 0),
     lapic: b.lapic.bytes.slice(),
-    msr_count: msrs.length,
-    msrs,
+    msr_count: ctx.msrIndices.length,
+    msrs: readMsrEntries(b.msrs.view, ctx.msrIndices.length),
     events: eventsBinding.read(b.events.view, 0),
   };
 }

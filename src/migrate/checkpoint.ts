@@ -5,12 +5,10 @@
 // first that this host can run it.
 import { closeSync, openSync } from 'node:fs';
 import { FormatError } from '../errors.js';
-import { packageVersion } from '../qmp/version.js';
-import { encodeState } from '../vmstate/index.js';
-import { sectionSchemas } from '../xen/sections.js';
 import { restoreMachineState, saveMachineState } from '../xen/machine-state.js';
 import { XenMachine } from '../xen/machine.js';
-import { assertHostCanRun, checkMachineConfig, SectionCollector, type MachineConfig } from './incoming.js';
+import { assertHostCanRun, checkMachineConfig, SectionCollector } from './incoming.js';
+import { machineHeader, writeMachineSections } from './machine-stream.js';
 import { openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from './index.js';
 import { RamLoader } from './ram-load.js';
 
@@ -43,12 +41,12 @@ export interface SaveOptions {
 export async function saveCheckpoint(m: XenMachine, path: string, opts: SaveOptions = {}): Promise<CheckpointSummary> {
   const t0 = performance.now();
   const sections = saveMachineState(m);
-  const machine: MachineConfig = { memBytes: m.ram.size, vcpus: m.handles.length };
+  const header = machineHeader(m);
   let ram = { dataPages: 0, zeroPages: 0 };
   let written = 0;
   const compressed = opts.compress ?? false;
-  const result = await writeSnapshotFile(path, { producer: `xenkvm ${packageVersion()}`, machine, schemas: sectionSchemas() }, async (w) => {
-    for (const s of sections) await w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+  const result = await writeSnapshotFile(path, header, async (w) => {
+    await writeMachineSections(w, sections);
     const progress = opts.onProgress;
     const stats = await writeRam(w, m.ram.bytes, { compress: compressed, ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}) });
     ram = { dataPages: stats.dataPages, zeroPages: m.ram.size / PAGE_SIZE - stats.dataPages };
@@ -80,7 +78,7 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
       if (machine) return machine;
       const cpu0 = sections.cpu0;
       if (!cpu0) throw new FormatError(`${path}: no cpu section before guest memory`);
-      const m = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log });
+      const m = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true });
       machine = m;
       assertHostCanRun(m, cpu0, path);
       return m;

@@ -24,6 +24,8 @@ export const RecordType = {
   RAM_PAGES: 0x0000_0003,
   RAM_ZERO: 0x0000_0004,
   END: 0x0000_000f,
+  /** Live migration only: "answer ACK <seq> once you have applied everything before this". */
+  SYNC: 0x8000_0010,
 } as const;
 export type KnownRecordType = (typeof RecordType)[keyof typeof RecordType];
 
@@ -33,7 +35,11 @@ const TYPE_NAMES: Readonly<Record<number, string>> = {
   [RecordType.RAM_PAGES]: 'RAM_PAGES',
   [RecordType.RAM_ZERO]: 'RAM_ZERO',
   [RecordType.END]: 'END',
+  [RecordType.SYNC]: 'SYNC',
 };
+
+/** SYNC body: sequence number u64. */
+export const SYNC_BODY_BYTES = 8;
 
 export function typeName(type: number): string {
   return TYPE_NAMES[type] ?? `0x${(type >>> 0).toString(16).padStart(8, '0')}`;

@@ -7,7 +7,7 @@
 import { readSync } from 'node:fs';
 import { FormatError } from '../errors.js';
 import { crc32, FRAME_BYTES, PAGE_SIZE, RamEncoding } from './format.js';
-import { applyRamRecord } from './ram.js';
+import { applyRamRecord, copyPages } from './ram.js';
 import { decodeRamPages } from './ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 
@@ -66,12 +66,6 @@ export class RamLoader {
     this.readExactly(body, bodyAt, where);
     if (crc32(body) !== bodyCrc) throw new FormatError(`${this.path}: ${where}: body checksum mismatch (corrupt data)`);
     const data = rec.dataOffset - bodyAt;
-    for (let k = 0; k < rec.pfns.length; ) {
-      let r = 1;
-      while (k + r < rec.pfns.length && rec.pfns[k + r] === rec.pfns[k]! + r) r++;
-      const from = data + k * PAGE_SIZE;
-      this.ram.bytes.set(body.subarray(from, from + r * PAGE_SIZE), rec.pfns[k]! * PAGE_SIZE);
-      k += r;
-    }
+    copyPages(this.ram.bytes, body.subarray(data, data + rec.dataLength), rec.pfns);
   }
 }

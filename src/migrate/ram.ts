@@ -10,6 +10,7 @@ import { encodeZeroBody, fillRamHead, writePfns } from './ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 import type { StreamWriter } from './stream-writer.js';
 import { zeroTest } from './zero.js';
+import { addressOf, copyBytes } from '../kvm/libc.js';
 
 /** 512 pages = 2 MiB per batch: large enough that framing costs nothing, small enough to pipeline (benchRam). */
 export const DEFAULT_BATCH_PAGES = 512;
@@ -92,9 +93,15 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
   // allocations cost a page fault per 4 KiB under nested KVM and doubled encode time (benchRam).
   const rawBytes = SLACK + batchPages * (PAGE_SIZE + 8);
   const pool: Uint8Array[] = [];
-  const takeRaw = (): Uint8Array => pool.pop() ?? Buffer.allocUnsafeSlow(rawBytes);
-  let buf = compress ? new Uint8Array(batchPages * PAGE_SIZE) : takeRaw();
-  const dataStart = compress ? 0 : SLACK;
+  const addrs = new WeakMap<Uint8Array, number>();
+  const withAddress = (b: Uint8Array): Uint8Array => {
+    addrs.set(b, addressOf(b));
+    return b;
+  };
+  const takeRaw = (): Uint8Array => pool.pop() ?? withAddress(Buffer.allocUnsafeSlow(rawBytes));
+  let buf = compress ? withAddress(new Uint8Array(batchPages * PAGE_SIZE)) : takeRaw();
+  let bufData = addrs.get(buf)! + (compress ? 0 : SLACK);
+  const ramAddr = addressOf(ram);
 
   const flushData = async (): Promise<void> => {
     const n = nData;
@@ -124,6 +131,7 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       stats.dataBytes += n * PAGE_SIZE;
       const sent = buf;
       buf = takeRaw(); // the sink owns `sent` until it releases it
+      bufData = addrs.get(buf)! + SLACK;
       await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.push(sent));
       return;
     }
@@ -144,8 +152,8 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       zeros[nZero++] = base + i;
       return nZero === ZERO_BATCH;
     }
-    const src = i * PAGE_SIZE;
-    buf.set(ram.subarray(src, src + PAGE_SIZE), dataStart + nData * PAGE_SIZE);
+    // In bounds: i < pages, nData < batchPages, and `buf` holds SLACK + batchPages pages.
+    copyBytes(bufData + nData * PAGE_SIZE, ramAddr + i * PAGE_SIZE, PAGE_SIZE);
     pfns[nData++] = base + i;
     stats.dataPages++;
     return nData === batchPages;
@@ -211,7 +219,24 @@ export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZero
   } else if (record.encoding !== RamEncoding.RAW || data.length !== want) {
     throw new FormatError(`RAM batch has ${data.length} bytes in encoding ${record.encoding} for ${pfns.length} pages`);
   }
-  for (let k = 0; k < pfns.length; k++) ram.set(data.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE), (pfns[k]! - basePfn) * PAGE_SIZE);
+  copyPages(ram, data, pfns, basePfn);
   return pfns.length;
+}
+
+/**
+ * Copies page k of `data` to frame pfns[k] of `ram`, a run of consecutive
+ * frames at a time.  The caller has checked every frame against `ram` and
+ * that `data` holds pfns.length pages.
+ */
+export function copyPages(ram: Uint8Array, data: Uint8Array, pfns: Float64Array, basePfn = 0): void {
+  if (data.length < pfns.length * PAGE_SIZE) throw new RangeError(`copyPages: ${data.length} bytes of data for ${pfns.length} pages`);
+  const ramAddr = addressOf(ram);
+  const dataAddr = addressOf(data);
+  for (let k = 0; k < pfns.length; ) {
+    let r = 1;
+    while (k + r < pfns.length && pfns[k + r] === pfns[k]! + r) r++;
+    copyBytes(ramAddr + (pfns[k]! - basePfn) * PAGE_SIZE, dataAddr + k * PAGE_SIZE, r * PAGE_SIZE);
+    k += r;
+  }
 }
 

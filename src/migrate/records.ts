@@ -61,6 +61,8 @@ export type StreamRecord =
   | { readonly kind: 'section'; readonly section: Section; readonly offset: number }
   | (RamPagesRecord & { readonly offset: number })
   | (RamZeroRecord & { readonly offset: number })
+  /** A SYNC record, yielded only to a reader opened with `syncRecords` (a live destination, which acknowledges it). */
+  | { readonly kind: 'sync'; readonly seq: number; readonly offset: number }
   /** A record of a type this version does not decode but the caller asked to see (optional, known to it). */
   | { readonly kind: 'other'; readonly type: number; readonly body: Uint8Array; readonly offset: number };
 

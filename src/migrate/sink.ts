@@ -89,6 +89,8 @@ export function fileSink(fd: number, start = 0, highWater = 8 << 20): ByteSink {
  * The sink does not end `out`: the caller owns it and may keep using it
  * (a migration reads the peer's answer on the same socket).
  */
+const WRITE_WINDOW = 8 << 20;
+
 export function writableSink(out: Writable): ByteSink {
   let failure: unknown = null;
   let last: Promise<void> = Promise.resolve();
@@ -123,7 +125,10 @@ export function writableSink(out: Writable): ByteSink {
           resolve();
         }),
       );
-      if (out.writableNeedDrain) await drained();
+      // Up to WRITE_WINDOW queued: the caller prepares the next batch while
+      // the kernel still has this one to send (waiting for each 'drain' left
+      // the socket idle while a batch was copied and checksummed).
+      if (out.writableLength > WRITE_WINDOW) await drained();
       check();
     },
     async flush() {
@@ -131,5 +136,17 @@ export function writableSink(out: Writable): ByteSink {
       await last;
       check();
     },
+  };
+}
+
+/** Keeps every chunk in memory (tests, and rehearsing the state path); `bytes()` joins them. */
+export function memorySink(): ByteSink & { bytes(): Uint8Array } {
+  const chunks: Uint8Array[] = [];
+  return {
+    async write(chunk) {
+      chunks.push(chunk);
+    },
+    async flush() {},
+    bytes: () => Buffer.concat(chunks),
   };
 }

@@ -7,8 +7,13 @@ import { IoError } from '../errors.js';
 import { describeIoError } from './sink.js';
 
 export interface ByteSource {
-  /** Exactly `n` bytes, or fewer only when the input ends first. */
-  read(n: number): Promise<Uint8Array>;
+  /**
+   * Exactly `n` bytes, or fewer only when the input ends first.  With
+   * `scratch` (at least `n` bytes), bytes that must be gathered from several
+   * chunks go there instead of into a fresh buffer: the result is then
+   * valid only until the caller reuses `scratch`.
+   */
+  read(n: number, scratch?: Uint8Array): Promise<Uint8Array>;
   /** Skips `n` bytes; returns how many were skipped (fewer at end of input). */
   skip(n: number): Promise<number>;
 }
@@ -18,34 +23,59 @@ export function isByteSource(x: unknown): x is ByteSource {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Bytes queued before the input is paused, and below which it is resumed. */
+const HIGH_WATER = 16 << 20;
+const LOW_WATER = 4 << 20;
 
 /**
  * Reads from a Readable without ending it early: the caller still owns the
  * stream, and bytes after the END record stay buffered in this source.
  */
 export function readableSource(input: Readable): ByteSource {
-  const it = input[Symbol.asyncIterator]() as AsyncIterator<Uint8Array | string>;
+  // Flowing mode with our own queue and watermarks: the async iterator paid
+  // a promise per 64 KiB chunk and, past the stream's 16 KiB highWaterMark,
+  // stopped and restarted the socket's reads over and over.
   const queue: Uint8Array[] = [];
   let head = 0; // bytes of queue[0] already consumed
   let buffered = 0;
   let done = false;
-  const pull = async (): Promise<void> => {
-    let r: IteratorResult<Uint8Array | string>;
-    try {
-      r = await it.next();
-    } catch (err) {
-      throw new IoError(`read failed: ${describeIoError(err)}`, { cause: err });
-    }
-    if (r.done) {
-      done = true;
-      return;
-    }
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const notify = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const onData = (raw: Uint8Array | string): void => {
     // Plain Uint8Array views, not Buffers: decoded msgpack bin fields are views of these, and callers expect Uint8Array.
-    const raw = typeof r.value === 'string' ? Buffer.from(r.value, 'latin1') : r.value;
-    const chunk = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
-    if (chunk.length === 0) return;
-    queue.push(chunk);
-    buffered += chunk.length;
+    const b = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
+    if (b.length === 0) return;
+    queue.push(new Uint8Array(b.buffer, b.byteOffset, b.length));
+    buffered += b.length;
+    if (buffered >= HIGH_WATER) input.pause();
+    notify();
+  };
+  const onEnd = (): void => {
+    done = true;
+    notify();
+  };
+  const onError = (err: unknown): void => {
+    failure ??= err;
+    done = true;
+    notify();
+  };
+  input.on('data', onData);
+  input.once('end', onEnd);
+  input.once('close', onEnd);
+  input.once('error', onError);
+  const pull = async (): Promise<void> => {
+    if (failure !== null) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
+    if (done) return;
+    if (input.isPaused()) input.resume();
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    if (failure !== null) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
   };
   const take = (n: number, out: Uint8Array | null): void => {
     let off = 0;
@@ -61,9 +91,10 @@ export function readableSource(input: Readable): ByteSource {
       }
     }
     buffered -= n;
+    if (buffered < LOW_WATER && input.isPaused() && !done) input.resume();
   };
   return {
-    async read(n) {
+    async read(n, scratch) {
       while (buffered < n && !done) await pull();
       const m = Math.min(n, buffered);
       if (m === 0) return EMPTY;
@@ -73,7 +104,7 @@ export function readableSource(input: Readable): ByteSource {
         take(m, null);
         return view;
       }
-      const out = new Uint8Array(m);
+      const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
       take(m, out);
       return out;
     },
@@ -105,10 +136,10 @@ export function fileSource(fd: number, size: number, start = 0): ByteSource & { 
     get position() {
       return pos;
     },
-    async read(n) {
+    async read(n, scratch) {
       const m = Math.max(0, Math.min(n, size - pos));
       if (m === 0) return EMPTY;
-      const out = new Uint8Array(m);
+      const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
       let got = 0;
       while (got < m) {
         const k = await readAt(out.subarray(got), pos + got);

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { Decoder } from '@msgpack/msgpack';
 import { FormatError } from '../errors.js';
 import {
-  crc32, END_BODY_BYTES, FORMAT_MAJOR, FRAME_BYTES, MAGIC, OPTIONAL_BIT, PREAMBLE_BYTES, RAM_HEAD_BYTES, readU64, RecordType, typeName,
+  crc32, END_BODY_BYTES, FORMAT_MAJOR, SYNC_BODY_BYTES, FRAME_BYTES, MAGIC, OPTIONAL_BIT, PREAMBLE_BYTES, RAM_HEAD_BYTES, readU64, RecordType, typeName,
 } from './format.js';
 import type { RamPagesRecord, ReadHeader, Section, StreamCounts, StreamRecord, StreamWarning } from './records.js';
 import { decodeRamPages, decodeRamPfns, decodeRamZero, parseRamHead } from './ram-body.js';
@@ -33,6 +33,15 @@ export interface ReaderOptions {
    * checksum; the data's checksum is not, since it is not read.
    */
   readonly skipRamData?: boolean;
+  /**
+   * Read RAM_PAGES bodies into one buffer reused from record to record, so
+   * a record's `data` is valid only until the next one is requested: for a
+   * consumer that copies pages out at once (the migration destination),
+   * where a fresh 2 MiB buffer per batch kept V8's major GC busy.
+   */
+  readonly reuseRamBuffer?: boolean;
+  /** Yield SYNC records (`{kind: 'sync'}`); other readers skip them silently. */
+  readonly syncRecords?: boolean;
 }
 
 interface Limits {
@@ -64,6 +73,8 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
   private endCounts: StreamCounts | null = null;
   private started = false;
   private readonly skipRamData: boolean;
+  private ramScratch: Uint8Array | null = null;
+  private readonly syncRecords: boolean;
 
   private constructor(src: ByteSource, header: ReadHeader, pos: number, limits: Limits, options: ReaderOptions) {
     this.src = src;
@@ -73,6 +84,8 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     this.onWarning = options.onWarning;
     this.passTypes = new Set(options.passTypes ?? []);
     this.skipRamData = options.skipRamData ?? false;
+    if (options.reuseRamBuffer) this.ramScratch = new Uint8Array(0);
+    this.syncRecords = options.syncRecords ?? false;
   }
 
   /** Reads and checks the preamble and HEADER record; records follow through iteration. */
@@ -139,6 +152,18 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
         continue;
       }
       const bodyAt = this.pos;
+      if (type === RecordType.SYNC) {
+        // A migration piped to a file keeps its SYNCs: they mean nothing there.
+        if (!this.syncRecords) {
+          await this.skipBody(frame);
+          continue;
+        }
+        const body = await this.readBody(frame);
+        if (body.length < SYNC_BODY_BYTES) throw new FormatError(`SYNC record at offset ${at} is too short`);
+        const seq = readU64(new DataView(body.buffer, body.byteOffset, body.length), 0);
+        yield { kind: 'sync', seq, offset: at };
+        continue;
+      }
       if (type === RecordType.RAM_PAGES && this.skipRamData) {
         const rec = await this.readRamSkippingData(frame);
         this.seen.dataPages += rec.pfns.length;
@@ -181,7 +206,13 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
   }
 
   private async readBody(frame: { type: number; length: number; crc: number; at: number }): Promise<Uint8Array> {
-    const body = await this.src.read(frame.length);
+    let scratch: Uint8Array | undefined;
+    if (this.ramScratch !== null && frame.type === RecordType.RAM_PAGES) {
+      // Grown to the largest batch seen; the frame length was checked against maxRecordBytes.
+      if (this.ramScratch.length < frame.length) this.ramScratch = new Uint8Array(frame.length);
+      scratch = this.ramScratch;
+    }
+    const body = await this.src.read(frame.length, scratch);
     this.pos += body.length;
     if (body.length < frame.length) throw new FormatError(`truncated: the stream ends inside the body of the ${typeName(frame.type)} record at offset ${frame.at}`);
     if (crc32(body) !== frame.crc) throw new FormatError(`${typeName(frame.type)} record at offset ${frame.at}: body checksum mismatch (corrupt data)`);

@@ -6,7 +6,7 @@ import { FormatError, IoError } from '../errors.js';
 import type { ByteSink } from './sink.js';
 import type { Section, StreamCounts, StreamHeader } from './records.js';
 import {
-  crc32, END_BODY_BYTES, FORMAT_MAJOR, FORMAT_MINOR, FRAME_BYTES, MAGIC, PREAMBLE_BYTES, RecordType, typeName, writeU64,
+  crc32, END_BODY_BYTES, FORMAT_MAJOR, FORMAT_MINOR, FRAME_BYTES, MAGIC, PREAMBLE_BYTES, RecordType, SYNC_BODY_BYTES, typeName, writeU64,
 } from './format.js';
 
 export interface WriterOptions {
@@ -106,6 +106,13 @@ export class StreamWriter {
     } finally {
       this.busy = false;
     }
+  }
+
+  /** Writes a SYNC record: a live destination answers `ACK <seq>` once it has applied everything before it. */
+  async sync(seq: number): Promise<void> {
+    const body = new Uint8Array(SYNC_BODY_BYTES);
+    writeU64(new DataView(body.buffer), 0, seq);
+    await this.writeRecord(RecordType.SYNC, body);
   }
 
   /** Writes END with the totals and waits until the sink has everything; does not close the sink. */

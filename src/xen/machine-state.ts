@@ -6,7 +6,7 @@
 // after guest RAM is in place: CPUs, then Xen tables, then clocks last (the
 // KVM clock runs from the moment it is set, and the pvclock rebase needs the
 // vCPUs' final TSC offset).
-import { CpuStateContext, getCpuState, putCpuState } from '../kvm/cpu-state.js';
+import { getCpuState, putCpuState, readCpuState } from '../kvm/cpu-state.js';
 import { getIrqchip, getKvmclock, putIrqchip, putKvmclock } from '../kvm/vm-state.js';
 import { irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
 import { machineCpuState, SECTION_LIST } from './sections.js';
@@ -26,30 +26,26 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
   instances(m: XenMachine): number;
   save(m: XenMachine, instance: number): StateOf<D>;
   restore(m: XenMachine, instance: number, state: StateOf<D>): void;
+  /**
+   * A state of the right shape read while the guest runs, for warming up the
+   * save path (values meaningless).  Absent: `save` is safe on a running
+   * machine (it reads no vCPU through its fd, which KVM_RUN holds).
+   */
+  sample?(m: XenMachine, instance: number): StateOf<D>;
 }
 
 const component = <D extends AnyDescriptor>(c: Component<D>): Component => c as unknown as Component;
 const one = () => 1;
 
-/** One CpuStateContext per machine: it probes the VM once and owns the ioctl buffers. */
-const cpuContexts = new WeakMap<XenMachine, CpuStateContext>();
-function cpuContext(m: XenMachine): CpuStateContext {
-  let ctx = cpuContexts.get(m);
-  if (!ctx) {
-    ctx = CpuStateContext.probe(m.vm, m.handles[0]!.fd);
-    cpuContexts.set(m, ctx);
-  }
-  return ctx;
-}
-
 export const COMPONENTS: readonly Component[] = [
   component({
     desc: machineCpuState,
     instances: (m) => m.handles.length,
-    save: (m, i) => ({ ...getCpuState(m.handles[i]!.fd, cpuContext(m)), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    save: (m, i) => ({ ...getCpuState(m.handles[i]!.fd, m.cpuStateContext), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    sample: (m, i) => ({ ...readCpuState(m.cpuStateContext), xen_vcpu: saveXenVcpu(m.xen, i) }),
     restore: (m, i, st) => {
       const { xen_vcpu, ...cpu } = st;
-      putCpuState(m.handles[i]!.fd, cpu, cpuContext(m), `cpu[${i}]`);
+      putCpuState(m.handles[i]!.fd, cpu, m.cpuStateContext, `cpu[${i}]`);
       // A vCPU still waiting for INIT was never brought up by the guest.
       const up = i === 0 || cpu.mp_state !== MP_STATES.UNINITIALIZED;
       if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
@@ -64,6 +60,7 @@ export const COMPONENTS: readonly Component[] = [
     desc: xenTimeState,
     instances: one,
     save: (m) => saveTime(m.xen, guestNowNs(m.xen), vcpuTscKhz(m.handles[0]!.fd)),
+    sample: (m) => saveTime(m.xen, guestNowNs(m.xen), 0),
     restore: (m, _i, st) => {
       // Guest time resumes where it was saved: rebase the one pvclock reference
       // on this host's TSC (PVM cannot offset the TSC, so the saved TSC is
@@ -98,6 +95,15 @@ export function saveMachineState(m: XenMachine): SavedSection[] {
   return out;
 }
 
+/** Every component's `sample` (or `save`): safe on a running machine; see Component.sample. */
+export function sampleMachineState(m: XenMachine): SavedSection[] {
+  const out: SavedSection[] = [];
+  for (const c of COMPONENTS) {
+    for (let i = 0; i < c.instances(m); i++) out.push({ name: c.desc.name, instance: i, desc: c.desc, state: (c.sample ?? c.save)(m, i) });
+  }
+  return out;
+}
+
 /** The component for a section name, or undefined (an unknown optional section). */
 export function componentFor(name: string): Component | undefined {
   return COMPONENTS.find((c) => c.desc.name === name);
@@ -114,4 +120,5 @@ export function restoreMachineState(m: XenMachine, states: Map<string, Map<numbe
     }
   }
 }
+
 

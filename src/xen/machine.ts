@@ -5,11 +5,13 @@ import { InputError } from '../errors.js';
 import { GuestRam } from '../kvm/guest-ram.js';
 import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
 import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
+import { CpuStateContext } from '../kvm/cpu-state.js';
 import { Cap, KVM, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
 import { NoKvmError } from '../errors.js';
 import { XEN_HYPERCALL_MSR } from './abi.js';
 import { guestCpuid } from './cpuid.js';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
 import { SyncField, VcpuField, XenShared } from './shared.js';
@@ -27,6 +29,8 @@ export interface MachineOptions {
   console: (bytes: Uint8Array) => void;
   /** Emulator warnings, one line each. */
   log: (message: string) => void;
+  /** RAM about to be filled from a stream: huge pages only from start() on (GuestRam). */
+  incoming?: boolean;
 }
 
 export interface BootOptions extends MachineOptions {
@@ -58,6 +62,8 @@ export class XenMachine {
   private threads: VcpuThread[] = [];
   private outcomeWaiters: Array<(o: Outcome) => void> = [];
   private finalOutcome: Outcome | null = null;
+  /** What to save of a vCPU on this VM, and the ioctl buffers for it (set by create()). */
+  cpuStateContext!: CpuStateContext;
   private destroyed = false;
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, opts: MachineOptions) {
@@ -85,7 +91,7 @@ export class XenMachine {
       for (const [cap, what] of REQUIRED_CAPS) if (kvm.check(cap) === 0) throw new NoKvmError(`this host's KVM lacks ${what} (KVM_CAP ${cap})`);
       const vm = new KvmVm(kvm);
       cleanup.unshift(() => vm.destroy());
-      const ram = new GuestRam(opts.memBytes);
+      const ram = new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
       cleanup.unshift(() => ram.destroy());
       vm.setMemory(0, 0, ram.size, ram.hostAddr);
       vm.trapMsrs([XEN_HYPERCALL_MSR], KVM_MSR_EXIT_REASON_FILTER);
@@ -97,6 +103,9 @@ export class XenMachine {
         m.handles.push(h);
         new KvmVcpu(h).ioctl(KVM.SET_CPUID2, encodeCpuid(guestCpuid(supported, i)), 'KVM_SET_CPUID2');
       }
+      // Probed now, while no vCPU runs: the probe reads MSRs on vCPU 0, which a
+      // running vCPU would block until its next exit.
+      m.cpuStateContext = CpuStateContext.probe(vm, m.handles[0]!.fd);
       m.spawnThreads();
       return m;
     } catch (e) {
@@ -153,10 +162,10 @@ export class XenMachine {
   }
 
   /**
-   * Starts the timer thread and every vCPU thread, parked: loading a Worker
-   * (koffi, the emulator modules) takes 100-250 ms here, so it overlaps with
-   * booting, restoring or receiving a guest instead of adding to its start
-   * (measured: most of a live migration's downtime).
+   * Starts (or takes pre-started, thread-pool.ts) the timer thread and every
+   * vCPU thread, parked: loading a Worker (koffi, the emulator modules) takes
+   * 100-250 ms here, so it overlaps with booting, restoring or receiving a
+   * guest instead of adding to its start.
    */
   private spawnThreads(): void {
     const r = this.resources();
@@ -164,13 +173,16 @@ export class XenMachine {
     for (let v = 0; v < this.handles.length; v++) Atomics.store(ctl, v * Ctl.SIZE + Ctl.REQ, Req.PAUSE);
     Atomics.store(this.xen.sync, SyncField.timerPause, 1);
     const onError = (e: Error) => this.finish({ kind: 'fault', detail: `emulator thread error: ${e.message}` });
-    this.timerThread = new Worker(new URL('./timer-worker.js', import.meta.url), { workerData: r });
+    this.timerThread = threadPool.take(TIMER_WORKER_URL, r);
     this.timerThread.on('error', onError);
     this.threads = this.handles.map((handle) => new VcpuThread({ ...r, handle }, (msg) => this.onMessage(msg), onError));
+    // Spares beyond this machine's vCPUs (a guess that was too high) are not needed.
+    void threadPool.discard();
   }
 
   /** Lets the guest run (the threads were started parked by create()). */
   start(): void {
+    this.ram.adviseHugePages();
     this.resume();
   }
 
@@ -216,6 +228,17 @@ export class XenMachine {
     Atomics.store(this.xen.sync, SyncField.timerPause, 0);
     this.xen.wakeTimers();
     for (const t of this.threads) t.resume();
+  }
+
+  /**
+   * After start(): resolves once vCPU 0's thread runs guest code; rejects if
+   * the guest stopped first or `timeoutMs` passed.  Thread wake-up is most
+   * of a restored guest's start, so a confirmation must not claim it early.
+   */
+  async whenRunning(timeoutMs = 10_000): Promise<void> {
+    const t = this.threads[0];
+    if (!t || !(await t.whenRunning(timeoutMs))) throw new Error(`the guest did not start running within ${timeoutMs} ms`);
+    if (this.status === 'shutdown') throw new Error('the guest stopped before it ran');
   }
 
   get running(): boolean {

@@ -3,14 +3,14 @@
 // nearest deadline or until a vCPU thread re-arms a timer (wakeTimers), with
 // the kernel's timer slack set to 1 ns so wake-ups land within microseconds
 // rather than the default 50 µs slack.
-import { workerData } from 'node:worker_threads';
 import { prctl, PR_SET_TIMERSLACK } from '../kvm/libc.js';
 import { Virq } from './abi.js';
 import { SyncField, VcpuField } from './shared.js';
 import { guestNowNs } from './time.js';
 import { XenContext, type XenThreadResources } from './xen-context.js';
+import { threadInput } from './thread-input.js';
 
-const xen = new XenContext(workerData as XenThreadResources);
+const xen = new XenContext(await threadInput<XenThreadResources>());
 const s = xen.shared;
 prctl(PR_SET_TIMERSLACK, 1);
 

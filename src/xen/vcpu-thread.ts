@@ -2,11 +2,12 @@
 // pause, resume or stop through its control block, and kicks it out of
 // KVM_RUN (immediate_exit + SIGUSR2 to its tid) so that a request is seen
 // even while the guest spins or halts.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { SIGUSR2, tgkill } from '../kvm/libc.js';
 import { VcpuKick, type VcpuHandle } from '../kvm/vcpu.js';
 import { Ctl, Req, VcpuState, type VcpuMessage } from './vcpu-control.js';
 import type { VcpuWorkerData } from './vcpu-worker.js';
+import { threadPool, VCPU_WORKER_URL } from './thread-pool.js';
 
 let signalHandlerInstalled = false;
 /** libuv's handler makes SIGUSR2 harmless to the process while it interrupts KVM_RUN. */
@@ -16,7 +17,6 @@ function installKickHandler(): void {
   process.on('SIGUSR2', () => {});
 }
 
-const WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
 
 /**
  * Threads still running.  When the process exits (even on an uncaught
@@ -43,7 +43,7 @@ export class VcpuThread {
     this.ctl = new Int32Array(data.control);
     this.base = this.index * Ctl.SIZE;
     this.kicker = new VcpuKick(handle);
-    this.worker = new Worker(WORKER_URL, { workerData: data });
+    this.worker = threadPool.take(VCPU_WORKER_URL, data);
     this.worker.on('message', onMessage);
     this.worker.on('error', onError);
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
@@ -91,6 +91,18 @@ export class VcpuThread {
   async stop(): Promise<void> {
     this.request(Req.STOP);
     await this.exited;
+  }
+
+  /** Resolves once the thread runs its vCPU (or has stopped); false after `timeoutMs`.  Does not kick. */
+  async whenRunning(timeoutMs: number): Promise<boolean> {
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      const s = this.state;
+      if (s === VcpuState.RUNNING || s === VcpuState.STOPPED) return true;
+      const left = end - performance.now();
+      if (left <= 0) return false;
+      await Atomics.waitAsync(this.ctl, this.base + Ctl.STATE, s, left).value;
+    }
   }
 
   private async waitState(ok: (s: number) => boolean): Promise<void> {

@@ -3,7 +3,7 @@
 // QEMU's vCPU threads do.  A PIO exit handled here costs one koffi call and
 // no thread hand-off (ARCHITECTURE.md: 10.5 µs versus 60 µs through the main
 // thread).  Shared emulator state lives in SharedArrayBuffers (DomainState).
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { KvmVcpu, type VcpuHandle } from '../kvm/vcpu.js';
 import { Exit } from '../kvm/ioctls.js';
 import { gettid } from '../kvm/libc.js';
@@ -19,6 +19,7 @@ import { fillHypercallPage, HYPERCALL_PORT } from './hypercall-page.js';
 import { dispatchHypercall, type HypercallCall, type HypercallEnv } from './hypercalls.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { DEBUGCON_PORT, DEBUG_EXIT_PORT } from './ports.js';
+import { threadInput } from './thread-input.js';
 
 export interface VcpuWorkerData extends XenThreadResources {
   handle: VcpuHandle;
@@ -29,7 +30,7 @@ const EINTR = 4;
 const EAGAIN = 11;
 const U32 = 0xffffffffn;
 
-const data = workerData as VcpuWorkerData;
+const data = await threadInput<VcpuWorkerData>();
 const port = parentPort!;
 const me = data.handle.index;
 const ctl = new Int32Array(data.control);

@@ -15,7 +15,7 @@ import { CommandRegistry } from '../../src/qmp/registry.js';
 import { QmpServer } from '../../src/qmp/server.js';
 import { registerMigrationCommands } from '../../src/migrate/live/qmp.js';
 import { formatAddress, listenOn, parseAddress } from '../../src/migrate/live/address.js';
-import { confirmRunning, receiveMachine, refuse, waitUntilRunning } from '../../src/migrate/live/destination.js';
+import { confirmRunning, receiveMachine, refuse, sendAck, waitUntilRunning } from '../../src/migrate/live/destination.js';
 import { GUEST_ELF } from './guest.js';
 
 export const NS_ADDR = ['10.213.7.1', '10.213.7.2'] as const;
@@ -130,7 +130,7 @@ async function peerMain(argv: string[]): Promise<number> {
     say(`waiting for a guest on ${formatAddress(listener.address)}`);
     const sock = await listener.accept();
     try {
-      machine = (await receiveMachine(sock, io)).machine;
+      machine = (await receiveMachine(sock, { ...io, ack: (seq) => sendAck(sock, seq) })).machine;
     } catch (e) {
       await refuse(sock, (e as Error).message);
       sock.end();

@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../../src/migrate/format.js';
-import type { ByteSink } from '../../src/migrate/sink.js';
 import type { Section, StreamHeader } from '../../src/migrate/records.js';
 
 /** xorshift32: fixed seeds make failures reproducible. */
@@ -51,13 +50,4 @@ export const SECTIONS: Section[] = [
 ];
 
 /** A sink that keeps everything; `bytes()` joins it. */
-export function memorySink(): ByteSink & { bytes(): Uint8Array } {
-  const chunks: Uint8Array[] = [];
-  return {
-    async write(c) {
-      chunks.push(c);
-    },
-    async flush() {},
-    bytes: () => Buffer.concat(chunks),
-  };
-}
+export { memorySink } from '../../src/migrate/sink.js';

@@ -9,6 +9,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
 import { restoreMachineState } from '../../xen/machine-state.js';
+import { rehearseReceive } from './rehearse.js';
 import { XenMachine } from '../../xen/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
 import { applyRamRecord } from '../ram.js';
@@ -22,6 +23,8 @@ export interface ReceiveOptions {
   onHeader?: (info: { producer: string; memBytes: number; vcpus: number }) => void;
   /** Called per RAM record with the stream bytes read so far. */
   onProgress?: (bytesRead: number) => void;
+  /** Answers a SYNC record (everything before it is applied): write `ACK <seq>` to the source. */
+  ack: (seq: number) => void;
 }
 
 export interface ReceiveStats {
@@ -30,6 +33,8 @@ export interface ReceiveStats {
   zeroPages: number;
   sections: number;
   ms: number;
+  /** From the END record to the machine restored, ready to start: this side's first share of the downtime. */
+  restoreMs: number;
 }
 
 /**
@@ -39,11 +44,13 @@ export interface ReceiveStats {
  */
 export async function receiveMachine(input: Readable, opts: ReceiveOptions): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
   const t0 = performance.now();
-  const reader = await StreamReader.open(readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`) });
+  const reader = await StreamReader.open(readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`), reuseRamBuffer: true, syncRecords: true });
   const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
-  const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log });
+  const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true });
   try {
+    // While round 0 arrives, not while the guest is paused.
+    await rehearseReceive(machine);
     const ram = machine.ram.bytes;
     const sections = new SectionCollector('migration stream');
     let dataPages = 0;
@@ -55,15 +62,19 @@ export async function receiveMachine(input: Readable, opts: ReceiveOptions): Pro
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
         sections.add(rec.section);
+      } else if (rec.kind === 'sync') {
+        opts.ack(rec.seq);
       }
     }
     // The sections come last in a migration: the host check (as for a
     // restore) runs once vCPU 0's state is known, before any is written.
+    const endAt = performance.now();
     const cpu0 = sections.cpu0;
     if (!cpu0) throw new FormatError('migration stream: no cpu section');
     assertHostCanRun(machine, cpu0, 'migration stream');
     restoreMachineState(machine, sections.states);
-    return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: performance.now() - t0 } };
+    const done = performance.now();
+    return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: done - t0, restoreMs: done - endAt } };
   } catch (e) {
     await machine.destroy();
     throw e;
@@ -77,9 +88,38 @@ function writeLine(out: Writable, line: string): Promise<void> {
   });
 }
 
+/** Acknowledges a SYNC (best effort: a broken connection shows up on the next read or answer). */
+export function sendAck(out: Writable, seq: number): void {
+  if (!out.destroyed && out.writable) out.write(`ACK ${seq}\n`);
+}
+
+/** This side's share of the downtime, sent with the confirmation for the source's report. */
+export interface DestinationTimes {
+  restoreMs: number;
+  /** From start() to a vCPU running guest code. */
+  startMs: number;
+}
+
+const OK = 'OK running';
+
 /** Tells the source that the guest runs here.  Rejects if the line cannot be handed over. */
-export function confirmRunning(out: Writable): Promise<void> {
-  return writeLine(out, 'OK running');
+export function confirmRunning(out: Writable, times?: DestinationTimes): Promise<void> {
+  return writeLine(out, times ? `${OK} ${JSON.stringify(times)}` : OK);
+}
+
+/** The destination's times if `line` is its confirmation (`OK running` with optional JSON), else null. */
+export function parseConfirmation(line: string): Partial<DestinationTimes> | null {
+  if (line === OK) return {};
+  if (!line.startsWith(`${OK} {`)) return null;
+  try {
+    const v = JSON.parse(line.slice(OK.length + 1)) as Record<string, unknown>;
+    const out: Partial<DestinationTimes> = {};
+    if (typeof v['restoreMs'] === 'number') out.restoreMs = v['restoreMs'];
+    if (typeof v['startMs'] === 'number') out.startMs = v['startMs'];
+    return out;
+  } catch {
+    return {};
+  }
 }
 
 /** Tells the source that the migration failed here (best effort). */
@@ -91,16 +131,7 @@ export async function refuse(out: Writable, message: string): Promise<void> {
   }
 }
 
-/**
- * After `machine.start()`: resolves once a vCPU thread is really running
- * guest code (thread start-up is most of the destination's share of the
- * downtime), so the confirmation does not claim it early.
- */
-export async function waitUntilRunning(machine: XenMachine, timeoutMs = 10_000): Promise<void> {
-  const t0 = performance.now();
-  while (machine.status !== 'running') {
-    if (machine.status === 'shutdown') throw new Error('the guest stopped before it ran');
-    if (performance.now() - t0 > timeoutMs) throw new Error(`the guest did not start running within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
+/** After `machine.start()`: resolves once the guest really runs (see XenMachine.whenRunning). */
+export function waitUntilRunning(machine: XenMachine, timeoutMs = 10_000): Promise<void> {
+  return machine.whenRunning(timeoutMs);
 }

@@ -7,8 +7,9 @@
 //   final:   pause; the last dirty pages plus every emulator-owned page;
 //            every SECTION (saveMachineState); END
 //
-// and then reads one line back on the same stream: `OK running` once the
-// destination runs the guest, or `ERR <message>`.  Only an OK lets the source
+// and then reads one line back on the same stream: `OK running` (with the
+// destination's restore and start times as JSON) once the destination runs
+// the guest, or `ERR <message>`.  Only an OK lets the source
 // go; anything else (an ERR, end of stream, a broken connection, no answer in
 // time, a cancel) resumes the source guest if this paused it, and fails.
 //
@@ -18,16 +19,16 @@
 // pause), 'cancel' gives up and leaves the guest running here.
 import type { Duplex } from 'node:stream';
 import { XenkvmError } from '../../errors.js';
-import { packageVersion } from '../../qmp/version.js';
-import { encodeState } from '../../vmstate/index.js';
 import { saveMachineState } from '../../xen/machine-state.js';
 import type { XenMachine } from '../../xen/machine.js';
-import { sectionSchemas } from '../../xen/sections.js';
 import { PAGE_SIZE } from '../format.js';
+import { machineHeader, writeMachineSections } from '../machine-stream.js';
 import { writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
+import { parseConfirmation } from './destination.js';
 import { countBits, DirtyLog } from './dirty-log.js';
+import { rehearseSend } from './rehearse.js';
 
 export interface RoundProgress {
   /** 0 = the full copy; the final (paused) round is reported with `final: true`. */
@@ -59,6 +60,12 @@ export interface MigrationReport {
   mbps: number;
   /** Why iteration stopped. */
   converged: 'downtime' | 'max-rounds' | 'timeout';
+  /**
+   * Where the downtime went: stopping the vCPUs, the last dirty pages, saving
+   * and sending the state, then waiting for the answer, of which the
+   * destination reports its restore and its start.
+   */
+  phases: { pauseMs: number; finalPagesMs: number; stateMs: number; confirmMs: number; restoreMs?: number; startMs?: number };
 }
 
 export interface MigrateOptions {
@@ -91,15 +98,32 @@ export class MigrationError extends XenkvmError {
 
 const MiB = 1 << 20;
 
-/** Collects the peer's answer line; fails the transfer early when the peer answers (ERR) or goes away. */
+/**
+ * Reads what the destination says on the way back: `ACK <seq>` lines (it has
+ * applied everything up to our SYNC <seq>) and then its one answer line
+ * (`OK running ...` or `ERR ...`).  Fails the transfer early when the peer
+ * answers before the end (ERR) or goes away.
+ */
 class PeerAnswer {
-  private text = '';
+  private pending = '';
+  private answer: string | null = null;
   private ended: string | null = null;
   private waiters: Array<() => void> = [];
+  /** Highest SYNC sequence number acknowledged. */
+  acked = 0;
   constructor(sock: Duplex) {
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
-      if (this.text.length < 4096) this.text += d;
+      this.pending += d;
+      for (let nl = this.pending.indexOf('\n'); nl >= 0 && this.answer === null; nl = this.pending.indexOf('\n')) {
+        const l = this.pending.slice(0, nl).replace(/\r$/, '');
+        this.pending = this.pending.slice(nl + 1);
+        const ack = /^ACK (\d{1,15})$/.exec(l);
+        if (ack) this.acked = Math.max(this.acked, Number(ack[1]));
+        else this.answer = l;
+      }
+      // A peer that babbles without newlines: its text is the answer (and not OK).
+      if (this.answer === null && this.pending.length > 4096) this.answer = this.pending.slice(0, 200);
       this.wake();
     });
     sock.on('end', () => this.close('the destination closed the connection'));
@@ -113,10 +137,9 @@ class PeerAnswer {
   private wake(): void {
     for (const w of this.waiters.splice(0)) w();
   }
-  /** The first line, if one has arrived. */
+  /** The answer line, if it has arrived. */
   line(): string | null {
-    const nl = this.text.indexOf('\n');
-    return nl < 0 ? null : this.text.slice(0, nl).replace(/\r$/, '');
+    return this.answer;
   }
   /** Why no (more) answer can come, or null. */
   get gone(): string | null {
@@ -167,7 +190,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     while (failure === null && !endSent) {
       const l = answer.line();
       // OK may overtake our own flush of END; the final check below reads it.
-      if (l === 'OK running') return;
+      if (l !== null && parseConfirmation(l) !== null) return;
       if (l !== null) return fail(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination before the end of the stream: ${l.slice(0, 200)}`);
       if (answer.gone !== null) return endSent ? undefined : fail(answer.gone);
       await answer.changed();
@@ -189,7 +212,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
   try {
     const writer = await StreamWriter.start(
       writableSink(sock),
-      { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: machine.ram.size, vcpus: machine.handles.length }, schemas: sectionSchemas() },
+      machineHeader(machine),
       { alignPages: false },
     );
     const ram = machine.ram.bytes;
@@ -199,10 +222,29 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       dataPages += s.dataPages;
       zeroPages += s.zeroPages;
     };
+    // Each round ends with a SYNC and waits for its ACK: the destination has
+    // then applied the round, so the bandwidth measured is end to end, and
+    // the pause never starts with megabytes still queued in socket buffers
+    // (that backlog was most of the downtime: 30-50 ms of a 60 ms pause).
+    let seq = 0;
+    const syncRound = async (): Promise<void> => {
+      await writer.sync(++seq);
+      const deadline = performance.now() + confirmTimeoutMs;
+      while (answer.acked < seq) {
+        if (failure !== null) throw new MigrationError(failure);
+        if (answer.gone !== null) throw new MigrationError(answer.gone);
+        const left = deadline - performance.now();
+        if (left <= 0) throw new MigrationError(`the destination did not acknowledge round ${seq} within ${confirmTimeoutMs} ms`);
+        await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
+      }
+    };
     log.start();
     // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
     let roundStart = performance.now();
     tally(await writeRam(writer, ram, { zeroPages: 'omit' }));
+    // While the destination catches up: warm the final round's code (rehearse.ts).
+    await rehearseSend(machine, log.newBitmap());
+    await syncRound();
     let sendMs = performance.now() - roundStart;
     let sentBytes = writer.position;
     let mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
@@ -231,9 +273,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       }
       roundStart = performance.now();
       tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+      await syncRound();
       sendMs += performance.now() - roundStart;
       sentBytes = writer.position;
-      // Bandwidth over every round so far: small rounds fit in socket buffers and would flatter it.
+      // Bandwidth over every round so far, so one short round does not swing the estimate.
       mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
       opts.onProgress?.({ round: rounds, final: false, sentBytes, dirtyPages: dirty, mbps, dirtyMiBs, expectedDowntimeMs });
       rounds++;
@@ -247,23 +290,30 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       paused = true;
       opts.onPause?.();
     }
+    const pausedDone = performance.now();
+    // Logging stays on until the answer (close() in finally; the catch stops
+    // it before resuming): switching it off rewrites the memslot, in the pause.
     log.collect(bitmap);
     log.markEmulatorPages(bitmap);
-    log.stop();
     const finalPages = countBits(bitmap);
     tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
-    for (const s of saveMachineState(machine)) await writer.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+    const pagesDone = performance.now();
+    const saved = saveMachineState(machine);
+    await writeMachineSections(writer, saved);
     await writer.end();
     endSent = true;
+    const endAt = performance.now();
     sentBytes = writer.position;
     opts.onProgress?.({ round: rounds, final: true, sentBytes, dirtyPages: finalPages, mbps, dirtyMiBs, expectedDowntimeMs: 0 });
 
     // The answer.
     const deadline = performance.now() + confirmTimeoutMs;
+    let remote: ReturnType<typeof parseConfirmation> = null;
     for (;;) {
       const l = answer.line();
       if (l !== null) {
-        if (l === 'OK running') break;
+        remote = parseConfirmation(l);
+        if (remote !== null) break;
         throw new MigrationError(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination: ${l.slice(0, 200)}`);
       }
       if (answer.gone !== null) throw new MigrationError(`no confirmation from the destination: ${answer.gone}`);
@@ -275,6 +325,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     sock.end();
     return {
       totalMs: end - t0, downtimeMs: end - pausedAt, bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
+      phases: { pauseMs: pausedDone - pausedAt, finalPagesMs: pagesDone - pausedDone, stateMs: endAt - pagesDone, confirmMs: end - endAt, ...(remote ?? {}) },
     };
   } catch (e) {
     sock.destroy();

@@ -1,0 +1,19 @@
+// What every producer of a state stream (checkpoint file, live migration,
+// its rehearsal) writes the same way: the HEADER describing the machine, and
+// one SECTION per component instance.  The reading side is incoming.ts.
+import { packageVersion } from '../qmp/version.js';
+import { encodeState } from '../vmstate/index.js';
+import type { SavedSection } from '../xen/machine-state.js';
+import type { XenMachine } from '../xen/machine.js';
+import { sectionSchemas } from '../xen/sections.js';
+import type { MachineConfig } from './incoming.js';
+import type { StreamHeader } from './records.js';
+import type { StreamWriter } from './stream-writer.js';
+
+export function machineHeader(m: XenMachine): StreamHeader & { machine: MachineConfig } {
+  return { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: m.ram.size, vcpus: m.handles.length }, schemas: sectionSchemas() };
+}
+
+export async function writeMachineSections(w: StreamWriter, sections: readonly SavedSection[]): Promise<void> {
+  for (const s of sections) await w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+}

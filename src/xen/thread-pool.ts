@@ -1,0 +1,66 @@
+// Emulator threads started before their machine exists.  Loading a Worker
+// (its isolate, koffi, the emulator modules) costs 100-150 ms of CPU each
+// here, 360-500 ms for a 2-vCPU machine's three threads: a migration
+// destination paid that while round 0 arrived, on a 2-core host where the
+// sender needs the other core.  `receive` starts them while it waits for a
+// connection, `restore` before it opens its file; a thread started this way
+// loads everything and then waits (thread-input.ts) for its machine's
+// resources.
+import { Worker } from 'node:worker_threads';
+
+export const VCPU_WORKER_URL = new URL('./vcpu-worker.js', import.meta.url);
+export const TIMER_WORKER_URL = new URL('./timer-worker.js', import.meta.url);
+
+/** Message that hands a pre-started thread its resources. */
+export interface ThreadInit<T> {
+  readonly init: T;
+}
+
+class Pool {
+  private readonly spare = new Map<URL, Worker[]>();
+
+  /** Starts `count` threads of `url`, unless that many wait already. */
+  prestart(url: URL, count: number): void {
+    const list = this.spare.get(url) ?? [];
+    this.spare.set(url, list);
+    while (list.length < count) {
+      const w = new Worker(url);
+      // Spares must not keep the process alive, and a spare that fails is simply not used.
+      w.unref();
+      const drop = (): void => {
+        const i = list.indexOf(w);
+        if (i >= 0) list.splice(i, 1);
+      };
+      w.once('error', drop);
+      w.once('exit', drop);
+      list.push(w);
+    }
+  }
+
+  /** A thread of `url` running with `data`: a spare if one waits, else a new one. */
+  take<T>(url: URL, data: T): Worker {
+    const w = this.spare.get(url)?.shift();
+    if (!w) return new Worker(url, { workerData: data });
+    w.removeAllListeners('error');
+    w.removeAllListeners('exit');
+    w.ref();
+    w.postMessage({ init: data } satisfies ThreadInit<T>);
+    return w;
+  }
+
+  /** Ends every spare (a machine was created with fewer vCPUs than guessed). */
+  async discard(): Promise<void> {
+    const all = [...this.spare.values()].flat();
+    this.spare.clear();
+    await Promise.all(all.map((w) => w.terminate()));
+  }
+}
+
+/** One pool per process: machines are created one at a time. */
+export const threadPool = new Pool();
+
+/** Pre-starts the timer thread and `vcpus` vCPU threads of a machine to come. */
+export function prestartThreads(vcpus: number): void {
+  threadPool.prestart(TIMER_WORKER_URL, 1);
+  threadPool.prestart(VCPU_WORKER_URL, vcpus);
+}
