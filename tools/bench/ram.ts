@@ -1,12 +1,14 @@
-// RAM encoding benchmarks: zero-page detection strategies, CRC-32, and
+// RAM encoding benchmarks: zero-page detection strategies, CRC-32 (node:zlib
+// against the native helper, and per call for format.ts's threshold), and
 // encoding a 256 MiB guest image (25% random non-zero pages) to a snapshot
 // file, uncompressed and with fflate at levels 1 and 6; then reading it back.
 // The constants in src/migrate/{zero,ram,sink,format}.ts name this bench.
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { applyRamRecord, listRamRuns, openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
-import { crc32 } from '../../src/migrate/format.js';
+import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/crc32-native.js';
 import { ZERO_STRATEGIES } from '../../src/migrate/zero.js';
 
 const MiB = 1 << 20;
@@ -36,6 +38,38 @@ function best(runs: number, f: () => void): number {
   return min / 1000;
 }
 
+/**
+ * CRC-32, node:zlib against the native helper: over the whole image (memory
+ * bound), over one 2 MiB batch as the writer and reader see it (in cache,
+ * every implementation the CPU has), and the cost of one call for short
+ * inputs, which sets NATIVE_CRC32_MIN_BYTES in src/migrate/format.ts.
+ */
+function benchCrc32(image: Uint8Array): void {
+  const native = nativeCrc32();
+  const gib = (bytes: number, s: number): string => `${(bytes / GiB / s).toFixed(1).padStart(5)} GiB/s`;
+  if (!native) {
+    console.log(`  crc32 ${image.length / MiB} MiB image: node:zlib ${gib(image.length, best(3, () => zlibCrc32(image)))}; native helper not loaded (${nativeCrc32Error()})`);
+    return;
+  }
+  const z = best(3, () => zlibCrc32(image));
+  const n = best(3, () => native.crc32(0, image, image.length));
+  console.log(
+    `  crc32 ${image.length / MiB} MiB image           node:zlib ${gib(image.length, z)} (${(z * 1000).toFixed(0)} ms)   native ${native.impl} ${gib(image.length, n)} (${(n * 1000).toFixed(0)} ms)`,
+  );
+  const batch = image.subarray(0, 2 * MiB);
+  const reps = 64;
+  const rate = (f: () => void): string => gib(batch.length * reps, best(3, () => { for (let i = 0; i < reps; i++) f(); }));
+  const rates = Object.entries(native.variants).map(([name, f]) => `${name} ${rate(() => f(0, batch, batch.length))}`);
+  console.log(`  crc32 2 MiB batch (in cache)   node:zlib ${rate(() => zlibCrc32(batch))}   native ${rates.join('   ')}`);
+  const calls = 20_000;
+  const perCall = [16, 32, 64, 256, 4096].map((len) => {
+    const b = image.subarray(64, 64 + len);
+    const ns = (f: () => void): string => (best(5, () => { for (let i = 0; i < calls; i++) f(); }) * 1e9 / calls).toFixed(0);
+    return `${len} B ${ns(() => zlibCrc32(b))}/${ns(() => native.crc32(0, b, len))}`;
+  });
+  console.log(`  crc32 ns per call, node:zlib/native: ${perCall.join(', ')}`);
+}
+
 export async function benchRam(): Promise<void> {
   const size = 256 * MiB;
   const pages = size / PAGE_SIZE;
@@ -51,7 +85,7 @@ export async function benchRam(): Promise<void> {
     });
     console.log(`  zero detection ${name.padEnd(9)} 25% non-zero ${rates[0]!.toFixed(1).padStart(6)} GiB/s   all zero ${rates[1]!.toFixed(1).padStart(6)} GiB/s`);
   }
-  console.log(`  crc32 (node:zlib)         ${(size / GiB / best(3, () => crc32(mixed))).toFixed(1)} GiB/s`);
+  benchCrc32(mixed);
 
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bench-'));
   try {
