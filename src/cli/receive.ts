@@ -11,6 +11,8 @@ import { describeSecurity, loadSecurity } from '../migrate/live/security.js';
 import { confirmRunning, receiveMachine, refuse, sendAck, waitUntilRunning } from '../migrate/live/destination.js';
 import type { Readable, Writable } from 'node:stream';
 import { EXIT } from './exit-codes.js';
+import { socketSource } from '../migrate/socket-source.js';
+import type { ByteSource } from '../migrate/source.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
 
@@ -40,7 +42,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   const onSignal = (): void => interrupted.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  let input: Readable;
+  let input: Readable | ByteSource;
   let output: Writable;
   let from: string;
   try {
@@ -61,10 +63,13 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         }
         throw e;
       }
-      input = sock;
-      output = sock;
       from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
-      interrupted.signal.addEventListener('abort', () => sock.destroy(new Error('interrupted')), { once: true });
+      // Plain sockets are read by the kernel straight into a ring (socket-source.ts); TLS as a stream.
+      const direct = security.kind === 'none' ? socketSource(sock) : null;
+      const conn = direct ? direct.socket : sock;
+      input = direct ? direct.source : sock;
+      output = conn;
+      interrupted.signal.addEventListener('abort', () => conn.destroy(new Error('interrupted')), { once: true });
     }
     let machine;
     let restoredIn = 0;

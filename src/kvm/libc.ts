@@ -12,6 +12,7 @@ const libc = koffi.load('libc.so.6');
 const c = {
   open: libc.func('int open(const char *path, int flags, int mode)'),
   close: libc.func('int close(int fd)'),
+  dup: libc.func('int dup(int fd)'),
   ioctlPtr: libc.func('int ioctl(int fd, unsigned long req, void *arg)'),
   ioctlInt: libc.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   mmap: libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
@@ -70,6 +71,13 @@ export function tryOpen(path: string, flags: number): number {
 
 export function closeFd(fd: number): void {
   c.close(fd);
+}
+
+/** A new descriptor for the same open file (close-on-exec is not set). */
+export function dupFd(fd: number): number {
+  const n: number = c.dup(fd);
+  if (n < 0) fail(`dup(${fd})`);
+  return n;
 }
 
 /** ioctl whose argument is a struct in `buf`, which the kernel may read and write during the call. */

@@ -28,7 +28,7 @@ kvmTest('soak on 2 vCPUs migrates over loopback TCP to xenkvm receive in a child
     await g.machine.destroy();
     const code = await withTimeout(r.exit, 30000, 'destination run');
     const out = r.out();
-    assert.is(code, 0, r.err());
+    assert.is(code, 0, r.err() + '\n--- destination console:\n' + r.out().slice(-3000));
     assert.ok(out.includes('RESULT: PASS'), `destination did not pass:\n${out.slice(-2000)}\n${r.err()}`);
     assert.not.match(out, /VIOLATION/);
     assert.not.match(g.console(), /VIOLATION/);

@@ -13,7 +13,7 @@ import { rehearseReceive } from './rehearse.js';
 import { XenMachine } from '../../xen/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
 import { applyRamRecord } from '../ram.js';
-import { readableSource } from '../source.js';
+import { type ByteSource, isByteSource, readableSource } from '../source.js';
 import { StreamReader } from '../stream-reader.js';
 
 export interface ReceiveOptions {
@@ -42,9 +42,9 @@ export interface ReceiveStats {
  * ready to start.  Throws (with the machine destroyed) on any bad or
  * truncated input; it is then the caller's to `refuse`.
  */
-export async function receiveMachine(input: Readable, opts: ReceiveOptions): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
+export async function receiveMachine(input: Readable | ByteSource, opts: ReceiveOptions): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
   const t0 = performance.now();
-  const reader = await StreamReader.open(readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`), reuseRamBuffer: true, syncRecords: true });
+  const reader = await StreamReader.open(isByteSource(input) ? input : readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`), reuseRamBuffer: true, syncRecords: true });
   const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
   const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true });
