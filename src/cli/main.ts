@@ -1,11 +1,11 @@
 // The xenkvm command line.  Thin: parse, call the library, print.  Every
 // XenkvmError becomes one line on stderr and a documented exit status.
-import yargs from 'yargs';
 import { XenkvmError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 // Command modules are imported when their command runs: loading all of them
 // (the emulator, the inspector, migration) cost every invocation ~150 ms.
 import type { SchemaDirection } from './schema.js';
+import type { RestoreArgs } from './restore.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
@@ -17,10 +17,47 @@ function fail(e: unknown): number {
   return EXIT.internal;
 }
 
+/**
+ * `restore FILE [--qmp SOCK] [--quiet]`, and nothing else, parsed without
+ * yargs: loading yargs takes 90-120 ms here, a tenth of a restore (issue 5).
+ * Anything this does not recognise (--help, any other option, a repeated
+ * one, a second positional, a value starting with `-`) is left to yargs,
+ * so usage errors and help read as for every other command.
+ */
+export function parseRestoreFast(argv: readonly string[]): RestoreArgs | null {
+  if (argv[0] !== 'restore') return null;
+  let file: string | undefined;
+  let qmp: string | undefined;
+  let quiet = false;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quiet') {
+      if (quiet) return null;
+      quiet = true;
+    } else if (a === '--qmp' || a.startsWith('--qmp=')) {
+      const v = a === '--qmp' ? argv[++i] : a.slice('--qmp='.length);
+      if (qmp !== undefined || v === undefined || v === '' || v.startsWith('-')) return null;
+      qmp = v;
+    } else if (a.startsWith('-') || file !== undefined || a === '') {
+      return null;
+    } else {
+      file = a;
+    }
+  }
+  return file === undefined ? null : { file, qmp, quiet };
+}
+
 export async function main(argv: string[]): Promise<void> {
   let status: number = EXIT.ok;
   const setStatus = (p: Promise<number>) => p.then((s) => { status = s; }, (e) => { status = fail(e); });
+  const restore = parseRestoreFast(argv);
+  if (restore) {
+    await setStatus(import('./restore.js').then((m) => m.restoreCommand(restore)));
+    process.exitCode = status;
+    return;
+  }
   try {
+    const { default: yargs } = await import('yargs');
     await yargs(argv)
       .scriptName('xenkvm')
       .usage('$0 <command> [options]\n\nRun Xen PVH/HVM guests on Linux KVM.')

@@ -124,6 +124,14 @@ export function getCpuState(vcpuFd: number, ctx: CpuStateContext): CpuState {
   return readCpuState(ctx, tsc_khz);
 }
 
+/** The CPUID a vCPU runs with (KVM may have adjusted what it was given). */
+export function getVcpuCpuid(vcpuFd: number, ctx: CpuStateContext): CpuState['cpuid'] {
+  const b = ctx.bufs;
+  b.cpuid.view.setUint32(0, MAX_CPUID_ENTRIES, true);
+  ioctlBuf(vcpuFd, KVM.GET_CPUID2, b.cpuid.bytes, 'KVM_GET_CPUID2');
+  return readCpuid(b.cpuid.view).cpuid;
+}
+
 /**
  * Decodes the context's buffers as the last getCpuState filled them (zeros
  * before the first).  On its own, without any ioctl, it gives a state of the

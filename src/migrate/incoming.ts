@@ -71,10 +71,10 @@ function missingCpuFeatures(saved: readonly CpuidWords[], host: readonly CpuidWo
 /**
  * Refuses (NoKvmError) when the saved vCPU 0 uses CPU features that a vCPU of
  * `m` does not get on this host (KVM may adjust the CPUID it is given, so the
- * fresh vCPU's effective CPUID is what counts).  Call before writing state.
+ * fresh vCPU's effective CPUID, read at creation, is what counts).  Call
+ * before writing state.
  */
 export function assertHostCanRun(m: XenMachine, savedCpu0: MachineCpuState, where: string): void {
-  const effective = (componentFor('cpu')!.save(m, 0) as MachineCpuState).cpuid;
-  const missing = missingCpuFeatures(savedCpu0.cpuid, effective);
+  const missing = missingCpuFeatures(savedCpu0.cpuid, m.effectiveCpuid);
   if (missing.length > 0) throw new NoKvmError(`${where}: this host cannot run the saved guest: it lacks ${missing.join(', ')}`);
 }

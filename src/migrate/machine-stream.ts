@@ -3,7 +3,7 @@
 // one SECTION per component instance.  The reading side is incoming.ts.
 import { packageVersion } from '../qmp/version.js';
 import { encodeState } from '../vmstate/index.js';
-import type { SavedSection } from '../xen/machine-state.js';
+import { saveMachineStateEach, type SavedSection } from '../xen/machine-state.js';
 import type { XenMachine } from '../xen/machine.js';
 import { sectionSchemas } from '../xen/sections.js';
 import type { MachineConfig } from './incoming.js';
@@ -14,6 +14,15 @@ export function machineHeader(m: XenMachine): StreamHeader & { machine: MachineC
   return { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: m.ram.size, vcpus: m.handles.length }, schemas: sectionSchemas() };
 }
 
+function writeSection(w: StreamWriter, s: SavedSection): Promise<void> {
+  return w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+}
+
 export async function writeMachineSections(w: StreamWriter, sections: readonly SavedSection[]): Promise<void> {
-  for (const s of sections) await w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+  for (const s of sections) await writeSection(w, s);
+}
+
+/** Saves and writes a paused machine's sections one by one, so the first is on its way while the next is read. */
+export function streamMachineState(w: StreamWriter, m: XenMachine): Promise<void> {
+  return saveMachineStateEach(m, (s) => writeSection(w, s));
 }

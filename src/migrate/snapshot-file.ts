@@ -2,13 +2,13 @@
 // directory, fsync, rename, fsync of the directory) so a crash or a full disk
 // leaves either the old file or the new one at `path`, never a mix.
 import { randomBytes } from 'node:crypto';
-import { close, fstat, fsync, open, rename, unlink } from 'node:fs';
+import { close, fstat, fsync, open, readSync, rename, unlink } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormatError, IoError } from '../errors.js';
 import type { ReadHeader, StreamCounts, StreamHeader, StreamRecord } from './records.js';
 import { type ByteSink, describeIoError, fileSink } from './sink.js';
-import { fileSource } from './source.js';
+import { type ByteSource, fileSource } from './source.js';
 import { type ReaderOptions, StreamReader } from './stream-reader.js';
 import { StreamWriter, type WriterOptions } from './stream-writer.js';
 
@@ -117,12 +117,58 @@ export interface SnapshotFile extends AsyncIterable<StreamRecord> {
   close(): Promise<void>;
 }
 
+export interface SnapshotOpenOptions extends ReaderOptions {
+  /**
+   * Read with readSync instead of libuv's thread pool: for a reader that
+   * wants record heads and page lists only (skipRamData), whose reads are a
+   * few bytes each and whose every await of a pool round trip (tens of µs,
+   * ms on a loaded 2-core machine) would stall the consumer.  Not for
+   * reading page data: the event loop waits meanwhile.
+   */
+  readonly syncReads?: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** fileSource with synchronous positional reads (SnapshotOpenOptions.syncReads). */
+function syncFileSource(fd: number, size: number): ByteSource & { readonly position: number } {
+  let pos = 0;
+  return {
+    get position() {
+      return pos;
+    },
+    async read(n, scratch) {
+      const m = Math.max(0, Math.min(n, size - pos));
+      if (m === 0) return EMPTY;
+      const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
+      let got = 0;
+      while (got < m) {
+        let k: number;
+        try {
+          k = readSync(fd, out, got, m - got, pos + got);
+        } catch (err) {
+          throw new IoError(`read failed: ${describeIoError(err)}`, { cause: err });
+        }
+        if (k === 0) break; // the file shrank under us: report what we have
+        got += k;
+      }
+      pos += got;
+      return got === m ? out : out.subarray(0, got);
+    },
+    async skip(n) {
+      const k = Math.max(0, Math.min(n, size - pos));
+      pos += k;
+      return k;
+    },
+  };
+}
+
 /**
  * Opens a snapshot and checks its preamble and HEADER before returning; the
  * records follow through (one) iteration, which also rejects bytes after END.
  * Errors name the file.
  */
-export async function openSnapshot(path: string, options: ReaderOptions = {}): Promise<SnapshotFile> {
+export async function openSnapshot(path: string, options: SnapshotOpenOptions = {}): Promise<SnapshotFile> {
   let fd: number;
   try {
     fd = await openP(path, 'r');
@@ -138,7 +184,7 @@ export async function openSnapshot(path: string, options: ReaderOptions = {}): P
   const named = (err: unknown): unknown => (err instanceof FormatError ? new FormatError(`${path}: ${err.message}`, { cause: err }) : asIoError(err, `cannot read snapshot ${path}`));
   try {
     const size = (await fstatP(fd)).size;
-    const src = fileSource(fd, size);
+    const src = options.syncReads ? syncFileSource(fd, size) : fileSource(fd, size);
     const reader = await StreamReader.open(src, options);
     return {
       path,

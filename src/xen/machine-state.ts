@@ -109,16 +109,48 @@ export function componentFor(name: string): Component | undefined {
   return COMPONENTS.find((c) => c.desc.name === name);
 }
 
-/** Applies decoded sections in component order; `states` maps name → instance → state. */
-export function restoreMachineState(m: XenMachine, states: Map<string, Map<number, unknown>>): void {
-  for (const c of COMPONENTS) {
-    const byInstance = states.get(c.desc.name);
-    for (let i = 0; i < c.instances(m); i++) {
-      const st = byInstance?.get(i);
-      if (st === undefined) throw new Error(`section ${c.desc.name}[${i}] is missing`);
-      c.restore(m, i, st);
+/**
+ * Restores components in list order as their states come in: a migration's
+ * final round streams its sections, and each is applied while the source
+ * still saves and sends the next.  `states` maps name → instance → state and
+ * may grow between calls of advance().
+ */
+export class MachineRestore {
+  private next = 0;
+  private readonly order: ReadonlyArray<readonly [Component, number]>;
+  constructor(private readonly m: XenMachine, private readonly states: Map<string, Map<number, unknown>>) {
+    this.order = COMPONENTS.flatMap((c) => Array.from({ length: c.instances(m) }, (_, i) => [c, i] as const));
+  }
+
+  /** Applies every component whose turn has come and whose state is in. */
+  advance(): void {
+    while (this.next < this.order.length) {
+      const [c, i] = this.order[this.next]!;
+      const st = this.states.get(c.desc.name)?.get(i);
+      if (st === undefined) return;
+      c.restore(this.m, i, st);
+      this.next++;
     }
   }
+
+  /** Applies the rest; throws if a component's state never came. */
+  finish(): void {
+    this.advance();
+    if (this.next < this.order.length) {
+      const [c, i] = this.order[this.next]!;
+      throw new Error(`section ${c.desc.name}[${i}] is missing`);
+    }
+  }
+}
+
+/** Applies decoded sections in component order; `states` maps name → instance → state. */
+export function restoreMachineState(m: XenMachine, states: Map<string, Map<number, unknown>>): void {
+  new MachineRestore(m, states).finish();
+}
+
+/** Saves each component of a paused machine in turn, handing each to `emit` before reading the next. */
+export async function saveMachineStateEach(m: XenMachine, emit: (s: SavedSection) => Promise<void>): Promise<void> {
+  for (const c of COMPONENTS) for (let i = 0; i < c.instances(m); i++) await emit({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
 }
 
 

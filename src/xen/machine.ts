@@ -5,7 +5,7 @@ import { InputError } from '../errors.js';
 import { GuestRam } from '../kvm/guest-ram.js';
 import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
 import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
-import { CpuStateContext } from '../kvm/cpu-state.js';
+import { CpuStateContext, getVcpuCpuid, type CpuState } from '../kvm/cpu-state.js';
 import { Cap, KVM, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
 import { NoKvmError } from '../errors.js';
 import { XEN_HYPERCALL_MSR } from './abi.js';
@@ -64,6 +64,8 @@ export class XenMachine {
   private finalOutcome: Outcome | null = null;
   /** What to save of a vCPU on this VM, and the ioctl buffers for it (set by create()). */
   cpuStateContext!: CpuStateContext;
+  /** vCPU 0's CPUID as KVM applied it (set by create()): what a restored guest may rely on. */
+  effectiveCpuid!: CpuState['cpuid'];
   private destroyed = false;
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, opts: MachineOptions) {
@@ -106,6 +108,7 @@ export class XenMachine {
       // Probed now, while no vCPU runs: the probe reads MSRs on vCPU 0, which a
       // running vCPU would block until its next exit.
       m.cpuStateContext = CpuStateContext.probe(vm, m.handles[0]!.fd);
+      m.effectiveCpuid = getVcpuCpuid(m.handles[0]!.fd, m.cpuStateContext);
       m.spawnThreads();
       return m;
     } catch (e) {

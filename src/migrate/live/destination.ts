@@ -8,7 +8,7 @@
 // and the machine is destroyed here.
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
-import { restoreMachineState } from '../../xen/machine-state.js';
+import { MachineRestore } from '../../xen/machine-state.js';
 import { rehearseReceive } from './rehearse.js';
 import { XenMachine } from '../../xen/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
@@ -53,26 +53,33 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
     await rehearseReceive(machine);
     const ram = machine.ram.bytes;
     const sections = new SectionCollector('migration stream');
+    // Each section is applied as it arrives, while the source still saves
+    // and sends the next; the host check comes first, with vCPU 0's state.
+    const restore = new MachineRestore(machine, sections.states);
+    let hostChecked = false;
     let dataPages = 0;
     let zeroPages = 0;
     for await (const rec of reader) {
       if (rec.kind === 'ram' || rec.kind === 'zero') {
+        // Restoring writes guest RAM (time areas): no page may land on top of it.
+        if (sections.count > 0) throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
         if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
         else zeroPages += applyRamRecord(ram, rec);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
         sections.add(rec.section);
+        if (!hostChecked && sections.cpu0) {
+          assertHostCanRun(machine, sections.cpu0, 'migration stream');
+          hostChecked = true;
+        }
+        if (hostChecked) restore.advance();
       } else if (rec.kind === 'sync') {
         opts.ack(rec.seq);
       }
     }
-    // The sections come last in a migration: the host check (as for a
-    // restore) runs once vCPU 0's state is known, before any is written.
     const endAt = performance.now();
-    const cpu0 = sections.cpu0;
-    if (!cpu0) throw new FormatError('migration stream: no cpu section');
-    assertHostCanRun(machine, cpu0, 'migration stream');
-    restoreMachineState(machine, sections.states);
+    if (!hostChecked) throw new FormatError('migration stream: no cpu section');
+    restore.finish();
     const done = performance.now();
     return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: done - t0, restoreMs: done - endAt } };
   } catch (e) {

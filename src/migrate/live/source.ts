@@ -19,10 +19,9 @@
 // pause), 'cancel' gives up and leaves the guest running here.
 import type { Duplex } from 'node:stream';
 import { XenkvmError } from '../../errors.js';
-import { saveMachineState } from '../../xen/machine-state.js';
 import type { XenMachine } from '../../xen/machine.js';
 import { PAGE_SIZE } from '../format.js';
-import { machineHeader, writeMachineSections } from '../machine-stream.js';
+import { machineHeader, streamMachineState } from '../machine-stream.js';
 import { writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
@@ -298,8 +297,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     const finalPages = countBits(bitmap);
     tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
     const pagesDone = performance.now();
-    const saved = saveMachineState(machine);
-    await writeMachineSections(writer, saved);
+    await streamMachineState(writer, machine);
     await writer.end();
     endSent = true;
     const endAt = performance.now();
