@@ -103,7 +103,18 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
   let bufData = addrs.get(buf)! + (compress ? 0 : SLACK);
   const ramAddr = addressOf(ram);
 
+  // Consecutive data pages (a dirty round's usual shape) are copied with one memcpy per run.
+  let runFrom = 0; // guest page of the run's first page
+  let runAt = 0; // batch slot of the run's first page
+  let runLen = 0;
+  const copyRun = (): void => {
+    // In bounds: the run's pages are < pages, its slots < batchPages, and `buf` holds SLACK + batchPages pages.
+    if (runLen > 0) copyBytes(bufData + runAt * PAGE_SIZE, ramAddr + runFrom * PAGE_SIZE, runLen * PAGE_SIZE);
+    runLen = 0;
+  };
+
   const flushData = async (): Promise<void> => {
+    copyRun();
     const n = nData;
     nData = 0;
     let body: Uint8Array;
@@ -152,8 +163,13 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       zeros[nZero++] = base + i;
       return nZero === ZERO_BATCH;
     }
-    // In bounds: i < pages, nData < batchPages, and `buf` holds SLACK + batchPages pages.
-    copyBytes(bufData + nData * PAGE_SIZE, ramAddr + i * PAGE_SIZE, PAGE_SIZE);
+    if (runLen > 0 && i === runFrom + runLen) runLen++;
+    else {
+      copyRun();
+      runFrom = i;
+      runAt = nData;
+      runLen = 1;
+    }
     pfns[nData++] = base + i;
     stats.dataPages++;
     return nData === batchPages;
