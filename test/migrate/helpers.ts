@@ -1,6 +1,8 @@
 // Shared fixtures for the migrate suites: a deterministic guest RAM image,
 // a scratch directory, and a writer that collects a whole stream in memory.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../../src/migrate/format.js';
@@ -51,3 +53,16 @@ export const SECTIONS: Section[] = [
 
 /** A sink that keeps everything; `bytes()` joins it. */
 export { memorySink } from '../../src/migrate/sink.js';
+
+/** A connected unix-socket pair at `path`: [client, accepted].  `pauseOnConnect` leaves the accepted end unread (for socketSource). */
+export async function socketPair(path: string, opts: { pauseOnConnect?: boolean } = {}): Promise<[Socket, Socket]> {
+  const server = createServer({ pauseOnConnect: opts.pauseOnConnect ?? false });
+  server.listen(path);
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const client = connect(path);
+  await once(client, 'connect');
+  const [peer] = await accepted;
+  server.close();
+  return [client, peer];
+}

@@ -3,12 +3,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { applyRamRecord, openSnapshot, StreamReader, StreamWriter, writableSink, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
 import type { Section, StreamRecord } from '../../src/migrate/index.js';
-import { HEADER, makeRam, SECTIONS, tempDir } from './helpers.js';
+import { HEADER, makeRam, SECTIONS, socketPair, tempDir } from './helpers.js';
 
 const PAGES = 1024; // 4 MiB
 
@@ -49,17 +48,6 @@ test('file: header, sections and RAM round trip', async () => {
   }
 });
 
-async function socketPair(path: string): Promise<[Socket, Socket]> {
-  const server = createServer();
-  server.listen(path);
-  await once(server, 'listening');
-  const accepted = once(server, 'connection') as Promise<[Socket]>;
-  const client = connect(path);
-  await once(client, 'connect');
-  const [peer] = await accepted;
-  server.close();
-  return [client, peer];
-}
 
 test('unix socket: stream with backpressure, dirty-bitmap round', async () => {
   const { dir, cleanup } = tempDir();

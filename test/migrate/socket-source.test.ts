@@ -3,25 +3,17 @@
 // records for a live destination, and a peer that goes away mid-record.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { applyRamRecord, StreamReader, StreamWriter, writableSink, writeRam } from '../../src/migrate/index.js';
 import { socketSource, type SocketSource } from '../../src/migrate/socket-source.js';
 import { memorySink } from '../../src/migrate/sink.js';
 import { OPTIONAL_BIT, RecordType } from '../../src/migrate/format.js';
-import { HEADER, makeRam, rng, SECTIONS, tempDir } from './helpers.js';
+import { HEADER, makeRam, rng, SECTIONS, socketPair, tempDir } from './helpers.js';
 
 /** A connected pair whose accepting end is taken over by socketSource, as `receive` does. */
 async function pair(path: string): Promise<{ client: Socket; taken: SocketSource }> {
-  const server: Server = createServer({ pauseOnConnect: true });
-  server.listen(path);
-  await once(server, 'listening');
-  const accepted = once(server, 'connection') as Promise<[Socket]>;
-  const client = connect(path);
-  await once(client, 'connect');
-  const [peer] = await accepted;
-  server.close();
+  const [client, peer] = await socketPair(path, { pauseOnConnect: true });
   const taken = socketSource(peer);
   assert.ok(taken, 'the accepted socket exposes its descriptor');
   return { client, taken: taken! };
