@@ -2,13 +2,15 @@
 //
 // Reaching "guest running" fast is the point (issue 5), so this module
 // loads almost nothing itself: the emulator threads start loading first
-// (100-150 ms of CPU each, on the other core), then the restore code, and
-// what only matters once the guest runs (run loop, control socket,
-// migration commands) loads while the file is read.
-import type { RestoreOptions } from '../migrate/checkpoint.js';
-import { prestartThreads } from '../xen/thread-pool.js';
+// (60-100 ms of CPU each, on the other core), then the file reader, and
+// the emulator (checkpoint-restore.ts) and what only matters once the guest
+// runs (run loop, control socket, migration commands) load while guest
+// memory is read.
+import type { RestorePhase as LoadPhase } from '../migrate/checkpoint-restore.js';
+import type { XenMachine } from '../xen/machine.js';
+import { prestartThreads, threadPool } from '../xen/thread-pool.js';
 
-export type RestorePhase = NonNullable<Parameters<NonNullable<RestoreOptions['onPhase']>>[0]> | 'imported' | 'started' | 'running';
+export type RestorePhase = LoadPhase | 'imported' | 'started' | 'running';
 
 export interface RestoreArgs {
   file: string;
@@ -21,23 +23,30 @@ export interface RestoreArgs {
 export async function restoreCommand(a: RestoreArgs): Promise<number> {
   // Every machine has a timer thread and a vCPU 0; restoreCheckpoint starts
   // any further vCPU threads once it has read the header.
-  if (process.env.XK_EARLY !== '0') prestartThreads(1);
-  const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([import('../migrate/checkpoint.js'), import('./progress.js')]);
-  const later = import('./run.js');
-  later.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
-  a.onPhase?.('imported');
-  const bar = new ProgressBar('restoring');
-  const machine = await restoreCheckpoint(a.file, {
-    console: (bytes) => process.stdout.write(bytes),
-    log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
-    onProgress: (done, total) => bar.update(done, total),
-    ...(a.onPhase ? { onPhase: a.onPhase } : {}),
-  }).finally(() => bar.done());
-  let runToCompletion;
+  prestartThreads(1);
+  let machine: XenMachine;
+  let runToCompletion: typeof import('./run.js').runToCompletion;
   try {
-    ({ runToCompletion } = await later);
+    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([import('../migrate/checkpoint-restore.js'), import('./progress.js')]);
+    const later = import('./run.js');
+    later.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    a.onPhase?.('imported');
+    const bar = new ProgressBar('restoring');
+    machine = await restoreCheckpoint(a.file, {
+      console: (bytes) => process.stdout.write(bytes),
+      log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
+      onProgress: (done, total) => bar.update(done, total),
+      ...(a.onPhase ? { onPhase: a.onPhase } : {}),
+    }).finally(() => bar.done());
+    try {
+      ({ runToCompletion } = await later);
+    } catch (e) {
+      await machine.destroy();
+      throw e;
+    }
   } catch (e) {
-    await machine.destroy();
+    // A bad file fails within milliseconds, while the threads still load.
+    await threadPool.discard();
     throw e;
   }
   const onPhase = a.onPhase;

@@ -2,7 +2,7 @@
 // directory, fsync, rename, fsync of the directory) so a crash or a full disk
 // leaves either the old file or the new one at `path`, never a mix.
 import { randomBytes } from 'node:crypto';
-import { close, fstat, fsync, open, readSync, rename, unlink } from 'node:fs';
+import { close, closeSync, fstat, fstatSync, fsync, open, openSync, readSync, rename, unlink } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormatError, IoError } from '../errors.js';
@@ -119,11 +119,12 @@ export interface SnapshotFile extends AsyncIterable<StreamRecord> {
 
 export interface SnapshotOpenOptions extends ReaderOptions {
   /**
-   * Read with readSync instead of libuv's thread pool: for a reader that
-   * wants record heads and page lists only (skipRamData), whose reads are a
-   * few bytes each and whose every await of a pool round trip (tens of µs,
-   * ms on a loaded 2-core machine) would stall the consumer.  Not for
-   * reading page data: the event loop waits meanwhile.
+   * Open, read and close with synchronous calls instead of libuv's thread
+   * pool: for a reader that wants record heads and page lists only
+   * (skipRamData), whose reads are a few bytes each and whose every await of
+   * a pool round trip (tens of µs, ms on a loaded 2-core machine) would
+   * stall the consumer.  Not for reading page data: the event loop waits
+   * meanwhile.
    */
   readonly syncReads?: boolean;
 }
@@ -169,9 +170,12 @@ function syncFileSource(fd: number, size: number): ByteSource & { readonly posit
  * Errors name the file.
  */
 export async function openSnapshot(path: string, options: SnapshotOpenOptions = {}): Promise<SnapshotFile> {
+  // With syncReads the open, fstat and close are synchronous too: each pool
+  // round trip waits for a thread on a machine busy loading the emulator.
+  const sync = options.syncReads ?? false;
   let fd: number;
   try {
-    fd = await openP(path, 'r');
+    fd = sync ? openSync(path, 'r') : await openP(path, 'r');
   } catch (err) {
     throw asIoError(err, `cannot open snapshot ${path}`);
   }
@@ -179,12 +183,13 @@ export async function openSnapshot(path: string, options: SnapshotOpenOptions = 
   const closeOnce = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    await closeP(fd);
+    if (sync) closeSync(fd);
+    else await closeP(fd);
   };
   const named = (err: unknown): unknown => (err instanceof FormatError ? new FormatError(`${path}: ${err.message}`, { cause: err }) : asIoError(err, `cannot read snapshot ${path}`));
   try {
-    const size = (await fstatP(fd)).size;
-    const src = options.syncReads ? syncFileSource(fd, size) : fileSource(fd, size);
+    const size = (sync ? fstatSync(fd) : await fstatP(fd)).size;
+    const src = sync ? syncFileSource(fd, size) : fileSource(fd, size);
     const reader = await StreamReader.open(src, options);
     return {
       path,

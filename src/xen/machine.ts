@@ -31,6 +31,13 @@ export interface MachineOptions {
   log: (message: string) => void;
   /** RAM about to be filled from a stream: huge pages only from start() on (GuestRam). */
   incoming?: boolean;
+  /**
+   * Guest RAM mapped (and perhaps filled) by the caller, memBytes long,
+   * owned by the machine once create() returns (after a failed create() the
+   * caller destroys it; destroy is idempotent).  A restore reads the file
+   * into it while the emulator's modules are still loading.
+   */
+  ram?: GuestRam;
 }
 
 export interface BootOptions extends MachineOptions {
@@ -93,7 +100,8 @@ export class XenMachine {
       for (const [cap, what] of REQUIRED_CAPS) if (kvm.check(cap) === 0) throw new NoKvmError(`this host's KVM lacks ${what} (KVM_CAP ${cap})`);
       const vm = new KvmVm(kvm);
       cleanup.unshift(() => vm.destroy());
-      const ram = new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
+      if (opts.ram && opts.ram.size !== opts.memBytes) throw new RangeError(`guest RAM of ${opts.ram.size} bytes for a machine of ${opts.memBytes}`);
+      const ram = opts.ram ?? new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
       cleanup.unshift(() => ram.destroy());
       vm.setMemory(0, 0, ram.size, ram.hostAddr);
       vm.trapMsrs([XEN_HYPERCALL_MSR], KVM_MSR_EXIT_REASON_FILTER);

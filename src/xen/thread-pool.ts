@@ -16,8 +16,15 @@ export interface ThreadInit<T> {
   readonly init: T;
 }
 
+/** Message from a pre-started thread: its modules are loaded, it waits for ThreadInit. */
+export interface ThreadLoaded {
+  readonly loaded: true;
+}
+
 class Pool {
   private readonly spare = new Map<URL, Worker[]>();
+  /** Settles once a spare has loaded its modules (or failed, or exited). */
+  private readonly loaded = new WeakMap<Worker, Promise<void>>();
 
   /** Starts `count` threads of `url`, unless that many wait already. */
   prestart(url: URL, count: number): void {
@@ -33,6 +40,18 @@ class Pool {
       };
       w.once('error', drop);
       w.once('exit', drop);
+      this.loaded.set(w, new Promise<void>((resolve) => {
+        const done = (): void => {
+          w.off('message', onMessage);
+          resolve();
+        };
+        const onMessage = (m: unknown): void => {
+          if ((m as ThreadLoaded | null)?.loaded === true) done();
+        };
+        w.on('message', onMessage);
+        w.once('error', done);
+        w.once('exit', done);
+      }));
       list.push(w);
     }
   }
@@ -48,11 +67,20 @@ class Pool {
     return w;
   }
 
-  /** Ends every spare (a machine was created with fewer vCPUs than guessed). */
+  /**
+   * Ends every spare (a machine was created with fewer vCPUs than guessed, or
+   * none at all), each once it has loaded: a thread ended while koffi loads
+   * aborts the whole process (napi_throw during termination).  A command
+   * that fails must call this before it exits, for the same reason.
+   */
   async discard(): Promise<void> {
     const all = [...this.spare.values()].flat();
     this.spare.clear();
-    await Promise.all(all.map((w) => w.terminate()));
+    await Promise.all(all.map(async (w) => {
+      w.ref(); // the process must not end meanwhile: that ends the thread too
+      await this.loaded.get(w);
+      await w.terminate();
+    }));
   }
 }
 

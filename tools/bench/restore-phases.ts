@@ -1,74 +1,95 @@
 // Child process of the snapshot bench: where the time of `xenkvm restore`
-// goes, measured from outside src/ by running the same library calls the
-// CLI makes, one phase at a time, in a fresh process (as restore runs).
-//   node dist/tools/bench/restore-phases.js FILE MEMBYTES
-// prints one JSON line of phase times in ms.
+// goes.  Runs the command's own code (restoreCommand, as `xenkvm restore
+// FILE --quiet` does after its argument check) in a fresh process and marks
+// each step as it begins, in ms since the process started:
+//   node dist/tools/bench/restore-phases.js FILE [SOCK]
+// prints one JSON line (starting with `{"bootMs"`) once a vCPU runs guest
+// code and, with SOCK, the control socket is there (`--qmp SOCK`), then
+// exits.  Without bin/xenkvm.js's argument parsing (< 1 ms).
 //
-// The phases overlap with what restoreCheckpoint does internally, so the
-// split is by subtraction: restore = create + read/verify + copy/state.
-// `create` and `read` run first on their own (a machine created and
-// destroyed, the file read through without applying), which warms the kernel
-// for the full restore that follows; the full restore is therefore a lower
-// bound of what the CLI pays.
+// The steps overlap: the vCPU and timer threads load on the other core from
+// the start, and the emulator's and the run loop's modules load while RAM is
+// read, so the figures are a timeline, not a sum of costs.
+
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 
 const bootMs = performance.now(); // since the process's time origin: node's own start-up
 
-// Imports, in the order that isolates each big dependency: what each one
-// costs on its own, then xenkvm's library, then the CLI on top of it.
-const lap = (() => {
-  let last = performance.now();
-  return () => {
-    const now = performance.now();
-    const d = now - last;
-    last = now;
-    return d;
-  };
-})();
-const t0 = performance.now();
-await import('koffi');
-const importKoffiMs = lap();
-await import('yargs');
-const importYargsMs = lap();
-const { restoreCheckpoint } = await import('../../src/migrate/checkpoint.js');
-const { openSnapshot } = await import('../../src/migrate/index.js');
-const { XenMachine } = await import('../../src/xen/machine.js');
-const importLibMs = lap();
-// What `xenkvm restore` loads on top: the CLI and the control socket.
-await import('../../src/cli/main.js');
-await import('../../src/cli/control-socket.js');
-const importCliMs = lap();
-const importMs = performance.now() - t0;
-
-const [file, memText] = process.argv.slice(2);
-if (!file || !memText) {
-  process.stderr.write('usage: restore-phases FILE MEMBYTES\n');
+const [file, sock] = process.argv.slice(2);
+if (!file) {
+  process.stderr.write('usage: restore-phases FILE [SOCK]\n');
   process.exit(2);
 }
-const memBytes = Number(memText);
-const quiet = { console: () => {}, log: () => {} };
 
-const c0 = performance.now();
-const probe = XenMachine.create({ memBytes, vcpus: 1, ...quiet });
-const createMs = performance.now() - c0;
-await probe.destroy();
+const marks: Record<string, number> = {};
+const { restoreCommand } = await import('../../src/cli/restore.js');
+marks['cli'] = performance.now();
 
-// Reads and CRC-checks every record, RAM pages included, without applying.
-const r0 = performance.now();
-const snap = await openSnapshot(file);
-let records = 0;
-for await (const _rec of snap) records++;
-await snap.close();
-const readMs = performance.now() - r0;
+/** utime + stime of the calling thread, from /proc (clock ticks of 10 ms). */
+function threadCpuMs(): number {
+  try {
+    const f = readFileSync('/proc/thread-self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
 
-const f0 = performance.now();
-const m = await restoreCheckpoint(file, quiet);
-const restoreMs = performance.now() - f0;
+function report(): never {
+  const at = (k: string) => marks[k] ?? Number.NaN;
+  const ru = process.resourceUsage();
+  const out = {
+    bootMs,
+    /** The restore command's modules: the file reader, RAM loader, guest RAM mapping (the emulator loads later, in parallel). */
+    importMs: at('imported') - bootMs,
+    /** Open the file, check preamble and HEADER; the vCPU threads for the header's count start here. */
+    headerMs: at('header') - at('imported'),
+    /** SECTION records read (decoded later), until the first RAM record. */
+    sectionsMs: at('ram') - at('header'),
+    /** RAM records read into fresh guest memory and checksummed, until END and the last read. */
+    ramMs: at('loaded') - at('ram'),
+    /** Waiting for the emulator's modules (loading since the header), decoding the sections. */
+    emulatorMs: at('machine') - at('loaded'),
+    /** XenMachine.create around the filled memory (VM, vCPUs) and the host CPU check. */
+    createMs: at('state') - at('machine'),
+    /** Device and vCPU state written to KVM and the emulator. */
+    stateMs: at('done') - at('state'),
+    /** Until the run loop's modules are there and the threads are let go. */
+    toStartMs: at('started') - at('done'),
+    /** From start() until vCPU 0's thread runs guest code. */
+    startMs: at('running') - at('started'),
+    /** Process start to running. */
+    runningAtMs: at('running'),
+    /** Process start until the control socket's file exists (with SOCK; it accepts connections a few ms later). */
+    qmpAtMs: at('qmp'),
+    /** Of runningAtMs, the main thread's busy (not waiting in the event loop) time. */
+    mainBusyMs: performance.eventLoopUtilization().active,
+    /** CPU time of the main thread itself (the rest: vCPU/timer threads, libuv's pool reading RAM, V8's helpers). */
+    mainCpuMs: threadCpuMs(),
+    cpuUserMs: ru.userCPUTime / 1000,
+    cpuSystemMs: ru.systemCPUTime / 1000,
+    minorFaults: ru.minorPageFault,
+  };
+  process.stdout.write(`\n${JSON.stringify(out)}\n`);
+  process.exit(0);
+}
 
-// Until the vCPU worker reports RUNNING: what query-status waits for.
-const s0 = performance.now();
-m.start();
-while (m.status !== 'running') await new Promise((r) => setTimeout(r, 0));
-const startMs = performance.now() - s0;
-await m.destroy();
-
-process.stdout.write(`${JSON.stringify({ bootMs, importMs, importKoffiMs, importYargsMs, importLibMs, importCliMs, createMs, readMs, restoreMs, startMs, records })}\n`);
+const status = await restoreCommand({
+  file,
+  quiet: true,
+  ...(sock ? { qmp: sock } : {}),
+  onPhase: (p) => {
+    marks[p] = performance.now();
+    if (p !== 'running') return;
+    if (!sock) report();
+    const poll = setInterval(() => {
+      if (!existsSync(sock)) return;
+      marks['qmp'] = performance.now();
+      clearInterval(poll);
+      rmSync(sock, { force: true });
+      report();
+    }, 1);
+  },
+});
+process.stderr.write(`restore-phases: the guest stopped (status ${status}) before it ran\n`);
+process.exit(1);
