@@ -66,7 +66,7 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     opts.onPhase?.('header');
     let config = plausibleConfig(file.header.machine);
     if (!config) config = (await emulator)[1].checkMachineConfig(file.header.machine, path);
-    // The vCPU and timer threads load (60-100 ms of CPU each) while the file is read.
+    // The vCPU and timer threads load (50-90 ms of CPU each) while the file is read.
     prestartThreads(Math.min(config.vcpus, 8));
     fd = openSync(path, 'r');
     // Decoded once the emulator is loaded; which came before the first RAM record matters.
