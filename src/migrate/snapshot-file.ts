@@ -2,13 +2,13 @@
 // directory, fsync, rename, fsync of the directory) so a crash or a full disk
 // leaves either the old file or the new one at `path`, never a mix.
 import { randomBytes } from 'node:crypto';
-import { close, closeSync, fstat, fstatSync, fsync, open, openSync, readSync, rename, unlink } from 'node:fs';
+import { close, closeSync, fstat, fstatSync, fsync, open, openSync, rename, unlink } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormatError, IoError } from '../errors.js';
 import type { ReadHeader, StreamCounts, StreamHeader, StreamRecord } from './records.js';
 import { type ByteSink, describeIoError, fileSink } from './sink.js';
-import { type ByteSource, fileSource } from './source.js';
+import { fileSource } from './source.js';
 import { type ReaderOptions, StreamReader } from './stream-reader.js';
 import { StreamWriter, type WriterOptions } from './stream-writer.js';
 
@@ -129,41 +129,6 @@ export interface SnapshotOpenOptions extends ReaderOptions {
   readonly syncReads?: boolean;
 }
 
-const EMPTY = new Uint8Array(0);
-
-/** fileSource with synchronous positional reads (SnapshotOpenOptions.syncReads). */
-function syncFileSource(fd: number, size: number): ByteSource & { readonly position: number } {
-  let pos = 0;
-  return {
-    get position() {
-      return pos;
-    },
-    async read(n, scratch) {
-      const m = Math.max(0, Math.min(n, size - pos));
-      if (m === 0) return EMPTY;
-      const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
-      let got = 0;
-      while (got < m) {
-        let k: number;
-        try {
-          k = readSync(fd, out, got, m - got, pos + got);
-        } catch (err) {
-          throw new IoError(`read failed: ${describeIoError(err)}`, { cause: err });
-        }
-        if (k === 0) break; // the file shrank under us: report what we have
-        got += k;
-      }
-      pos += got;
-      return got === m ? out : out.subarray(0, got);
-    },
-    async skip(n) {
-      const k = Math.max(0, Math.min(n, size - pos));
-      pos += k;
-      return k;
-    },
-  };
-}
-
 /**
  * Opens a snapshot and checks its preamble and HEADER before returning; the
  * records follow through (one) iteration, which also rejects bytes after END.
@@ -189,7 +154,7 @@ export async function openSnapshot(path: string, options: SnapshotOpenOptions = 
   const named = (err: unknown): unknown => (err instanceof FormatError ? new FormatError(`${path}: ${err.message}`, { cause: err }) : asIoError(err, `cannot read snapshot ${path}`));
   try {
     const size = (sync ? fstatSync(fd) : await fstatP(fd)).size;
-    const src = sync ? syncFileSource(fd, size) : fileSource(fd, size);
+    const src = fileSource(fd, size, 0, { sync });
     const reader = await StreamReader.open(src, options);
     return {
       path,

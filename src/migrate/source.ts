@@ -2,7 +2,7 @@
 // with positional reads.  Both hand out bytes the caller may keep: a
 // Readable's chunks are fresh buffers, and file reads allocate per call.
 import type { Readable } from 'node:stream';
-import { read as fsRead } from 'node:fs';
+import { read as fsRead, readSync } from 'node:fs';
 import { IoError } from '../errors.js';
 import { describeIoError } from './sink.js';
 
@@ -125,13 +125,27 @@ export function readableSource(input: Readable): ByteSource {
   };
 }
 
-/** Positional reads from `fd` starting at `start`; `size` is the file's length. */
-export function fileSource(fd: number, size: number, start = 0): ByteSource & { readonly position: number } {
+/**
+ * Positional reads from `fd` starting at `start`; `size` is the file's
+ * length.  `sync`: readSync instead of the thread pool, for the small reads
+ * of headers and sections while other threads load (a pool round trip took
+ * tens of µs, ms on a loaded 2-core host); the event loop waits meanwhile.
+ */
+export function fileSource(fd: number, size: number, start = 0, opts: { sync?: boolean } = {}): ByteSource & { readonly position: number } {
   let pos = start;
-  const readAt = (buf: Uint8Array, at: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      fsRead(fd, buf, 0, buf.length, at, (err, n) => (err ? reject(new IoError(`read failed: ${describeIoError(err)}`, { cause: err })) : resolve(n)));
-    });
+  const failed = (err: unknown): IoError => new IoError(`read failed: ${describeIoError(err)}`, { cause: err });
+  const readAt = opts.sync
+    ? async (buf: Uint8Array, at: number): Promise<number> => {
+      try {
+        return readSync(fd, buf, 0, buf.length, at);
+      } catch (err) {
+        throw failed(err);
+      }
+    }
+    : (buf: Uint8Array, at: number): Promise<number> =>
+      new Promise((resolve, reject) => {
+        fsRead(fd, buf, 0, buf.length, at, (err, n) => (err ? reject(failed(err)) : resolve(n)));
+      });
   return {
     get position() {
       return pos;
