@@ -1,6 +1,6 @@
 // The xenkvm command line.  Thin: parse, call the library, print.  Every
 // XenkvmError becomes one line on stderr and a documented exit status.
-import { XenkvmError } from '../errors.js';
+import { UsageError, XenkvmError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 // Command modules are imported when their command runs: loading all of them
 // (the emulator, the inspector, migration) cost every invocation ~150 ms.
@@ -210,8 +210,8 @@ export async function main(argv: string[]): Promise<void> {
       .strict()
       .fail((msg, err) => {
         if (err) throw err;
-        process.stderr.write(`xenkvm: ${msg}\n(try: xenkvm --help)\n`);
-        status = EXIT.usage;
+        // Thrown, not just reported: yargs would otherwise still run the command's handler.
+        throw new UsageError(`${msg}\n(try: xenkvm --help)`);
       })
       .help()
       .alias('h', 'help')
