@@ -99,6 +99,8 @@ export const KVM_SYNC_X86_REGS = 1;
 export const KVM_SYNC_X86_SREGS = 2;
 export const KVM_SYNC_X86_EVENTS = 4;
 export const KVM_MSR_EXIT_REASON_FILTER = 1 << 2;
+/** kvm_userspace_memory_region.flags: track the pages the guest writes (KVM_GET_DIRTY_LOG). */
+export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 export const KVM_MSR_FILTER_READ = 1;
 export const KVM_MSR_FILTER_WRITE = 2;
 export const KVM_MSR_FILTER_DEFAULT_ALLOW = 0;

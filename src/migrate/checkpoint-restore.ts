@@ -17,6 +17,7 @@ import { GuestRam } from '../kvm/guest-ram.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import type { XenMachine } from '../xen/machine.js';
 import type { Section } from './records.js';
+import { checkMachineConfig } from './machine-config.js';
 import { RamLoader } from './ram-load.js';
 import { openSnapshot } from './snapshot-file.js';
 
@@ -39,20 +40,6 @@ export interface RestoreOptions {
 /** The emulator side of a restore, loaded while guest memory is read. */
 const loadEmulator = () => Promise.all([import('../xen/machine.js'), import('./incoming.js'), import('../xen/machine-state.js')]);
 
-/**
- * Memory size and vCPU count if they are plausible enough to map memory and
- * start threads for; the full check (incoming.ts checkMachineConfig, which
- * names the problem) runs once the emulator is loaded.
- */
-function plausibleConfig(machine: unknown): { memBytes: number; vcpus: number } | null {
-  const c = machine as { memBytes?: unknown; vcpus?: unknown } | null;
-  if (c === null || typeof c !== 'object') return null;
-  const { memBytes, vcpus } = c;
-  if (typeof memBytes !== 'number' || !Number.isSafeInteger(memBytes) || memBytes <= 0 || memBytes % (2 << 20) !== 0) return null;
-  if (typeof vcpus !== 'number' || !Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) return null;
-  return { memBytes, vcpus };
-}
-
 /** Creates a machine from a checkpoint file, ready to start; nothing is left behind if the file or host is unfit. */
 export async function restoreCheckpoint(path: string, opts: RestoreOptions): Promise<XenMachine> {
   const file = await openSnapshot(path, { onWarning: (w) => opts.log(`${path}: ${w.message}`), skipRamData: true, syncReads: true });
@@ -64,10 +51,9 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
   let fd = -1;
   try {
     opts.onPhase?.('header');
-    let config = plausibleConfig(file.header.machine);
-    if (!config) config = (await emulator)[1].checkMachineConfig(file.header.machine, path);
+    const config = checkMachineConfig(file.header.machine, path);
     // The vCPU and timer threads load (50-90 ms of CPU each) while the file is read.
-    prestartThreads(Math.min(config.vcpus, 8));
+    prestartThreads(config.vcpus);
     fd = openSync(path, 'r');
     // Decoded once the emulator is loaded; which came before the first RAM record matters.
     const sections: Section[] = [];
@@ -89,8 +75,7 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     // Every checksum is checked before the machine exists, let alone runs.
     await loader?.drain();
     opts.onPhase?.('loaded');
-    const [{ XenMachine }, { assertHostCanRun, checkMachineConfig, SectionCollector }, { restoreMachineState }] = await emulator;
-    const checked = checkMachineConfig(file.header.machine, path);
+    const [{ XenMachine }, { assertHostCanRun, SectionCollector }, { restoreMachineState }] = await emulator;
     const collector = new SectionCollector(path);
     const early = sectionsBeforeRam < 0 ? sections.length : sectionsBeforeRam;
     for (let i = 0; i < early; i++) collector.add(sections[i]!);
@@ -98,8 +83,8 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     if (!cpu0) throw new FormatError(`${path}: no cpu section before guest memory`);
     for (let i = early; i < sections.length; i++) collector.add(sections[i]!);
     opts.onPhase?.('machine');
-    ram ??= new GuestRam(checked.memBytes, { hugePages: false });
-    const m = XenMachine.create({ memBytes: checked.memBytes, vcpus: checked.vcpus, console: opts.console, log: opts.log, incoming: true, ram });
+    ram ??= new GuestRam(config.memBytes, { hugePages: false });
+    const m = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true, ram });
     machine = m;
     assertHostCanRun(m, cpu0, path);
     opts.onProgress?.(file.size, file.size);

@@ -5,23 +5,11 @@
 import { FormatError, NoKvmError } from '../errors.js';
 import { decodeState } from '../vmstate/index.js';
 import { componentFor } from '../xen/machine-state.js';
-import { MAX_VCPUS, type XenMachine } from '../xen/machine.js';
+import type { XenMachine } from '../xen/machine.js';
 import type { MachineCpuState } from '../xen/sections.js';
 import type { Section } from './records.js';
 
-export interface MachineConfig {
-  memBytes: number;
-  vcpus: number;
-}
-
-/** The HEADER's machine configuration, checked; `where` prefixes the error. */
-export function checkMachineConfig(machine: unknown, where: string): MachineConfig {
-  const c = machine as Partial<MachineConfig> | null;
-  const ok = c !== null && typeof c === 'object' && Number.isSafeInteger(c.memBytes) && c.memBytes! > 0 && c.memBytes! % (2 << 20) === 0 &&
-    Number.isInteger(c.vcpus) && c.vcpus! >= 1 && c.vcpus! <= MAX_VCPUS;
-  if (!ok) throw new FormatError(`${where}: the machine configuration in the header is invalid`);
-  return { memBytes: c.memBytes!, vcpus: c.vcpus! };
-}
+export { checkMachineConfig, type MachineConfig } from './machine-config.js';
 
 /** Decoded sections by name and instance, as restoreMachineState takes them. */
 export class SectionCollector {

@@ -18,38 +18,17 @@
 // page seen before (a migration stream saved to a file may repeat pages; the
 // later copy wins), a RAM_ZERO record and a compressed one first wait for
 // every read in flight.
-import koffi from 'koffi';
 import { readSync, readv } from 'node:fs';
 import { FormatError, IoError } from '../errors.js';
 import { addressOf } from '../kvm/libc.js';
 import { crc32, FRAME_BYTES, NATIVE_CRC32_MIN_BYTES, PAGE_SIZE, RamEncoding, readU64 } from './format.js';
-import { NATIVE_CRC32_LIBRARY, nativeCrc32 } from './crc32-native.js';
+import { nativeCrc32 } from './crc32-native.js';
 import { decodeRamPages } from './ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 import { describeIoError } from './sink.js';
 
 /** ram.ts (and the deflate code it brings) only for RAM_ZERO and compressed records, which a plain snapshot has none of. */
 const ramModule = () => import('./ram.js');
-
-type RawCrc32 = (prev: number, addr: number, n: number) => number;
-let rawCrc: RawCrc32 | null | undefined;
-
-/**
- * The native CRC-32 (crc32-native.ts) bound a second time, with the data as a
- * raw address: a call then costs ~0.9 us instead of ~1.2 us with a Uint8Array
- * view to create and pass, which over 65,536 single pages is 15-20 ms.  Null
- * when the library is not there (crc32() then falls back to node:zlib).
- */
-function rawCrc32(): RawCrc32 | null {
-  if (rawCrc === undefined) {
-    try {
-      rawCrc = nativeCrc32() === null ? null : koffi.load(NATIVE_CRC32_LIBRARY).func('uint32_t xk_crc32(uint32_t crc, uintptr_t p, size_t n)');
-    } catch {
-      rawCrc = null;
-    }
-  }
-  return rawCrc;
-}
 
 export interface GuestMemory {
   readonly bytes: Uint8Array;
@@ -212,7 +191,7 @@ export class RamLoader {
 
   /** CRC-32 of views[1..] in order (views[0] is the frame): raw addresses for guest RAM runs when the native helper is there. */
   private checksum(views: Uint8Array[]): number {
-    const raw = rawCrc32();
+    const raw = nativeCrc32()?.crc32At ?? null;
     const ram = this.ram.bytes;
     let crc = 0;
     if (raw === null) {

@@ -2,11 +2,12 @@
 // RAM, the VM and the vCPU threads; collects console output and the outcome
 // (how the guest stopped); pauses and resumes the guest as a whole.
 import { InputError } from '../errors.js';
+import { MAX_VCPUS } from '../migrate/machine-config.js';
 import { GuestRam } from '../kvm/guest-ram.js';
 import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
 import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
 import { CpuStateContext, getVcpuCpuid, type CpuState } from '../kvm/cpu-state.js';
-import { Cap, KVM, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
+import { Cap, KVM, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
 import { NoKvmError } from '../errors.js';
 import { XEN_HYPERCALL_MSR } from './abi.js';
 import { guestCpuid } from './cpuid.js';
@@ -46,8 +47,7 @@ export interface BootOptions extends MachineOptions {
   cmdline: string;
 }
 
-export const MAX_VCPUS = 8;
-const KVM_MEM_LOG_DIRTY_PAGES = 1;
+export { MAX_VCPUS } from '../migrate/machine-config.js';
 /** Capabilities the userspace Xen transport cannot do without. */
 const REQUIRED_CAPS: ReadonlyArray<[number, string]> = [
   [Cap.IRQCHIP, 'in-kernel irqchip'], [Cap.USER_MEMORY, 'user memory'], [Cap.SYNC_REGS, 'sync regs'],

@@ -4,7 +4,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { leaves } from '../../src/kvm/layout.js';
 import { ALL_LAYOUTS } from '../../src/kvm/structs.js';
-import { Cap, Exit, KVM } from '../../src/kvm/ioctls.js';
+import { Cap, Exit, KVM, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER } from '../../src/kvm/ioctls.js';
+
+/** Flag constants checked by name against the header. */
+const FLAGS: Record<string, number> = { KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER };
 import { gccMissing, parseProbe, runC } from '../helpers/gcc-probe.js';
 
 const missing = gccMissing(['linux/kvm.h']);
@@ -21,6 +24,7 @@ const probeSource = (): string => {
   for (const name of Object.keys(KVM)) lines.push(`printf("ioctl_${name} %lu\\n", (unsigned long)KVM_${name});`);
   for (const name of Object.keys(Cap)) lines.push(`printf("cap_${name} %d\\n", KVM_CAP_${name});`);
   for (const name of Object.keys(Exit)) lines.push(`printf("exit_${name} %d\\n", KVM_EXIT_${name});`);
+  for (const name of Object.keys(FLAGS)) lines.push(`printf("flag_${name} %d\\n", ${name});`);
   lines.push('return 0; }');
   return lines.join('\n');
 };
@@ -46,6 +50,7 @@ const probeSource = (): string => {
   for (const [name, value] of Object.entries(KVM)) assert.equal(value, got.get(`ioctl_${name}`)?.[0], `KVM_${name}`);
   for (const [name, value] of Object.entries(Cap)) assert.equal(value, got.get(`cap_${name}`)?.[0], `KVM_CAP_${name}`);
   for (const [name, value] of Object.entries(Exit)) assert.equal(value, got.get(`exit_${name}`)?.[0], `KVM_EXIT_${name}`);
+  for (const [name, value] of Object.entries(FLAGS)) assert.equal(value, got.get(`flag_${name}`)?.[0], name);
 });
 
 test.run();

@@ -42,13 +42,12 @@
 // XENKVM_BENCH_MIGRATE_SPIN=1 adds `spin` to both command lines, so both
 // guests spin.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { QmpClient } from '../../src/qmp/client.js';
 import type { QmpEvent } from '../../src/qmp/protocol.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
-import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, Procs, sleep, stop, tail, type Tracked, waitForText } from './procs.js';
+import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, type Procs, sleep, stop, tail, type Tracked, waitForText, withScratch } from './procs.js';
 import { detectQemu, qemuArgs, qemuLiveMigrate, type QemuLiveMigration } from './qemu.js';
 
 const MiB = 1 << 20;
@@ -168,18 +167,8 @@ export async function benchMigrate(): Promise<object> {
   DOWNTIME_MS = envInt('XENKVM_BENCH_DOWNTIME_MS', DEFAULT_DOWNTIME_MS, 1);
   REPS = envInt('XENKVM_BENCH_REPS', DEFAULT_REPS, 1);
   SPIN = process.env['XENKVM_BENCH_MIGRATE_SPIN'] === '1';
-  const procs = new Procs();
-  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bench-mig-'));
   const t0 = performance.now();
-  const onSignal = () => {
-    void procs.killAll().finally(() => {
-      rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
+  return withScratch('xenkvm-bench-mig-', async (procs, dir) => {
     if (!existsSync(GUEST_ELF)) throw new Error(`${GUEST_ELF} is missing (npm run build:guest)`);
     const detect = detectQemu(console.log);
     const qemu = detect.ok ? detect.qemu : null;
@@ -228,12 +217,7 @@ export async function benchMigrate(): Promise<object> {
       memMiB: MEM_MIB, vcpus: VCPUS, downtimeTargetMs: DOWNTIME_MS, reps: REPS, spin: SPIN, maxRounds: MAX_ROUNDS, giveUpMs: GIVE_UP_MS,
       qemu, qemuSkipped, rates, targets: met, lostGreetings, seconds: (performance.now() - t0) / 1000,
     };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await procs.killAll();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 async function attempt<T extends { ok: true }>(rep: number, f: () => Promise<T>): Promise<T | Failed> {

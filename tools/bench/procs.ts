@@ -3,7 +3,9 @@
 // still kills what it started, and the waits are bounded so a stuck child
 // cannot hang `npm run bench`.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { QmpClient, type QmpClientOptions } from '../../src/qmp/client.js';
 
@@ -152,4 +154,42 @@ export async function connectWithOptions(t: Tracked, path: string, timeoutMs: nu
     await sleep(5);
   }
   return QmpClient.connect(path, { connectTimeoutMs: Math.max(1000, end - performance.now()), ...options });
+}
+
+/**
+ * Runs a bench that drives VMM processes in a scratch directory: whatever
+ * way it ends (returns, throws, Ctrl-C, the runner's kill), every child it
+ * started is killed and the directory removed.
+ */
+export async function withScratch<T>(prefix: string, body: (procs: Procs, dir: string) => Promise<T>): Promise<T> {
+  const procs = new Procs();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const onSignal = () => {
+    void procs.killAll().finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await body(procs, dir);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await procs.killAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** How long an fsync of the file at `path` takes (its dirty pages reaching the disk). */
+export function timeFsync(path: string, flags: 'r' | 'r+' = 'r'): number {
+  const t0 = performance.now();
+  const fd = openSync(path, flags);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return performance.now() - t0;
 }

@@ -3,9 +3,9 @@
 // with `migrate` to a file and load it back with `-incoming`, all timed over
 // QMP from this process.
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, fsyncSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { statSync, readFileSync, existsSync } from 'node:fs';
 import type { QmpClient } from '../../src/qmp/client.js';
-import { connectWhenReady, type Procs, sleep, stop, tail, type Tracked, waitForText } from './procs.js';
+import { connectWhenReady, type Procs, sleep, stop, tail, timeFsync, type Tracked, waitForText } from './procs.js';
 
 export interface QemuFound {
   binary: string;
@@ -106,14 +106,7 @@ export async function qemuSave(q: QmpClient, file: string): Promise<QemuSave> {
   }
   await q.execute('cont');
   const ms = performance.now() - t0;
-  const f0 = performance.now();
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return { ms, qemuTotalMs: Number(info['total-time'] ?? NaN), fsyncMs: performance.now() - f0, bytes: statSync(file).size };
+  return { ms, qemuTotalMs: Number(info['total-time'] ?? NaN), fsyncMs: timeFsync(file), bytes: statSync(file).size };
 }
 
 export interface QemuRestore {

@@ -24,12 +24,11 @@
 // both figures include process start, loading the file and starting the
 // vCPU.  The socket is polled for every 1 ms and status every 1 ms.
 import { execFileSync } from 'node:child_process';
-import { closeSync, copyFileSync, fsyncSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { QmpClient } from '../../src/qmp/client.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
-import { connectWhenReady, lostGreetings, Procs, sleep, stop, tail, waitForText } from './procs.js';
+import { connectWhenReady, lostGreetings, type Procs, sleep, stop, tail, timeFsync, waitForText, withScratch } from './procs.js';
 import { cpuHostFails, detectQemu, qemuBoot, qemuRestore, qemuSave } from './qemu.js';
 
 const MiB = 1 << 20;
@@ -82,19 +81,8 @@ interface SizeResult {
 }
 
 export async function benchSnapshot(): Promise<object> {
-  const procs = new Procs();
-  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bench-snap-'));
   const t0 = performance.now();
-  // A Ctrl-C (or the runner's own kill) still removes the children and files.
-  const onSignal = () => {
-    void procs.killAll().finally(() => {
-      rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
+  return withScratch('xenkvm-bench-snap-', async (procs, dir) => {
     const detect = detectQemu(console.log);
     let qemu: { binary: string; version: string; how: string; cpuHost: string } | null = null;
     let qemuSkipped: string | null = null;
@@ -135,12 +123,7 @@ export async function benchSnapshot(): Promise<object> {
     if (lostGreetings > 0) console.log(`snapshot: ${lostGreetings} control-socket connection(s) got no greeting and were retried (socket visible before its server handles connections)`);
     console.log(`\nsnapshot: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return { fill: FILL, qemu, qemuSkipped, startup, sizes, targets: verdict, lostGreetings, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await procs.killAll();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Process start-up costs that every restore pays before reading a byte. */
@@ -256,14 +239,7 @@ async function xenkvmSize(procs: Procs, base: string, memMiB: number): Promise<S
   // dirty pages (a copy of its snapshot) the same way.
   const probe = join(dir, 'fsync-probe');
   copyFileSync(join(dir, 'xenkvm.snap'), probe);
-  const f0 = performance.now();
-  const fd = openSync(probe, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  const fsyncProbeMs = performance.now() - f0;
+  const fsyncProbeMs = timeFsync(probe, 'r+');
   rmSync(probe, { force: true });
   const plain = rows[0]!;
   // Only an indication: the virtual disk's sync time varies several-fold with
