@@ -8,7 +8,7 @@
 // only where no one but the source can connect.
 import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
 import { describeSecurity, loadSecurity } from '../migrate/live/security.js';
-import { confirmRunning, receiveMachine, refuse, sendAck, waitUntilRunning } from '../migrate/live/destination.js';
+import { confirmRunning, receiveMachine, refuse, sendAck } from '../migrate/live/destination.js';
 import type { Readable, Writable } from 'node:stream';
 import { EXIT } from './exit-codes.js';
 import { socketSource } from '../migrate/socket-source.js';
@@ -101,7 +101,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     const restoreMs = restoredIn;
     const confirm = (): Promise<void> => {
       const t = performance.now();
-      return waitUntilRunning(m)
+      return m.whenRunning()
         .then(() => confirmRunning(output, { restoreMs, startMs: performance.now() - t }))
         .then(
           () => {

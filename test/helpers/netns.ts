@@ -15,7 +15,7 @@ import { CommandRegistry } from '../../src/qmp/registry.js';
 import { QmpServer } from '../../src/qmp/server.js';
 import { registerMigrationCommands } from '../../src/migrate/live/qmp.js';
 import { formatAddress, listenOn, parseAddress } from '../../src/migrate/live/address.js';
-import { confirmRunning, receiveMachine, refuse, sendAck, waitUntilRunning } from '../../src/migrate/live/destination.js';
+import { confirmRunning, receiveMachine, refuse, sendAck } from '../../src/migrate/live/destination.js';
 import { GUEST_ELF } from './guest.js';
 
 export const NS_ADDR = ['10.213.7.1', '10.213.7.2'] as const;
@@ -137,7 +137,7 @@ async function peerMain(argv: string[]): Promise<number> {
       say(`receive failed: ${(e as Error).message}`);
       return 1;
     }
-    confirm = () => waitUntilRunning(machine).then(() => confirmRunning(sock)).then(() => void sock.end());
+    confirm = () => machine.whenRunning().then(() => confirmRunning(sock)).then(() => void sock.end());
     qmpPath = a2!;
   }
   const registry = new CommandRegistry();

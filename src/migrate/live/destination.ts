@@ -137,8 +137,3 @@ export async function refuse(out: Writable, message: string): Promise<void> {
     /* the source is gone: it resumes on its own */
   }
 }
-
-/** After `machine.start()`: resolves once the guest really runs (see XenMachine.whenRunning). */
-export function waitUntilRunning(machine: XenMachine, timeoutMs = 10_000): Promise<void> {
-  return machine.whenRunning(timeoutMs);
-}
