@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Builds the optional native helper: native/crc32.c -> dist/native/libxkcrc.so
-// (CRC-32 by carry-less multiplication; src/migrate/crc32-native.ts loads it).
+// Builds the optional native helper: native/*.c -> dist/native/libxkcrc.so
+// (CRC-32 by carry-less multiplication, src/migrate/crc32-native.ts; lazy
+// restore of guest RAM with userfaultfd, src/migrate/lazy-ram.ts).
 //   node tools/build-native.mjs             always compiles
 //   node tools/build-native.mjs --if-stale  only when the library is missing or older than a source
 // Always exits 0: without the library src/migrate/format.ts's crc32 uses
-// node:zlib, so a missing gcc or a failed build is one line, not an error.
+// node:zlib and a restore reads guest memory before the guest starts, so a
+// missing gcc or a failed build is one line, not an error.
 // test/unit/crc32.test.ts fails if the library did not load where gcc is present.
 //
 // The file is compiled for baseline x86-64: the PCLMULQDQ and VPCLMULQDQ code
@@ -19,7 +21,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'native');
 const out = join(root, 'dist', 'native', 'libxkcrc.so');
 const ifStale = process.argv.includes('--if-stale');
-const fallback = 'CRC-32 uses node:zlib';
+const fallback = 'CRC-32 uses node:zlib and restores load memory eagerly';
 
 function newestSource() {
   let newest = statSync(fileURLToPath(import.meta.url)).mtimeMs; // the flags live here
@@ -46,7 +48,7 @@ mkdirSync(dirname(out), { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
 const r = spawnSync(
   'gcc',
-  ['-O2', '-fPIC', '-shared', '-fvisibility=hidden', '-Wall', '-Wextra', '-o', tmp, join(srcDir, 'crc32.c')],
+  ['-O2', '-fPIC', '-shared', '-pthread', '-fvisibility=hidden', '-Wall', '-Wextra', '-o', tmp, ...readdirSync(srcDir).filter((n) => n.endsWith('.c')).sort().map((n) => join(srcDir, n))],
   { stdio: ['ignore', 'inherit', 'inherit'] },
 );
 if (r.error || r.status !== 0) {

@@ -18,7 +18,7 @@ function fail(e: unknown): number {
 }
 
 /**
- * `restore FILE [--qmp SOCK] [--quiet]`, and nothing else, parsed without
+ * `restore FILE [--qmp SOCK] [--quiet] [--eager]`, and nothing else, parsed without
  * yargs: loading yargs takes 90-120 ms here, a tenth of a restore (issue 5).
  * Anything this does not recognise (--help, any other option, a repeated
  * one, a second positional, a value starting with `-`) is left to yargs,
@@ -29,11 +29,15 @@ export function parseRestoreFast(argv: readonly string[]): RestoreArgs | null {
   let file: string | undefined;
   let qmp: string | undefined;
   let quiet = false;
+  let eager = false;
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quiet') {
       if (quiet) return null;
       quiet = true;
+    } else if (a === '--eager') {
+      if (eager) return null;
+      eager = true;
     } else if (a === '--qmp' || a.startsWith('--qmp=')) {
       const v = a === '--qmp' ? argv[++i] : a.slice('--qmp='.length);
       if (qmp !== undefined || v === undefined || v === '' || v.startsWith('-')) return null;
@@ -44,7 +48,7 @@ export function parseRestoreFast(argv: readonly string[]): RestoreArgs | null {
       file = a;
     }
   }
-  return file === undefined ? null : { file, qmp, quiet };
+  return file === undefined ? null : { file, qmp, quiet, eager };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -94,9 +98,10 @@ export async function main(argv: string[]): Promise<void> {
           .positional('file', { type: 'string', demandOption: true, describe: 'snapshot file (xenkvm snapshot -o FILE)' })
           .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path' })
           .option('quiet', { type: 'boolean', default: false, describe: 'no closing status line on a clean shutdown' })
+          .option('eager', { type: 'boolean', default: false, describe: 'load all of guest memory before the guest starts (by default the guest starts first and memory follows within a second; the file must not change until then)' })
           .example('$0 restore vm.xks --qmp /tmp/vm2.sock', 'bring the guest back, controllable through a socket')
           .epilogue('Exit status as for run; 2 when the file is bad or this host cannot run the guest (nothing is started then).'),
-        (a) => setStatus(import('./restore.js').then((m) => m.restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet }))),
+        (a) => setStatus(import('./restore.js').then((m) => m.restoreCommand({ file: a.file, qmp: a.qmp, quiet: a.quiet, eager: a.eager }))),
       )
       .command(
         'receive',

@@ -16,6 +16,8 @@ export interface RestoreArgs {
   file: string;
   qmp?: string | undefined;
   quiet: boolean;
+  /** Read all of guest memory before the guest starts, instead of lazily behind it. */
+  eager?: boolean | undefined;
   /** Called as each step begins, and once a vCPU runs guest code (tools/bench/restore-phases.ts). */
   onPhase?: (phase: RestorePhase) => void;
 }
@@ -33,6 +35,7 @@ export async function restoreCommand(a: RestoreArgs): Promise<number> {
     a.onPhase?.('imported');
     const bar = new ProgressBar('restoring');
     machine = await restoreCheckpoint(a.file, {
+      memory: a.eager ? 'eager' : 'lazy',
       console: (bytes) => process.stdout.write(bytes),
       log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
       onProgress: (done, total) => bar.update(done, total),

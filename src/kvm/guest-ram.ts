@@ -25,6 +25,7 @@ export class GuestRam {
   private destroyed = false;
 
   private hugePages = false;
+  private readonly beforeUnmap: Array<() => void> = [];
 
   /** `hugePages: false` defers the advice to adviseHugePages() (see above). */
   constructor(size: number, opts: { hugePages?: boolean } = {}) {
@@ -42,9 +43,15 @@ export class GuestRam {
     madvise(this.hostAddr, this.size, MADV_HUGEPAGE);
   }
 
+  /** Runs `fn` when the memory is about to be unmapped (a filler that writes it must end first). */
+  onDestroy(fn: () => void): void {
+    this.beforeUnmap.push(fn);
+  }
+
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    for (const fn of this.beforeUnmap.splice(0)) fn();
     munmap(this.hostAddr, this.size);
   }
 }

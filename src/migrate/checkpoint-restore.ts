@@ -11,6 +11,12 @@
 // against this host and written, and only then may the guest start.  A file
 // that fails any check never starts a guest: every RAM checksum is verified
 // before the machine is created, and everything made so far is undone.
+//
+// Where it can (native helper, userfaultfd, raw page-aligned RAM records:
+// every uncompressed snapshot), the guest starts before its memory is in:
+// lazy-ram.ts checks every record's checksum over the mapped file, then a
+// native thread copies pages in as they are touched and the rest behind
+// them.  Otherwise RamLoader reads all of it first.
 import { closeSync, openSync } from 'node:fs';
 import { FormatError } from '../errors.js';
 import { GuestRam } from '../kvm/guest-ram.js';
@@ -19,9 +25,11 @@ import type { XenMachine } from '../xen/machine.js';
 import type { Section } from './records.js';
 import { checkMachineConfig } from './machine-config.js';
 import { RamLoader } from './ram-load.js';
+import { type LazyRam, lazyCapable, lazyRestoreAvailable, startLazyRam } from './lazy-ram.js';
+import type { RamPagesRecord, RamZeroRecord } from './records.js';
 import { openSnapshot } from './snapshot-file.js';
 
-export type RestorePhase = 'header' | 'ram' | 'loaded' | 'machine' | 'state' | 'done';
+export type RestorePhase = 'header' | 'ram' | 'lazy' | 'loaded' | 'machine' | 'state' | 'done' | 'filled';
 
 export interface RestoreOptions {
   console: (bytes: Uint8Array) => void;
@@ -30,11 +38,19 @@ export interface RestoreOptions {
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   /**
    * Called as each step begins: header read, first RAM record, RAM loaded
-   * and checked, machine creation, state, done (tools/bench/restore-phases.ts).
+   * and checked, machine creation, state, done (tools/bench/restore-phases.ts);
+   * with lazy memory, 'lazy' once its checksums are checked and filling
+   * starts, and 'filled' once every page is in (the guest runs by then).
    */
   onPhase?: (phase: RestorePhase) => void;
   /** Uncompressed RAM records read at once (RamLoader). */
   inFlight?: number;
+  /**
+   * 'lazy' (default where possible): start the guest before its memory is
+   * in; the file must then stay as it is until it is ('filled').  'eager':
+   * read it all first.
+   */
+  memory?: 'lazy' | 'eager';
 }
 
 /** The emulator side of a restore, loaded while guest memory is read. */
@@ -48,6 +64,7 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
   let ram: GuestRam | null = null;
   let machine: XenMachine | null = null;
   let loader: RamLoader | null = null;
+  let lazy: LazyRam | null = null;
   let fd = -1;
   try {
     opts.onPhase?.('header');
@@ -58,18 +75,33 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     // Decoded once the emulator is loaded; which came before the first RAM record matters.
     const sections: Section[] = [];
     let sectionsBeforeRam = -1;
+    // Page lists only: the data is read (or mapped) once the whole file is known good.
+    const records: Array<(RamPagesRecord | RamZeroRecord) & { offset: number }> = [];
     for await (const rec of file) {
       if (rec.kind === 'section') {
         sections.push(rec.section);
       } else if (rec.kind === 'ram' || rec.kind === 'zero') {
-        if (!loader) {
+        if (records.length === 0) {
           opts.onPhase?.('ram');
           sectionsBeforeRam = sections.length;
-          ram = new GuestRam(config.memBytes, { hugePages: false });
-          loader = new RamLoader(fd, ram, path, opts.inFlight === undefined ? {} : { inFlight: opts.inFlight });
         }
-        await loader.apply(rec);
-        opts.onProgress?.(rec.offset, file.size);
+        records.push(rec);
+      }
+    }
+    if (records.length > 0) {
+      ram = new GuestRam(config.memBytes, { hugePages: false });
+      if ((opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable() && lazyCapable(records)) {
+        // The checksums are checked (lazy.checked) while the machine is built, before it may run.
+        const l = startLazyRam(fd, file.size, records, ram, path);
+        lazy = l;
+        opts.onPhase?.('lazy');
+        void l.done.then(() => opts.onPhase?.('filled'), () => undefined);
+      } else {
+        loader = new RamLoader(fd, ram, path, opts.inFlight === undefined ? {} : { inFlight: opts.inFlight });
+        for (const rec of records) {
+          await loader.apply(rec);
+          opts.onProgress?.(rec.offset, file.size);
+        }
       }
     }
     // Every checksum is checked before the machine exists, let alone runs.
@@ -90,14 +122,23 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     opts.onProgress?.(file.size, file.size);
     opts.onPhase?.('state');
     restoreMachineState(m, collector.states);
+    await lazy?.checked;
+    if (lazy) {
+      const l = lazy;
+      // The rest of memory comes in behind the guest's own faults once it runs, not competing with the start.
+      void m.whenRunning().then(() => l.prefetch(), () => undefined);
+    }
     opts.onPhase?.('done');
     return m;
   } catch (e) {
     // Reads in flight write into guest RAM: they end before it is unmapped.
     await (loader as RamLoader | null)?.settle();
+    // The check reads the mapped file, unmapped once the machine is gone; and a corrupt file is
+    // named as such, not by whatever its unchecked pages made the state restore trip over.
+    const checkFailure = await (lazy as LazyRam | null)?.checked.then(() => null, (err: unknown) => err);
     if (machine) await (machine as XenMachine).destroy();
     else (ram as GuestRam | null)?.destroy();
-    throw e;
+    throw checkFailure instanceof FormatError ? checkFailure : e;
   } finally {
     await (loader as RamLoader | null)?.settle();
     if (fd >= 0) closeSync(fd);

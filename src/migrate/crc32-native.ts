@@ -1,5 +1,7 @@
 // The optional native CRC-32: dist/native/libxkcrc.so, built from
-// native/crc32.c by tools/build-native.mjs, bound with koffi.  It computes
+// native/*.c by tools/build-native.mjs, bound with koffi.  The library is
+// loaded here, once; lazy-ram.ts binds its other functions through
+// nativeLibrary().  It computes
 // zlib's CRC-32 by carry-less multiplication (PCLMULQDQ/VPCLMULQDQ), several
 // times faster than node:zlib's.  Nothing calls it but crc32() in format.ts,
 // which falls back to node:zlib when this returns null, and the snapshot RAM
@@ -10,7 +12,7 @@
 // the call; the C function reads exactly `n` bytes from it, writes nothing and
 // keeps no pointer, and `n` is always the array's own length.  The library
 // holds no state besides tables built when it is loaded.
-import koffi from 'koffi';
+import koffi, { type LibraryHandle } from 'koffi';
 import { fileURLToPath } from 'node:url';
 
 /** CRC-32 of `n` bytes of `bytes`, continuing from `prev`: zlib's crc32(prev, bytes, n). */
@@ -39,6 +41,13 @@ const IMPLS = ['vpclmul', 'pclmul', 'table'] as const;
 
 let loaded: NativeCrc32 | null | undefined;
 let loadError: string | null = null;
+let library: LibraryHandle | null = null;
+
+/** The loaded library, for the other native helpers; null when it did not load. */
+export function nativeLibrary(): LibraryHandle | null {
+  nativeCrc32();
+  return library;
+}
 
 /** The native library, loaded on first use; null if it is missing or does not load. */
 export function nativeCrc32(): NativeCrc32 | null {
@@ -55,6 +64,7 @@ export function nativeCrc32Error(): string | null {
 function load(): NativeCrc32 | null {
   try {
     const lib = koffi.load(NATIVE_CRC32_LIBRARY);
+    library = lib;
     const bind = (name: string): Crc32Fn => lib.func(`uint32_t ${name}(uint32_t crc, const uint8_t *p, size_t n)`);
     const impl = String(lib.func('const char *xk_crc32_impl(void)')());
     const at = IMPLS.indexOf(impl as (typeof IMPLS)[number]);
@@ -62,6 +72,7 @@ function load(): NativeCrc32 | null {
     const variants = Object.fromEntries(IMPLS.slice(at).map((v) => [v, bind(`xk_crc32_${v}`)]));
     return { crc32: bind('xk_crc32'), impl, variants, crc32At: lib.func('uint32_t xk_crc32(uint32_t crc, uintptr_t p, size_t n)') };
   } catch (e) {
+    library = null;
     loadError = `${NATIVE_CRC32_LIBRARY}: ${(e as Error).message}`;
     return null;
   }

@@ -2,7 +2,7 @@
 // goes.  Runs the command's own code (restoreCommand, as `xenkvm restore
 // FILE --quiet` does after its argument check) in a fresh process and marks
 // each step as it begins, in ms since the process started:
-//   node dist/tools/bench/restore-phases.js FILE [SOCK]
+//   node dist/tools/bench/restore-phases.js FILE [SOCK] [--eager]
 // prints one JSON line (starting with `{"bootMs"`) once a vCPU runs guest
 // code and, with SOCK, the control socket is there (`--qmp SOCK`), then
 // exits.  Without bin/xenkvm.js's argument parsing (< 1 ms).
@@ -15,9 +15,10 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 
 const bootMs = performance.now(); // since the process's time origin: node's own start-up
 
-const [file, sock] = process.argv.slice(2);
+const eager = process.argv.includes('--eager');
+const [file, sock] = process.argv.slice(2).filter((a) => a !== '--eager');
 if (!file) {
-  process.stderr.write('usage: restore-phases FILE [SOCK]\n');
+  process.stderr.write('usage: restore-phases FILE [SOCK] [--eager]\n');
   process.exit(2);
 }
 
@@ -60,6 +61,8 @@ function report(): never {
     startMs: at('running') - at('started'),
     /** Process start to running. */
     runningAtMs: at('running'),
+    /** Lazy memory: process start until every stored page was in guest memory (the guest ran meanwhile). */
+    filledAtMs: at('filled'),
     /** Process start until the control socket's file exists (with SOCK; it accepts connections a few ms later). */
     qmpAtMs: at('qmp'),
     /** Of runningAtMs, the main thread's busy (not waiting in the event loop) time. */
@@ -77,11 +80,14 @@ function report(): never {
 const status = await restoreCommand({
   file,
   quiet: true,
+  eager,
   ...(sock ? { qmp: sock } : {}),
   onPhase: (p) => {
     marks[p] = performance.now();
+    // With lazy memory the report waits until it is all in, to give that time too.
+    if (p === 'filled' && marks['running'] !== undefined && !sock) report();
     if (p !== 'running') return;
-    if (!sock) report();
+    if (!sock && (marks['lazy'] === undefined || marks['filled'] !== undefined)) report();
     const poll = setInterval(() => {
       if (!existsSync(sock)) return;
       marks['qmp'] = performance.now();
