@@ -79,6 +79,24 @@ kvmTest('once the guest runs the rest comes in behind it, and memory is as saved
   }
 });
 
+kvmTest('a lazily restored guest saved over its own file before its memory is in: the new file holds the same pages', async () => {
+  const copy = join(dir, 'again.xks');
+  writeFileSync(copy, readFileSync(file));
+  const m = await restoreCheckpoint(copy, { console: () => {}, log: () => {} });
+  try {
+    // The save scans every page (each a fault served from the old file) and renames the new file over it.
+    await saveCheckpoint(m, copy);
+  } finally {
+    await m.destroy();
+  }
+  const again = await restoreCheckpoint(copy, { console: () => {}, log: () => {}, memory: 'eager' });
+  try {
+    assert.equal(differingPages(saved, again.ram.bytes, FILL_AT), []);
+  } finally {
+    await again.destroy();
+  }
+});
+
 kvmTest('--eager and the lazy default restore the same pages; a flipped data bit is refused by both before any guest runs', async () => {
   const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, memory: 'eager' });
   try {
