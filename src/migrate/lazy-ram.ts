@@ -100,10 +100,13 @@ export function startLazyRam(fd: number, fileSize: number, records: readonly Ram
     for (let k = 0; k < pfns.length; k++) {
       const p = pfns[k]!;
       if (!(p >= 0 && p < pages)) throw new FormatError(`${path}: page frame 0x${p.toString(16)} in the record at offset ${r.offset} lies outside guest RAM (${pages} pages)`);
-      index[p] = r.kind === 'zero' ? NONE : r.dataOffset / PAGE_SIZE + k;
+      const was = index[p]!;
+      const now = r.kind === 'zero' ? NONE : r.dataOffset / PAGE_SIZE + k;
+      index[p] = now;
+      // Counted as it goes: a loop over every guest page runs interpreted this early, ~10 ms for 1 GiB.
+      stored += (now !== NONE ? 1 : 0) - (was !== NONE ? 1 : 0);
     }
   }
-  for (let p = 0; p < pages; p++) if (index[p] !== NONE) stored++;
   const mapBytes = Math.ceil(fileSize / PAGE_SIZE) * PAGE_SIZE;
   const map = mmap(mapBytes, PROT_READ, MAP_PRIVATE, fd, 0);
   const base = Number(map);
