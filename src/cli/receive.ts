@@ -15,6 +15,7 @@ import { socketSource } from '../migrate/socket-source.js';
 import type { ByteSource } from '../migrate/source.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
+import { flushTrace, mark } from '../migrate/live/trace.js';
 
 export interface ReceiveArgs {
   listen: string;
@@ -81,6 +82,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
       });
       machine = r.machine;
+      mark('received');
       restoredIn = r.stats.restoreMs;
       if (interrupted.signal.aborted) {
         await machine.destroy();
@@ -101,10 +103,18 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     const restoreMs = restoredIn;
     const confirm = (): Promise<void> => {
       const t = performance.now();
+      mark('confirm');
       return m.whenRunning()
-        .then(() => confirmRunning(output, { restoreMs, startMs: performance.now() - t }))
+        .then(() => {
+          mark('running');
+          const p = confirmRunning(output, { restoreMs, startMs: performance.now() - t });
+          mark('okWrite');
+          return p;
+        })
         .then(
           () => {
+            mark('okWritten');
+            flushTrace('destination');
             if (!stdio) output.end();
             say(`guest running (migrated from ${from})`);
           },

@@ -20,6 +20,7 @@ import { setClockReference } from './time.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { XenContext, type XenThreadResources } from './xen-context.js';
+import { mark, TRACING } from '../migrate/live/trace.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -229,7 +230,7 @@ export class XenMachine {
     const sync = this.xen.sync;
     Atomics.store(sync, SyncField.timerPause, 1);
     this.xen.wakeTimers();
-    await Promise.all(this.threads.map((t) => t.pause()));
+    await Promise.all(this.threads.map((t) => (TRACING ? t.pause().then(() => mark(`parked.${t.index}`)) : t.pause())));
     while (this.timerThread && Atomics.load(sync, SyncField.timerParked) === 0) {
       await Atomics.waitAsync(sync, SyncField.timerParked, 0, 20).value;
     }

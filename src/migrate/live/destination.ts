@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
 import { MachineRestore } from '../../xen/machine-state.js';
 import { rehearseReceive } from './rehearse.js';
+import { mark, TRACING } from './trace.js';
 import { XenMachine } from '../../xen/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
 import { applyRamRecord } from '../ram.js';
@@ -67,20 +68,25 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
         else zeroPages += applyRamRecord(ram, rec);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
+        if (TRACING) mark(`sec.${rec.section.name}.${rec.section.instance}`);
         sections.add(rec.section);
         if (!hostChecked && sections.cpu0) {
           assertHostCanRun(machine, sections.cpu0, 'migration stream');
           hostChecked = true;
         }
         if (hostChecked) restore.advance();
+        if (TRACING) mark(`applied.${rec.section.name}.${rec.section.instance}`);
       } else if (rec.kind === 'sync') {
+        if (TRACING) mark(`sync.${rec.seq}`);
         opts.ack(rec.seq);
       }
     }
     const endAt = performance.now();
+    mark('end');
     if (!hostChecked) throw new FormatError('migration stream: no cpu section');
     restore.finish();
     const done = performance.now();
+    mark('restored');
     return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: done - t0, restoreMs: done - endAt } };
   } catch (e) {
     await machine.destroy();

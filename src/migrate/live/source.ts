@@ -28,6 +28,7 @@ import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
 import { countBits, DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
+import { flushTrace, mark, markAt } from './trace.js';
 
 export interface RoundProgress {
   /** 0 = the full copy; the final (paused) round is reported with `final: true`. */
@@ -113,6 +114,7 @@ class PeerAnswer {
   constructor(sock: Duplex) {
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
+      mark('data');
       this.pending += d;
       for (let nl = this.pending.indexOf('\n'); nl >= 0 && this.answer === null; nl = this.pending.indexOf('\n')) {
         const l = this.pending.slice(0, nl).replace(/\r$/, '');
@@ -290,17 +292,22 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       opts.onPause?.();
     }
     const pausedDone = performance.now();
+    markAt('pause', pausedAt);
+    markAt('paused', pausedDone);
     // Logging stays on until the answer (close() in finally; the catch stops
     // it before resuming): switching it off rewrites the memslot, in the pause.
     log.collect(bitmap);
     log.markEmulatorPages(bitmap);
     const finalPages = countBits(bitmap);
+    mark('collected');
     tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
     const pagesDone = performance.now();
+    markAt('pages', pagesDone);
     await streamMachineState(writer, machine);
     await writer.end();
     endSent = true;
     const endAt = performance.now();
+    markAt('ended', endAt);
     sentBytes = writer.position;
     opts.onProgress?.({ round: rounds, final: true, sentBytes, dirtyPages: finalPages, mbps, dirtyMiBs, expectedDowntimeMs: 0 });
 
@@ -320,6 +327,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
     }
     const end = performance.now();
+    markAt('answered', end);
+    flushTrace('source');
     sock.end();
     return {
       totalMs: end - t0, downtimeMs: end - pausedAt, bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
