@@ -57,6 +57,45 @@ export interface RamWriteOptions {
   readonly basePfn?: number;
   /** Called now and then (every 64 Ki pages scanned and at the end) with pages scanned and pages to scan. */
   readonly onProgress?: (scanned: number, total: number) => void;
+  /**
+   * Raw batch buffers to take from and give back, kept across calls (a live
+   * migration's rounds).  Default: a pool for this call only.
+   */
+  readonly buffers?: BatchBuffers;
+}
+
+/**
+ * Raw batch buffers that outlive one writeRam call.  A live migration writes
+ * RAM many times; with a pool per call, every round allocated fresh 2 MiB
+ * buffers, which costs a page fault per 4 KiB on first touch (nested KVM)
+ * and grows V8's external memory until it collects garbage, and the last
+ * round runs with the guest paused.
+ */
+export class BatchBuffers {
+  private readonly free: Uint8Array[] = [];
+  private readonly addrs = new WeakMap<Uint8Array, number>();
+  private bytes = 0;
+
+  /** A buffer of at least `bytes`, and its address (valid while the buffer lives: Buffer.allocUnsafeSlow memory does not move). */
+  take(bytes: number): Uint8Array {
+    if (bytes !== this.bytes) {
+      this.free.length = 0;
+      this.bytes = bytes;
+    }
+    const b = this.free.pop();
+    if (b) return b;
+    const fresh = Buffer.allocUnsafeSlow(bytes);
+    this.addrs.set(fresh, addressOf(fresh));
+    return fresh;
+  }
+
+  addressOf(b: Uint8Array): number {
+    return this.addrs.get(b) ?? addressOf(b);
+  }
+
+  give(b: Uint8Array): void {
+    if (b.length === this.bytes) this.free.push(b);
+  }
 }
 
 export interface RamWriteStats {
@@ -92,15 +131,10 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
   // Raw batch buffers come back through the sink's release callback and are reused: fresh 2 MiB
   // allocations cost a page fault per 4 KiB under nested KVM and doubled encode time (benchRam).
   const rawBytes = SLACK + batchPages * (PAGE_SIZE + 8);
-  const pool: Uint8Array[] = [];
-  const addrs = new WeakMap<Uint8Array, number>();
-  const withAddress = (b: Uint8Array): Uint8Array => {
-    addrs.set(b, addressOf(b));
-    return b;
-  };
-  const takeRaw = (): Uint8Array => pool.pop() ?? withAddress(Buffer.allocUnsafeSlow(rawBytes));
-  let buf = compress ? withAddress(new Uint8Array(batchPages * PAGE_SIZE)) : takeRaw();
-  let bufData = addrs.get(buf)! + (compress ? 0 : SLACK);
+  const pool = options.buffers ?? new BatchBuffers();
+  const takeRaw = (): Uint8Array => pool.take(rawBytes);
+  let buf = compress ? new Uint8Array(batchPages * PAGE_SIZE) : takeRaw();
+  let bufData = pool.addressOf(buf) + (compress ? 0 : SLACK);
   const ramAddr = addressOf(ram);
 
   // Consecutive data pages (a dirty round's usual shape) are copied with one memcpy per run.
@@ -142,8 +176,8 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       stats.dataBytes += n * PAGE_SIZE;
       const sent = buf;
       buf = takeRaw(); // the sink owns `sent` until it releases it
-      bufData = addrs.get(buf)! + SLACK;
-      await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.push(sent));
+      bufData = pool.addressOf(buf) + SLACK;
+      await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.give(sent));
       return;
     }
     await writer.writeRecord(RecordType.RAM_PAGES, body);
@@ -195,6 +229,7 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
   }
   if (nData > 0) await flushData();
   if (nZero > 0) await flushZero();
+  if (!compress) pool.give(buf);
   options.onProgress?.(stats.scanned, bitmap ? stats.scanned : pages);
   return stats;
 }
