@@ -9,6 +9,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
 import { MachineRestore } from '../../xen/machine-state.js';
+import { collectYoung } from './gc.js';
 import { rehearseReceive } from './rehearse.js';
 import { mark, TRACING } from './trace.js';
 import { XenMachine } from '../../xen/machine.js';
@@ -66,6 +67,7 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
         if (sections.count > 0) throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
         if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
         else zeroPages += applyRamRecord(ram, rec);
+        if (TRACING) mark(`${rec.kind}.${rec.pfns.length}`);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
         if (TRACING) mark(`sec.${rec.section.name}.${rec.section.instance}`);
@@ -79,6 +81,8 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
       } else if (rec.kind === 'sync') {
         if (TRACING) mark(`sync.${rec.seq}`);
         opts.ack(rec.seq);
+        // The source may pause now: the final round should find the young generation empty (gc.ts).
+        collectYoung();
       }
     }
     const endAt = performance.now();

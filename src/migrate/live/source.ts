@@ -22,12 +22,13 @@ import { XenkvmError } from '../../errors.js';
 import type { XenMachine } from '../../xen/machine.js';
 import { PAGE_SIZE } from '../format.js';
 import { machineHeader, streamMachineState } from '../machine-stream.js';
-import { writeRam } from '../ram.js';
+import { BatchBuffers, writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
 import { countBits, DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
+import { collectAll } from './gc.js';
 import { flushTrace, mark, markAt } from './trace.js';
 
 export interface RoundProgress {
@@ -217,6 +218,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       { alignPages: false },
     );
     const ram = machine.ram.bytes;
+    // One set of batch buffers for every round, so the paused one touches no fresh memory.
+    const buffers = new BatchBuffers();
     let dataPages = 0;
     let zeroPages = 0;
     const tally = (s: { dataPages: number; zeroPages: number }): void => {
@@ -242,7 +245,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     log.start();
     // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
     let roundStart = performance.now();
-    tally(await writeRam(writer, ram, { zeroPages: 'omit' }));
+    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers }));
     // While the destination catches up: warm the final round's code (rehearse.ts).
     await rehearseSend(machine, log.newBitmap());
     await syncRound();
@@ -273,7 +276,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
         break;
       }
       roundStart = performance.now();
-      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
       await syncRound();
       sendMs += performance.now() - roundStart;
       sentBytes = writer.position;
@@ -285,6 +288,9 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
 
     // Final round, paused: pages dirtied since the last collect, plus every page the emulator owns.
     if (failure !== null) throw new MigrationError(failure);
+    // While the guest still runs, so that no collection falls into the pause (gc.ts).
+    collectAll();
+    mark('collectedGarbage');
     pausedAt = performance.now();
     if (wasRunning) {
       await machine.pause();
@@ -300,7 +306,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     log.markEmulatorPages(bitmap);
     const finalPages = countBits(bitmap);
     mark('collected');
-    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
     const pagesDone = performance.now();
     markAt('pages', pagesDone);
     await streamMachineState(writer, machine);
