@@ -62,6 +62,14 @@ export interface RamWriteOptions {
    * migration's rounds).  Default: a pool for this call only.
    */
   readonly buffers?: BatchBuffers;
+  /**
+   * Called with (first page, rangePages) before the scan looks at any page
+   * of each aligned range of `rangePages` pages it visits: a live migration
+   * re-arms dirty tracking of those pages there (DirtyLog.clear), so that a
+   * write after the call makes the page go again and a write before it is
+   * in the copy.
+   */
+  readonly beforeRange?: { readonly rangePages: number; readonly call: (first: number, count: number) => void };
 }
 
 /**
@@ -213,16 +221,28 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
     if (nZero === ZERO_BATCH) await flushZero();
   };
 
+  const ranges = options.beforeRange;
+  const rangePages = ranges?.rangePages ?? Infinity;
+  let rangeEnd = ranges ? 0 : Infinity; // first page past the range last announced
+  const enterRange = (i: number): void => {
+    const first = i - (i % rangePages);
+    ranges!.call(first, rangePages);
+    rangeEnd = first + rangePages;
+  };
+
   if (bitmap) {
     for (let byte = 0; byte < bitmap.length; byte++) {
       for (let bits = bitmap[byte]!; bits !== 0; bits &= bits - 1) {
         const i = byte * 8 + (31 - Math.clz32(bits & -bits));
-        if (i < pages && visit(i)) await flushFull();
+        if (i >= pages) continue;
+        if (i >= rangeEnd) enterRange(i);
+        if (visit(i)) await flushFull();
       }
     }
   } else {
     const progress = options.onProgress;
     for (let i = 0; i < pages; i++) {
+      if (i >= rangeEnd) enterRange(i);
       if (visit(i)) await flushFull();
       if (progress && (i & 0xffff) === 0xffff) progress(i + 1, pages);
     }

@@ -26,7 +26,7 @@ import { BatchBuffers, writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
-import { countBits, DirtyLog } from './dirty-log.js';
+import { CLEAR_RANGE_PAGES, DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
 import { collectAll } from './gc.js';
 import { flushTrace, mark, markAt } from './trace.js';
@@ -245,7 +245,9 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     log.start();
     // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
     let roundStart = performance.now();
-    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers }));
+    // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
+    const rearmAll = log.startsAllDirty ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n) } : undefined;
+    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...(rearmAll ? { beforeRange: rearmAll } : {}) }));
     // While the destination catches up: warm the final round's code (rehearse.ts).
     await rehearseSend(machine, log.newBitmap());
     await syncRound();
@@ -276,7 +278,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
         break;
       }
       roundStart = performance.now();
-      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
+      const rearm = log.manual ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n, bitmap) } : undefined;
+      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers, ...(rearm ? { beforeRange: rearm } : {}) }));
       await syncRound();
       sendMs += performance.now() - roundStart;
       sentBytes = writer.position;
@@ -302,9 +305,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     markAt('paused', pausedDone);
     // Logging stays on until the answer (close() in finally; the catch stops
     // it before resuming): switching it off rewrites the memslot, in the pause.
-    log.collect(bitmap);
-    log.markEmulatorPages(bitmap);
-    const finalPages = countBits(bitmap);
+    // Counted as they are merged: a separate count ran cold (first use in the pause).
+    const finalPages = log.collect(bitmap) + log.markEmulatorPages(bitmap);
     mark('collected');
     tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
     const pagesDone = performance.now();
