@@ -28,7 +28,7 @@ import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
 import { CLEAR_RANGE_PAGES, DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
-import { collectAll } from './gc.js';
+import { collectAll, collectYoung } from './gc.js';
 import { flushTrace, mark, markAt } from './trace.js';
 
 export interface RoundProgress {
@@ -256,6 +256,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...(rearmAll ? { beforeRange: rearmAll } : {}) }));
     // While the destination catches up: warm the final round's code (rehearse.ts).
     await rehearseSend(machine, log.newBitmap());
+    // A full collection now, while the destination catches up, rather than
+    // right before the pause: V8 sweeps after it on a background thread for
+    // 10-15 ms, which took a core from the paused round (gc.ts).
+    collectAll();
     await syncRound();
     let sendMs = performance.now() - roundStart;
     let sentBytes = writer.position;
@@ -307,8 +311,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
 
     // Final round, paused: pages dirtied since the last collect, plus every page the emulator owns.
     if (failure !== null) throw new MigrationError(failure);
-    // While the guest still runs, so that no collection falls into the pause (gc.ts).
-    collectAll();
+    // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
+    collectYoung();
     mark('collectedGarbage');
     pausedAt = performance.now();
     if (wasRunning) {
