@@ -28,6 +28,25 @@ export interface ReceiveArgs {
   pskFile?: string | undefined;
 }
 
+/** How long the destination holds back its own start-up work for the source to hang up. */
+const SOURCE_GONE_WAIT_MS = 500;
+
+/** Resolves when the peer of `conn` has ended or closed it, or after `ms`. */
+function sourceGone(conn: Writable, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      conn.off('end', done);
+      conn.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    conn.on('end', done);
+    conn.on('close', done);
+    if (conn.destroyed || (conn as { readableEnded?: boolean }).readableEnded === true) done();
+  });
+}
+
 export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   const addr = parseAddress(a.listen, '--listen');
   const security = loadSecurity({ tlsCert: a.tlsCert, tlsKey: a.tlsKey, tlsCa: a.tlsCa, pskFile: a.pskFile }, 'server');
@@ -112,10 +131,16 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
           return p;
         })
         .then(
-          () => {
+          async () => {
             mark('okWritten');
+            if (!stdio) {
+              output.end();
+              // The source stops its copy once it has read the answer; until it hangs up, leave
+              // the CPU to it: opening the control socket next (loading and compiling its
+              // modules) took cycles from the source exactly while it waited for them.
+              await sourceGone(output, SOURCE_GONE_WAIT_MS);
+            }
             flushTrace('destination');
-            if (!stdio) output.end();
             say(`guest running (migrated from ${from})`);
           },
           (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),

@@ -56,9 +56,10 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
     // or migrated guest would otherwise spend paused (clients retry anyway),
     // and a migration's confirmation waits for nothing else either.
     mark('start');
-    machine.start();
+    machine.start({ deferHugePages: onStarted !== undefined });
     mark('started');
     await onStarted?.();
+    machine.ram.adviseHugePages();
     if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
     if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');

@@ -192,9 +192,17 @@ export class XenMachine {
     void threadPool.discard();
   }
 
-  /** Lets the guest run (the threads were started parked by create()). */
-  start(): void {
-    this.ram.adviseHugePages();
+  /**
+   * Lets the guest run (the threads were started parked by create()).
+   * `deferHugePages`: the caller calls `ram.adviseHugePages()` itself once it
+   * has told whoever waits that the guest runs.  In a scheduler trace of a
+   * migration destination, the main thread slept ~4 ms inside start() with a
+   * core idle, before it could answer its source; madvise, which takes the
+   * mmap lock for writing while the just-resumed vCPUs fault guest memory
+   * in, is the call there that can sleep.
+   */
+  start(opts: { deferHugePages?: boolean } = {}): void {
+    if (!opts.deferHugePages) this.ram.adviseHugePages();
     this.resume();
   }
 
