@@ -27,7 +27,7 @@ async function writeSections(sections: readonly SavedSection[], m: XenMachine, b
   return sink.bytes();
 }
 
-export const REHEARSALS = 3;
+export const REHEARSALS = 12;
 
 /** Source side, guest running: a few pages through the dirty-bitmap path, then the sampled state, encoded and framed. */
 export async function rehearseSend(m: XenMachine, bitmap: Uint8Array): Promise<void> {
