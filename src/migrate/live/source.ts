@@ -237,8 +237,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // the pause never starts with megabytes still queued in socket buffers
     // (that backlog was most of the downtime: 30-50 ms of a 60 ms pause).
     let seq = 0;
-    const syncRound = async (): Promise<void> => {
-      await writer.sync(++seq);
+    /** Ends a round with SYNC; syncRound then waits for its ACK. */
+    const endRound = (): Promise<void> => writer.sync(++seq);
+    const syncRound = async (alreadyEnded = false): Promise<void> => {
+      if (!alreadyEnded) await endRound();
       const deadline = performance.now() + confirmTimeoutMs;
       while (answer.acked < seq) {
         if (failure !== null) throw new MigrationError(failure);
@@ -254,13 +256,14 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
     const rearmAll = log.startsAllDirty ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n) } : undefined;
     tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...(rearmAll ? { beforeRange: rearmAll } : {}) }));
-    // While the destination catches up: warm the final round's code (rehearse.ts).
-    await rehearseSend(machine, log.newBitmap());
-    // A full collection now, while the destination catches up, rather than
-    // right before the pause: V8 sweeps after it on a background thread for
-    // 10-15 ms, which took a core from the paused round (gc.ts).
+    // While the destination catches up with round 0 (its SYNC is out): warm
+    // the final round's code (rehearse.ts), and collect garbage now rather
+    // than right before the pause, where V8's sweeping after it took a core
+    // from the paused round for 10-15 ms (gc.ts).
+    await endRound();
+    await rehearseSend(machine, log.newBitmap(), () => answer.acked < seq && failure === null);
     collectAll();
-    await syncRound();
+    await syncRound(true);
     let sendMs = performance.now() - roundStart;
     let sentBytes = writer.position;
     let mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
