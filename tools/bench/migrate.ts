@@ -31,10 +31,14 @@
 // bench raises QEMU's downtime-limit to its maximum after more than 30 dirty
 // syncs or 60 s, so it finishes, and records that (converged: false).
 //
-// Runs alternate between the VMMs (xenkvm first on even repetitions, QEMU
-// first on odd ones) so host noise hits both; each configuration runs REPS
-// times (XENKVM_BENCH_REPS, default 3) with fresh processes, and the tables
-// give the median and min-max.  Only one VMM pair runs at a time.
+// Runs alternate between the VMMs (each goes first in turn) so host noise
+// hits all; each configuration runs REPS times (XENKVM_BENCH_REPS, default
+// 3) with fresh processes, and the tables give the median and min-max.  Only
+// one VMM pair runs at a time.  XENKVM_BENCH_MIGRATE_RATES and
+// XENKVM_BENCH_MIGRATE_VMMS narrow the run; XENKVM_BENCH_MIGRATE_ALT adds
+// another build as a third VMM (a baseline for a change); with
+// XENKVM_MIGRATE_TRACE=1 each xenkvm run prints both ends' marks as one
+// timeline (src/migrate/live/trace.ts).
 //
 // Without Xen the guest paces `dirty` by spinning (and brings up only vCPU 0;
 // QEMU's second vCPU stays in wait-for-SIPI), so QEMU's source burns a whole

@@ -3,9 +3,10 @@
 // (XENKVM_MIGRATE_TRACE), the source's V8 ran a 5-12 ms mark-compact or its
 // incremental marking inside the pause in about one run in three, and a
 // collection on the main thread also delays seeing the vCPUs park.  So the
-// source collects everything just before it pauses (the guest still runs),
-// and the destination empties its young generation after each round, so
-// that the final round starts with room to allocate in.
+// source collects everything after round 0 (not just before the pause:
+// V8 then sweeps on a helper thread for 10-15 ms) and only scavenges its
+// young generation right before it pauses, and the destination scavenges
+// after each round, so that the final round starts with room to allocate in.
 //
 // Node exposes `gc` only with --expose-gc.  Setting that flag at run time
 // (v8.setFlagsFromString) installs `gc` in contexts created afterwards, so a
