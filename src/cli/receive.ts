@@ -15,6 +15,7 @@ import { socketSource } from '../migrate/socket-source.js';
 import type { ByteSource } from '../migrate/source.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
+import { flushTrace, mark } from '../migrate/live/trace.js';
 
 export interface ReceiveArgs {
   listen: string;
@@ -25,6 +26,25 @@ export interface ReceiveArgs {
   /** Require a client certificate signed by this CA. */
   tlsCa?: string | undefined;
   pskFile?: string | undefined;
+}
+
+/** How long the destination holds back its own start-up work for the source to hang up. */
+const SOURCE_GONE_WAIT_MS = 500;
+
+/** Resolves when the peer of `conn` has ended or closed it, or after `ms`. */
+function sourceGone(conn: Writable, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      conn.off('end', done);
+      conn.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    conn.on('end', done);
+    conn.on('close', done);
+    if (conn.destroyed || (conn as { readableEnded?: boolean }).readableEnded === true) done();
+  });
 }
 
 export async function receiveCommand(a: ReceiveArgs): Promise<number> {
@@ -81,6 +101,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
       });
       machine = r.machine;
+      mark('received');
       restoredIn = r.stats.restoreMs;
       if (interrupted.signal.aborted) {
         await machine.destroy();
@@ -101,11 +122,25 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     const restoreMs = restoredIn;
     const confirm = (): Promise<void> => {
       const t = performance.now();
+      mark('confirm');
       return m.whenRunning()
-        .then(() => confirmRunning(output, { restoreMs, startMs: performance.now() - t }))
+        .then(() => {
+          mark('running');
+          const p = confirmRunning(output, { restoreMs, startMs: performance.now() - t });
+          mark('okWrite');
+          return p;
+        })
         .then(
-          () => {
-            if (!stdio) output.end();
+          async () => {
+            mark('okWritten');
+            if (!stdio) {
+              output.end();
+              // The source stops its copy once it has read the answer; until it hangs up, leave
+              // the CPU to it: opening the control socket next (loading and compiling its
+              // modules) took cycles from the source exactly while it waited for them.
+              await sourceGone(output, SOURCE_GONE_WAIT_MS);
+            }
+            flushTrace('destination');
             say(`guest running (migrated from ${from})`);
           },
           (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),

@@ -7,6 +7,7 @@ import { parseSize } from './parse-size.js';
 import { startControlSocket } from './control-socket.js';
 import { emitShutdown } from '../qmp/events.js';
 import type { QmpServer } from '../qmp/server.js';
+import { mark } from '../migrate/live/trace.js';
 
 export interface RunArgs {
   elf: string;
@@ -54,8 +55,11 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
     // The guest first: opening the socket takes tens of ms, which a restored
     // or migrated guest would otherwise spend paused (clients retry anyway),
     // and a migration's confirmation waits for nothing else either.
-    machine.start();
+    mark('start');
+    machine.start({ deferHugePages: onStarted !== undefined });
+    mark('started');
     await onStarted?.();
+    machine.ram.adviseHugePages();
     if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
     if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');

@@ -73,6 +73,7 @@ export const KVM = {
   GET_XCRS: ior(0xa6, S.kvm_xcrs),
   SET_XCRS: iow(0xa7, S.kvm_xcrs),
   GET_XSAVE2: ior(0xcf, S.kvm_xsave),
+  CLEAR_DIRTY_LOG: iowr(0xc0, S.kvm_clear_dirty_log),
   SET_DEVICE_ATTR: iow(0xe1, S.kvm_device_attr),
   GET_DEVICE_ATTR: iow(0xe2, S.kvm_device_attr),
 } as const;
@@ -83,7 +84,7 @@ export const KVM_API_VERSION = 12;
 export const Cap = {
   IRQCHIP: 0, HLT: 1, USER_MEMORY: 3, SET_TSS_ADDR: 4, EXT_CPUID: 7, NR_VCPUS: 9, MP_STATE: 14,
   XEN_HVM: 38, ADJUST_CLOCK: 39, VCPU_EVENTS: 41, DEBUGREGS: 50, XSAVE: 55, XCRS: 56,
-  GET_TSC_KHZ: 61, MAX_VCPUS: 66, SYNC_REGS: 74, SIGNAL_MSI: 77, KVMCLOCK_CTRL: 76,
+  GET_TSC_KHZ: 61, MAX_VCPUS: 66, SYNC_REGS: 74, SIGNAL_MSI: 77, KVMCLOCK_CTRL: 76, MANUAL_DIRTY_LOG_PROTECT2: 168,
   VCPU_ATTRIBUTES: 127, IMMEDIATE_EXIT: 136, X86_USER_SPACE_MSR: 188, X86_MSR_FILTER: 189, DIRTY_LOG_RING: 192, XSAVE2: 208,
 } as const;
 
@@ -101,6 +102,13 @@ export const KVM_SYNC_X86_EVENTS = 4;
 export const KVM_MSR_EXIT_REASON_FILTER = 1 << 2;
 /** kvm_userspace_memory_region.flags: track the pages the guest writes (KVM_GET_DIRTY_LOG). */
 export const KVM_MEM_LOG_DIRTY_PAGES = 1;
+/**
+ * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 options: KVM_GET_DIRTY_LOG only reads the
+ * log and KVM_CLEAR_DIRTY_LOG re-arms it per range; a slot starts logging
+ * with every page marked dirty instead of write-protecting it all at once.
+ */
+export const KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 1;
+export const KVM_DIRTY_LOG_INITIALLY_SET = 2;
 export const KVM_MSR_FILTER_READ = 1;
 export const KVM_MSR_FILTER_WRITE = 2;
 export const KVM_MSR_FILTER_DEFAULT_ALLOW = 0;

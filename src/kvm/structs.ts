@@ -125,6 +125,7 @@ export const kvm_pit_state2 = struct('struct kvm_pit_state2', [['channels', kvm_
 export const kvm_pit_config = struct('struct kvm_pit_config', [['flags', 'u32'], ['pad', 'u32', 15]]);
 
 export const kvm_dirty_log = struct('struct kvm_dirty_log', [['slot', 'u32'], ['padding1', 'u32'], ['dirty_bitmap', 'u64']]);
+export const kvm_clear_dirty_log = struct('struct kvm_clear_dirty_log', [['slot', 'u32'], ['num_pages', 'u32'], ['first_page', 'u64'], ['dirty_bitmap', 'u64']]);
 
 // The kernel Xen transport (CONFIG_KVM_XEN): not available on this host, but
 // written and layout-checked so distro kernels with it can use it.
@@ -154,5 +155,5 @@ export const ALL_LAYOUTS: readonly Layout[] = [
   kvm_cpuid_entry2, kvm_cpuid2, kvm_msr_filter_range, kvm_msr_filter, kvm_enable_cap, kvm_msi, kvm_mp_state,
   kvm_msr_entry, kvm_msrs, kvm_msr_list, kvm_fpu, kvm_xsave, kvm_xcr, kvm_xcrs, kvm_debugregs, kvm_lapic_state,
   kvm_clock_data, kvm_pic_state, kvm_ioapic_state, kvm_irqchip, kvm_pit_channel_state, kvm_pit_state2, kvm_pit_config,
-  kvm_dirty_log, kvm_xen_hvm_config, kvm_xen_vcpu_attr, kvm_xen_hvm_attr, kvm_device_attr,
+  kvm_dirty_log, kvm_clear_dirty_log, kvm_xen_hvm_config, kvm_xen_vcpu_attr, kvm_xen_hvm_attr, kvm_device_attr,
 ];

@@ -9,6 +9,7 @@ import { sectionSchemas } from '../xen/sections.js';
 import type { MachineConfig } from './incoming.js';
 import type { StreamHeader } from './records.js';
 import type { StreamWriter } from './stream-writer.js';
+import { mark, TRACING } from './live/trace.js';
 
 export function machineHeader(m: XenMachine): StreamHeader & { machine: MachineConfig } {
   return { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: m.ram.size, vcpus: m.handles.length }, schemas: sectionSchemas() };
@@ -24,5 +25,9 @@ export async function writeMachineSections(w: StreamWriter, sections: readonly S
 
 /** Saves and writes a paused machine's sections one by one, so the first is on its way while the next is read. */
 export function streamMachineState(w: StreamWriter, m: XenMachine): Promise<void> {
-  return saveMachineStateEach(m, (s) => writeSection(w, s));
+  return saveMachineStateEach(m, async (s) => {
+    if (TRACING) mark(`saved.${s.name}.${s.instance}`);
+    await writeSection(w, s);
+    if (TRACING) mark(`wrote.${s.name}.${s.instance}`);
+  });
 }

@@ -57,6 +57,53 @@ export interface RamWriteOptions {
   readonly basePfn?: number;
   /** Called now and then (every 64 Ki pages scanned and at the end) with pages scanned and pages to scan. */
   readonly onProgress?: (scanned: number, total: number) => void;
+  /**
+   * Raw batch buffers to take from and give back, kept across calls (a live
+   * migration's rounds).  Default: a pool for this call only.
+   */
+  readonly buffers?: BatchBuffers;
+  /**
+   * Called with (first page, rangePages) before the scan looks at any page
+   * of each aligned range of `rangePages` pages it visits: a live migration
+   * re-arms dirty tracking of those pages there (DirtyLog.clear), so that a
+   * write after the call makes the page go again and a write before it is
+   * in the copy.
+   */
+  readonly beforeRange?: { readonly rangePages: number; readonly call: (first: number, count: number) => void };
+}
+
+/**
+ * Raw batch buffers that outlive one writeRam call.  A live migration writes
+ * RAM many times; with a pool per call, every round allocated fresh 2 MiB
+ * buffers, which costs a page fault per 4 KiB on first touch (nested KVM)
+ * and grows V8's external memory until it collects garbage, and the last
+ * round runs with the guest paused.
+ */
+export class BatchBuffers {
+  private readonly free: Uint8Array[] = [];
+  private readonly addrs = new WeakMap<Uint8Array, number>();
+  private bytes = 0;
+
+  /** A buffer of at least `bytes`, and its address (valid while the buffer lives: Buffer.allocUnsafeSlow memory does not move). */
+  take(bytes: number): Uint8Array {
+    if (bytes !== this.bytes) {
+      this.free.length = 0;
+      this.bytes = bytes;
+    }
+    const b = this.free.pop();
+    if (b) return b;
+    const fresh = Buffer.allocUnsafeSlow(bytes);
+    this.addrs.set(fresh, addressOf(fresh));
+    return fresh;
+  }
+
+  addressOf(b: Uint8Array): number {
+    return this.addrs.get(b) ?? addressOf(b);
+  }
+
+  give(b: Uint8Array): void {
+    if (b.length === this.bytes) this.free.push(b);
+  }
 }
 
 export interface RamWriteStats {
@@ -92,15 +139,10 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
   // Raw batch buffers come back through the sink's release callback and are reused: fresh 2 MiB
   // allocations cost a page fault per 4 KiB under nested KVM and doubled encode time (benchRam).
   const rawBytes = SLACK + batchPages * (PAGE_SIZE + 8);
-  const pool: Uint8Array[] = [];
-  const addrs = new WeakMap<Uint8Array, number>();
-  const withAddress = (b: Uint8Array): Uint8Array => {
-    addrs.set(b, addressOf(b));
-    return b;
-  };
-  const takeRaw = (): Uint8Array => pool.pop() ?? withAddress(Buffer.allocUnsafeSlow(rawBytes));
-  let buf = compress ? withAddress(new Uint8Array(batchPages * PAGE_SIZE)) : takeRaw();
-  let bufData = addrs.get(buf)! + (compress ? 0 : SLACK);
+  const pool = options.buffers ?? new BatchBuffers();
+  const takeRaw = (): Uint8Array => pool.take(rawBytes);
+  let buf = compress ? new Uint8Array(batchPages * PAGE_SIZE) : takeRaw();
+  let bufData = pool.addressOf(buf) + (compress ? 0 : SLACK);
   const ramAddr = addressOf(ram);
 
   // Consecutive data pages (a dirty round's usual shape) are copied with one memcpy per run.
@@ -142,8 +184,8 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
       stats.dataBytes += n * PAGE_SIZE;
       const sent = buf;
       buf = takeRaw(); // the sink owns `sent` until it releases it
-      bufData = addrs.get(buf)! + SLACK;
-      await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.push(sent));
+      bufData = pool.addressOf(buf) + SLACK;
+      await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.give(sent));
       return;
     }
     await writer.writeRecord(RecordType.RAM_PAGES, body);
@@ -179,22 +221,35 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
     if (nZero === ZERO_BATCH) await flushZero();
   };
 
+  const ranges = options.beforeRange;
+  const rangePages = ranges?.rangePages ?? Infinity;
+  let rangeEnd = ranges ? 0 : Infinity; // first page past the range last announced
+  const enterRange = (i: number): void => {
+    const first = i - (i % rangePages);
+    ranges!.call(first, rangePages);
+    rangeEnd = first + rangePages;
+  };
+
   if (bitmap) {
     for (let byte = 0; byte < bitmap.length; byte++) {
       for (let bits = bitmap[byte]!; bits !== 0; bits &= bits - 1) {
         const i = byte * 8 + (31 - Math.clz32(bits & -bits));
-        if (i < pages && visit(i)) await flushFull();
+        if (i >= pages) continue;
+        if (i >= rangeEnd) enterRange(i);
+        if (visit(i)) await flushFull();
       }
     }
   } else {
     const progress = options.onProgress;
     for (let i = 0; i < pages; i++) {
+      if (i >= rangeEnd) enterRange(i);
       if (visit(i)) await flushFull();
       if (progress && (i & 0xffff) === 0xffff) progress(i + 1, pages);
     }
   }
   if (nData > 0) await flushData();
   if (nZero > 0) await flushZero();
+  if (!compress) pool.give(buf);
   options.onProgress?.(stats.scanned, bitmap ? stats.scanned : pages);
   return stats;
 }

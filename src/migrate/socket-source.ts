@@ -13,6 +13,7 @@ import { dupFd } from '../kvm/libc.js';
 import { IoError } from '../errors.js';
 import type { ByteSource } from './source.js';
 import { describeIoError } from './sink.js';
+import { mark, TRACING } from './live/trace.js';
 
 const RING_BYTES = 16 << 20;
 /** Stop reading below this much free ring space; start again above RESUME. */
@@ -61,6 +62,7 @@ export function socketSource(accepted: Socket): SocketSource | null {
         return ring.subarray(at, at + Math.min(RING_BYTES - at, free()));
       },
       callback: (n: number) => {
+        if (TRACING) mark(`read.${n}`);
         tail += n;
         notify();
         paused = free() < MIN_FREE;

@@ -20,6 +20,7 @@ import { setClockReference } from './time.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { XenContext, type XenThreadResources } from './xen-context.js';
+import { mark, TRACING } from '../migrate/live/trace.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -191,9 +192,17 @@ export class XenMachine {
     void threadPool.discard();
   }
 
-  /** Lets the guest run (the threads were started parked by create()). */
-  start(): void {
-    this.ram.adviseHugePages();
+  /**
+   * Lets the guest run (the threads were started parked by create()).
+   * `deferHugePages`: the caller calls `ram.adviseHugePages()` itself once it
+   * has told whoever waits that the guest runs.  In a scheduler trace of a
+   * migration destination, the main thread slept ~4 ms inside start() with a
+   * core idle, before it could answer its source; madvise, which takes the
+   * mmap lock for writing while the just-resumed vCPUs fault guest memory
+   * in, is the call there that can sleep.
+   */
+  start(opts: { deferHugePages?: boolean } = {}): void {
+    if (!opts.deferHugePages) this.ram.adviseHugePages();
     this.resume();
   }
 
@@ -229,7 +238,7 @@ export class XenMachine {
     const sync = this.xen.sync;
     Atomics.store(sync, SyncField.timerPause, 1);
     this.xen.wakeTimers();
-    await Promise.all(this.threads.map((t) => t.pause()));
+    await Promise.all(this.threads.map((t) => (TRACING ? t.pause().then(() => mark(`parked.${t.index}`)) : t.pause())));
     while (this.timerThread && Atomics.load(sync, SyncField.timerParked) === 0) {
       await Atomics.waitAsync(sync, SyncField.timerParked, 0, 20).value;
     }

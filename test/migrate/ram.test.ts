@@ -107,6 +107,38 @@ test('bitmap: only marked pages are sent, zero ones listed', async () => {
   assert.equal(seen.sort((a, b) => a - b), marked);
 });
 
+test('beforeRange: called once per range the scan visits, before any of its pages is read', async () => {
+  const pages = 1024;
+  const { ram } = makeRam(pages, 1, 5);
+  const bitmap = new Uint8Array(pages / 8);
+  const marked = [3, 70, 71, 300, 1023];
+  for (const p of marked) bitmap[p >> 3]! |= 1 << (p & 7);
+  const calls: Array<[number, number]> = [];
+  // What the hook writes must be in the copy: a live source re-arms dirty tracking there.
+  const stamp = (first: number, count: number): void => {
+    calls.push([first, count]);
+    for (let p = first; p < first + count && p < pages; p++) new DataView(ram.buffer, p * PAGE_SIZE).setUint32(0, 0xc0ffee00 + calls.length, true);
+  };
+  for (const bm of [bitmap, undefined]) {
+    calls.length = 0;
+    const sink = memorySink();
+    const w = await StreamWriter.start(sink, HEADER, { alignPages: false });
+    await writeRam(w, ram, { ...(bm ? { bitmap: bm } : {}), zeroPages: 'list', beforeRange: { rangePages: 256, call: stamp } });
+    await w.end();
+    assert.equal(calls, bm ? [[0, 256], [256, 256], [768, 256]] : [[0, 256], [256, 256], [512, 256], [768, 256]]);
+    let checked = 0;
+    for await (const r of await StreamReader.open(Readable.from([sink.bytes()]))) {
+      if (r.kind !== 'ram') continue;
+      r.pfns.forEach((pfn, i) => {
+        const range = calls.findIndex(([f, n]) => pfn >= f && pfn < f + n);
+        assert.is(new DataView(r.data.buffer, r.data.byteOffset + i * PAGE_SIZE).getUint32(0, true), 0xc0ffee00 + range + 1, `page ${pfn}`);
+        checked++;
+      });
+    }
+    assert.is(checked, bm ? marked.length : pages);
+  }
+});
+
 test('applyRamRecord: page numbers outside RAM throw FormatError and write nothing', () => {
   const ram = new Uint8Array(4 * PAGE_SIZE);
   const data = new Uint8Array(2 * PAGE_SIZE).fill(1);

@@ -4,10 +4,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { leaves } from '../../src/kvm/layout.js';
 import { ALL_LAYOUTS } from '../../src/kvm/structs.js';
-import { Cap, Exit, KVM, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER } from '../../src/kvm/ioctls.js';
+import {
+  Cap, Exit, KVM, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER,
+} from '../../src/kvm/ioctls.js';
 
 /** Flag constants checked by name against the header. */
-const FLAGS: Record<string, number> = { KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER };
+const FLAGS: Record<string, number> = {
+  KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET,
+};
 import { gccMissing, parseProbe, runC } from '../helpers/gcc-probe.js';
 
 const missing = gccMissing(['linux/kvm.h']);

@@ -31,10 +31,14 @@
 // bench raises QEMU's downtime-limit to its maximum after more than 30 dirty
 // syncs or 60 s, so it finishes, and records that (converged: false).
 //
-// Runs alternate between the VMMs (xenkvm first on even repetitions, QEMU
-// first on odd ones) so host noise hits both; each configuration runs REPS
-// times (XENKVM_BENCH_REPS, default 3) with fresh processes, and the tables
-// give the median and min-max.  Only one VMM pair runs at a time.
+// Runs alternate between the VMMs (each goes first in turn) so host noise
+// hits all; each configuration runs REPS times (XENKVM_BENCH_REPS, default
+// 3) with fresh processes, and the tables give the median and min-max.  Only
+// one VMM pair runs at a time.  XENKVM_BENCH_MIGRATE_RATES and
+// XENKVM_BENCH_MIGRATE_VMMS narrow the run; XENKVM_BENCH_MIGRATE_ALT adds
+// another build as a third VMM (a baseline for a change); with
+// XENKVM_MIGRATE_TRACE=1 each xenkvm run prints both ends' marks as one
+// timeline (src/migrate/live/trace.ts).
 //
 // Without Xen the guest paces `dirty` by spinning (and brings up only vCPU 0;
 // QEMU's second vCPU stays in wait-for-SIPI), so QEMU's source burns a whole
@@ -48,12 +52,23 @@ import type { QmpClient } from '../../src/qmp/client.js';
 import type { QmpEvent } from '../../src/qmp/protocol.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
 import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, type Procs, sleep, stop, tail, type Tracked, waitForText, withScratch } from './procs.js';
+import { parseTrace, traceEnabled } from '../../src/migrate/live/trace.js';
 import { detectQemu, qemuArgs, qemuLiveMigrate, type QemuLiveMigration } from './qemu.js';
 
 const MiB = 1 << 20;
 const MEM_MIB = 1024;
 const VCPUS = 2;
-const RATES_MIBS = [0, 64, 256] as const;
+const ALL_RATES_MIBS = [0, 64, 256] as const;
+/** XENKVM_BENCH_MIGRATE_RATES=64,256 runs only those rates (a quicker loop while working on one). */
+let RATES_MIBS: readonly number[] = ALL_RATES_MIBS;
+/**
+ * XENKVM_BENCH_MIGRATE_ALT=DIR/bin/xenkvm.js: another xenkvm build (say, the
+ * commit before a change) runs as a third VMM, interleaved with the others,
+ * so a change is measured against its baseline under the same host noise.
+ */
+let ALT: string | null = null;
+/** XENKVM_BENCH_MIGRATE_VMMS=xenkvm leaves QEMU out. */
+let VMMS: ReadonlySet<string> = new Set(['xenkvm', 'qemu']);
 /** The downtime target given to both VMMs (xenkvm --downtime-ms, QEMU downtime-limit); XENKVM_BENCH_DOWNTIME_MS overrides. */
 const DEFAULT_DOWNTIME_MS = 10;
 const DEFAULT_REPS = 3;
@@ -157,6 +172,8 @@ interface RateResult {
   dirtyMiBs: number;
   cmdline: string;
   xenkvm: { runs: (XenkvmRun | Failed)[]; summary: VmmSummary };
+  /** XENKVM_BENCH_MIGRATE_ALT's runs. */
+  alt: { bin: string; runs: (XenkvmRun | Failed)[]; summary: VmmSummary } | null;
   qemu: { runs: (QemuRun | Failed)[]; summary: VmmSummary } | null;
   /** xenkvm median / QEMU median: QEMU's own figures, and QEMU until its destination resumed. */
   ratios: { totalMs: number | null; downtimeMs: number | null; totalVsToResume: number | null; downtimeVsStopToResume: number | null };
@@ -167,12 +184,22 @@ export async function benchMigrate(): Promise<object> {
   DOWNTIME_MS = envInt('XENKVM_BENCH_DOWNTIME_MS', DEFAULT_DOWNTIME_MS, 1);
   REPS = envInt('XENKVM_BENCH_REPS', DEFAULT_REPS, 1);
   SPIN = process.env['XENKVM_BENCH_MIGRATE_SPIN'] === '1';
+  const rates = process.env['XENKVM_BENCH_MIGRATE_RATES'];
+  if (rates) RATES_MIBS = rates.split(',').map((r) => {
+    const n = Number(r);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`XENKVM_BENCH_MIGRATE_RATES=${rates}: want MiB/s figures like 0,64,256`);
+    return n;
+  });
+  ALT = process.env['XENKVM_BENCH_MIGRATE_ALT'] || null;
+  if (ALT && !existsSync(ALT)) throw new Error(`XENKVM_BENCH_MIGRATE_ALT=${ALT}: no such file`);
+  const vmms = process.env['XENKVM_BENCH_MIGRATE_VMMS'];
+  if (vmms) VMMS = new Set(vmms.split(','));
   const t0 = performance.now();
   return withScratch('xenkvm-bench-mig-', async (procs, dir) => {
     if (!existsSync(GUEST_ELF)) throw new Error(`${GUEST_ELF} is missing (npm run build:guest)`);
     const detect = detectQemu(console.log);
-    const qemu = detect.ok ? detect.qemu : null;
-    const qemuSkipped = detect.ok ? null : detect.reason;
+    const qemu = detect.ok && VMMS.has('qemu') ? detect.qemu : null;
+    const qemuSkipped = !VMMS.has('qemu') ? 'not asked for (XENKVM_BENCH_MIGRATE_VMMS)' : detect.ok ? null : detect.reason;
     console.log(qemu ? `migrate: QEMU ${qemu.version} (${qemu.how}); -cpu qemu64 -smp ${VCPUS}` : `migrate: QEMU figures skipped: ${qemuSkipped}`);
     console.log(`migrate: ${MEM_MIB} MiB guest, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms, ${REPS} run(s) per VMM and dirty rate${SPIN ? ', both guests spinning (XENKVM_BENCH_MIGRATE_SPIN=1)' : ''}`);
 
@@ -181,20 +208,24 @@ export async function benchMigrate(): Promise<object> {
       const cmdline = `dirty ${rate}${SPIN ? ' spin' : ''}`;
       console.log(`\n"${cmdline}":`);
       const xr: (XenkvmRun | Failed)[] = [];
+      const ar: (XenkvmRun | Failed)[] = [];
       const qr: (QemuRun | Failed)[] = [];
       for (let rep = 0; rep < REPS; rep++) {
-        const order: ('xenkvm' | 'qemu')[] = rep % 2 === 0 ? ['xenkvm', 'qemu'] : ['qemu', 'xenkvm'];
+        const all: ('xenkvm' | 'alt' | 'qemu')[] = ALT ? ['xenkvm', 'alt', 'qemu'] : ['xenkvm', 'qemu'];
+        // Each VMM goes first in turn.
+        const order = [...all.slice(rep % all.length), ...all.slice(0, rep % all.length)];
         for (const vmm of order) {
           const label = `  ${String(rate).padStart(3)} MiB/s run ${rep + 1}/${REPS} ${vmm.padEnd(6)}`;
-          if (vmm === 'xenkvm') {
-            const r = await attempt(rep, () => xenkvmRun(procs, join(dir, `x-${rate}-${rep}`), cmdline, rep));
-            xr.push(r);
+          if ((vmm === 'xenkvm' && VMMS.has('xenkvm')) || (vmm === 'alt' && ALT)) {
+            const bin = vmm === 'alt' ? ALT! : XENKVM;
+            const r = await attempt(rep, () => xenkvmRun(procs, join(dir, `${vmm}-${rate}-${rep}`), cmdline, rep, bin));
+            (vmm === 'alt' ? ar : xr).push(r);
             console.log(r.ok
               ? `${label}: total ${r.totalMs.toFixed(0)} ms, downtime ${r.downtimeMs.toFixed(1)} ms, ${(r.bytes / MiB).toFixed(1)} MiB, ${r.rounds} rounds + final (${r.finalPages} pages), ${r.converged}` +
                 `, ${r.mbps.toFixed(0)} MiB/s; phases ${phaseText(r.phases)}; command ${r.commandMs.toFixed(0)} ms; boot ${(r.bootMs / 1000).toFixed(1)} s`
               : `${label}: FAILED: ${r.error}`);
             if (r.ok && rep === 0) console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
-          } else if (qemu) {
+          } else if (vmm === 'qemu' && qemu) {
             const r = await attempt(rep, () => qemuRun(procs, qemu.binary, join(dir, `q-${rate}-${rep}`), cmdline, rep));
             qr.push(r);
             console.log(r.ok
@@ -206,7 +237,7 @@ export async function benchMigrate(): Promise<object> {
           }
         }
       }
-      rates.push(summarizeRate(rate, cmdline, xr, qemu ? qr : null));
+      rates.push(summarizeRate(rate, cmdline, xr, qemu ? qr : null, ALT ? ar : null));
     }
 
     printTables(rates);
@@ -239,7 +270,7 @@ function phaseText(p: Record<string, unknown>): string {
 const DIRTY_START = /^dirty: \d+ MiB\/s over .*$/m;
 const DIRTY_STATUS = /^dirty: t=.*$/m;
 
-async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number): Promise<XenkvmRun> {
+async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number, XENKVM: string): Promise<XenkvmRun> {
   execFileSync('mkdir', ['-p', dir]);
   const ssock = join(dir, 's.sock');
   const dsock = join(dir, 'd.sock');
@@ -285,6 +316,7 @@ async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number
     const status = ((await dq.execute('query-status')) as { status?: string }).status;
     if (status !== 'running') throw new Error(`xenkvm destination is '${status}' after the migration, not running; stderr: ${tail(dst.stderr)}`);
     const afterLine = (await waitForText(dst, () => dst.stdout, DIRTY_STATUS, AFTER_WAIT_MS, 'xenkvm destination guest status line'))[0];
+    if (traceEnabled()) printTimeline([...parseTrace(s.stderr), ...parseTrace(dst.stderr)]);
     return {
       ok: true, rep, totalMs: Number(r['totalMs']), downtimeMs: Number(r['downtimeMs']), bytes: Number(r['bytes']), rounds: Number(r['rounds']),
       converged: String(r['converged']), mbps: Number(r['mbps']), dataPages: Number(r['dataPages']), zeroPages: Number(r['zeroPages']),
@@ -377,12 +409,16 @@ async function qemuRun(procs: Procs, binary: string, dir: string, cmdline: strin
   }
 }
 
-function summarizeRate(rate: number, cmdline: string, xr: (XenkvmRun | Failed)[], qr: (QemuRun | Failed)[] | null): RateResult {
+function xenkvmSummary(xr: (XenkvmRun | Failed)[]): VmmSummary {
   const xok = xr.filter((r): r is XenkvmRun => r.ok);
-  const xs: VmmSummary = {
+  return {
     totalMs: range(xok.map((r) => r.totalMs)), downtimeMs: range(xok.map((r) => r.downtimeMs)), mibSent: range(xok.map((r) => r.bytes / MiB)),
     rounds: range(xok.map((r) => r.rounds)), ok: xok.length, failed: xr.length - xok.length, converged: xok.filter((r) => r.converged === 'downtime').length,
   };
+}
+
+function summarizeRate(rate: number, cmdline: string, xr: (XenkvmRun | Failed)[], qr: (QemuRun | Failed)[] | null, ar: (XenkvmRun | Failed)[] | null): RateResult {
+  const xs = xenkvmSummary(xr);
   let qs: VmmSummary | null = null;
   if (qr) {
     const qok = qr.filter((r): r is QemuRun => r.ok);
@@ -397,6 +433,7 @@ function summarizeRate(rate: number, cmdline: string, xr: (XenkvmRun | Failed)[]
   return {
     dirtyMiBs: rate, cmdline,
     xenkvm: { runs: xr, summary: xs },
+    alt: ar ? { bin: ALT!, runs: ar, summary: xenkvmSummary(ar) } : null,
     qemu: qr && qs ? { runs: qr, summary: qs } : null,
     ratios: {
       totalMs: ratio(xs.totalMs, qs?.totalMs), downtimeMs: ratio(xs.downtimeMs, qs?.downtimeMs),
@@ -428,6 +465,10 @@ function printTables(rates: RateResult[]): void {
   for (const r of rates) {
     const x = r.xenkvm.summary;
     lines.push([`${r.dirtyMiBs} MiB/s`, 'xenkvm', fmtRange(x.totalMs), fmtRange(x.downtimeMs, 1), fmtRange(x.mibSent, 1), fmtRange(x.rounds), `${x.converged}/${x.ok}`, String(x.failed)]);
+    if (r.alt) {
+      const a = r.alt.summary;
+      lines.push(['', 'xenkvm ALT', fmtRange(a.totalMs), fmtRange(a.downtimeMs, 1), fmtRange(a.mibSent, 1), fmtRange(a.rounds), `${a.converged}/${a.ok}`, String(a.failed)]);
+    }
     if (r.qemu) {
       const q = r.qemu.summary;
       lines.push(['', 'QEMU', fmtRange(q.totalMs), fmtRange(q.downtimeMs, 1), fmtRange(q.mibSent, 1), fmtRange(q.rounds), `${q.converged}/${q.ok}`, String(q.failed)]);
@@ -438,6 +479,7 @@ function printTables(rates: RateResult[]): void {
   }
   const w = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   for (const l of lines) console.log(`  ${l.map((c, i) => (i < 2 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ')}`);
+  if (ALT) console.log(`  xenkvm ALT: ${ALT}`);
   console.log('  notes: xenkvm total = its migrate start -> the destination\'s "guest running" answer back at the source; xenkvm downtime =');
   console.log('    source paused -> that answer. This is stricter than QEMU\'s own figures (total-time, downtime), which end when the source');
   console.log('    completes, before the destination has loaded the last state and started the VM. "QEMU to RESUME" is measured like');
@@ -466,4 +508,36 @@ function printTargets(rates: RateResult[]): Record<string, unknown> {
     out[`${r.dirtyMiBs}`] = r.targets;
   }
   return out;
+}
+
+/**
+ * XENKVM_MIGRATE_TRACE=1: both processes' marks (src/migrate/live/trace.ts)
+ * from the source's pause on, in ms after it; the destination's socket reads
+ * are summed between consecutive other marks.
+ */
+function printTimeline(marks: Array<{ side: string; label: string; at: number }>): void {
+  const pause = marks.find((m) => m.side === 'source' && m.label === 'pause');
+  if (!pause) return console.log('      trace: no pause mark');
+  const after = marks.filter((m) => m.at >= pause.at - 0.5).sort((a, b) => a.at - b.at);
+  const rows: string[] = [];
+  let reads = 0;
+  let readBytes = 0;
+  let lastRead = 0;
+  const flushReads = (): void => {
+    if (reads > 0) rows.push(`${(lastRead - pause.at).toFixed(2).padStart(8)}  destination  ${reads} reads, ${(readBytes / 1024).toFixed(0)} KiB (last at this time)`);
+    reads = 0;
+    readBytes = 0;
+  };
+  for (const m of after) {
+    if (m.side === 'destination' && m.label.startsWith('read.')) {
+      reads++;
+      readBytes += Number(m.label.slice(5));
+      lastRead = m.at;
+      continue;
+    }
+    flushReads();
+    rows.push(`${(m.at - pause.at).toFixed(2).padStart(8)}  ${m.side.padEnd(11)}  ${m.label}`);
+  }
+  flushReads();
+  console.log(`      trace (ms after the source paused):\n${rows.map((r) => `      ${r}`).join('\n')}`);
 }

@@ -9,7 +9,9 @@
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
 import { MachineRestore } from '../../xen/machine-state.js';
+import { collectYoung } from './gc.js';
 import { rehearseReceive } from './rehearse.js';
+import { mark, TRACING } from './trace.js';
 import { XenMachine } from '../../xen/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../incoming.js';
 import { applyRamRecord } from '../ram.js';
@@ -65,22 +67,30 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
         if (sections.count > 0) throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
         if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
         else zeroPages += applyRamRecord(ram, rec);
+        if (TRACING) mark(`${rec.kind}.${rec.pfns.length}`);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {
+        if (TRACING) mark(`sec.${rec.section.name}.${rec.section.instance}`);
         sections.add(rec.section);
         if (!hostChecked && sections.cpu0) {
           assertHostCanRun(machine, sections.cpu0, 'migration stream');
           hostChecked = true;
         }
         if (hostChecked) restore.advance();
+        if (TRACING) mark(`applied.${rec.section.name}.${rec.section.instance}`);
       } else if (rec.kind === 'sync') {
+        if (TRACING) mark(`sync.${rec.seq}`);
         opts.ack(rec.seq);
+        // The source may pause now: the final round should find the young generation empty (gc.ts).
+        collectYoung();
       }
     }
     const endAt = performance.now();
+    mark('end');
     if (!hostChecked) throw new FormatError('migration stream: no cpu section');
     restore.finish();
     const done = performance.now();
+    mark('restored');
     return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: done - t0, restoreMs: done - endAt } };
   } catch (e) {
     await machine.destroy();

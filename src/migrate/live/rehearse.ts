@@ -4,9 +4,10 @@
 // interprets that code on first use: 60-80 ms of pause measured here, where
 // the same code warm takes 3-5 ms.  So each side rehearses its half while
 // the guest still runs, on data of the same shape, and throws the result
-// away; three times, because V8 compiles a function to machine code only
+// away, several times, because V8 compiles a function to machine code only
 // after a few runs (the source's final round: 12-15 ms after one rehearsal,
-// 7-10 ms after three, on a 256 MiB soak guest).
+// 7-10 ms after three, on a 256 MiB soak guest), but only as long as that
+// time is spent waiting for the other side anyway.
 import { machineHeader, writeMachineSections } from '../machine-stream.js';
 import { readableSource } from '../source.js';
 import { memorySink } from '../sink.js';
@@ -27,13 +28,26 @@ async function writeSections(sections: readonly SavedSection[], m: XenMachine, b
   return sink.bytes();
 }
 
-export const REHEARSALS = 3;
+/**
+ * The source rehearses at least MIN_REHEARSALS times and up to REHEARSALS
+ * while the destination keeps it waiting anyway: after 3, perf still caught
+ * V8's optimizing compiler at work inside the pause, and 12 in a row cost a
+ * small guest ~100 ms of total time.  The destination rehearses
+ * MIN_REHEARSALS times before any RAM arrives (later, a rehearsal's restore
+ * could write guest pages already received), which delays round 0 there.
+ */
+export const MIN_REHEARSALS = 3;
+export const REHEARSALS = 12;
 
-/** Source side, guest running: a few pages through the dirty-bitmap path, then the sampled state, encoded and framed. */
-export async function rehearseSend(m: XenMachine, bitmap: Uint8Array): Promise<void> {
+/**
+ * Source side, guest running: a few pages through the dirty-bitmap path,
+ * then the sampled state, encoded and framed; beyond MIN_REHEARSALS only
+ * while `waiting()` (the destination has not caught up yet).
+ */
+export async function rehearseSend(m: XenMachine, bitmap: Uint8Array, waiting: () => boolean = () => true): Promise<void> {
   bitmap.fill(0);
   bitmap.fill(0xff, 0, Math.min(8, bitmap.length));
-  for (let k = 0; k < REHEARSALS; k++) await writeSections(sampleMachineState(m), m, bitmap);
+  for (let k = 0; k < REHEARSALS && (k < MIN_REHEARSALS || waiting()); k++) await writeSections(sampleMachineState(m), m, bitmap);
 }
 
 /**
@@ -41,8 +55,8 @@ export async function rehearseSend(m: XenMachine, bitmap: Uint8Array): Promise<v
  * state, through the stream writer and reader, the host check and restore.
  * Harmless: the real restore overwrites every component.
  */
-export async function rehearseReceive(m: XenMachine): Promise<void> {
-  for (let k = 0; k < REHEARSALS; k++) await rehearseReceiveOnce(m);
+export async function rehearseReceive(m: XenMachine, times = MIN_REHEARSALS): Promise<void> {
+  for (let k = 0; k < times; k++) await rehearseReceiveOnce(m);
 }
 
 async function rehearseReceiveOnce(m: XenMachine): Promise<void> {

@@ -22,12 +22,14 @@ import { XenkvmError } from '../../errors.js';
 import type { XenMachine } from '../../xen/machine.js';
 import { PAGE_SIZE } from '../format.js';
 import { machineHeader, streamMachineState } from '../machine-stream.js';
-import { writeRam } from '../ram.js';
+import { BatchBuffers, writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
-import { countBits, DirtyLog } from './dirty-log.js';
+import { CLEAR_RANGE_PAGES, DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
+import { collectAll, collectYoung } from './gc.js';
+import { flushTrace, mark, markAt } from './trace.js';
 
 export interface RoundProgress {
   /** 0 = the full copy; the final (paused) round is reported with `final: true`. */
@@ -96,6 +98,12 @@ export class MigrationError extends XenkvmError {
 }
 
 const MiB = 1 << 20;
+/**
+ * Final rounds of up to this many pages (1 MiB) are not worth another
+ * pre-copy round (see worthAnotherRound): another round's SYNC and ACK
+ * alone take about as long as sending them.
+ */
+const FINAL_PAGES_FLOOR = 256;
 
 /**
  * Reads what the destination says on the way back: `ACK <seq>` lines (it has
@@ -113,6 +121,7 @@ class PeerAnswer {
   constructor(sock: Duplex) {
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
+      mark('data');
       this.pending += d;
       for (let nl = this.pending.indexOf('\n'); nl >= 0 && this.answer === null; nl = this.pending.indexOf('\n')) {
         const l = this.pending.slice(0, nl).replace(/\r$/, '');
@@ -215,6 +224,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       { alignPages: false },
     );
     const ram = machine.ram.bytes;
+    // One set of batch buffers for every round, so the paused one touches no fresh memory.
+    const buffers = new BatchBuffers();
     let dataPages = 0;
     let zeroPages = 0;
     const tally = (s: { dataPages: number; zeroPages: number }): void => {
@@ -226,8 +237,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // the pause never starts with megabytes still queued in socket buffers
     // (that backlog was most of the downtime: 30-50 ms of a 60 ms pause).
     let seq = 0;
-    const syncRound = async (): Promise<void> => {
-      await writer.sync(++seq);
+    /** Ends a round with SYNC; syncRound then waits for its ACK. */
+    const endRound = (): Promise<void> => writer.sync(++seq);
+    const syncRound = async (alreadyEnded = false): Promise<void> => {
+      if (!alreadyEnded) await endRound();
       const deadline = performance.now() + confirmTimeoutMs;
       while (answer.acked < seq) {
         if (failure !== null) throw new MigrationError(failure);
@@ -240,10 +253,17 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     log.start();
     // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
     let roundStart = performance.now();
-    tally(await writeRam(writer, ram, { zeroPages: 'omit' }));
-    // While the destination catches up: warm the final round's code (rehearse.ts).
-    await rehearseSend(machine, log.newBitmap());
-    await syncRound();
+    // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
+    const rearmAll = log.startsAllDirty ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n) } : undefined;
+    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...(rearmAll ? { beforeRange: rearmAll } : {}) }));
+    // While the destination catches up with round 0 (its SYNC is out): warm
+    // the final round's code (rehearse.ts), and collect garbage now rather
+    // than right before the pause, where V8's sweeping after it took a core
+    // from the paused round for 10-15 ms (gc.ts).
+    await endRound();
+    await rehearseSend(machine, log.newBitmap(), () => answer.acked < seq && failure === null);
+    collectAll();
+    await syncRound(true);
     let sendMs = performance.now() - roundStart;
     let sentBytes = writer.position;
     let mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
@@ -252,6 +272,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     let lastCollect = performance.now();
     opts.onProgress?.({ round: 0, final: false, sentBytes, dirtyPages: dataPages, mbps, dirtyMiBs: 0, expectedDowntimeMs: 0 });
     let bitmap = log.newBitmap();
+    let lastRoundPages = dataPages;
     let converged: MigrationReport['converged'];
     for (;;) {
       if (failure !== null) throw new MigrationError(failure);
@@ -261,7 +282,15 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       dirtyMiBs = (dirty * PAGE_SIZE) / MiB / Math.max((now - lastCollect) / 1000, 1e-3);
       lastCollect = now;
       const expectedDowntimeMs = (dirty * PAGE_SIZE) / MiB / Math.max(mbps, 1) * 1000;
-      if (expectedDowntimeMs <= downtimeMs) {
+      // Within the target, one more round still pays while each round leaves
+      // less than half the pages of the one before (the guest dirties far
+      // slower than we send): it costs about expectedDowntimeMs of running
+      // time and takes most of those pages out of the pause.  The estimate
+      // counts only the pages; the state and the destination's start come
+      // on top (at 64 MiB/s a final round of ~900 pages took 6-8 ms of a
+      // 20-30 ms pause; one round later it held ~200).
+      const worthAnotherRound = dirty > FINAL_PAGES_FLOOR && dirty * 2 < lastRoundPages && rounds < maxRounds;
+      if (expectedDowntimeMs <= downtimeMs && !worthAnotherRound) {
         converged = 'downtime';
         break;
       }
@@ -270,8 +299,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
         if (onTimeout === 'cancel') throw new MigrationError(`did not converge after ${rounds} rounds in ${Math.round(now - t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`);
         break;
       }
+      lastRoundPages = dirty;
       roundStart = performance.now();
-      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+      const rearm = log.manual ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n, bitmap) } : undefined;
+      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers, ...(rearm ? { beforeRange: rearm } : {}) }));
       await syncRound();
       sendMs += performance.now() - roundStart;
       sentBytes = writer.position;
@@ -283,6 +314,9 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
 
     // Final round, paused: pages dirtied since the last collect, plus every page the emulator owns.
     if (failure !== null) throw new MigrationError(failure);
+    // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
+    collectYoung();
+    mark('collectedGarbage');
     pausedAt = performance.now();
     if (wasRunning) {
       await machine.pause();
@@ -290,17 +324,21 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       opts.onPause?.();
     }
     const pausedDone = performance.now();
+    markAt('pause', pausedAt);
+    markAt('paused', pausedDone);
     // Logging stays on until the answer (close() in finally; the catch stops
     // it before resuming): switching it off rewrites the memslot, in the pause.
-    log.collect(bitmap);
-    log.markEmulatorPages(bitmap);
-    const finalPages = countBits(bitmap);
-    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list' }));
+    // Counted as they are merged: a separate count ran cold (first use in the pause).
+    const finalPages = log.collect(bitmap) + log.markEmulatorPages(bitmap);
+    mark('collected');
+    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
     const pagesDone = performance.now();
+    markAt('pages', pagesDone);
     await streamMachineState(writer, machine);
     await writer.end();
     endSent = true;
     const endAt = performance.now();
+    markAt('ended', endAt);
     sentBytes = writer.position;
     opts.onProgress?.({ round: rounds, final: true, sentBytes, dirtyPages: finalPages, mbps, dirtyMiBs, expectedDowntimeMs: 0 });
 
@@ -320,6 +358,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
     }
     const end = performance.now();
+    markAt('answered', end);
+    flushTrace('source');
     sock.end();
     return {
       totalMs: end - t0, downtimeMs: end - pausedAt, bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
