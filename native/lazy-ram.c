@@ -65,7 +65,7 @@ struct lazy {
 
 static void fatal(const char *what, int err) {
   char msg[200];
-  int n = snprintf(msg, sizeof msg, "xenkvm: cannot load guest memory from the snapshot file (%s: %s); the guest cannot run on\n", what, strerror(err));
+  int n = snprintf(msg, sizeof msg, "xenkvm: cannot load guest memory from the snapshot file: %s (%s); the guest cannot run on\n", what, strerror(err));
   if (write(2, msg, (size_t)n) < 0) { /* nothing more to do */ }
   _exit(70);
 }
@@ -93,7 +93,8 @@ static void copy_pages(struct lazy *l, uint64_t p, uint64_t n) {
       n--;
       continue;
     }
-    fatal("UFFDIO_COPY", err);
+    /* EFAULT: the file's pages are gone from under the mapping (truncated, or replaced in place). */
+    fatal(err == EFAULT ? "the file was truncated or rewritten while guest memory was loaded from it" : "UFFDIO_COPY", err);
   }
 }
 

@@ -13,9 +13,12 @@
 // writes (restoring state) fault pages in, and a mismatch destroys it all.
 import { FormatError } from '../errors.js';
 import type { GuestRam } from '../kvm/guest-ram.js';
-import { addressOf, MAP_PRIVATE, mmap, munmap, PROT_READ, viewOf } from '../kvm/libc.js';
+import { read as fsRead } from 'node:fs';
+import { IoError } from '../errors.js';
+import { addressOf, MAP_PRIVATE, mmap, munmap, PROT_READ } from '../kvm/libc.js';
 import { nativeCrc32, nativeLibrary } from './crc32-native.js';
-import { FRAME_BYTES, PAGE_SIZE, RamEncoding, readU64 } from './format.js';
+import { crc32, FRAME_BYTES, PAGE_SIZE, RamEncoding, readU64 } from './format.js';
+import { describeIoError } from './sink.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 
 type RamRecord = (RamPagesRecord | RamZeroRecord) & { readonly offset: number };
@@ -30,7 +33,6 @@ interface LazyLib {
   filled: (h: number) => number;
   cancel: (h: number) => void;
   free: (h: number) => void;
-  crcAsync: (prev: number, addr: number, n: number, cb: (err: unknown, r: number) => void) => void;
 }
 
 let bound: LazyLib | null | undefined;
@@ -42,7 +44,6 @@ function lib(): LazyLib | null {
   if (!l) return null;
   try {
     if (l.func('int xk_lazy_available(void)')() !== 1) return null;
-    const crc = l.func('uint32_t xk_crc32(uint32_t crc, uintptr_t p, size_t n)');
     bound = {
       start: l.func('uintptr_t xk_lazy_start(uintptr_t ram, uint64_t size, uintptr_t src, uintptr_t index)'),
       prefetch: l.func('void xk_lazy_prefetch(uintptr_t h)'),
@@ -50,7 +51,6 @@ function lib(): LazyLib | null {
       filled: l.func('uint64_t xk_lazy_filled(uintptr_t h)'),
       cancel: l.func('void xk_lazy_cancel(uintptr_t h)'),
       free: l.func('void xk_lazy_free(uintptr_t h)'),
-      crcAsync: (prev, addr, n, cb) => crc.async(prev, addr, n, cb),
     };
   } catch {
     bound = null; // a library built before lazy-ram.c, or no userfaultfd: restores fill memory first
@@ -131,7 +131,7 @@ export function startLazyRam(fd: number, fileSize: number, records: readonly Ram
     ram.onDestroy(() => {
       if (!finished) l.cancel(h);
     });
-    const checked = checkRecords(l, map, fileSize, records.filter((r): r is RamPagesRecord & { offset: number } => r.kind === 'ram'), path);
+    const checked = checkRecords(fd, fileSize, records.filter((r): r is RamPagesRecord & { offset: number } => r.kind === 'ram'), path);
     checked.catch(() => undefined); // the caller awaits it before the guest may run
     let prefetching = false;
     return {
@@ -147,27 +147,45 @@ export function startLazyRam(fd: number, fileSize: number, records: readonly Ram
 }
 
 /**
- * Each record's body checksum over the mapped file, two at a time on libuv's
- * thread pool (the main thread loads the emulator meanwhile); the first
- * mismatch is reported as the eager loader reports it.
+ * Each record's frame and body read with pread, two at a time on libuv's
+ * thread pool (the main thread builds the machine meanwhile), and checked
+ * against the frame's CRC; the first mismatch is reported as the eager
+ * loader reports it.  Not through the mapping: a file truncated meanwhile
+ * would raise SIGBUS there, where a read just comes back short.
  */
-async function checkRecords(l: LazyLib, map: bigint, fileSize: number, records: ReadonlyArray<RamPagesRecord & { offset: number }>, path: string): Promise<void> {
+async function checkRecords(fd: number, fileSize: number, records: ReadonlyArray<RamPagesRecord & { offset: number }>, path: string): Promise<void> {
   let next = 0;
   let failure: unknown = null;
+  const readAt = (buf: Uint8Array, at: number): Promise<void> => new Promise((resolve, reject) => {
+    const step = (got: number): void => {
+      if (got === buf.length) return resolve();
+      fsRead(fd, buf, got, buf.length - got, at + got, (err, n) => {
+        if (err) return reject(new IoError(`cannot read ${path}: ${describeIoError(err)}`, { cause: err }));
+        if (n === 0) return reject(new FormatError(`${path}: truncated at offset ${at + got}`));
+        step(got + n);
+      });
+    };
+    step(0);
+  });
   const one = async (): Promise<void> => {
+    let buf = new Uint8Array(0);
     while (next < records.length && failure === null) {
       const r = records[next++]!;
-      // The reader checked this frame's own checksum on its way past.
-      const f = viewOf(map + BigInt(r.offset), FRAME_BYTES);
-      const frame = new DataView(f.buffer, f.byteOffset, f.length);
-      const length = readU64(frame, 8);
-      const want = frame.getUint32(16, true);
-      if (!(r.offset + FRAME_BYTES + length <= fileSize)) {
-        failure = new FormatError(`${path}: truncated inside the RAM_PAGES record at offset ${r.offset}`);
-        return;
+      try {
+        const frame = new Uint8Array(FRAME_BYTES);
+        await readAt(frame, r.offset);
+        const fv = new DataView(frame.buffer);
+        // Checked again: the file may have changed since the reader went past it.
+        if (crc32(frame.subarray(0, 20)) !== fv.getUint32(20, true)) throw new FormatError(`${path}: record frame at offset ${r.offset} is corrupt (checksum mismatch)`);
+        const length = readU64(fv, 8);
+        if (!(r.offset + FRAME_BYTES + length <= fileSize)) throw new FormatError(`${path}: truncated inside the RAM_PAGES record at offset ${r.offset}`);
+        if (buf.length < length) buf = new Uint8Array(length);
+        const body = buf.subarray(0, length);
+        await readAt(body, r.offset + FRAME_BYTES);
+        if (crc32(body) !== fv.getUint32(16, true)) throw new FormatError(`${path}: RAM_PAGES record at offset ${r.offset}: body checksum mismatch (corrupt data)`);
+      } catch (e) {
+        failure ??= e;
       }
-      const got = await new Promise<number>((resolve, reject) => l.crcAsync(0, Number(map) + r.offset + FRAME_BYTES, length, (err, v) => (err ? reject(err) : resolve(v >>> 0))));
-      if (got !== want) failure = new FormatError(`${path}: RAM_PAGES record at offset ${r.offset}: body checksum mismatch (corrupt data)`);
     }
   };
   await Promise.all([one(), one()]);
