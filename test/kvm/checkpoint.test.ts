@@ -73,7 +73,8 @@ kvmTest('soak on 2 vCPUs snapshotted at 5 random moments: each restores in a new
     const runs = await Promise.all(taken.slice(i, i + 2).map((t) => restoreInNewProcess(t.file)));
     runs.forEach((r, k) => {
       const { last } = taken[i + k]!;
-      assert.is(r.status, 0, r.err);
+      // On failure, the guest's own account (VIOLATION lines, its last status) says what went wrong.
+      assert.is(r.status, 0, `${r.err}${r.out.split('\n').filter((l) => /VIOLATION|RESULT|exception|fault/i.test(l)).slice(0, 20).join('\n')}\n${r.out.slice(-600)}`);
       assertCleanRun(r.out, `restore of moment ${i + k}`);
       const lines = soakStatusLines(r.out);
       const [t, ticks] = lines[0]!;
