@@ -11,18 +11,25 @@ import { memorySink } from '../../src/migrate/sink.js';
 import { OPTIONAL_BIT, RecordType } from '../../src/migrate/format.js';
 import { HEADER, makeRam, rng, SECTIONS, socketPair, tempDir } from './helpers.js';
 
-/** A connected pair whose accepting end is taken over by socketSource, as `receive` does. */
-async function pair(path: string): Promise<{ client: Socket; taken: SocketSource }> {
-  const [client, peer] = await socketPair(path, { pauseOnConnect: true });
-  const taken = socketSource(peer);
-  assert.ok(taken, 'the accepted socket exposes its descriptor');
-  return { client, taken: taken! };
-}
-
-test('bytes arrive intact across the ring, in reads bigger and smaller than it', async () => {
+/**
+ * Runs `body` on a connected pair whose accepting end is taken over by
+ * socketSource, as `receive` does; closes it and the directory afterwards.
+ */
+async function withPair(body: (p: { client: Socket; taken: SocketSource }) => Promise<void>): Promise<void> {
   const { dir, cleanup } = tempDir();
   try {
-    const { client, taken } = await pair(join(dir, 's'));
+    const [client, peer] = await socketPair(join(dir, 's'), { pauseOnConnect: true });
+    const taken = socketSource(peer);
+    assert.ok(taken, 'the accepted socket exposes its descriptor');
+    await body({ client, taken: taken! });
+    taken!.socket.destroy();
+  } finally {
+    cleanup();
+  }
+}
+
+test('bytes arrive intact across the ring, in reads bigger and smaller than it', () =>
+  withPair(async ({ client, taken }) => {
     const total = 48 << 20; // three times the ring
     const data = new Uint8Array(total);
     const rand = rng(7);
@@ -40,16 +47,10 @@ test('bytes arrive intact across the ring, in reads bigger and smaller than it',
       at += n;
     }
     assert.is((await taken.source.read(10)).length, 0, 'end of stream reads empty');
-    taken.socket.destroy();
-  } finally {
-    cleanup();
-  }
-});
+  }));
 
-test('a copy (no scratch) survives later reads; skip crosses the ring', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const { client, taken } = await pair(join(dir, 's'));
+test('a copy (no scratch) survives later reads; skip crosses the ring', () =>
+  withPair(async ({ client, taken }) => {
     const block = (v: number) => new Uint8Array(1 << 20).fill(v);
     for (let v = 1; v <= 40; v++) client.write(block(v));
     client.end();
@@ -59,16 +60,10 @@ test('a copy (no scratch) survives later reads; skip crosses the ring', async ()
     assert.ok(kept.every((b) => b === 1), 'the first block is unchanged after the ring wrapped');
     assert.ok(after.every((b) => b === 32));
     assert.is(await taken.source.skip(100 << 20), 8 << 20, 'skip stops at the end');
-    taken.socket.destroy();
-  } finally {
-    cleanup();
-  }
-});
+  }));
 
-test('a migration stream through the ring: RAM, sections, SYNC yielded only on request', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const { client, taken } = await pair(join(dir, 's'));
+test('a migration stream through the ring: RAM, sections, SYNC yielded only on request', () =>
+  withPair(async ({ client, taken }) => {
     const PAGES = 8192; // 32 MiB: twice the ring
     const { ram } = makeRam(PAGES, 0.6, 3);
     const sending = (async () => {
@@ -95,11 +90,7 @@ test('a migration stream through the ring: RAM, sections, SYNC yielded only on r
     assert.is(sections, SECTIONS.length);
     assert.is(counts.records, reader.end!.records, 'END counts the SYNC records');
     assert.ok(Buffer.from(dest).equals(Buffer.from(ram)), 'RAM equal after the ring wrapped');
-    taken.socket.destroy();
-  } finally {
-    cleanup();
-  }
-});
+  }));
 
 test('a reader that is not a live destination skips SYNC silently', async () => {
   const sink = memorySink();
@@ -117,10 +108,8 @@ test('a reader that is not a live destination skips SYNC silently', async () => 
   assert.ok((RecordType.SYNC & OPTIONAL_BIT) !== 0, 'SYNC is an optional type');
 });
 
-test('the peer going away inside a record is a truncation error, not a hang', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const { client, taken } = await pair(join(dir, 's'));
+test('the peer going away inside a record is a truncation error, not a hang', () =>
+  withPair(async ({ client, taken }) => {
     const sink = memorySink();
     const w = await StreamWriter.start(sink, HEADER, { alignPages: false });
     await writeRam(w, makeRam(2048, 1, 9).ram);
@@ -135,10 +124,6 @@ test('the peer going away inside a record is a truncation error, not a hang', as
       assert.is((err as { code?: string }).code, 'E_FORMAT', String(err));
       assert.match(String(err), /truncated/);
     }
-    taken.socket.destroy();
-  } finally {
-    cleanup();
-  }
-});
+  }));
 
 test.run();
