@@ -12,7 +12,6 @@
  *   uintptr_t xk_lazy_start(ram, size, src, index)  -> handle, 0 on error (errno)
  *   void      xk_lazy_prefetch(handle)              -> copy the rest in, behind the faults
  *   int       xk_lazy_wait(handle)                  -> 0 once every page is in, -ECANCELED if cancelled
- *   uint64_t  xk_lazy_filled(handle)                -> pages copied so far
  *   void      xk_lazy_cancel(handle)                -> ends the thread (guest RAM is going away) and joins it
  *   void      xk_lazy_free(handle)                  -> frees the handle; only after wait returned
  *
@@ -54,7 +53,6 @@ struct lazy {
   const uint8_t *src;
   uint32_t *index;
   uint64_t next; /* prefetch resumes here */
-  volatile uint64_t filled;
   pthread_t thread;
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -76,13 +74,9 @@ static void copy_pages(struct lazy *l, uint64_t p, uint64_t n) {
     struct uffdio_copy c = {
       .dst = l->ram + p * PAGE, .src = (uint64_t)(uintptr_t)(l->src + (uint64_t)l->index[p] * PAGE), .len = n * PAGE, .mode = 0,
     };
-    if (ioctl(l->uffd, UFFDIO_COPY, &c) == 0) {
-      __atomic_add_fetch(&l->filled, n, __ATOMIC_RELAXED);
-      return;
-    }
+    if (ioctl(l->uffd, UFFDIO_COPY, &c) == 0) return;
     int err = errno;
     uint64_t done = c.copy > 0 ? (uint64_t)c.copy / PAGE : 0;
-    __atomic_add_fetch(&l->filled, done, __ATOMIC_RELAXED);
     p += done;
     n -= done;
     if (err == EAGAIN) continue; /* the mm changed meanwhile: retry the rest */
@@ -230,10 +224,6 @@ EXPORT int xk_lazy_wait(uintptr_t h) {
   int s = l->status;
   pthread_mutex_unlock(&l->lock);
   return s;
-}
-
-EXPORT uint64_t xk_lazy_filled(uintptr_t h) {
-  return __atomic_load_n(&((struct lazy *)h)->filled, __ATOMIC_RELAXED);
 }
 
 /*

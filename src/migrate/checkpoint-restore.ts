@@ -14,19 +14,20 @@
 //
 // Where it can (native helper, userfaultfd, raw page-aligned RAM records:
 // every uncompressed snapshot), the guest starts before its memory is in:
-// lazy-ram.ts checks every record's checksum over the mapped file, then a
-// native thread copies pages in as they are touched and the rest behind
-// them.  Otherwise RamLoader reads all of it first.
+// a native thread copies pages in from the file as they are touched and the
+// rest behind them once the guest runs, while lazy-ram.ts checks every
+// record's checksum before it may.  Otherwise RamLoader reads all of it
+// first.
 import { closeSync, openSync } from 'node:fs';
 import { FormatError } from '../errors.js';
 import { GuestRam } from '../kvm/guest-ram.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import type { XenMachine } from '../xen/machine.js';
-import type { Section } from './records.js';
+import type { RamPagesRecord, RamZeroRecord, Section } from './records.js';
+import { PAGE_SIZE } from './format.js';
 import { checkMachineConfig } from './machine-config.js';
 import { RamLoader } from './ram-load.js';
-import { type LazyRam, lazyCapable, lazyRestoreAvailable, startLazyRam } from './lazy-ram.js';
-import type { RamPagesRecord, RamZeroRecord } from './records.js';
+import { type LazyRam, lazyRestoreAvailable, lazyRuns, startLazyRam } from './lazy-ram.js';
 import { openSnapshot } from './snapshot-file.js';
 
 export type RestorePhase = 'header' | 'ram' | 'lazy' | 'loaded' | 'machine' | 'state' | 'done' | 'filled';
@@ -39,8 +40,8 @@ export interface RestoreOptions {
   /**
    * Called as each step begins: header read, first RAM record, RAM loaded
    * and checked, machine creation, state, done (tools/bench/restore-phases.ts);
-   * with lazy memory, 'lazy' once its checksums are checked and filling
-   * starts, and 'filled' once every page is in (the guest runs by then).
+   * with lazy memory, 'lazy' once filling is set up and the checksums are
+   * being checked, and 'filled' once every page is in (the guest runs by then).
    */
   onPhase?: (phase: RestorePhase) => void;
   /** Uncompressed RAM records read at once (RamLoader). */
@@ -90,9 +91,10 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     }
     if (records.length > 0) {
       ram = new GuestRam(config.memBytes, { hugePages: false });
-      if ((opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable() && lazyCapable(records)) {
+      const runs = (opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable() ? lazyRuns(records, config.memBytes / PAGE_SIZE, path) : null;
+      if (runs) {
         // The checksums are checked (lazy.checked) while the machine is built, before it may run.
-        const l = startLazyRam(fd, file.size, records, ram, path);
+        const l = startLazyRam(fd, file.size, runs, records, ram, path);
         lazy = l;
         opts.onPhase?.('lazy');
         void l.done.then(() => opts.onPhase?.('filled'), () => undefined);

@@ -8,16 +8,17 @@
 // use took 185 ms of faults alone, and the whole RAM phase of a restore
 // 370-450 ms, all before the guest could run.  The file is still checked
 // whole before the guest runs: every record's checksum is computed over the
-// file's pages (mapped read-only, from the page cache) on libuv's thread
-// pool while the machine is built; until then only the emulator's own
-// writes (restoring state) fault pages in, and a mismatch destroys it all.
+// file read with pread on libuv's thread pool while the machine is built;
+// until then only the emulator's own writes (restoring state) fault pages
+// in, and a mismatch destroys it all.
 import { FormatError } from '../errors.js';
 import type { GuestRam } from '../kvm/guest-ram.js';
 import { read as fsRead } from 'node:fs';
 import { IoError } from '../errors.js';
 import { addressOf, MAP_PRIVATE, mmap, munmap, PROT_READ } from '../kvm/libc.js';
 import { nativeCrc32, nativeLibrary } from './crc32-native.js';
-import { crc32, FRAME_BYTES, PAGE_SIZE, RamEncoding, readU64 } from './format.js';
+import { crc32, FRAME_BYTES, PAGE_SIZE, readU64 } from './format.js';
+import { type RamRun, RamRunBuilder } from './ram-map.js';
 import { describeIoError } from './sink.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 
@@ -30,7 +31,6 @@ interface LazyLib {
   start: (ram: number, size: number, src: number, index: number) => number;
   prefetch: (h: number) => void;
   wait: { async: (h: number, cb: (err: unknown, r: number) => void) => void };
-  filled: (h: number) => number;
   cancel: (h: number) => void;
   free: (h: number) => void;
 }
@@ -48,7 +48,6 @@ function lib(): LazyLib | null {
       start: l.func('uintptr_t xk_lazy_start(uintptr_t ram, uint64_t size, uintptr_t src, uintptr_t index)'),
       prefetch: l.func('void xk_lazy_prefetch(uintptr_t h)'),
       wait: l.func('int xk_lazy_wait(uintptr_t h)'),
-      filled: l.func('uint64_t xk_lazy_filled(uintptr_t h)'),
       cancel: l.func('void xk_lazy_cancel(uintptr_t h)'),
       free: l.func('void xk_lazy_free(uintptr_t h)'),
     };
@@ -63,9 +62,19 @@ export function lazyRestoreAvailable(): boolean {
   return lib() !== null && nativeCrc32() !== null;
 }
 
-/** Records a lazy restore can serve pages from: raw, page-aligned data (FORMAT.md "Alignment rule"). */
-export function lazyCapable(records: readonly RamRecord[]): boolean {
-  return records.every((r) => r.kind === 'zero' || (r.encoding === RamEncoding.RAW && r.dataOffset % PAGE_SIZE === 0));
+/**
+ * Where each guest page of `records` is in the file, if a lazy restore can
+ * serve every one of them (raw, page-aligned data: FORMAT.md "Alignment
+ * rule"), else null.  Page numbers are checked against guest RAM here.
+ */
+export function lazyRuns(records: readonly RamRecord[], guestPages: number, path: string): RamRun[] | null {
+  const b = new RamRunBuilder(guestPages);
+  try {
+    for (const r of records) b.add(r);
+  } catch (e) {
+    throw e instanceof FormatError ? new FormatError(`${path}: ${e.message}`, { cause: e }) : e;
+  }
+  return b.unmappableBatches === 0 ? b.runs : null;
 }
 
 export interface LazyRam {
@@ -78,34 +87,21 @@ export interface LazyRam {
   prefetch(): void;
   /** Resolves once every stored page is in guest memory; the file is let go then. */
   readonly done: Promise<void>;
-  /** Stored pages copied in so far. */
-  filled(): number;
-  readonly storedPages: number;
 }
 
 /**
  * Registers `ram` (fresh, untouched) so that the native thread fills it from
- * the file mapped read-only, and starts checking the file (`checked`).
- * `ram.destroy()` stops the filling first.  Records apply in stream order:
- * a later copy of a page wins.
+ * the file mapped read-only, each page from where `runs` (lazyRuns, in
+ * stream order: a later copy of a page wins) puts it, and starts checking
+ * `records` (`checked`).  `ram.destroy()` stops the filling first.
  */
-export function startLazyRam(fd: number, fileSize: number, records: readonly RamRecord[], ram: GuestRam, path: string): LazyRam {
+export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun[], records: readonly RamRecord[], ram: GuestRam, path: string): LazyRam {
   const l = lib();
   if (!l) throw new Error('startLazyRam: lazyRestoreAvailable() is false');
-  const pages = ram.size / PAGE_SIZE;
-  const index = new Uint32Array(pages).fill(NONE);
-  let stored = 0;
-  for (const r of records) {
-    const { pfns } = r;
-    for (let k = 0; k < pfns.length; k++) {
-      const p = pfns[k]!;
-      if (!(p >= 0 && p < pages)) throw new FormatError(`${path}: page frame 0x${p.toString(16)} in the record at offset ${r.offset} lies outside guest RAM (${pages} pages)`);
-      const was = index[p]!;
-      const now = r.kind === 'zero' ? NONE : r.dataOffset / PAGE_SIZE + k;
-      index[p] = now;
-      // Counted as it goes: a loop over every guest page runs interpreted this early, ~10 ms for 1 GiB.
-      stored += (now !== NONE ? 1 : 0) - (was !== NONE ? 1 : 0);
-    }
+  const index = new Uint32Array(ram.size / PAGE_SIZE).fill(NONE);
+  for (const { gpfn, count, fileOffset } of runs) {
+    if (fileOffset === null) index.fill(NONE, gpfn, gpfn + count);
+    else for (let k = 0; k < count; k++) index[gpfn + k] = fileOffset / PAGE_SIZE + k;
   }
   const mapBytes = Math.ceil(fileSize / PAGE_SIZE) * PAGE_SIZE;
   const map = mmap(mapBytes, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -141,7 +137,7 @@ export function startLazyRam(fd: number, fileSize: number, records: readonly Ram
         prefetching = true;
         l.prefetch(h);
       },
-      done, filled: () => Number(l.filled(h)), storedPages: stored,
+      done,
     };
   }
 }
