@@ -52,7 +52,7 @@ import type { QmpClient } from '../../src/qmp/client.js';
 import type { QmpEvent } from '../../src/qmp/protocol.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
 import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, type Procs, sleep, stop, tail, type Tracked, waitForText, withScratch } from './procs.js';
-import { parseTrace, traceEnabled } from '../../src/migrate/live/trace.js';
+import { parseTrace, TRACING } from '../../src/migrate/live/trace.js';
 import { detectQemu, qemuArgs, qemuLiveMigrate, type QemuLiveMigration } from './qemu.js';
 
 const MiB = 1 << 20;
@@ -316,7 +316,7 @@ async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number
     const status = ((await dq.execute('query-status')) as { status?: string }).status;
     if (status !== 'running') throw new Error(`xenkvm destination is '${status}' after the migration, not running; stderr: ${tail(dst.stderr)}`);
     const afterLine = (await waitForText(dst, () => dst.stdout, DIRTY_STATUS, AFTER_WAIT_MS, 'xenkvm destination guest status line'))[0];
-    if (traceEnabled()) printTimeline([...parseTrace(s.stderr), ...parseTrace(dst.stderr)]);
+    if (TRACING) printTimeline([...parseTrace(s.stderr), ...parseTrace(dst.stderr)]);
     return {
       ok: true, rep, totalMs: Number(r['totalMs']), downtimeMs: Number(r['downtimeMs']), bytes: Number(r['bytes']), rounds: Number(r['rounds']),
       converged: String(r['converged']), mbps: Number(r['mbps']), dataPages: Number(r['dataPages']), zeroPages: Number(r['zeroPages']),

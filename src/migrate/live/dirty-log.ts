@@ -24,6 +24,7 @@ import { INVALID_GPA } from '../../xen/domain.js';
 import { VcpuField } from '../../xen/shared.js';
 import type { XenMachine } from '../../xen/machine.js';
 import { PAGE_SIZE } from '../format.js';
+import type { RamWriteOptions } from '../ram.js';
 
 export class DirtyLog {
   readonly pages: number;
@@ -86,11 +87,14 @@ export class DirtyLog {
   }
 
   /**
-   * Pages a full pass must re-arm before reading them: all of RAM when the
-   * log started with every page marked (round 0 sends every page anyway).
+   * writeRam options that re-arm each range just before the scan reads it
+   * (manual mode): the pages set in `bits`, the sender's bitmap; or, for a
+   * full pass (no bits), every page, needed only when the log started with
+   * every page marked (round 0 sends every page anyway).  Empty otherwise.
    */
-  get startsAllDirty(): boolean {
-    return this.initiallySet;
+  rearmBeforeRead(bits?: Uint8Array): Pick<RamWriteOptions, 'beforeRange'> {
+    if (!(bits ? this.manual : this.initiallySet)) return {};
+    return { beforeRange: { rangePages: CLEAR_RANGE_PAGES, call: (first, n) => this.clear(first, n, bits) } };
   }
 
   /**

@@ -26,7 +26,7 @@ import { BatchBuffers, writeRam } from '../ram.js';
 import { writableSink } from '../sink.js';
 import { StreamWriter } from '../stream-writer.js';
 import { parseConfirmation } from './destination.js';
-import { CLEAR_RANGE_PAGES, DirtyLog } from './dirty-log.js';
+import { DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
 import { collectAll, collectYoung } from './gc.js';
 import { flushTrace, mark, markAt } from './trace.js';
@@ -254,8 +254,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
     let roundStart = performance.now();
     // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
-    const rearmAll = log.startsAllDirty ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n) } : undefined;
-    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...(rearmAll ? { beforeRange: rearmAll } : {}) }));
+    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...log.rearmBeforeRead() }));
     // While the destination catches up with round 0 (its SYNC is out): warm
     // the final round's code (rehearse.ts), and collect garbage now rather
     // than right before the pause, where V8's sweeping after it took a core
@@ -301,8 +300,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       }
       lastRoundPages = dirty;
       roundStart = performance.now();
-      const rearm = log.manual ? { rangePages: CLEAR_RANGE_PAGES, call: (first: number, n: number) => log.clear(first, n, bitmap) } : undefined;
-      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers, ...(rearm ? { beforeRange: rearm } : {}) }));
+      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers, ...log.rearmBeforeRead(bitmap) }));
       await syncRound();
       sendMs += performance.now() - roundStart;
       sentBytes = writer.position;

@@ -23,10 +23,6 @@ if (enabled) {
   }).observe({ entryTypes: ['gc'] });
 }
 
-export function traceEnabled(): boolean {
-  return enabled;
-}
-
 /** Whether marks are kept: test it before building a label, so that tracing off costs no string. */
 export const TRACING = enabled;
 
