@@ -11,15 +11,13 @@
 // file read with pread on libuv's thread pool while the machine is built;
 // until then only the emulator's own writes (restoring state) fault pages
 // in, and a mismatch destroys it all.
-import { FormatError } from '../errors.js';
+import { FormatError, IoError } from '../errors.js';
 import type { GuestRam } from '../kvm/guest-ram.js';
-import { read as fsRead } from 'node:fs';
-import { IoError } from '../errors.js';
 import { addressOf, MAP_PRIVATE, mmap, munmap, PROT_READ } from '../kvm/libc.js';
 import { nativeCrc32, nativeLibrary } from './crc32-native.js';
 import { crc32, FRAME_BYTES, PAGE_SIZE, readU64 } from './format.js';
 import { type RamRun, RamRunBuilder } from './ram-map.js';
-import { describeIoError } from './sink.js';
+import { fileSource } from './source.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 
 type RamRecord = (RamPagesRecord | RamZeroRecord) & { readonly offset: number };
@@ -152,32 +150,29 @@ export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun
 async function checkRecords(fd: number, fileSize: number, records: ReadonlyArray<RamPagesRecord & { offset: number }>, path: string): Promise<void> {
   let next = 0;
   let failure: unknown = null;
-  const readAt = (buf: Uint8Array, at: number): Promise<void> => new Promise((resolve, reject) => {
-    const step = (got: number): void => {
-      if (got === buf.length) return resolve();
-      fsRead(fd, buf, got, buf.length - got, at + got, (err, n) => {
-        if (err) return reject(new IoError(`cannot read ${path}: ${describeIoError(err)}`, { cause: err }));
-        if (n === 0) return reject(new FormatError(`${path}: truncated at offset ${at + got}`));
-        step(got + n);
-      });
-    };
-    step(0);
-  });
+  const readAt = async (n: number, at: number, scratch?: Uint8Array): Promise<Uint8Array> => {
+    let got: Uint8Array;
+    try {
+      got = await fileSource(fd, fileSize, at).read(n, scratch);
+    } catch (e) {
+      throw e instanceof IoError ? new IoError(`cannot read ${path}: ${e.message}`, { cause: e }) : e;
+    }
+    if (got.length < n) throw new FormatError(`${path}: truncated at offset ${at + got.length}`);
+    return got;
+  };
   const one = async (): Promise<void> => {
     let buf = new Uint8Array(0);
     while (next < records.length && failure === null) {
       const r = records[next++]!;
       try {
-        const frame = new Uint8Array(FRAME_BYTES);
-        await readAt(frame, r.offset);
-        const fv = new DataView(frame.buffer);
+        const frame = await readAt(FRAME_BYTES, r.offset);
+        const fv = new DataView(frame.buffer, frame.byteOffset, frame.length);
         // Checked again: the file may have changed since the reader went past it.
         if (crc32(frame.subarray(0, 20)) !== fv.getUint32(20, true)) throw new FormatError(`${path}: record frame at offset ${r.offset} is corrupt (checksum mismatch)`);
         const length = readU64(fv, 8);
         if (!(r.offset + FRAME_BYTES + length <= fileSize)) throw new FormatError(`${path}: truncated inside the RAM_PAGES record at offset ${r.offset}`);
         if (buf.length < length) buf = new Uint8Array(length);
-        const body = buf.subarray(0, length);
-        await readAt(body, r.offset + FRAME_BYTES);
+        const body = await readAt(length, r.offset + FRAME_BYTES, buf);
         if (crc32(body) !== fv.getUint32(16, true)) throw new FormatError(`${path}: RAM_PAGES record at offset ${r.offset}: body checksum mismatch (corrupt data)`);
       } catch (e) {
         failure ??= e;
