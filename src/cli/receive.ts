@@ -16,6 +16,7 @@ import type { ByteSource } from '../migrate/source.js';
 import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
 import { flushTrace, mark } from '../migrate/live/trace.js';
+import { realtimeWindow } from '../migrate/live/realtime.js';
 
 export interface ReceiveArgs {
   listen: string;
@@ -93,11 +94,20 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     }
     let machine;
     let restoredIn = 0;
+    let leaveRealtime = (): void => {};
+    let realtimeEntered = false;
     try {
       const r = await receiveMachine(input, {
         console: (bytes) => consoleOut.write(bytes),
         log: (msg) => say(msg),
-        ack: (seq) => sendAck(output, seq),
+        // From the first round's end until the answer is out: the pause comes after one of these (realtime.ts).
+        ack: (seq) => {
+          sendAck(output, seq);
+          if (!realtimeEntered) {
+            realtimeEntered = true;
+            leaveRealtime = realtimeWindow();
+          }
+        },
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
       });
       machine = r.machine;
@@ -109,6 +119,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       }
       say(`received ${(r.stats.bytes / (1 << 20)).toFixed(1)} MiB in ${r.stats.ms.toFixed(0)} ms; starting the guest`);
     } catch (e) {
+      leaveRealtime();
       const msg = interrupted.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
       await refuse(output, msg);
       if (!stdio) (output as Writable).end();
@@ -133,6 +144,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         .then(
           async () => {
             mark('okWritten');
+            leaveRealtime();
             if (!stdio) {
               output.end();
               // The source stops its copy once it has read the answer; until it hangs up, leave
@@ -143,7 +155,10 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
             flushTrace('destination');
             say(`guest running (migrated from ${from})`);
           },
-          (e: Error) => m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` }),
+          (e: Error) => {
+            leaveRealtime();
+            m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` });
+          },
         );
     };
     process.off('SIGINT', onSignal);

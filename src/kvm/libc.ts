@@ -25,6 +25,8 @@ const c = {
   strerror: libc.func('const char *strerror(int errnum)'),
   prctl: libc.func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)'),
   memcpy: libc.func('void *memcpy(uintptr_t dst, uintptr_t src, size_t n)'),
+  schedSetscheduler: libc.func('int sched_setscheduler(int pid, int policy, const int *param)'),
+  schedGetscheduler: libc.func('int sched_getscheduler(int pid)'),
 } as const;
 
 export const O_RDWR = 2;
@@ -139,6 +141,24 @@ export function ftruncate(fd: number, len: number): void {
 /** prctl for the calling thread; a hint like timer slack may fail harmlessly. */
 export function prctl(option: number, arg: number): boolean {
   return c.prctl(option, arg, 0, 0, 0) === 0;
+}
+
+export const SCHED_OTHER = 0;
+export const SCHED_FIFO = 1;
+/** OR'd into a policy: threads the caller creates start SCHED_OTHER instead of inheriting it (sched(7)). */
+export const SCHED_RESET_ON_FORK = 0x40000000;
+
+/**
+ * Sets the calling thread's scheduling policy (pid 0 is the caller alone on
+ * Linux); false when not permitted (no CAP_SYS_NICE, RLIMIT_RTPRIO) or refused.
+ */
+export function setThreadScheduler(policy: number, priority: number): boolean {
+  return c.schedSetscheduler(0, policy, Int32Array.of(priority)) === 0;
+}
+
+/** The calling thread's scheduling policy (with SCHED_RESET_ON_FORK if set), or -1. */
+export function threadScheduler(): number {
+  return c.schedGetscheduler(0);
 }
 
 export function gettid(): number {

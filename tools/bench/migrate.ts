@@ -539,5 +539,5 @@ function printTimeline(marks: Array<{ side: string; label: string; at: number }>
     rows.push(`${(m.at - pause.at).toFixed(2).padStart(8)}  ${m.side.padEnd(11)}  ${m.label}`);
   }
   flushReads();
-  console.log(`      trace (ms after the source paused):\n${rows.map((r) => `      ${r}`).join('\n')}`);
+  console.log(`      trace (ms after the source paused at ${pause.at.toFixed(3)} ms since the epoch):\n${rows.map((r) => `      ${r}`).join('\n')}`);
 }

@@ -29,7 +29,8 @@ import { parseConfirmation } from './destination.js';
 import { DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './rehearse.js';
 import { collectAll, collectYoung } from './gc.js';
-import { flushTrace, mark, markAt } from './trace.js';
+import { flushTrace, mark, markAt, TRACING } from './trace.js';
+import { realtimeWindow } from './realtime.js';
 
 export interface RoundProgress {
   /** 0 = the full copy; the final (paused) round is reported with `final: true`. */
@@ -180,6 +181,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
   let paused = false;
   let pausedAt = 0;
   let endSent = false;
+  let leaveRealtime = (): void => {};
   // Anything that must end the transfer at once destroys the socket: pending writes then fail.
   let failure: string | null = null;
   const fail = (why: string): void => {
@@ -315,6 +317,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
     collectYoung();
     mark('collectedGarbage');
+    leaveRealtime = realtimeWindow();
     pausedAt = performance.now();
     if (wasRunning) {
       await machine.pause();
@@ -332,6 +335,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
     const pagesDone = performance.now();
     markAt('pages', pagesDone);
+    if (TRACING) mark(`queued.${sock.writableLength}`);
     await streamMachineState(writer, machine);
     await writer.end();
     endSent = true;
@@ -357,6 +361,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     }
     const end = performance.now();
     markAt('answered', end);
+    leaveRealtime();
     flushTrace('source');
     sock.end();
     return {
@@ -373,6 +378,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     if (e instanceof MigrationError) throw e;
     throw new MigrationError(why(e), { cause: e });
   } finally {
+    leaveRealtime();
     clearInterval(stallTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     endSent = true;

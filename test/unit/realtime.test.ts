@@ -1,0 +1,60 @@
+// The migration pause runs each side's main thread SCHED_FIFO (realtime.ts);
+// a window must end back at SCHED_OTHER, and nothing it starts may keep the
+// real-time policy.
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { SCHED_FIFO, SCHED_OTHER, SCHED_RESET_ON_FORK, setThreadScheduler, threadScheduler } from '../../src/kvm/libc.js';
+import { realtimeWindow } from '../../src/migrate/live/realtime.js';
+
+function whyNot(): string | null {
+  if (process.env['XENKVM_MIGRATE_REALTIME'] === '0') return 'XENKVM_MIGRATE_REALTIME=0';
+  if (!setThreadScheduler(SCHED_FIFO, 1)) return 'no permission to use SCHED_FIFO here (CAP_SYS_NICE)';
+  setThreadScheduler(SCHED_OTHER, 0);
+  return null;
+}
+
+/** The scheduling policy of a new worker thread's own OS thread. */
+async function workerPolicy(): Promise<number> {
+  const libc = new URL('../../src/kvm/libc.js', import.meta.url).href;
+  const w = new Worker(`Promise.all([import('${libc}'), import('node:worker_threads')]).then(([m, wt]) => wt.parentPort.postMessage(m.threadScheduler()));`, { eval: true });
+  const [policy] = (await once(w, 'message')) as [number];
+  await w.terminate();
+  return policy;
+}
+
+const skip = whyNot();
+if (skip) {
+  console.log(`  skip realtime: ${skip}`);
+} else {
+  test('a window is real-time while open and ordinary again after', () => {
+    assert.is(threadScheduler(), SCHED_OTHER);
+    const leave = realtimeWindow();
+    assert.is(threadScheduler(), SCHED_FIFO | SCHED_RESET_ON_FORK);
+    leave();
+    assert.is(threadScheduler(), SCHED_OTHER);
+    leave();
+    assert.is(threadScheduler(), SCHED_OTHER, 'leaving twice changes nothing');
+  });
+
+  test('a window inside a window leaves the outer one as it is', () => {
+    const outer = realtimeWindow();
+    const inner = realtimeWindow();
+    inner();
+    assert.is(threadScheduler(), SCHED_FIFO | SCHED_RESET_ON_FORK);
+    outer();
+    assert.is(threadScheduler(), SCHED_OTHER);
+  });
+
+  test('a thread started inside a window does not inherit the real-time policy', async () => {
+    const leave = realtimeWindow();
+    try {
+      assert.is(await workerPolicy(), SCHED_OTHER);
+    } finally {
+      leave();
+    }
+  });
+}
+
+test.run();
