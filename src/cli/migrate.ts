@@ -113,7 +113,8 @@ export async function migrateCommand(a: MigrateArgs): Promise<number> {
   if (a.json) out.write(`${JSON.stringify({ ...r, to: a.to })}\n`);
   else {
     out.write(
-      `migrated to ${a.to}: total ${Number(r['totalMs']).toFixed(0)} ms, downtime ${Number(r['downtimeMs']).toFixed(1)} ms, ` +
+      `migrated to ${a.to}: total ${Number(r['totalMs']).toFixed(0)} ms, downtime ${Number(r['downtimeMs']).toFixed(1)} ms` +
+        `${r['guestDowntimeMs'] !== undefined ? ` (guest paused ${Number(r['guestDowntimeMs']).toFixed(1)} ms)` : ''}, ` +
         `${mib(Number(r['bytes']))} MiB in ${r['rounds']} round${r['rounds'] === 1 ? '' : 's'} + final (${r['finalPages']} pages), ${Number(r['mbps']).toFixed(0)} MiB/s\n`,
     );
   }

@@ -136,8 +136,9 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       mark('confirm');
       return m.whenRunning()
         .then(() => {
+          const runningAt = performance.now();
           mark('running');
-          const p = confirmRunning(output, { restoreMs, startMs: performance.now() - t });
+          const p = confirmRunning(output, { restoreMs, startMs: runningAt - t, answerMs: performance.now() - runningAt });
           mark('okWrite');
           return p;
         })

@@ -58,7 +58,7 @@ kvmTest(`soak on 2 vCPUs migrates ${HOPS} times back and forth between two netwo
       const after = statusLines(next.out())[0]!;
       assert.ok(after[0] >= before[0] && after[1] > before[1], `hop ${hop}: counters continue (t ${before[0]} → ${after[0]}, ticks ${before[1]} → ${after[1]})`);
       downtimes.push(Number(r['downtimeMs']));
-      console.log(`  hop ${hop} ${pair.names[1 - side]} → ${pair.names[side]}: total ${Number(r['totalMs']).toFixed(0)} ms, downtime ${Number(r['downtimeMs']).toFixed(1)} ms, ${(Number(r['bytes']) / (1 << 20)).toFixed(1)} MiB, ${r['rounds']} rounds; guest's max tick gap ${(after[2] / 1000).toFixed(1)} ms`);
+      console.log(`  hop ${hop} ${pair.names[1 - side]} → ${pair.names[side]}: total ${Number(r['totalMs']).toFixed(0)} ms, downtime ${Number(r['downtimeMs']).toFixed(1)} ms (guest paused ${Number(r['guestDowntimeMs']).toFixed(1)}), ${(Number(r['bytes']) / (1 << 20)).toFixed(1)} MiB, ${r['rounds']} rounds; guest's max tick gap ${(after[2] / 1000).toFixed(1)} ms`);
       cur = next;
     }
     assert.is(await cur.exit, 0, cur.err().slice(-1000));

@@ -22,8 +22,11 @@ kvmTest('soak on 2 vCPUs migrates over loopback TCP to xenkvm receive in a child
     const sock = await connectTo(parseAddress(await withTimeout(r.address, 10000, 'receiver listening'), 'test'));
     const report = await migrate(g.machine, sock, { onProgress: (p) => rounds.push(p) });
     const last = soakStatusLines(g.console()).at(-1)!;
-    console.log(`  soak 2 vCPUs, 64 MiB: total ${report.totalMs.toFixed(0)} ms, downtime ${report.downtimeMs.toFixed(1)} ms, ${(report.bytes / (1 << 20)).toFixed(1)} MiB, ${report.rounds} rounds (+final ${report.finalPages} pages), ${report.mbps.toFixed(0)} MiB/s`);
+    console.log(`  soak 2 vCPUs, 64 MiB: total ${report.totalMs.toFixed(0)} ms, downtime ${report.downtimeMs.toFixed(1)} ms (guest paused ${report.guestDowntimeMs?.toFixed(1)}), ${(report.bytes / (1 << 20)).toFixed(1)} MiB, ${report.rounds} rounds (+final ${report.finalPages} pages), ${report.mbps.toFixed(0)} MiB/s`);
     assert.equal(g.machine.status, 'paused', 'the source is left paused for the caller to stop');
+    const guestPause = report.guestDowntimeMs;
+    assert.ok(guestPause !== undefined && guestPause > 0 && guestPause <= report.downtimeMs, `guest pause ${guestPause} ms within the downtime ${report.downtimeMs} ms`);
+    assert.ok(report.phases.answerMs !== undefined && Math.abs(report.downtimeMs - report.phases.answerMs - guestPause) < 1e-6, 'the guest pause is the downtime less the destination\'s running-to-answer time');
     assert.ok(rounds.at(-1)!.final && rounds[0]!.round === 0, 'progress per round, the last one final');
     await g.machine.destroy();
     const code = await withTimeout(r.exit, 30000, 'destination run');

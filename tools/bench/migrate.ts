@@ -10,7 +10,9 @@
 // tcp:127.0.0.1:PORT --downtime-ms DOWNTIME_MS --json` (default max rounds and
 // timeout, on timeout: pause and finish).  Figures are its report: totalMs,
 // downtimeMs (from pausing the source until the destination's "guest running"
-// answer arrived), bytes, rounds, converged.  Afterwards the source must exit
+// answer arrived), guestDowntimeMs (until a vCPU ran at the destination),
+// the phases up to END written (the span QEMU's own downtime covers), bytes,
+// rounds, converged.  Afterwards the source must exit
 // on its own, the destination must answer `running` and print a new `dirty:`
 // status line (the guest goes on); then it is quit.
 //
@@ -117,6 +119,10 @@ interface XenkvmRun {
   rep: number;
   totalMs: number;
   downtimeMs: number;
+  /** The report's guestDowntimeMs: source paused -> a vCPU running at the destination (plus the answer's trip); NaN if absent. */
+  guestDowntimeMs: number;
+  /** Source paused -> END written (phases pause + finalPages + state): the span QEMU's own `downtime` covers. */
+  toEndMs: number;
   bytes: number;
   rounds: number;
   /** 'downtime' when the target was met; 'max-rounds' / 'timeout' when xenkvm paused anyway. */
@@ -163,6 +169,9 @@ interface VmmSummary {
   /** QEMU only: STOP -> RESUME, and `migrate` -> RESUME. */
   stopToResumeMs?: Range | null;
   toResumeMs?: Range | null;
+  /** xenkvm only: XenkvmRun's guestDowntimeMs and toEndMs. */
+  guestDowntimeMs?: Range | null;
+  toEndMs?: Range | null;
   ok: number;
   failed: number;
   converged: number;
@@ -175,9 +184,15 @@ interface RateResult {
   /** XENKVM_BENCH_MIGRATE_ALT's runs. */
   alt: { bin: string; runs: (XenkvmRun | Failed)[]; summary: VmmSummary } | null;
   qemu: { runs: (QemuRun | Failed)[]; summary: VmmSummary } | null;
-  /** xenkvm median / QEMU median: QEMU's own figures, and QEMU until its destination resumed. */
-  ratios: { totalMs: number | null; downtimeMs: number | null; totalVsToResume: number | null; downtimeVsStopToResume: number | null };
-  targets: { downtimeNotAboveQemu: boolean | null; totalBelowQemu: boolean | null; downtimeNotAboveQemuStopToResume: boolean | null; totalBelowQemuToResume: boolean | null };
+  /**
+   * xenkvm median / QEMU median, each over the same span: total against QEMU's
+   * total-time and its `migrate` -> RESUME; the source's share of the pause
+   * (pause -> END written) against QEMU's own downtime (stop -> source done);
+   * the guest's pause (pause -> running at the destination) against STOP ->
+   * RESUME; the strict downtime (pause -> answer back) has no QEMU twin.
+   */
+  ratios: { totalMs: number | null; totalVsToResume: number | null; sourceShare: number | null; guestPause: number | null };
+  targets: { totalBelowQemu: boolean | null; totalBelowQemuToResume: boolean | null; sourceShareNotAboveQemu: boolean | null; guestPauseNotAboveQemu: boolean | null };
 }
 
 export async function benchMigrate(): Promise<object> {
@@ -221,7 +236,7 @@ export async function benchMigrate(): Promise<object> {
             const r = await attempt(rep, () => xenkvmRun(procs, join(dir, `${vmm}-${rate}-${rep}`), cmdline, rep, bin));
             (vmm === 'alt' ? ar : xr).push(r);
             console.log(r.ok
-              ? `${label}: total ${r.totalMs.toFixed(0)} ms, downtime ${r.downtimeMs.toFixed(1)} ms, ${(r.bytes / MiB).toFixed(1)} MiB, ${r.rounds} rounds + final (${r.finalPages} pages), ${r.converged}` +
+              ? `${label}: total ${r.totalMs.toFixed(0)} ms, downtime ${r.downtimeMs.toFixed(1)} ms (guest paused ${r.guestDowntimeMs.toFixed(1)}, to END ${r.toEndMs.toFixed(1)}), ${(r.bytes / MiB).toFixed(1)} MiB, ${r.rounds} rounds + final (${r.finalPages} pages), ${r.converged}` +
                 `, ${r.mbps.toFixed(0)} MiB/s; phases ${phaseText(r.phases)}; command ${r.commandMs.toFixed(0)} ms; boot ${(r.bootMs / 1000).toFixed(1)} s`
               : `${label}: FAILED: ${r.error}`);
             if (r.ok && rep === 0) console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
@@ -318,7 +333,7 @@ async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number
     const afterLine = (await waitForText(dst, () => dst.stdout, DIRTY_STATUS, AFTER_WAIT_MS, 'xenkvm destination guest status line'))[0];
     if (TRACING) printTimeline([...parseTrace(s.stderr), ...parseTrace(dst.stderr)]);
     return {
-      ok: true, rep, totalMs: Number(r['totalMs']), downtimeMs: Number(r['downtimeMs']), bytes: Number(r['bytes']), rounds: Number(r['rounds']),
+      ok: true, rep, totalMs: Number(r['totalMs']), downtimeMs: Number(r['downtimeMs']), guestDowntimeMs: Number(r['guestDowntimeMs'] ?? NaN), toEndMs: toEnd(r['phases']), bytes: Number(r['bytes']), rounds: Number(r['rounds']),
       converged: String(r['converged']), mbps: Number(r['mbps']), dataPages: Number(r['dataPages']), zeroPages: Number(r['zeroPages']),
       finalPages: Number(r['finalPages']), phases: (r['phases'] ?? {}) as Record<string, unknown>, commandMs, bootMs, dirtyLine, sourceExit, afterLine,
     };
@@ -409,10 +424,17 @@ async function qemuRun(procs: Procs, binary: string, dir: string, cmdline: strin
   }
 }
 
+/** Pause -> END written, from the report's phases (NaN if any is missing). */
+function toEnd(phases: unknown): number {
+  const p = (phases ?? {}) as Record<string, unknown>;
+  return Number(p['pauseMs'] ?? NaN) + Number(p['finalPagesMs'] ?? NaN) + Number(p['stateMs'] ?? NaN);
+}
+
 function xenkvmSummary(xr: (XenkvmRun | Failed)[]): VmmSummary {
   const xok = xr.filter((r): r is XenkvmRun => r.ok);
   return {
     totalMs: range(xok.map((r) => r.totalMs)), downtimeMs: range(xok.map((r) => r.downtimeMs)), mibSent: range(xok.map((r) => r.bytes / MiB)),
+    guestDowntimeMs: range(xok.map((r) => r.guestDowntimeMs)), toEndMs: range(xok.map((r) => r.toEndMs)),
     rounds: range(xok.map((r) => r.rounds)), ok: xok.length, failed: xr.length - xok.length, converged: xok.filter((r) => r.converged === 'downtime').length,
   };
 }
@@ -436,14 +458,14 @@ function summarizeRate(rate: number, cmdline: string, xr: (XenkvmRun | Failed)[]
     alt: ar ? { bin: ALT!, runs: ar, summary: xenkvmSummary(ar) } : null,
     qemu: qr && qs ? { runs: qr, summary: qs } : null,
     ratios: {
-      totalMs: ratio(xs.totalMs, qs?.totalMs), downtimeMs: ratio(xs.downtimeMs, qs?.downtimeMs),
-      totalVsToResume: ratio(xs.totalMs, qs?.toResumeMs), downtimeVsStopToResume: ratio(xs.downtimeMs, qs?.stopToResumeMs),
+      totalMs: ratio(xs.totalMs, qs?.totalMs), totalVsToResume: ratio(xs.totalMs, qs?.toResumeMs),
+      sourceShare: ratio(xs.toEndMs, qs?.downtimeMs), guestPause: ratio(xs.guestDowntimeMs, qs?.stopToResumeMs),
     },
     targets: {
-      downtimeNotAboveQemu: cmp(xs.downtimeMs, qs?.downtimeMs, (x, q) => x <= q),
       totalBelowQemu: cmp(xs.totalMs, qs?.totalMs, (x, q) => x < q),
-      downtimeNotAboveQemuStopToResume: cmp(xs.downtimeMs, qs?.stopToResumeMs, (x, q) => x <= q),
       totalBelowQemuToResume: cmp(xs.totalMs, qs?.toResumeMs, (x, q) => x < q),
+      sourceShareNotAboveQemu: cmp(xs.toEndMs, qs?.downtimeMs, (x, q) => x <= q),
+      guestPauseNotAboveQemu: cmp(xs.guestDowntimeMs, qs?.stopToResumeMs, (x, q) => x <= q),
     },
   };
 }
@@ -460,30 +482,33 @@ function fmtRatio(x: number | null): string {
 
 function printTables(rates: RateResult[]): void {
   console.log(`\nmigrate: ${MEM_MIB} MiB, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms; median (min–max) of the runs that completed`);
-  const head = ['dirty', 'vmm', 'total ms', 'downtime ms', 'MiB sent', 'rounds', 'converged', 'failed'];
+  const head = ['dirty', 'vmm', 'total ms', 'to answer ms', 'guest paused ms', 'source share ms', 'MiB sent', 'rounds', 'converged', 'failed'];
   const lines: string[][] = [head];
+  const xenkvmLine = (dirty: string, vmm: string, x: VmmSummary) =>
+    [dirty, vmm, fmtRange(x.totalMs), fmtRange(x.downtimeMs, 1), fmtRange(x.guestDowntimeMs, 1), fmtRange(x.toEndMs, 1), fmtRange(x.mibSent, 1), fmtRange(x.rounds), `${x.converged}/${x.ok}`, String(x.failed)];
   for (const r of rates) {
     const x = r.xenkvm.summary;
-    lines.push([`${r.dirtyMiBs} MiB/s`, 'xenkvm', fmtRange(x.totalMs), fmtRange(x.downtimeMs, 1), fmtRange(x.mibSent, 1), fmtRange(x.rounds), `${x.converged}/${x.ok}`, String(x.failed)]);
-    if (r.alt) {
-      const a = r.alt.summary;
-      lines.push(['', 'xenkvm ALT', fmtRange(a.totalMs), fmtRange(a.downtimeMs, 1), fmtRange(a.mibSent, 1), fmtRange(a.rounds), `${a.converged}/${a.ok}`, String(a.failed)]);
-    }
+    lines.push(xenkvmLine(`${r.dirtyMiBs} MiB/s`, 'xenkvm', x));
+    if (r.alt) lines.push(xenkvmLine('', 'xenkvm ALT', r.alt.summary));
     if (r.qemu) {
       const q = r.qemu.summary;
-      lines.push(['', 'QEMU', fmtRange(q.totalMs), fmtRange(q.downtimeMs, 1), fmtRange(q.mibSent, 1), fmtRange(q.rounds), `${q.converged}/${q.ok}`, String(q.failed)]);
-      lines.push(['', 'QEMU to RESUME', fmtRange(q.toResumeMs), fmtRange(q.stopToResumeMs, 1), '', '', '', '']);
-      lines.push(['', 'xenkvm/QEMU', fmtRatio(r.ratios.totalMs), fmtRatio(r.ratios.downtimeMs), ratioOf(x.mibSent, q.mibSent), '', '', '']);
-      lines.push(['', 'xenkvm/QEMU to RESUME', fmtRatio(r.ratios.totalVsToResume), fmtRatio(r.ratios.downtimeVsStopToResume), '', '', '', '']);
+      lines.push(['', 'QEMU', fmtRange(q.totalMs), '-', fmtRange(q.stopToResumeMs, 1), fmtRange(q.downtimeMs, 1), fmtRange(q.mibSent, 1), fmtRange(q.rounds), `${q.converged}/${q.ok}`, String(q.failed)]);
+      lines.push(['', 'QEMU to RESUME', fmtRange(q.toResumeMs), '', '', '', '', '', '', '']);
+      lines.push(['', 'xenkvm/QEMU', fmtRatio(r.ratios.totalMs), '', fmtRatio(r.ratios.guestPause), fmtRatio(r.ratios.sourceShare), ratioOf(x.mibSent, q.mibSent), '', '', '']);
+      lines.push(['', 'xenkvm/QEMU to RESUME', fmtRatio(r.ratios.totalVsToResume), '', '', '', '', '', '', '']);
     }
   }
   const w = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   for (const l of lines) console.log(`  ${l.map((c, i) => (i < 2 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ')}`);
   if (ALT) console.log(`  xenkvm ALT: ${ALT}`);
-  console.log('  notes: xenkvm total = its migrate start -> the destination\'s "guest running" answer back at the source; xenkvm downtime =');
-  console.log('    source paused -> that answer. This is stricter than QEMU\'s own figures (total-time, downtime), which end when the source');
-  console.log('    completes, before the destination has loaded the last state and started the VM. "QEMU to RESUME" is measured like');
-  console.log('    xenkvm: `migrate` sent -> destination RESUME event, and source STOP event -> destination RESUME event (QMP timestamps).');
+  console.log('  notes: total: xenkvm from its migrate start to the destination\'s "guest running" answer back at the source; QEMU its');
+  console.log('    total-time (ends when the source is done), and "QEMU to RESUME" from `migrate` to the destination\'s RESUME event.');
+  console.log('    to answer: xenkvm from pausing the source to that answer back (the report\'s downtimeMs); QEMU has no such figure.');
+  console.log('    guest paused: xenkvm from pausing the source to a vCPU running guest code at the destination, the answer\'s one-way');
+  console.log('    trip included (guestDowntimeMs, no clocks compared); QEMU from its source STOP to its destination RESUME event (QMP');
+  console.log('    timestamps), which leaves out stopping the vCPUs and starting them again.');
+  console.log('    source share: xenkvm from pausing the source to END written (phases pause + finalPages + state); QEMU its own');
+  console.log('    `downtime`, from stopping the source to the source done, before its destination has loaded the state.');
   console.log('    rounds: xenkvm pre-copy rounds (round 0 included, the paused final one not); QEMU ram.dirty-sync-count (its set-up and');
   console.log(`    final syncs included, so ~rounds + 1). converged: runs that met the target; the others stopped at ${MAX_ROUNDS} rounds / ${GIVE_UP_MS / 1000} s`);
   console.log('    and paused anyway (xenkvm --on-timeout pause; QEMU: the bench raised downtime-limit to its maximum).');
@@ -496,15 +521,15 @@ function ratioOf(a: Range | null | undefined, b: Range | null | undefined): stri
 
 function printTargets(rates: RateResult[]): Record<string, unknown> {
   const say = (v: boolean | null) => (v === null ? 'not measured' : v ? 'MET' : 'NOT MET');
-  console.log(`\ntargets (medians; same ${DOWNTIME_MS} ms downtime target): downtime <= QEMU's, total time < QEMU's`);
+  console.log(`\ntargets (medians; same ${DOWNTIME_MS} ms downtime target; each pair over the same span): downtime <= QEMU's, total time < QEMU's`);
   const out: Record<string, unknown> = {};
   for (const r of rates) {
     const x = r.xenkvm.summary;
     const q = r.qemu?.summary;
     const m = (a: Range | null | undefined) => (a ? a.median.toFixed(1) : '-');
-    console.log(`  ${String(r.dirtyMiBs).padStart(3)} MiB/s: downtime ${say(r.targets.downtimeNotAboveQemu)} (${m(x.downtimeMs)} vs ${m(q?.downtimeMs)} ms), total ${say(r.targets.totalBelowQemu)}` +
-      ` (${m(x.totalMs)} vs ${m(q?.totalMs)} ms); against QEMU to RESUME: downtime ${say(r.targets.downtimeNotAboveQemuStopToResume)} (vs ${m(q?.stopToResumeMs)} ms),` +
-      ` total ${say(r.targets.totalBelowQemuToResume)} (vs ${m(q?.toResumeMs)} ms)`);
+    console.log(`  ${String(r.dirtyMiBs).padStart(3)} MiB/s: guest paused ${say(r.targets.guestPauseNotAboveQemu)} (${m(x.guestDowntimeMs)} vs STOP->RESUME ${m(q?.stopToResumeMs)} ms),` +
+      ` source share ${say(r.targets.sourceShareNotAboveQemu)} (${m(x.toEndMs)} vs own downtime ${m(q?.downtimeMs)} ms),` +
+      ` total ${say(r.targets.totalBelowQemu)} (${m(x.totalMs)} vs ${m(q?.totalMs)} ms; vs to RESUME ${m(q?.toResumeMs)}: ${say(r.targets.totalBelowQemuToResume)})`);
     out[`${r.dirtyMiBs}`] = r.targets;
   }
   return out;

@@ -115,6 +115,8 @@ export interface DestinationTimes {
   restoreMs: number;
   /** From start() to a vCPU running guest code. */
   startMs: number;
+  /** From a vCPU running guest code to this answer handed to the socket. */
+  answerMs: number;
 }
 
 const OK = 'OK running';
@@ -133,6 +135,7 @@ export function parseConfirmation(line: string): Partial<DestinationTimes> | nul
     const out: Partial<DestinationTimes> = {};
     if (typeof v['restoreMs'] === 'number') out.restoreMs = v['restoreMs'];
     if (typeof v['startMs'] === 'number') out.startMs = v['startMs'];
+    if (typeof v['answerMs'] === 'number') out.answerMs = v['answerMs'];
     return out;
   } catch {
     return {};

@@ -52,6 +52,13 @@ export interface MigrationReport {
   totalMs: number;
   /** From the pause to the destination's confirmation. */
   downtimeMs: number;
+  /**
+   * From the pause to the guest running on the destination: `downtimeMs`
+   * less the destination's time from its vCPU running to its answer sent,
+   * so no clock is compared across hosts; the answer's one-way trip is still
+   * in it.  Absent when the destination does not report that time.
+   */
+  guestDowntimeMs?: number;
   bytes: number;
   /** Rounds while running (round 0 included), not counting the final one. */
   rounds: number;
@@ -67,7 +74,7 @@ export interface MigrationReport {
    * and sending the state, then waiting for the answer, of which the
    * destination reports its restore and its start.
    */
-  phases: { pauseMs: number; finalPagesMs: number; stateMs: number; confirmMs: number; restoreMs?: number; startMs?: number };
+  phases: { pauseMs: number; finalPagesMs: number; stateMs: number; confirmMs: number; restoreMs?: number; startMs?: number; answerMs?: number };
 }
 
 export interface MigrateOptions {
@@ -364,8 +371,11 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     leaveRealtime();
     flushTrace('source');
     sock.end();
+    const downtime = end - pausedAt;
     return {
-      totalMs: end - t0, downtimeMs: end - pausedAt, bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
+      totalMs: end - t0, downtimeMs: downtime,
+      ...(remote?.answerMs !== undefined ? { guestDowntimeMs: Math.max(0, downtime - remote.answerMs) } : {}),
+      bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
       phases: { pauseMs: pausedDone - pausedAt, finalPagesMs: pagesDone - pausedDone, stateMs: endAt - pagesDone, confirmMs: end - endAt, ...(remote ?? {}) },
     };
   } catch (e) {
