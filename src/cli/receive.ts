@@ -17,6 +17,7 @@ import { prestartThreads } from '../xen/thread-pool.js';
 import { runToCompletion } from './run.js';
 import { flushTrace, mark } from '../migrate/live/trace.js';
 import { realtimeWindow } from '../migrate/live/realtime.js';
+import type { XenMachine } from '../xen/machine.js';
 
 export interface ReceiveArgs {
   listen: string;
@@ -96,16 +97,20 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     let restoredIn = 0;
     let leaveRealtime = (): void => {};
     let realtimeEntered = false;
+    let incoming: XenMachine | null = null;
     try {
       const r = await receiveMachine(input, {
         console: (bytes) => consoleOut.write(bytes),
         log: (msg) => say(msg),
+        onMachine: (im) => {
+          incoming = im;
+        },
         // From the first round's end until the answer is out: the pause comes after one of these (realtime.ts).
         ack: (seq) => {
           sendAck(output, seq);
           if (!realtimeEntered) {
             realtimeEntered = true;
-            leaveRealtime = realtimeWindow();
+            leaveRealtime = realtimeWindow(incoming?.vcpuThreadIds() ?? []);
           }
         },
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),

@@ -149,16 +149,17 @@ export const SCHED_FIFO = 1;
 export const SCHED_RESET_ON_FORK = 0x40000000;
 
 /**
- * Sets the calling thread's scheduling policy (pid 0 is the caller alone on
- * Linux); false when not permitted (no CAP_SYS_NICE, RLIMIT_RTPRIO) or refused.
+ * Sets one thread's scheduling policy: `tid` 0 is the calling thread alone
+ * (Linux applies the call per thread); false when not permitted (no
+ * CAP_SYS_NICE, RLIMIT_RTPRIO) or refused (a thread that has exited).
  */
-export function setThreadScheduler(policy: number, priority: number): boolean {
-  return c.schedSetscheduler(0, policy, Int32Array.of(priority)) === 0;
+export function setThreadScheduler(policy: number, priority: number, tid = 0): boolean {
+  return c.schedSetscheduler(tid, policy, Int32Array.of(priority)) === 0;
 }
 
-/** The calling thread's scheduling policy (with SCHED_RESET_ON_FORK if set), or -1. */
-export function threadScheduler(): number {
-  return c.schedGetscheduler(0);
+/** A thread's scheduling policy (with SCHED_RESET_ON_FORK if set), or -1; `tid` 0 is the caller. */
+export function threadScheduler(tid = 0): number {
+  return c.schedGetscheduler(tid);
 }
 
 export function gettid(): number {

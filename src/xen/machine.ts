@@ -233,6 +233,11 @@ export class XenMachine {
     return o;
   }
 
+  /** The OS thread ids of the vCPU threads that have started (for scheduling, realtime.ts). */
+  vcpuThreadIds(): number[] {
+    return this.threads.map((t) => t.tid).filter((tid) => tid > 0);
+  }
+
   /** Every vCPU is out of KVM_RUN and parked, and no timer fires, when this resolves. */
   async pause(): Promise<void> {
     const sync = this.xen.sync;

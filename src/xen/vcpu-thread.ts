@@ -68,10 +68,15 @@ export class VcpuThread {
     this.kick();
   }
 
+  /** The OS thread's id once the worker has started, else 0. */
+  get tid(): number {
+    return Atomics.load(this.ctl, this.base + Ctl.TID);
+  }
+
   /** Gets the thread out of KVM_RUN soon; harmless when it is not in it. */
   kick(): void {
     this.kicker.requestExit();
-    const tid = Atomics.load(this.ctl, this.base + Ctl.TID);
+    const tid = this.tid;
     if (tid > 0 && this.state === VcpuState.RUNNING) tgkill(process.pid, tid, SIGUSR2);
   }
 

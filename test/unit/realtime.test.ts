@@ -15,13 +15,21 @@ function whyNot(): string | null {
   return null;
 }
 
+const LIBC = new URL('../../src/kvm/libc.js', import.meta.url).href;
+
 /** The scheduling policy of a new worker thread's own OS thread. */
 async function workerPolicy(): Promise<number> {
-  const libc = new URL('../../src/kvm/libc.js', import.meta.url).href;
-  const w = new Worker(`Promise.all([import('${libc}'), import('node:worker_threads')]).then(([m, wt]) => wt.parentPort.postMessage(m.threadScheduler()));`, { eval: true });
+  const w = new Worker(`Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => wt.parentPort.postMessage(m.threadScheduler()));`, { eval: true });
   const [policy] = (await once(w, 'message')) as [number];
   await w.terminate();
   return policy;
+}
+
+/** A worker that stays up, and its OS thread id. */
+async function idleWorker(): Promise<{ tid: number; stop: () => Promise<number> }> {
+  const w = new Worker(`Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => { wt.parentPort.postMessage(m.gettid()); setInterval(() => {}, 1000); });`, { eval: true });
+  const [tid] = (await once(w, 'message')) as [number];
+  return { tid, stop: () => w.terminate() };
 }
 
 const skip = whyNot();
@@ -45,6 +53,20 @@ if (skip) {
     assert.is(threadScheduler(), SCHED_FIFO | SCHED_RESET_ON_FORK);
     outer();
     assert.is(threadScheduler(), SCHED_OTHER);
+  });
+
+  test('helper threads are real-time below the main thread for the window, ordinary after', async () => {
+    const w = await idleWorker();
+    try {
+      assert.is(threadScheduler(w.tid), SCHED_OTHER);
+      const leave = realtimeWindow([w.tid, 0]);
+      assert.is(threadScheduler(w.tid), SCHED_FIFO | SCHED_RESET_ON_FORK);
+      leave();
+      assert.is(threadScheduler(w.tid), SCHED_OTHER);
+      assert.is(threadScheduler(), SCHED_OTHER);
+    } finally {
+      await w.stop();
+    }
   });
 
   test('a thread started inside a window does not inherit the real-time policy', async () => {

@@ -23,6 +23,8 @@ export interface ReceiveOptions {
   log: (message: string) => void;
   /** Called once the HEADER is read, with the machine it describes. */
   onHeader?: (info: { producer: string; memBytes: number; vcpus: number }) => void;
+  /** Called once the machine exists, before any RAM is read into it (its threads are still starting). */
+  onMachine?: (machine: XenMachine) => void;
   /** Called per RAM record with the stream bytes read so far. */
   onProgress?: (bytesRead: number) => void;
   /** Answers a SYNC record (everything before it is applied): write `ACK <seq>` to the source. */
@@ -50,6 +52,7 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
   const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
   const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true });
+  opts.onMachine?.(machine);
   try {
     // While round 0 arrives, not while the guest is paused.
     await rehearseReceive(machine);

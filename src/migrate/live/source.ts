@@ -324,7 +324,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
     collectYoung();
     mark('collectedGarbage');
-    leaveRealtime = realtimeWindow();
+    leaveRealtime = realtimeWindow(machine.vcpuThreadIds());
     pausedAt = performance.now();
     if (wasRunning) {
       await machine.pause();
@@ -381,6 +381,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
   } catch (e) {
     sock.destroy();
     log.stop();
+    // Before the vCPUs run again: real-time vCPUs running guest code would crowd out the rest.
+    leaveRealtime();
     if (paused) {
       machine.resume();
       opts.onResume?.();
