@@ -1,21 +1,10 @@
 // Two network namespaces joined by a veth pair (10.213.7.1/24 and
 // 10.213.7.2/24), created by the test that needs them and removed afterwards
-// even when it fails; and, run as a script, a migration peer to start inside
-// one of them:
-//   node dist/test/helpers/netns.js boot CMDLINE VCPUS QMP_SOCKET
-//   node dist/test/helpers/netns.js receive LISTEN_ADDR QMP_SOCKET
-// A peer runs its guest (console on stdout) with a control socket offering the
-// migration commands (registerMigrationCommands), as `xenkvm run --qmp` and
-// `xenkvm receive --qmp` do once the control socket registers them.
+// even when it fails; and migration peers inside them: the real command
+// lines, `xenkvm run ... --qmp` for the first and `xenkvm receive --qmp` for
+// each later one, their guest console on stdout.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { XenMachine } from '../../src/xen/machine.js';
-import { CommandRegistry } from '../../src/qmp/registry.js';
-import { QmpServer } from '../../src/qmp/server.js';
-import { registerMigrationCommands } from '../../src/migrate/live/qmp.js';
-import { formatAddress, listenOn, parseAddress } from '../../src/migrate/live/address.js';
-import { confirmRunning, receiveMachine, refuse, sendAck } from '../../src/migrate/live/destination.js';
 import { GUEST_ELF } from './guest.js';
 
 export const NS_ADDR = ['10.213.7.1', '10.213.7.2'] as const;
@@ -87,11 +76,19 @@ export interface Peer {
   exit: Promise<number | null>;
 }
 
-const SELF = fileURLToPath(import.meta.url);
+const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
 
-/** Starts a migration peer in namespace `ns`. */
-export function startPeer(ns: string, args: string[]): Peer {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, SELF, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** What a peer runs: the source boots the soak guest, every later peer receives it. */
+export type PeerRole =
+  | { kind: 'boot'; cmdline: string; vcpus: number; qmp: string }
+  | { kind: 'receive'; listen: string; qmp: string };
+
+/** `xenkvm run` or `xenkvm receive` (the real command line) in namespace `ns`. */
+export function startPeer(ns: string, role: PeerRole): Peer {
+  const args = role.kind === 'boot'
+    ? ['run', GUEST_ELF, '--mem', '64M', '--vcpus', String(role.vcpus), '--cmdline', role.cmdline, '--qmp', role.qmp]
+    : ['receive', '--listen', role.listen, '--qmp', role.qmp];
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: Array<() => void> = [];
@@ -113,50 +110,4 @@ export function startPeer(ns: string, args: string[]): Peer {
       check();
     });
   return { child, out: () => out, err: () => err, waitErr, exit };
-}
-
-async function peerMain(argv: string[]): Promise<number> {
-  const say = (s: string) => process.stderr.write(`peer: ${s}\n`);
-  const io = { console: (b: Uint8Array) => process.stdout.write(b), log: (m: string) => say(m) };
-  const [mode, a1, a2, a3] = argv;
-  let machine: XenMachine;
-  let confirm: (() => Promise<void>) | null = null;
-  let qmpPath: string;
-  if (mode === 'boot') {
-    machine = XenMachine.boot({ elf: readFileSync(GUEST_ELF), elfName: 'guest.elf', cmdline: a1!, memBytes: 64 << 20, vcpus: Number(a2), ...io });
-    qmpPath = a3!;
-  } else {
-    const listener = await listenOn(parseAddress(a1!, 'listen'));
-    say(`waiting for a guest on ${formatAddress(listener.address)}`);
-    const sock = await listener.accept();
-    try {
-      machine = (await receiveMachine(sock, { ...io, ack: (seq) => sendAck(sock, seq) })).machine;
-    } catch (e) {
-      await refuse(sock, (e as Error).message);
-      sock.end();
-      say(`receive failed: ${(e as Error).message}`);
-      return 1;
-    }
-    confirm = () => machine.whenRunning().then(() => confirmRunning(sock)).then(() => void sock.end());
-    qmpPath = a2!;
-  }
-  const registry = new CommandRegistry();
-  let server: QmpServer | null = null;
-  registerMigrationCommands(registry, machine, () => server);
-  server = await QmpServer.listen({ path: qmpPath, registry });
-  machine.start();
-  if (confirm) await confirm().catch((e: Error) => machine.requestStop({ kind: 'fault', detail: `confirmation not delivered: ${e.message}` }));
-  say('guest running');
-  const outcome = await machine.waitForOutcome();
-  await server.close();
-  await machine.destroy();
-  say(`outcome ${JSON.stringify(outcome)}`);
-  return outcome.kind === 'quit' || (outcome.kind === 'shutdown' && outcome.reason === 'poweroff') ? 0 : 1;
-}
-
-if (process.argv[1] === SELF) {
-  peerMain(process.argv.slice(2)).then((code) => (process.exitCode = code), (e) => {
-    process.stderr.write(`peer: ${(e as Error).stack ?? e}\n`);
-    process.exitCode = 70;
-  });
 }
