@@ -110,7 +110,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
           sendAck(output, seq);
           if (!realtimeEntered) {
             realtimeEntered = true;
-            leaveRealtime = realtimeWindow(incoming?.vcpuThreadIds() ?? []);
+            leaveRealtime = realtimeWindow(incoming?.pauseThreadIds() ?? []);
           }
         },
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),

@@ -233,9 +233,14 @@ export class XenMachine {
     return o;
   }
 
-  /** The OS thread ids of the vCPU threads that have started (for scheduling, realtime.ts). */
-  vcpuThreadIds(): number[] {
-    return this.threads.map((t) => t.tid).filter((tid) => tid > 0);
+  /**
+   * The OS thread ids of the threads that pause() and start() wait for, the
+   * vCPU threads and the timer thread, as far as they have started (for
+   * scheduling, migrate/live/realtime.ts).
+   */
+  pauseThreadIds(): number[] {
+    const timer = this.timerThread ? Atomics.load(this.xen.sync, SyncField.timerTid) : 0;
+    return [...this.threads.map((t) => t.tid), timer].filter((tid) => tid > 0);
   }
 
   /** Every vCPU is out of KVM_RUN and parked, and no timer fires, when this resolves. */

@@ -3,7 +3,7 @@
 // nearest deadline or until a vCPU thread re-arms a timer (wakeTimers), with
 // the kernel's timer slack set to 1 ns so wake-ups land within microseconds
 // rather than the default 50 µs slack.
-import { prctl, PR_SET_TIMERSLACK } from '../kvm/libc.js';
+import { gettid, prctl, PR_SET_TIMERSLACK } from '../kvm/libc.js';
 import { Virq } from './abi.js';
 import { SyncField, VcpuField } from './shared.js';
 import { guestNowNs } from './time.js';
@@ -13,6 +13,7 @@ import { threadInput } from './thread-input.js';
 const xen = new XenContext(await threadInput<XenThreadResources>());
 const s = xen.shared;
 prctl(PR_SET_TIMERSLACK, 1);
+Atomics.store(s.sync, SyncField.timerTid, gettid());
 
 function fire(v: number): void {
   const port = s.virqPort(v, Virq.TIMER);

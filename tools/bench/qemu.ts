@@ -99,7 +99,9 @@ export async function qemuSave(q: QmpClient, file: string): Promise<QemuSave> {
   for (;;) {
     info = (await q.execute('query-migrate')) as Record<string, unknown>;
     const s = String(info['status']);
-    if (s === 'completed') break;
+    // QEMU 7.2 sets 'completed' a moment before it fills in total-time and
+    // downtime (both read 0 then, seen once in five runs): ask again.
+    if (s === 'completed' && (Number(info['total-time'] ?? 0) > 0 || (completedAt ??= elapsed) + 1000 < elapsed)) break;
     if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate to file ${s}: ${String(info['error-desc'] ?? '')}`);
     if (performance.now() - t0 > 60_000) throw new Error(`QEMU migrate to file: still '${s}' after 60 s`);
     await sleep(2);
@@ -210,11 +212,14 @@ export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLi
   let forced: QemuLiveMigration['forced'] = null;
   let lastActive: QemuLiveMigration['lastActive'] = null;
   let info: Record<string, unknown>;
+  let completedAt: number | undefined;
   for (;;) {
     info = (await q.execute('query-migrate')) as Record<string, unknown>;
     const s = String(info['status']);
     const elapsed = performance.now() - t0;
-    if (s === 'completed') break;
+    // QEMU 7.2 sets 'completed' a moment before it fills in total-time and
+    // downtime (both read 0 then, seen once in five runs): ask again.
+    if (s === 'completed' && (Number(info['total-time'] ?? 0) > 0 || (completedAt ??= elapsed) + 1000 < elapsed)) break;
     if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate ${s}: ${String(info['error-desc'] ?? '(no error-desc)')}`);
     const ram = (info['ram'] ?? {}) as Record<string, unknown>;
     const syncs = Number(ram['dirty-sync-count'] ?? 0);

@@ -127,13 +127,28 @@ export class DirtyLog {
    */
   collect(into: Uint8Array): number {
     ioctlBuf(this.machine.vm.fd, KVM.GET_DIRTY_LOG, this.request, 'KVM_GET_DIRTY_LOG');
+    return this.merge(into, true);
+  }
+
+  /**
+   * collect()'s work without its effects, so that V8 has compiled it before
+   * the pause (rehearse.ts): where KVM_GET_DIRTY_LOG would re-arm tracking
+   * it is left out, and the emulator's bits stay where they are.  Run cold,
+   * the merge over a 1 GiB guest's 8192 words took 0.46 ms of the pause.
+   */
+  rehearseCollect(into: Uint8Array): void {
+    if (this.manual) ioctlBuf(this.machine.vm.fd, KVM.GET_DIRTY_LOG, this.request, 'KVM_GET_DIRTY_LOG');
+    this.merge(into, false);
+  }
+
+  private merge(into: Uint8Array, take: boolean): number {
     const out = new Uint32Array(into.buffer, into.byteOffset, this.kvmBytes / 4);
     const emu = this.machine.xen.dirty;
     const kvm = this.kvmWords;
     let n = 0;
     for (let i = 0; i < out.length; i++) {
       // Read-and-clear: a write noted after this exchange lands in the next round.
-      const e = i < emu.length && emu[i] !== 0 ? Atomics.exchange(emu, i, 0) : 0;
+      const e = i < emu.length && emu[i] !== 0 ? (take ? Atomics.exchange(emu, i, 0) : Atomics.load(emu, i)) : 0;
       const w = (out[i]! | kvm[i]! | e) >>> 0;
       out[i] = w;
       if (w !== 0) n += popcount(w);

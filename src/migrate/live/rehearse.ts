@@ -16,6 +16,7 @@ import { StreamWriter } from '../stream-writer.js';
 import { writeRam } from '../ram.js';
 import { restoreMachineState, sampleMachineState, saveMachineState, type SavedSection } from '../../xen/machine-state.js';
 import type { XenMachine } from '../../xen/machine.js';
+import type { DirtyLog } from './dirty-log.js';
 import { assertHostCanRun, SectionCollector } from '../incoming.js';
 import { Readable } from 'node:stream';
 
@@ -40,14 +41,19 @@ export const MIN_REHEARSALS = 3;
 export const REHEARSALS = 12;
 
 /**
- * Source side, guest running: a few pages through the dirty-bitmap path,
- * then the sampled state, encoded and framed; beyond MIN_REHEARSALS only
- * while `waiting()` (the destination has not caught up yet).
+ * Source side, guest running: the dirty log's collect (without effects),
+ * a few pages through the dirty-bitmap path, then the sampled state, encoded
+ * and framed; beyond MIN_REHEARSALS only while `waiting()` (the destination
+ * has not caught up yet).
  */
-export async function rehearseSend(m: XenMachine, bitmap: Uint8Array, waiting: () => boolean = () => true): Promise<void> {
-  bitmap.fill(0);
-  bitmap.fill(0xff, 0, Math.min(8, bitmap.length));
-  for (let k = 0; k < REHEARSALS && (k < MIN_REHEARSALS || waiting()); k++) await writeSections(sampleMachineState(m), m, bitmap);
+export async function rehearseSend(m: XenMachine, log: DirtyLog, waiting: () => boolean = () => true): Promise<void> {
+  const bitmap = log.newBitmap();
+  for (let k = 0; k < REHEARSALS && (k < MIN_REHEARSALS || waiting()); k++) {
+    log.rehearseCollect(bitmap);
+    bitmap.fill(0);
+    bitmap.fill(0xff, 0, Math.min(8, bitmap.length));
+    await writeSections(sampleMachineState(m), m, bitmap);
+  }
 }
 
 /**

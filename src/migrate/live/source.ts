@@ -269,7 +269,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // than right before the pause, where V8's sweeping after it took a core
     // from the paused round for 10-15 ms (gc.ts).
     await endRound();
-    await rehearseSend(machine, log.newBitmap(), () => answer.acked < seq && failure === null);
+    await rehearseSend(machine, log, () => answer.acked < seq && failure === null);
     collectAll();
     await syncRound(true);
     let sendMs = performance.now() - roundStart;
@@ -324,7 +324,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
     collectYoung();
     mark('collectedGarbage');
-    leaveRealtime = realtimeWindow(machine.vcpuThreadIds());
+    leaveRealtime = realtimeWindow(machine.pauseThreadIds());
     pausedAt = performance.now();
     if (wasRunning) {
       await machine.pause();
