@@ -96,12 +96,11 @@ export async function qemuSave(q: QmpClient, file: string): Promise<QemuSave> {
   // hop; QEMU writes the same bytes to a socket or fd either way.
   await q.execute('migrate', { uri: `exec:cat > '${file.replace(/'/g, "'\\''")}'` });
   let info: Record<string, unknown> = {};
+  let completedAt: number | undefined;
   for (;;) {
     info = (await q.execute('query-migrate')) as Record<string, unknown>;
     const s = String(info['status']);
-    // QEMU 7.2 sets 'completed' a moment before it fills in total-time and
-    // downtime (both read 0 then, seen once in five runs): ask again.
-    if (s === 'completed' && (Number(info['total-time'] ?? 0) > 0 || (completedAt ??= elapsed) + 1000 < elapsed)) break;
+    if (s === 'completed' && figuresIn(info, (completedAt ??= performance.now()))) break;
     if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate to file ${s}: ${String(info['error-desc'] ?? '')}`);
     if (performance.now() - t0 > 60_000) throw new Error(`QEMU migrate to file: still '${s}' after 60 s`);
     await sleep(2);
@@ -195,6 +194,16 @@ export interface QemuLiveMigration {
 }
 
 /**
+ * Whether a 'completed' query-migrate answer has QEMU's figures: 7.2 sets the
+ * state a moment before it fills in total-time and downtime (both read 0
+ * then; seen once in five runs), so ask again, for at most a second after
+ * `completedAt`.
+ */
+function figuresIn(info: Record<string, unknown>, completedAt: number): boolean {
+  return Number(info['total-time'] ?? 0) > 0 || performance.now() - completedAt > 1000;
+}
+
+/**
  * Live-migrates the guest behind the source QMP client `q` to `uri` (a QEMU
  * started with `-incoming uri`): unlimited bandwidth, `downtime-limit` =
  * `downtimeLimitMs`, then `migrate` and query-migrate polled every `pollMs`
@@ -217,9 +226,7 @@ export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLi
     info = (await q.execute('query-migrate')) as Record<string, unknown>;
     const s = String(info['status']);
     const elapsed = performance.now() - t0;
-    // QEMU 7.2 sets 'completed' a moment before it fills in total-time and
-    // downtime (both read 0 then, seen once in five runs): ask again.
-    if (s === 'completed' && (Number(info['total-time'] ?? 0) > 0 || (completedAt ??= elapsed) + 1000 < elapsed)) break;
+    if (s === 'completed' && figuresIn(info, (completedAt ??= performance.now()))) break;
     if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate ${s}: ${String(info['error-desc'] ?? '(no error-desc)')}`);
     const ram = (info['ram'] ?? {}) as Record<string, unknown>;
     const syncs = Number(ram['dirty-sync-count'] ?? 0);
