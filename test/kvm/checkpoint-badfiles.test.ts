@@ -4,20 +4,23 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32, OPTIONAL_BIT, PAGE_SIZE } from '../../src/migrate/format.js';
 import { applyRamRecord, openSnapshot, writeRam, writeSnapshotFile, type Section } from '../../src/migrate/index.js';
 import { kvmSkipReason } from '../helpers/guest.js';
+import { goldenFiles, goldenRunnableHere } from '../helpers/golden.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
-const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
-const GOLDEN = join(GOLDEN_DIR, readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.xks')).sort()[0]!);
 const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bad-'));
-const skip = kvmSkipReason();
+// Variants that must get as far as running need a golden file this host's CPU can run (golden.ts).
+const kvmSkip = kvmSkipReason();
+const split = kvmSkip ? null : await goldenRunnableHere();
+const skip = kvmSkip ?? (split!.runnable.length === 0 ? `no golden snapshot runs on this host's CPU (${split!.refused[0]?.why})` : null);
 if (skip) console.log(`  skip checkpoint-badfiles (the restore part): ${skip}`);
+const GOLDEN = split?.runnable[0] ?? goldenFiles()[0]!;
 
 const restore = (file: string) => spawnSync(process.execPath, [BIN, 'restore', file], { encoding: 'utf8', timeout: 60000 });
 
