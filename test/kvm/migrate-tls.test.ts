@@ -176,8 +176,9 @@ kvmTest('the destination SIGKILLed at a random moment in 5 migrations: each eith
     try {
       await g.waitFor('soak: t=1s', 15000);
       const addr = parseAddress(await withTimeout(r.address, 10000, 'receiver listening'), 'test');
-      // Random, one run per 80 ms slice of [0, 400) so that every phase gets its chance.
-      const delay = Math.round((slice + Math.random()) * 80);
+      // Random, one run per 30 ms slice of [0, 150): a 64 MiB soak guest migrates in
+      // 110-160 ms here, so that every phase, the pause and the answer included, gets its chance.
+      const delay = Math.round((slice + Math.random()) * 30);
       let killed = false;
       let killedAt = '';
       let phase = 'connecting';

@@ -49,7 +49,7 @@ kvmTest('the destination killed before, during and after the pause, or refusing:
   const g = bootGuest('soak 12s', { vcpus: 2 });
   try {
     await g.waitFor('soak: t=1s', 15000);
-    const attempt = async (what: string, kill: 'connect' | 'round0' | 'pause' | 'never', stream?: (r: Receiver) => void): Promise<void> => {
+    const attempt = async (what: string, kill: 'connect' | 'round0' | 'pause' | 'final' | 'never', stream?: (r: Receiver) => void): Promise<void> => {
       const r = startReceiver();
       stream?.(r);
       const sock = await connectTo(parseAddress(await withTimeout(r.address, 10000, 'receiver listening'), 'test'));
@@ -58,9 +58,12 @@ kvmTest('the destination killed before, during and after the pause, or refusing:
         confirmTimeoutMs: 5000,
         onProgress: (p) => {
           if (kill === 'round0' && p.round === 0) r.child.kill('SIGKILL');
+          // Everything is sent; the destination, stopped since the pause, cannot have answered.
+          if (kill === 'final' && p.final) r.child.kill('SIGKILL');
         },
         onPause: () => {
           if (kill === 'pause') r.child.kill('SIGKILL');
+          if (kill === 'final') r.child.kill('SIGSTOP');
         },
       }).then(() => null, (e: unknown) => e);
       r.child.kill('SIGKILL');
@@ -76,6 +79,7 @@ kvmTest('the destination killed before, during and after the pause, or refusing:
     await attempt('killed right after connecting', 'connect');
     await attempt('killed after round 0', 'round0');
     await attempt('killed at the pause', 'pause');
+    await attempt('killed after the final round, before its answer', 'final');
     await g.waitFor('RESULT:', 20000);
     assert.ok(g.console().includes('RESULT: PASS'), g.console().slice(-2000));
     assert.not.match(g.console(), /VIOLATION/);
