@@ -17,6 +17,8 @@ function installKickHandler(): void {
   process.on('SIGUSR2', () => {});
 }
 
+/** How often a pause or stop kicks a vCPU thread again while it has not answered. */
+const KICK_AGAIN_MS = 2;
 
 /**
  * Threads still running.  When the process exits (even on an uncaught
@@ -116,9 +118,11 @@ export class VcpuThread {
       if (ok(s)) return;
       // Kick again in case the first signal landed between the thread's
       // check of REQ and its entry into KVM_RUN (immediate_exit covers it,
-      // but a halted vCPU needs the signal).
+      // but a halted vCPU needs the signal), and for a vCPU that runs on
+      // after a kick to deliver a queued breakpoint (vcpu-worker.ts,
+      // breakpointPending): each such run lasts until this next kick.
       this.kick();
-      const r = Atomics.waitAsync(this.ctl, this.base + Ctl.STATE, s, 20);
+      const r = Atomics.waitAsync(this.ctl, this.base + Ctl.STATE, s, KICK_AGAIN_MS);
       await r.value;
     }
   }
