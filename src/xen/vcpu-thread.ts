@@ -17,7 +17,7 @@ function installKickHandler(): void {
   process.on('SIGUSR2', () => {});
 }
 
-/** How often a pause or stop kicks a vCPU thread again while it has not answered. */
+/** How often pause() kicks a vCPU thread again while it has not parked. */
 const KICK_AGAIN_MS = 2;
 
 /**
