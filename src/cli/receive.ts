@@ -95,8 +95,8 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     }
     let machine;
     let restoredIn = 0;
-    let leaveRealtime = (): void => {};
-    let realtimeEntered = false;
+    /** Set at the first ACK: ends the real-time window (realtime.ts). */
+    let leaveRealtime = null as (() => void) | null;
     let incoming: XenMachine | null = null;
     try {
       const r = await receiveMachine(input, {
@@ -108,10 +108,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         // From the first round's end until the answer is out: the pause comes after one of these (realtime.ts).
         ack: (seq) => {
           sendAck(output, seq);
-          if (!realtimeEntered) {
-            realtimeEntered = true;
-            leaveRealtime = realtimeWindow(incoming?.pauseThreadIds() ?? []);
-          }
+          leaveRealtime ??= realtimeWindow(incoming?.pauseThreadIds() ?? []);
         },
         onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
       });
@@ -124,7 +121,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       }
       say(`received ${(r.stats.bytes / (1 << 20)).toFixed(1)} MiB in ${r.stats.ms.toFixed(0)} ms; starting the guest`);
     } catch (e) {
-      leaveRealtime();
+      leaveRealtime?.();
       const msg = interrupted.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
       await refuse(output, msg);
       if (!stdio) (output as Writable).end();
@@ -150,7 +147,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         .then(
           async () => {
             mark('okWritten');
-            leaveRealtime();
+            leaveRealtime?.();
             if (!stdio) {
               output.end();
               // The source stops its copy once it has read the answer; until it hangs up, leave
@@ -162,7 +159,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
             say(`guest running (migrated from ${from})`);
           },
           (e: Error) => {
-            leaveRealtime();
+            leaveRealtime?.();
             m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` });
           },
         );

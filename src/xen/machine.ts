@@ -234,9 +234,9 @@ export class XenMachine {
   }
 
   /**
-   * The OS thread ids of the threads that pause() and start() wait for, the
-   * vCPU threads and the timer thread, as far as they have started (for
-   * scheduling, migrate/live/realtime.ts).
+   * The OS thread ids of the threads that pause() waits for and start()
+   * wakes, the vCPU threads and the timer thread, as far as they have
+   * started (for scheduling, migrate/live/realtime.ts).
    */
   pauseThreadIds(): number[] {
     const timer = this.timerThread ? Atomics.load(this.xen.sync, SyncField.timerTid) : 0;

@@ -45,7 +45,7 @@ const warned = new Set<string>();
 let outcome: Outcome | null = null;
 /** An exit was handled since the last KVM_RUN: it must be completed before parking. */
 let exitOutstanding = false;
-/** The last KVM_RUN was interrupted (a kick) while the vCPU ran guest code. */
+/** The last KVM_RUN returned EINTR (a kick), so the vCPU may have stopped anywhere in guest code. */
 let interrupted = false;
 /** Times in a row this vCPU ran on instead of parking (breakpointPending). */
 let ranOn = 0;
@@ -242,7 +242,7 @@ function breakpointPending(): boolean {
   return b !== null && b[0] === INT3;
 }
 
-/** On a pause or stop request: false to park now, true to run on once more (breakpointPending). */
+/** On a request other than RUN: false to park (or stop) now, true to run on once more for a pause (breakpointPending). */
 function runOnFirst(): boolean {
   if (!interrupted || exitOutstanding || ranOn >= MAX_RUN_ON || Atomics.load(ctl, base + Ctl.REQ) !== Req.PAUSE || !breakpointPending()) return false;
   ranOn++;

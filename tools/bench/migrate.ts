@@ -26,7 +26,8 @@
 // downtime ends when the *source* completes, before the destination has loaded
 // the last state and started the VM; so the bench also takes the source's STOP
 // and the destination's RESUME QMP events (both host wall-clock timestamps, µs)
-// and reports STOP -> RESUME, the QEMU figure comparable to xenkvm's.
+// and reports STOP -> RESUME, the QEMU figure comparable to xenkvm's
+// guestDowntimeMs (QEMU's own downtime compares with the phases up to END).
 //
 // QEMU would iterate for ever on a guest that dirties faster than it sends;
 // to mirror xenkvm's `--on-timeout pause` (its defaults: 30 rounds, 60 s) the

@@ -393,7 +393,6 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     if (e instanceof MigrationError) throw e;
     throw new MigrationError(why(e), { cause: e });
   } finally {
-    leaveRealtime();
     clearInterval(stallTimer);
     opts.signal?.removeEventListener('abort', onAbort);
     endSent = true;
