@@ -51,6 +51,10 @@ for (;;) {
     continue;
   }
   Atomics.store(s.sync, SyncField.timerParked, 0);
+  // Loaded again after the store: a pause() that read the parked flag of the
+  // previous pause before this store is not waiting for this thread, so it
+  // must not fire now (same handshake as a vCPU thread leaving park()).
+  if (Atomics.load(s.sync, SyncField.timerPause) !== 0) continue;
   const now = guestNowNs(s);
   let next = NEVER;
   for (let v = 0; v < s.nrVcpus; v++) {

@@ -255,6 +255,12 @@ function runOnFirst(): boolean {
  * Parks until the main thread asks for RUN (and this vCPU is up) or STOP;
  * returns false for STOP.  A pending PIO/MSR completion is flushed first
  * (KVM_RUN with immediate_exit), so the state seen while parked is final.
+ *
+ * Returning true only says RUN was seen: the caller must load REQ again
+ * before it touches the vCPU.  A pause() issued meanwhile may have read this
+ * thread's PAUSED state before RUNNING replaced it and be reading or writing
+ * the vCPU's state right now; that second load, ordered after the RUNNING
+ * store, is what tells this thread so.
  */
 function park(): boolean {
   ranOn = 0;
@@ -263,6 +269,8 @@ function park(): boolean {
     vcpu.runOnce();
     exitOutstanding = false;
   }
+  // What the last KVM_RUN left behind says nothing once the state may have been rewritten.
+  interrupted = false;
   Atomics.store(ctl, base + Ctl.STATE, VcpuState.PAUSED);
   Atomics.notify(ctl, base + Ctl.STATE);
   for (;;) {
@@ -273,8 +281,8 @@ function park(): boolean {
     if (Atomics.load(ctl, base + Ctl.REQ) !== req || (req === Req.RUN && isUp())) continue;
     Atomics.wait(ctl, base + Ctl.WAKE, seq);
   }
-  if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
-  // Cleared only after seeing RUN: a kick racing with this resume re-sets it.
+  // Cleared before RUNNING is published: a kick that follows a pause request
+  // this thread has not seen yet then lands after the clear.
   vcpu.clearImmediateExit();
   Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
   Atomics.notify(ctl, base + Ctl.STATE);
@@ -284,14 +292,16 @@ function park(): boolean {
 function loop(): void {
   Atomics.store(ctl, base + Ctl.TID, gettid());
   // Threads start parked (the machine lets them run with start()).
-  if ((!isUp() || Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN) && !park()) return;
-  // This thread may start after the guest already brought the vCPU up (a
-  // slow Worker start on a loaded host): apply the start context here too.
-  if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
-  Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
-  Atomics.notify(ctl, base + Ctl.STATE);
+  if (!park()) return;
   for (;;) {
-    if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !runOnFirst() && !park()) return;
+    if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !runOnFirst()) {
+      if (!park()) return;
+      continue;
+    }
+    // Here REQ was RUN after RUNNING was published, so pause() waits for this
+    // thread.  The thread may start after the guest already brought the vCPU
+    // up (a slow Worker start on a loaded host), hence here and not in park().
+    if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
     const r = vcpu.runOnce();
     exitOutstanding = false;
     interrupted = r === -EINTR;
