@@ -293,15 +293,20 @@ function loop(): void {
   Atomics.store(ctl, base + Ctl.TID, gettid());
   // Threads start parked (the machine lets them run with start()).
   if (!park()) return;
+  let resumed = true;
   for (;;) {
     if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !runOnFirst()) {
       if (!park()) return;
+      resumed = true;
       continue;
     }
-    // Here REQ was RUN after RUNNING was published, so pause() waits for this
-    // thread.  The thread may start after the guest already brought the vCPU
-    // up (a slow Worker start on a loaded host), hence here and not in park().
-    if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
+    if (resumed) {
+      // Here REQ was RUN after RUNNING was published, so pause() waits for
+      // this thread.  A vCPU brought up by VCPUOP_up (perhaps before this
+      // thread started, on a loaded host) gets its start context now.
+      resumed = false;
+      if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
+    }
     const r = vcpu.runOnce();
     exitOutstanding = false;
     interrupted = r === -EINTR;
