@@ -256,11 +256,12 @@ function runOnFirst(): boolean {
  * returns false for STOP.  A pending PIO/MSR completion is flushed first
  * (KVM_RUN with immediate_exit), so the state seen while parked is final.
  *
- * Returning true only says RUN was seen: the caller must load REQ again
- * before it touches the vCPU.  A pause() issued meanwhile may have read this
- * thread's PAUSED state before RUNNING replaced it and be reading or writing
- * the vCPU's state right now; that second load, ordered after the RUNNING
- * store, is what tells this thread so.
+ * RUN counts only if it is still there when loaded again after RUNNING is
+ * published: a pause() issued right after the resume may have read the
+ * PAUSED state before RUNNING replaced it and be reading or writing the
+ * vCPU's state now, without waiting for this thread.  Sequentially
+ * consistent atomics leave two cases: pause() sees RUNNING and waits, or
+ * this second load sees the pause and the thread parks again untouched.
  */
 function park(): boolean {
   ranOn = 0;
@@ -271,21 +272,26 @@ function park(): boolean {
   }
   // What the last KVM_RUN left behind says nothing once the state may have been rewritten.
   interrupted = false;
-  Atomics.store(ctl, base + Ctl.STATE, VcpuState.PAUSED);
-  Atomics.notify(ctl, base + Ctl.STATE);
-  for (;;) {
-    const req = Atomics.load(ctl, base + Ctl.REQ);
-    if (req === Req.STOP) return false;
-    if (req === Req.RUN && isUp()) break;
-    const seq = Atomics.load(ctl, base + Ctl.WAKE);
-    if (Atomics.load(ctl, base + Ctl.REQ) !== req || (req === Req.RUN && isUp())) continue;
-    Atomics.wait(ctl, base + Ctl.WAKE, seq);
-  }
-  // Cleared before RUNNING is published: a kick that follows a pause request
-  // this thread has not seen yet then lands after the clear.
-  vcpu.clearImmediateExit();
-  Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
-  Atomics.notify(ctl, base + Ctl.STATE);
+  do {
+    Atomics.store(ctl, base + Ctl.STATE, VcpuState.PAUSED);
+    Atomics.notify(ctl, base + Ctl.STATE);
+    for (;;) {
+      const req = Atomics.load(ctl, base + Ctl.REQ);
+      if (req === Req.STOP) return false;
+      if (req === Req.RUN && isUp()) break;
+      const seq = Atomics.load(ctl, base + Ctl.WAKE);
+      if (Atomics.load(ctl, base + Ctl.REQ) !== req || (req === Req.RUN && isUp())) continue;
+      Atomics.wait(ctl, base + Ctl.WAKE, seq);
+    }
+    // Cleared before RUNNING is published: the kick of a pause request this
+    // thread has not seen yet then lands after the clear.
+    vcpu.clearImmediateExit();
+    Atomics.store(ctl, base + Ctl.STATE, VcpuState.RUNNING);
+    Atomics.notify(ctl, base + Ctl.STATE);
+  } while (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN);
+  // A vCPU brought up by VCPUOP_up (perhaps before this thread started, on a
+  // loaded host) starts from the context the guest gave it.
+  if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
   return true;
 }
 
@@ -293,20 +299,8 @@ function loop(): void {
   Atomics.store(ctl, base + Ctl.TID, gettid());
   // Threads start parked (the machine lets them run with start()).
   if (!park()) return;
-  let resumed = true;
   for (;;) {
-    if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !runOnFirst()) {
-      if (!park()) return;
-      resumed = true;
-      continue;
-    }
-    if (resumed) {
-      // Here REQ was RUN after RUNNING was published, so pause() waits for
-      // this thread.  A vCPU brought up by VCPUOP_up (perhaps before this
-      // thread started, on a loaded host) gets its start context now.
-      resumed = false;
-      if (xen.shared.vcpu(me, VcpuField.startPending) !== 0n) applyStartContext();
-    }
+    if (Atomics.load(ctl, base + Ctl.REQ) !== Req.RUN && !runOnFirst() && !park()) return;
     const r = vcpu.runOnce();
     exitOutstanding = false;
     interrupted = r === -EINTR;

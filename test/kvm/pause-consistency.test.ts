@@ -19,6 +19,7 @@ import { getCpuState, putCpuState } from '../../src/kvm/cpu-state.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 import { soakStatusLines } from '../helpers/receiver.js';
 import { VcpuField } from '../../src/xen/shared.js';
+import { PAGE_SIZE } from '../../src/kvm/guest-ram.js';
 
 const ROUNDS = Number(process.env.XENKVM_PAUSE_ROUNDS ?? 1500);
 const skip = kvmSkipReason();
@@ -38,9 +39,9 @@ kvmTest(`the soak guest on 2 vCPUs paused ${ROUNDS} times at random moments, eac
       if (done % 3 === 0) await new Promise((r) => setImmediate(r));
       else await new Promise((r) => setTimeout(r, Math.random() * 3));
       await m.pause();
-      const timers = (): bigint[] => [0, 1].map((v) => m.xen.vcpu(v, VcpuField.singleshotNs));
+      const timers = (): bigint[] => m.handles.map((_, v) => m.xen.vcpu(v, VcpuField.singleshotNs));
       const si = Number(m.domain.sharedInfoGpa);
-      const before = { timers: timers(), sharedInfo: m.ram.bytes.slice(si, si + 4096) };
+      const before = { timers: timers(), sharedInfo: m.ram.bytes.slice(si, si + PAGE_SIZE) };
       for (let v = 0; v < m.handles.length; v++) {
         const fd = m.handles[v]!.fd;
         putCpuState(fd, getCpuState(fd, m.cpuStateContext), m.cpuStateContext, `cpu[${v}]`);
@@ -48,7 +49,7 @@ kvmTest(`the soak guest on 2 vCPUs paused ${ROUNDS} times at random moments, eac
       // Nothing fires while paused: a timer or event delivered now would be
       // missing from (or doubled in) a snapshot taken in this window.
       assert.equal(timers(), before.timers, `timer deadlines moved while paused (round ${done})`);
-      assert.ok(Buffer.from(m.ram.bytes.subarray(si, si + 4096)).equals(before.sharedInfo), `shared_info changed while paused (round ${done})`);
+      assert.ok(Buffer.from(m.ram.bytes.subarray(si, si + PAGE_SIZE)).equals(before.sharedInfo), `shared_info changed while paused (round ${done})`);
       m.resume();
     }
     // A lost tick or event is reported a little later: wait for the next status line too.
