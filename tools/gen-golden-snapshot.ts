@@ -10,8 +10,8 @@
 // run (test/helpers/golden.ts).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { saveCheckpoint } from '../src/migrate/checkpoint.js';
-import { XenMachine } from '../src/xen/machine.js';
+import { saveCheckpoint } from '../src/migrate/snapshot/save.js';
+import { XenMachine } from '../src/machine/machine.js';
 
 const out = process.argv[2];
 if (!out) {

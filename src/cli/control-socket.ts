@@ -1,16 +1,16 @@
 // The control socket of a running machine (`--qmp PATH`): QMP machine
 // commands bound to this XenMachine, with STOP/RESUME events when its run
 // state changes.
-import { registerMachineCommands } from '../qmp/machine-commands.js';
+import { registerMachineCommands } from '../machine/qmp-commands.js';
 import { CommandRegistry } from '../qmp/registry.js';
 import { QmpServer } from '../qmp/server.js';
 import { emitResume, emitStop } from '../qmp/events.js';
-import { eventChannelList, injectEvent } from '../xen/event-list.js';
-import { saveCheckpoint } from '../migrate/checkpoint.js';
-import { registerMigrationCommands } from '../migrate/live/qmp.js';
+import { eventChannelList, injectEvent } from '../xen/evtchn/list.js';
+import { saveCheckpoint } from '../migrate/snapshot/save.js';
+import { registerMigrationCommands } from '../migrate/live/qmp-commands.js';
 import { arg } from '../qmp/schema.js';
 import type { JsonObject } from '../qmp/protocol.js';
-import type { XenMachine } from '../xen/machine.js';
+import type { XenMachine } from '../machine/machine.js';
 
 /** QMP event with {done, total} bytes of guest RAM saved. */
 export const SNAPSHOT_PROGRESS = 'SNAPSHOT_PROGRESS';

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.js';
-import { saveCheckpoint } from '../migrate/checkpoint.js';
+import { saveCheckpoint } from '../migrate/snapshot/save.js';
 import { executeOnce } from '../qmp/client.js';
-import { XenMachine } from '../xen/machine.js';
+import { XenMachine } from '../machine/machine.js';
 import { EXIT } from './exit-codes.js';
 
 export const GUEST_ELF = fileURLToPath(new URL('../../../fixtures/guest/build/guest.elf', import.meta.url));

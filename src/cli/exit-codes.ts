@@ -1,6 +1,6 @@
 // Exit statuses of `xenkvm run` and friends, defined once and documented in
 // the README.  0/1 follow the guest's own verdict (poweroff/crash).
-import type { Outcome } from '../xen/vcpu-control.js';
+import type { Outcome } from '../machine/vcpu-control.js';
 
 export const EXIT = {
   ok: 0,

@@ -13,9 +13,9 @@ import { join, resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
 import { QmpClient } from '../qmp/client.js';
 import type { JsonObject } from '../qmp/protocol.js';
-import { checkSecurityFor, formatAddress, listenOn, parseAddress, type Listener } from '../migrate/live/address.js';
-import { loadSecurity } from '../migrate/live/security.js';
-import { MIGRATION_PROGRESS } from '../migrate/live/qmp.js';
+import { checkSecurityFor, formatAddress, listenOn, parseAddress, type Listener } from '../migrate/live/transport/address.js';
+import { loadSecurity } from '../migrate/live/transport/security.js';
+import { MIGRATION_PROGRESS } from '../migrate/live/qmp-commands.js';
 import { EXIT } from './exit-codes.js';
 
 export interface MigrateArgs {

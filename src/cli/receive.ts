@@ -6,18 +6,18 @@
 // --tls-ca to require a client certificate) or --psk-file the stream is TLS
 // (see migrate/live/security.ts); without, it is not authenticated: listen
 // only where no one but the source can connect.
-import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/address.js';
-import { describeSecurity, loadSecurity } from '../migrate/live/security.js';
-import { confirmRunning, receiveMachine, refuse, sendAck } from '../migrate/live/destination.js';
+import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/transport/address.js';
+import { describeSecurity, loadSecurity } from '../migrate/live/transport/security.js';
+import { confirmRunning, receiveMachine, refuse, sendAck } from '../migrate/live/receive.js';
 import type { Readable, Writable } from 'node:stream';
 import { EXIT } from './exit-codes.js';
-import { socketSource } from '../migrate/socket-source.js';
-import type { ByteSource } from '../migrate/source.js';
-import { prestartThreads } from '../xen/thread-pool.js';
+import { socketSource } from '../migrate/stream/socket-byte-source.js';
+import type { ByteSource } from '../migrate/stream/byte-source.js';
+import { prestartThreads } from '../machine/thread-pool.js';
 import { runToCompletion } from './run.js';
-import { flushTrace, mark } from '../migrate/live/trace.js';
-import { realtimeWindow } from '../migrate/live/realtime.js';
-import type { XenMachine } from '../xen/machine.js';
+import { flushTrace, mark } from '../trace.js';
+import { realtimeWindow } from '../migrate/live/pause/realtime.js';
+import type { XenMachine } from '../machine/machine.js';
 
 export interface ReceiveArgs {
   listen: string;

@@ -6,9 +6,9 @@
 // the emulator (checkpoint-restore.ts) and what only matters once the guest
 // runs (run loop, control socket, migration commands) load while guest
 // memory is read.
-import type { RestorePhase as LoadPhase } from '../migrate/checkpoint-restore.js';
-import type { XenMachine } from '../xen/machine.js';
-import { prestartThreads, threadPool } from '../xen/thread-pool.js';
+import type { RestorePhase as LoadPhase } from '../migrate/snapshot/restore.js';
+import type { XenMachine } from '../machine/machine.js';
+import { prestartThreads, threadPool } from '../machine/thread-pool.js';
 
 export type RestorePhase = LoadPhase | 'imported' | 'started' | 'running';
 
@@ -29,7 +29,7 @@ export async function restoreCommand(a: RestoreArgs): Promise<number> {
   let machine: XenMachine;
   let runToCompletion: typeof import('./run.js').runToCompletion;
   try {
-    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([import('../migrate/checkpoint-restore.js'), import('./progress.js')]);
+    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([import('../migrate/snapshot/restore.js'), import('./progress.js')]);
     const later = import('./run.js');
     later.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     a.onPhase?.('imported');

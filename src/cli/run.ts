@@ -1,13 +1,13 @@
 // `xenkvm run`: boot a PVH guest and stream its console to stdout.
 import { readFileSync } from 'node:fs';
 import { InputError, UsageError } from '../errors.js';
-import { XenMachine } from '../xen/machine.js';
+import { XenMachine } from '../machine/machine.js';
 import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
 import { parseSize } from './parse-size.js';
 import { startControlSocket } from './control-socket.js';
 import { emitShutdown } from '../qmp/events.js';
 import type { QmpServer } from '../qmp/server.js';
-import { mark } from '../migrate/live/trace.js';
+import { mark } from '../trace.js';
 
 export interface RunArgs {
   elf: string;

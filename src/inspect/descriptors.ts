@@ -3,7 +3,7 @@
 // them.  The list is src/xen/sections.ts (pure: no KVM or machine code).
 import { pitState } from '../kvm/state/index.js';
 import type { AnyDescriptor, SectionSchema } from '../vmstate/index.js';
-import { machineCpuState, SECTION_LIST, sectionSchemas } from '../xen/sections.js';
+import { machineCpuState, SECTION_LIST, sectionSchemas } from '../machine/sections.js';
 
 /** `cpu` as the machine writes it: with the Xen vCPU state as mandatory subsection `cpu/xen_vcpu`. */
 export const inspectorCpuState = machineCpuState;

@@ -4,7 +4,7 @@
 import { isRecord } from '../vmstate/values.js';
 import type { JsonValue, StateRecord } from '../vmstate/index.js';
 import { PAGE_SIZE } from '../migrate/index.js';
-import { virqName } from '../xen/virq-names.js';
+import { virqName } from '../xen/evtchn/virq-names.js';
 import type { InspectContext, SectionView, ViewOutput } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { hex, table, type Style } from './text.js';

@@ -4,8 +4,8 @@
 // (the guest time at the save), which is what a restore re-arms it for.
 import { isRecord } from '../vmstate/values.js';
 import type { JsonValue, StateRecord } from '../vmstate/index.js';
-import { virqName } from '../xen/virq-names.js';
-import { INVALID_GPA } from '../xen/xen-vcpu-state.js';
+import { virqName } from '../xen/evtchn/virq-names.js';
+import { INVALID_GPA } from '../xen/vcpu/state.js';
 import type { InspectContext, SectionView, ViewOutput } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { durationText, hex, keyValues, nsText, type Style } from './text.js';

@@ -8,7 +8,7 @@ import { CommandRegistry } from './registry.js';
 import { DEFAULT_QMP_LIMITS, encodeLine, qmpTimestamp, type JsonObject, type QmpEvent, type QmpGreeting, type QmpLimits } from './protocol.js';
 import { QmpSession } from './session.js';
 import { listenOwnerOnly, removeSocket, type SocketIdentity } from './socket-path.js';
-import { packageVersion } from './version.js';
+import { packageVersion } from '../version.js';
 
 export interface QmpServerOptions {
   /** Where the socket goes; see socket-path.ts for what is refused. */

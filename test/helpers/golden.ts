@@ -6,9 +6,9 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertHostCanRun, SectionCollector } from '../../src/migrate/incoming.js';
-import { openSnapshot } from '../../src/migrate/snapshot-file.js';
-import { XenMachine } from '../../src/xen/machine.js';
+import { assertHostCanRun, SectionCollector } from '../../src/migrate/sections-in.js';
+import { openSnapshot } from '../../src/migrate/stream/file.js';
+import { XenMachine } from '../../src/machine/machine.js';
 
 export const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
 

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { kvmUnavailable } from '../../src/kvm/kvm.js';
-import { XenMachine, type Outcome } from '../../src/xen/machine.js';
+import { XenMachine, type Outcome } from '../../src/machine/machine.js';
 
 export const GUEST_ELF = fileURLToPath(new URL('../../../fixtures/guest/build/guest.elf', import.meta.url));
 

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32, OPTIONAL_BIT, PAGE_SIZE } from '../../src/migrate/format.js';
+import { crc32, OPTIONAL_BIT, PAGE_SIZE } from '../../src/migrate/stream/format.js';
 import { applyRamRecord, openSnapshot, writeRam, writeSnapshotFile, type Section } from '../../src/migrate/index.js';
 import { kvmSkipReason } from '../helpers/guest.js';
 import { goldenFiles, goldenRunnableHere } from '../helpers/golden.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { saveCheckpoint } from '../../src/migrate/checkpoint.js';
+import { saveCheckpoint } from '../../src/migrate/snapshot/save.js';
 import { inspectCommand } from '../../src/cli/inspect.js';
 import { diffCommand, type DiffArgs } from '../../src/cli/diff.js';
 import { schemaCheckCommand } from '../../src/cli/schema.js';

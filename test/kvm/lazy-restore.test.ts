@@ -11,9 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { restoreCheckpoint, saveCheckpoint, type RestorePhase } from '../../src/migrate/checkpoint.js';
-import { lazyRestoreAvailable } from '../../src/migrate/lazy-ram.js';
-import { listRamRuns } from '../../src/migrate/ram-map.js';
+import { restoreCheckpoint, saveCheckpoint, type RestorePhase } from '../../src/migrate/snapshot/save.js';
+import { lazyRestoreAvailable } from '../../src/migrate/ram/load-lazy.js';
+import { listRamRuns } from '../../src/migrate/ram/page-runs.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));

@@ -4,8 +4,8 @@
 // child process listening on loopback TCP; the source is this process.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connectTo, parseAddress } from '../../src/migrate/live/address.js';
-import { migrate, MigrationError, type RoundProgress } from '../../src/migrate/live/source.js';
+import { connectTo, parseAddress } from '../../src/migrate/live/transport/address.js';
+import { migrate, MigrationError, type RoundProgress } from '../../src/migrate/live/send.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 import { soakStatusLines, startReceiver, withTimeout, type Receiver } from '../helpers/receiver.js';
 

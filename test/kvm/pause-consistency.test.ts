@@ -15,7 +15,7 @@
 // The soak guest checks itself; the test checks that nothing moves while paused.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { getCpuState, putCpuState } from '../../src/kvm/cpu-state.js';
+import { getCpuState, putCpuState } from '../../src/kvm/cpu-state-io.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 import { soakStatusLines } from '../helpers/receiver.js';
 import { VcpuField } from '../../src/xen/shared.js';

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Virq } from '../../src/xen/abi.js';
-import { eventChannelList } from '../../src/xen/event-list.js';
+import { eventChannelList } from '../../src/xen/evtchn/list.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 
 const skip = kvmSkipReason();

@@ -13,13 +13,13 @@ import { KvmVm, Kvm, kvmUnavailable } from '../../src/kvm/kvm.js';
 import { KVM } from '../../src/kvm/ioctls.js';
 import { ioctlBuf } from '../../src/kvm/libc.js';
 import * as S from '../../src/kvm/structs.js';
-import { CpuStateContext, getCpuState, putCpuState, type CpuState } from '../../src/kvm/cpu-state.js';
-import { getKvmclock, getVmState, putKvmclock, putVmState, type VmState } from '../../src/kvm/vm-state.js';
+import { CpuStateContext, getCpuState, putCpuState, type CpuState } from '../../src/kvm/cpu-state-io.js';
+import { getKvmclock, getVmState, putKvmclock, putVmState, type VmState } from '../../src/kvm/vm-state-io.js';
 import { KVM_CLOCK_FLAGS } from '../../src/kvm/state/index.js';
 import { MP_STATES, MSR_IA32_TSC, cpuState, irqchipState, kvmclockState, pitState } from '../../src/kvm/state/index.js';
 import { MSGPACK_OPTIONS, decodeState, encodeState } from '../../src/vmstate/index.js';
 import type { AnyDescriptor, StateOf } from '../../src/vmstate/index.js';
-import { XenMachine } from '../../src/xen/machine.js';
+import { XenMachine } from '../../src/machine/machine.js';
 
 const root = new URL('../../../', import.meta.url);
 const ELF = new URL('fixtures/guest/build/guest.elf', root);

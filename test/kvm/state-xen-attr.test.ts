@@ -5,9 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kvm, KvmVm, kvmUnavailable } from '../../src/kvm/kvm.js';
-import { kernelXenUnavailable, kvmGetXenVcpuState, kvmPutXenVcpuState, kvmSetXenHvmAttr, kvmSetXenHvmConfig } from '../../src/kvm/xen-attr.js';
+import { kernelXenUnavailable, kvmGetXenVcpuState, kvmPutXenVcpuState, kvmSetXenHvmAttr, kvmSetXenHvmConfig } from '../../src/xen/hypercall/kvm-xen.js';
 import { closeFd } from '../../src/kvm/libc.js';
-import { initialXenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { XEN_HYPERCALL_MSR } from '../../src/xen/abi.js';
 
 function whyNot(): string | null {

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { FormatError } from '../../src/errors.js';
 import { openSnapshot, StreamReader, StreamWriter, writeRam } from '../../src/migrate/index.js';
 import type { ReaderOptions, StreamWarning } from '../../src/migrate/index.js';
-import { FRAME_BYTES, PREAMBLE_BYTES, readU64 } from '../../src/migrate/format.js';
-import { encodePreamble } from '../../src/migrate/stream-writer.js';
+import { FRAME_BYTES, PREAMBLE_BYTES, readU64 } from '../../src/migrate/stream/format.js';
+import { encodePreamble } from '../../src/migrate/stream/writer.js';
 import { HEADER, makeRam, memorySink, SECTIONS, tempDir } from './helpers.js';
 
 async function build(extra?: (w: StreamWriter) => Promise<void>): Promise<Uint8Array> {

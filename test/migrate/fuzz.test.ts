@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { Readable } from 'node:stream';
 import { FormatError } from '../../src/errors.js';
 import { applyRamRecord, PAGE_SIZE, RecordType, StreamReader, StreamWriter, writeRam } from '../../src/migrate/index.js';
-import { crc32, FRAME_BYTES, PREAMBLE_BYTES, readU64, writeU64 } from '../../src/migrate/format.js';
+import { crc32, FRAME_BYTES, PREAMBLE_BYTES, readU64, writeU64 } from '../../src/migrate/stream/format.js';
 import { HEADER, makeRam, memorySink, rng, SECTIONS } from './helpers.js';
 
 const RAM_PAGES = 32;

@@ -5,8 +5,8 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PAGE_SIZE } from '../../src/migrate/format.js';
-import type { Section, StreamHeader } from '../../src/migrate/records.js';
+import { PAGE_SIZE } from '../../src/migrate/stream/format.js';
+import type { Section, StreamHeader } from '../../src/migrate/stream/records.js';
 
 /** xorshift32: fixed seeds make failures reproducible. */
 export function rng(seed: number): () => number {
@@ -52,7 +52,7 @@ export const SECTIONS: Section[] = [
 ];
 
 /** A sink that keeps everything; `bytes()` joins it. */
-export { memorySink } from '../../src/migrate/sink.js';
+export { memorySink } from '../../src/migrate/stream/byte-sink.js';
 
 /** A connected unix-socket pair at `path`: [client, accepted].  `pauseOnConnect` leaves the accepted end unread (for socketSource). */
 export async function socketPair(path: string, opts: { pauseOnConnect?: boolean } = {}): Promise<[Socket, Socket]> {

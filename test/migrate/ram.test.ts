@@ -6,7 +6,7 @@ import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyRamRecord, listRamRuns, openSnapshot, PAGE_SIZE, StreamReader, StreamWriter, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
 import type { RamPagesRecord } from '../../src/migrate/index.js';
-import { ZERO_STRATEGIES } from '../../src/migrate/zero.js';
+import { ZERO_STRATEGIES } from '../../src/migrate/ram/zero.js';
 import { HEADER, makeRam, memorySink, SECTIONS, tempDir } from './helpers.js';
 import { Readable } from 'node:stream';
 

@@ -6,9 +6,9 @@ import * as assert from 'uvu/assert';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { applyRamRecord, StreamReader, StreamWriter, writableSink, writeRam } from '../../src/migrate/index.js';
-import { socketSource, type SocketSource } from '../../src/migrate/socket-source.js';
-import { memorySink } from '../../src/migrate/sink.js';
-import { OPTIONAL_BIT, RecordType } from '../../src/migrate/format.js';
+import { socketSource, type SocketSource } from '../../src/migrate/stream/socket-byte-source.js';
+import { memorySink } from '../../src/migrate/stream/byte-sink.js';
+import { OPTIONAL_BIT, RecordType } from '../../src/migrate/stream/format.js';
 import { HEADER, makeRam, rng, SECTIONS, socketPair, tempDir } from './helpers.js';
 
 /**

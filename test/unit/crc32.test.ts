@@ -8,9 +8,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32 as zlibCrc32 } from 'node:zlib';
-import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/crc32-native.js';
-import type { Crc32Fn } from '../../src/migrate/crc32-native.js';
-import { crc32, NATIVE_CRC32_MIN_BYTES } from '../../src/migrate/format.js';
+import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/native.js';
+import type { Crc32Fn } from '../../src/migrate/native.js';
+import { crc32, NATIVE_CRC32_MIN_BYTES } from '../../src/migrate/stream/format.js';
 import { gccMissing } from '../helpers/gcc-probe.js';
 
 const expectNative = process.platform === 'linux' && process.arch === 'x64' && gccMissing() === null;

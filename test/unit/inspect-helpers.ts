@@ -10,8 +10,8 @@ import { encodeState, schemaOf, type AnyDescriptor, type StateRecord } from '../
 import { zeroOf } from '../../src/vmstate/values.js';
 import { inspectorCpuState } from '../../src/inspect/descriptors.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
-import { initialXenVcpuState } from '../../src/xen/xen-vcpu-state.js';
-import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState } from '../../src/xen/xen-state.js';
+import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
+import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;

@@ -9,8 +9,8 @@ import { decode, encode } from '@msgpack/msgpack';
 import { leaves, type Layout } from '../../src/kvm/layout.js';
 import * as S from '../../src/kvm/structs.js';
 import { VmstateError } from '../../src/errors.js';
-import { CpuStateContext, putCpuState } from '../../src/kvm/cpu-state.js';
-import { putVmState } from '../../src/kvm/vm-state.js';
+import { CpuStateContext, putCpuState } from '../../src/kvm/cpu-state-io.js';
+import { putVmState } from '../../src/kvm/vm-state-io.js';
 import { cpuState, defineCpuState, irqchipState, kvmclockState, pitState, type CpuState } from '../../src/kvm/state/index.js';
 import type { Binding } from '../../src/kvm/state/bind.js';
 import { regsBinding, regsFields } from '../../src/kvm/state/regs.js';
@@ -25,7 +25,7 @@ import { readXcrs, readXsave, writeXcrs, writeXsave } from '../../src/kvm/state/
 import { bindStruct } from '../../src/kvm/state/bind.js';
 import { MSGPACK_OPTIONS, decodeState, encodeState, u32 } from '../../src/vmstate/index.js';
 import type { AnyDescriptor, FieldMap, StateOf } from '../../src/vmstate/index.js';
-import { initialXenVcpuState, xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const expectType = <T extends true>(_: T): void => {};

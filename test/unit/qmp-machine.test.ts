@@ -5,7 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputError } from '../../src/errors.js';
-import { registerMachineCommands, type EventChannelInfo, type MachineTarget, type RunState } from '../../src/qmp/machine-commands.js';
+import type { EventChannelInfo } from '../../src/xen/evtchn/list.js';
+import { registerMachineCommands, type MachineTarget, type RunState } from '../../src/machine/qmp-commands.js';
 import { emitResume, emitShutdown, emitStop } from '../../src/qmp/events.js';
 import { CommandRegistry } from '../../src/qmp/registry.js';
 import type { EventSink } from '../../src/qmp/server.js';

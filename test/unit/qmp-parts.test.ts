@@ -10,7 +10,7 @@ import { LineSplitter } from '../../src/qmp/line-splitter.js';
 import { qmpTimestamp } from '../../src/qmp/protocol.js';
 import { CommandRegistry, errorBodyFor } from '../../src/qmp/registry.js';
 import { arg, validateArgs, type ArgsOf } from '../../src/qmp/schema.js';
-import { isValidVirq, virqName } from '../../src/xen/virq-names.js';
+import { isValidVirq, virqName } from '../../src/xen/evtchn/virq-names.js';
 import { RawConn, startServer, tempDir } from './qmp-helpers.js';
 
 const schema = {

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SCHED_FIFO, SCHED_OTHER, SCHED_RESET_ON_FORK, setThreadScheduler, threadScheduler } from '../../src/kvm/libc.js';
-import { realtimeWindow } from '../../src/migrate/live/realtime.js';
+import { realtimeWindow } from '../../src/migrate/live/pause/realtime.js';
 
 function whyNot(): string | null {
   if (process.env['XENKVM_MIGRATE_REALTIME'] === '0') return 'XENKVM_MIGRATE_REALTIME=0';

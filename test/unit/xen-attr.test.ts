@@ -10,11 +10,11 @@ import * as assert from 'uvu/assert';
 import {
   KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, KVM_XEN_ATTR_TYPE, KVM_XEN_HVM_CONFIG, decodeXenHvmAttr, decodeXenVcpuAttr, encodeXenHvmAttr,
   encodeXenHvmConfig, encodeXenVcpuAttr, kvmGetXenVcpuState, kvmPutXenVcpuState,
-} from '../../src/kvm/xen-attr.js';
-import type { XenAttrIo, XenHvmAttr, XenVcpuAttr } from '../../src/kvm/xen-attr.js';
+} from '../../src/xen/hypercall/kvm-xen.js';
+import type { XenAttrIo, XenHvmAttr, XenVcpuAttr } from '../../src/xen/hypercall/kvm-xen.js';
 import { KVM_XEN_VCPU_ATTR_TYPE } from '../../src/kvm/ioctls.js';
-import { INVALID_GPA, initialXenVcpuState } from '../../src/xen/xen-vcpu-state.js';
-import type { XenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { INVALID_GPA, initialXenVcpuState } from '../../src/xen/vcpu/state.js';
+import type { XenVcpuState } from '../../src/xen/vcpu/state.js';
 import { gccMissing, parseProbe, runC } from '../helpers/gcc-probe.js';
 
 const missing = gccMissing(['linux/kvm.h']);

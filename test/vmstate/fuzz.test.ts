@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { decode, encode } from '@msgpack/msgpack';
 import { VmstateError } from '../../src/errors.js';
 import { MSGPACK_OPTIONS, array, bytes, decodeState, decodeWithSchema, defineState, encodeState, enumOf, i16, schemaOf, struct, u32, u64, u8, varArray } from '../../src/vmstate/index.js';
-import { initialXenVcpuState, xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 function prng(seed: number): () => number {
   // mulberry32: tiny, deterministic, good enough to pick mutations.

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { VmstateError } from '../../src/errors.js';
 import { decodeState, decodeWithSchema, defineState, encodeState, schemaOf, u64, u8 } from '../../src/vmstate/index.js';
-import { initialXenVcpuState, xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 const cpu = defineState({
   name: 'cpu', version: 1, fields: { rip: u64() },

@@ -4,8 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { array, bool, bytes, defineState, enumOf, struct, u16, u32, u64, u8, i64, varArray } from '../../src/vmstate/index.js';
 import type { StateOf } from '../../src/vmstate/index.js';
-import { xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
-import type { XenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { xenVcpuState } from '../../src/xen/vcpu/state.js';
+import type { XenVcpuState } from '../../src/xen/vcpu/state.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const expectType = <T extends true>(_: T): void => {};

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { decode, encode } from '@msgpack/msgpack';
 import { MSGPACK_OPTIONS, checkSchemas, decodeState, decodeWithSchema, encodeState, schemaOf } from '../../src/vmstate/index.js';
 import type { SectionSchema } from '../../src/vmstate/index.js';
-import { INVALID_GPA, NR_VIRQS, initialXenVcpuState, xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { INVALID_GPA, NR_VIRQS, initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 const root = new URL('../../../', import.meta.url);
 const v1Bytes = readFileSync(new URL('fixtures/vmstate/cpu-xen_vcpu-v1.msgpack', root));

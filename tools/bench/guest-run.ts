@@ -1,7 +1,7 @@
 // Boots the test guest through the library (XenMachine.boot, start,
 // waitForOutcome), as an embedder would, and returns its console output.
 import { readFileSync } from 'node:fs';
-import { XenMachine, type Outcome } from '../../src/xen/machine.js';
+import { XenMachine, type Outcome } from '../../src/machine/machine.js';
 import { GUEST_ELF } from './paths.js';
 
 export interface GuestRun {

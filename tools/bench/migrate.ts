@@ -55,7 +55,7 @@ import type { QmpClient } from '../../src/qmp/client.js';
 import type { QmpEvent } from '../../src/qmp/protocol.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
 import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, type Procs, sleep, stop, tail, type Tracked, waitForText, withScratch } from './procs.js';
-import { parseTrace, TRACING } from '../../src/migrate/live/trace.js';
+import { parseTrace, TRACING } from '../../src/trace.js';
 import { detectQemu, qemuArgs, qemuLiveMigrate, type QemuLiveMigration } from './qemu.js';
 
 const MiB = 1 << 20;

@@ -24,7 +24,7 @@ import { KvmVcpu, createVcpuHandle, destroyVcpuHandle } from '../../src/kvm/vcpu
 import { KVM } from '../../src/kvm/ioctls.js';
 import { GPR_COUNT, Gpr, type Segment, type SpecialRegs } from '../../src/kvm/types.js';
 import { Hypercall, XenVer } from '../../src/xen/abi.js';
-import { HYPERCALL_PORT } from '../../src/xen/hypercall-page.js';
+import { HYPERCALL_PORT } from '../../src/xen/hypercall/page.js';
 import { summarize, type Stats } from './stats.js';
 import type { PioWorkerData, PioWorkerDone } from './pio-node-worker.js';
 

@@ -17,7 +17,7 @@ import { KvmVcpu } from '../../src/kvm/vcpu.js';
 import { Exit } from '../../src/kvm/ioctls.js';
 import { Gpr } from '../../src/kvm/types.js';
 import { Hypercall } from '../../src/xen/abi.js';
-import { HYPERCALL_PORT } from '../../src/xen/hypercall-page.js';
+import { HYPERCALL_PORT } from '../../src/xen/hypercall/page.js';
 
 export interface ProbeSegment {
   /** Hypercall number -> count of its exits in this segment. */

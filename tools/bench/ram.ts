@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { applyRamRecord, listRamRuns, openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
-import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/crc32-native.js';
-import { ZERO_STRATEGIES } from '../../src/migrate/zero.js';
+import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/native.js';
+import { ZERO_STRATEGIES } from '../../src/migrate/ram/zero.js';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;

@@ -24,7 +24,7 @@ import {
 } from '../../src/vmstate/index.js';
 import type { StateOf } from '../../src/vmstate/index.js';
 import type { Layout } from '../../src/vmstate/compile.js';
-import { NR_VIRQS, initialXenVcpuState, xenVcpuState } from '../../src/xen/xen-vcpu-state.js';
+import { NR_VIRQS, initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 const GPRS = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags'] as const;
 const SEGMENTS = ['cs', 'ds', 'es', 'fs', 'gs', 'ss', 'tr', 'ldt'] as const;

@@ -22,9 +22,9 @@ import { Cap, KVM, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENA
 import { kvm_clear_dirty_log, kvm_dirty_log } from '../../kvm/structs.js';
 import { INVALID_GPA } from '../../xen/domain.js';
 import { VcpuField } from '../../xen/shared.js';
-import type { XenMachine } from '../../xen/machine.js';
-import { PAGE_SIZE } from '../format.js';
-import type { RamWriteOptions } from '../ram.js';
+import type { XenMachine } from '../../machine/machine.js';
+import { PAGE_SIZE } from '../stream/format.js';
+import type { RamWriteOptions } from '../ram/write.js';
 
 export class DirtyLog {
   readonly pages: number;

@@ -1,0 +1,126 @@
+// QMP commands of a running machine for live migration:
+//   migrate {uri, downtime-ms?, max-rounds?, timeout-ms?, on-timeout?,
+//            tls-ca?, tls-cert?, tls-key?, psk-file?}
+//     sends the guest to a listening `xenkvm receive` (over TLS when tls-ca
+//     or psk-file is given: paths this process reads); answers when done
+//     (with the report) or failed (an error; the guest runs on here).  On
+//     success the guest is stopped here once the reply is out: the process
+//     ends as after `quit`, saying where the guest went.
+//   query-migrate        status, last round's progress, the report or error
+//   migrate-cancel       cancels a migration that has not sent its final state
+// Each round emits MIGRATION_PROGRESS {round, final, sentBytes, dirtyPages,
+// mbps, dirtyMiBs, expectedDowntimeMs}.
+import { InputError } from '../../errors.js';
+import { emitResume, emitStop } from '../../qmp/events.js';
+import type { JsonObject } from '../../qmp/protocol.js';
+import type { CommandRegistry } from '../../qmp/registry.js';
+import { arg } from '../../qmp/schema.js';
+import type { EventSink } from '../../qmp/server.js';
+import type { XenMachine } from '../../machine/machine.js';
+import { connectTo, formatAddress, parseAddress } from './transport/address.js';
+import { loadSecurity } from './transport/security.js';
+import { migrate, MigrationError, type MigrationReport, type RoundProgress } from './send.js';
+
+export const MIGRATION_PROGRESS = 'MIGRATION_PROGRESS';
+
+type Status = 'none' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+/** `events`: the QMP server, or a getter for it (it may not exist yet when commands are registered). */
+export function registerMigrationCommands(registry: CommandRegistry, machine: XenMachine, events: EventSink | null | (() => EventSink | null)): void {
+  const sink = (): EventSink | null => (typeof events === 'function' ? events() : events);
+  let status: Status = 'none';
+  let progress: RoundProgress | null = null;
+  let report: MigrationReport | null = null;
+  let error: string | null = null;
+  let cancel: AbortController | null = null;
+
+  registry.register({
+    name: 'migrate',
+    description: 'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH; TLS with tls-ca [tls-cert tls-key] or psk-file); answers when done or failed',
+    args: {
+      uri: arg.string({ maxLength: 4096 }),
+      'downtime-ms': arg.optional(arg.integer({ min: 1, max: 600_000 })),
+      'max-rounds': arg.optional(arg.integer({ min: 1, max: 10_000 })),
+      'timeout-ms': arg.optional(arg.integer({ min: 1, max: 86_400_000 })),
+      'on-timeout': arg.optional(arg.enum(['pause', 'cancel'] as const)),
+      'tls-ca': arg.optional(arg.string({ maxLength: 4096 })),
+      'tls-cert': arg.optional(arg.string({ maxLength: 4096 })),
+      'tls-key': arg.optional(arg.string({ maxLength: 4096 })),
+      'psk-file': arg.optional(arg.string({ maxLength: 4096 })),
+    },
+    handler: async (a, ctx) => {
+      if (status === 'active') throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
+      if (machine.status === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
+      const addr = parseAddress(a.uri, 'uri');
+      if (addr.kind === 'stdio') throw new InputError("uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here");
+      const security = loadSecurity({ tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] }, 'client', {
+        tlsCa: 'tls-ca', tlsCert: 'tls-cert', tlsKey: 'tls-key', pskFile: 'psk-file',
+      });
+      status = 'active';
+      progress = null;
+      report = null;
+      error = null;
+      cancel = new AbortController();
+      try {
+        const sock = await connectTo(addr, 10_000, security).catch((e: unknown) => {
+          throw new MigrationError(e instanceof Error ? e.message : String(e), { cause: e });
+        });
+        const r = await migrate(machine, sock, {
+          ...(a['downtime-ms'] !== undefined ? { downtimeMs: a['downtime-ms'] } : {}),
+          ...(a['max-rounds'] !== undefined ? { maxRounds: a['max-rounds'] } : {}),
+          ...(a['timeout-ms'] !== undefined ? { timeoutMs: a['timeout-ms'] } : {}),
+          ...(a['on-timeout'] !== undefined ? { onTimeout: a['on-timeout'] } : {}),
+          signal: cancel.signal,
+          onProgress: (p) => {
+            progress = p;
+            sink()?.emitEvent(MIGRATION_PROGRESS, { ...p });
+          },
+          onPause: () => {
+            const s = sink();
+            if (s) emitStop(s);
+          },
+          onResume: () => {
+            const s = sink();
+            if (s) emitResume(s);
+          },
+        });
+        status = 'completed';
+        report = r;
+        const where = formatAddress(addr);
+        // The guest lives on over there; this process ends as after `quit`.
+        ctx.afterReply(() => machine.requestStop({ kind: 'quit', by: `migration: the guest now runs at ${where}` }));
+        return { status, to: where, ...r } as unknown as JsonObject;
+      } catch (e) {
+        status = cancel.signal.aborted ? 'cancelled' : 'failed';
+        error = e instanceof Error ? e.message : String(e);
+        if (e instanceof MigrationError) throw new MigrationError(`migration failed, the guest runs on here: ${e.message}`, { cause: e });
+        throw e;
+      } finally {
+        cancel = null;
+      }
+    },
+  });
+
+  registry.register({
+    name: 'query-migrate',
+    description: 'status of the last migration: none, active, completed, failed or cancelled, with its progress and report',
+    args: {},
+    handler: () => {
+      const out: JsonObject = { status };
+      if (progress) out['progress'] = { ...progress };
+      if (report) out['report'] = { ...report };
+      if (error) out['error'] = error;
+      return out;
+    },
+  });
+
+  registry.register({
+    name: 'migrate-cancel',
+    description: 'cancel the migration in progress (before its final state is sent); the guest runs on here',
+    args: {},
+    handler: () => {
+      cancel?.abort();
+      return { status };
+    },
+  });
+}

@@ -1,0 +1,167 @@
+// One thread's handle on the emulated domain: the shared tables, views over
+// guest RAM, an MSI sender, and event delivery exactly as Xen's 2-level ABI
+// does it (XEN-ABI.md "Event channels").  Pending, mask and selector bits live
+// in guest memory and are changed with atomic read-modify-writes, because the
+// guest clears them concurrently (Atomics on the mmap'd RAM view are real
+// locked instructions: measured, no lost updates across threads).
+import { MsiSender } from '../kvm/msi.js';
+import { viewOf } from '../kvm/libc.js';
+import { HvmParam, SharedInfo, VcpuInfo } from './abi.js';
+import { INVALID_GPA } from './domain.js';
+import { trackGuestWrites } from './guest-access.js';
+import { VcpuField, XenShared, type XenSharedBuffers } from './shared.js';
+import { Ctl } from './vcpu/control-block.js';
+
+export interface XenThreadResources {
+  ramAddr: bigint;
+  ramSize: number;
+  vmFd: number;
+  xen: XenSharedBuffers;
+  /** Every vCPU's control block (Ctl.SIZE Int32 words each). */
+  control: SharedArrayBuffer;
+}
+
+export class XenContext {
+  readonly shared: XenShared;
+  readonly ram: Uint8Array;
+  readonly ram32: Uint32Array;
+  readonly ram64: BigUint64Array;
+  readonly ramView: DataView;
+  readonly ctl: Int32Array;
+  private readonly msi: MsiSender;
+
+  constructor(r: XenThreadResources) {
+    this.shared = XenShared.attach(r.xen);
+    this.ram = viewOf(r.ramAddr, r.ramSize);
+    this.ram32 = new Uint32Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 2);
+    this.ram64 = new BigUint64Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 3);
+    this.ramView = new DataView(this.ram.buffer, this.ram.byteOffset, r.ramSize);
+    this.ctl = new Int32Array(r.control);
+    this.msi = new MsiSender(r.vmFd);
+    trackGuestWrites(this.ram, this.shared);
+  }
+
+  get nrVcpus(): number {
+    return this.shared.nrVcpus;
+  }
+
+  /** Ports the guest's shared_info layout can name (2-level: 64 words of 64 or 32 bits). */
+  get nrPorts(): number {
+    return this.shared.domain.longMode ? 4096 : 1024;
+  }
+
+  private testAndSet(gpa: number, bit: number): boolean {
+    if (this.shared.domain.longMode) {
+      const m = 1n << BigInt(bit & 63);
+      return (Atomics.or(this.ram64, (gpa >> 3) + (bit >> 6), m) & m) !== 0n;
+    }
+    const m = (1 << (bit & 31)) >>> 0;
+    return (Atomics.or(this.ram32, (gpa >> 2) + (bit >> 5), m) & m) !== 0;
+  }
+
+  private testAndClear(gpa: number, bit: number): boolean {
+    if (this.shared.domain.longMode) {
+      const m = 1n << BigInt(bit & 63);
+      return (Atomics.and(this.ram64, (gpa >> 3) + (bit >> 6), ~m & 0xffffffffffffffffn) & m) !== 0n;
+    }
+    const m = (1 << (bit & 31)) >>> 0;
+    return (Atomics.and(this.ram32, (gpa >> 2) + (bit >> 5), ~m) & m) !== 0;
+  }
+
+  testBit(gpa: number, bit: number): boolean {
+    if (this.shared.domain.longMode) return ((Atomics.load(this.ram64, (gpa >> 3) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
+    return ((Atomics.load(this.ram32, (gpa >> 2) + (bit >> 5)) >>> (bit & 31)) & 1) !== 0;
+  }
+
+  private sharedInfo(): number {
+    const gpa = this.shared.domain.sharedInfoGpa;
+    return gpa === INVALID_GPA ? -1 : Number(gpa);
+  }
+
+  pendingBase(si: number): number {
+    return si + (this.shared.domain.longMode ? SharedInfo.pending64 : SharedInfo.pending32);
+  }
+
+  maskBase(si: number): number {
+    return si + (this.shared.domain.longMode ? SharedInfo.mask64 : SharedInfo.mask32);
+  }
+
+  isPending(port: number): boolean {
+    const si = this.sharedInfo();
+    return si >= 0 && this.testBit(this.pendingBase(si), port);
+  }
+
+  isMasked(port: number): boolean {
+    const si = this.sharedInfo();
+    return si >= 0 && this.testBit(this.maskBase(si), port);
+  }
+
+  /** Xen's evtchn_2l_set_pending. */
+  setPending(port: number): void {
+    const si = this.sharedInfo();
+    if (si < 0) return;
+    if (this.testAndSet(this.pendingBase(si), port)) return;
+    if (!this.testBit(this.maskBase(si), port)) this.selectAndMark(port);
+    this.wakePollers();
+  }
+
+  clearPending(port: number): void {
+    const si = this.sharedInfo();
+    if (si >= 0) this.testAndClear(this.pendingBase(si), port);
+  }
+
+  /** Xen's evtchn_2l_unmask. */
+  unmask(port: number): void {
+    const si = this.sharedInfo();
+    if (si < 0) return;
+    if (this.testAndClear(this.maskBase(si), port) && this.testBit(this.pendingBase(si), port)) this.selectAndMark(port);
+  }
+
+  private selectAndMark(port: number): void {
+    const v = this.shared.portVcpu(port);
+    const vi = this.shared.vcpuInfoGpa(v);
+    if (vi === INVALID_GPA) return;
+    const sel = Number(vi) + (this.shared.domain.longMode ? VcpuInfo.pendingSel64 : VcpuInfo.pendingSel32);
+    const wordBits = this.shared.domain.longMode ? 6 : 5;
+    if (!this.testAndSet(sel, port >> wordBits)) this.markVcpu(v);
+  }
+
+  /** Xen's vcpu_mark_events_pending: set upcall_pending; on 0→1 raise the upcall. */
+  markVcpu(v: number): void {
+    const vi = this.shared.vcpuInfoGpa(v);
+    if (vi === INVALID_GPA) return;
+    if (Atomics.exchange(this.ram, Number(vi) + VcpuInfo.upcallPending, 1) !== 0) return;
+    this.raiseUpcall(v);
+  }
+
+  /** The upcall vector of `v`: its own (HVMOP_set_evtchn_upcall_vector), else CALLBACK_IRQ's vector type. */
+  upcallVector(v: number): number {
+    const own = Number(this.shared.vcpu(v, VcpuField.callbackVector));
+    if (own !== 0) return own;
+    const cb = this.shared.domain.hvmParams[HvmParam.CALLBACK_IRQ]!;
+    return cb >> 56n === 2n ? Number(cb & 0xffn) : 0;
+  }
+
+  raiseUpcall(v: number): void {
+    const vector = this.upcallVector(v);
+    // An edge MSI to the vCPU's LAPIC (APIC ID = vCPU index): the in-kernel
+    // LAPIC wakes a halted vCPU and interrupts a running one, no userspace needed.
+    if (vector !== 0) this.msi.send(v, vector);
+    this.wakeVcpu(v);
+  }
+
+  /** Wakes `v`'s thread if it waits in SCHEDOP_block/poll (or is parked). */
+  wakeVcpu(v: number): void {
+    Atomics.add(this.ctl, v * Ctl.SIZE + Ctl.WAKE, 1);
+    Atomics.notify(this.ctl, v * Ctl.SIZE + Ctl.WAKE);
+  }
+
+  private wakePollers(): void {
+    for (let v = 0; v < this.shared.nrVcpus; v++) if (this.shared.vcpu(v, VcpuField.polling) !== 0n) this.wakeVcpu(v);
+  }
+
+  upcallPending(v: number): boolean {
+    const vi = this.shared.vcpuInfoGpa(v);
+    return vi !== INVALID_GPA && Atomics.load(this.ram, Number(vi) + VcpuInfo.upcallPending) !== 0;
+  }
+}

@@ -1,0 +1,199 @@
+// Hypercall dispatch and the hypercalls of a booting guest.  Every argument is
+// guest-controlled: each handler validates and answers with a negated Xen
+// errno, and nothing here may throw for any register values.
+import { ConsoleIo, DOMID_SELF, Errno, HVM_NR_PARAMS, HvmOp, HvmParam, Hypercall, SCHEDOP_POLL_MAX_PORTS, SchedOp, ShutdownReason, VCPU_INFO_SIZE, XEN_EXTRAVERSION, XEN_LEGACY_MAX_VCPUS, XEN_VERSION_MAJOR, XEN_VERSION_MINOR, XenFeat, XenMapSpace, XenMem, XenVer, type ShutdownReasonName } from '../abi.js';
+import { eventChannelOp } from '../evtchn/ops.js';
+import { VcpuField } from '../shared.js';
+import { publishVcpuTime, publishWallclock } from '../time/clock.js';
+import { setTimerOp, vcpuOp } from '../vcpu/ops.js';
+import type { HypercallCall, HypercallEnv } from './types.js';
+
+type Handler = (env: HypercallEnv, call: HypercallCall) => bigint;
+
+const err = (e: number): bigint => BigInt(-e);
+/** Largest console write served in one call; Xen also works in bounded chunks. */
+const CONSOLE_WRITE_MAX = 64 * 1024;
+
+function xenVersion(env: HypercallEnv, call: HypercallCall): bigint {
+  const cmd = Number(call.args[0]);
+  const arg = call.args[1]!;
+  switch (cmd) {
+    case XenVer.version:
+      return BigInt((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR);
+    case XenVer.extraversion: {
+      const buf = new Uint8Array(16);
+      buf.set(Buffer.from(XEN_EXTRAVERSION, 'latin1').subarray(0, 15));
+      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
+    }
+    case XenVer.capabilities: {
+      const buf = new Uint8Array(1024);
+      buf.set(Buffer.from(call.is64 ? 'hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p' : 'hvm-3.0-x86_32 hvm-3.0-x86_32p', 'latin1'));
+      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
+    }
+    case XenVer.changeset: {
+      const buf = new Uint8Array(64);
+      buf.set(Buffer.from('xenkvm', 'latin1'));
+      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
+    }
+    case XenVer.get_features: {
+      const info = env.mem.read(arg, 8);
+      if (!info) return err(Errno.EFAULT);
+      const v = new DataView(info.buffer);
+      const idx = v.getUint32(0, true);
+      const submap = idx === 0 ? (1 << XenFeat.hvm_callback_vector) | (1 << XenFeat.hvm_safe_pvclock) : 0;
+      v.setUint32(4, submap >>> 0, true);
+      return env.mem.write(arg, info) ? 0n : err(Errno.EFAULT);
+    }
+    case XenVer.pagesize:
+      return 4096n;
+    default:
+      return err(Errno.ENOSYS);
+  }
+}
+
+function consoleIo(env: HypercallEnv, call: HypercallCall): bigint {
+  const cmd = Number(call.args[0]);
+  if (cmd === ConsoleIo.read) return 0n;
+  if (cmd !== ConsoleIo.write) return err(Errno.ENOSYS);
+  const count = call.args[1]!;
+  if (count > BigInt(CONSOLE_WRITE_MAX)) return err(Errno.EINVAL);
+  const bytes = env.mem.read(call.args[2]!, Number(count));
+  if (!bytes) return err(Errno.EFAULT);
+  env.services.consoleWrite(bytes);
+  return 0n;
+}
+
+function domidIsSelf(domid: number): boolean {
+  return domid === DOMID_SELF || domid === 0;
+}
+
+function hvmOp(env: HypercallEnv, call: HypercallCall): bigint {
+  const op = Number(call.args[0]);
+  const ptr = call.args[1]!;
+  if (op === HvmOp.set_evtchn_upcall_vector) return setUpcallVector(env, ptr);
+  if (op === HvmOp.pagetable_dying) return 0n;
+  if (op !== HvmOp.set_param && op !== HvmOp.get_param) return err(Errno.ENOSYS);
+  const raw = env.mem.read(ptr, 16);
+  if (!raw) return err(Errno.EFAULT);
+  const v = new DataView(raw.buffer);
+  if (!domidIsSelf(v.getUint16(0, true))) return err(Errno.ESRCH);
+  const index = v.getUint32(4, true);
+  if (index >= HVM_NR_PARAMS) return err(Errno.EINVAL);
+  if (op === HvmOp.get_param) {
+    v.setBigUint64(8, env.domain.hvmParams[index]!, true);
+    return env.mem.write(ptr, raw) ? 0n : err(Errno.EFAULT);
+  }
+  const value = v.getBigUint64(8, true);
+  if (index === HvmParam.CALLBACK_IRQ) {
+    const type = Number(value >> 56n);
+    // Vector type is the one HVM guests on KVM use; GSI 0 means "none".
+    if (type === 2 && (value & 0xffn) < 0x10n) return err(Errno.EINVAL);
+    if (type > 2) return err(Errno.EINVAL);
+  }
+  env.domain.hvmParams[index] = value;
+  return 0n;
+}
+
+function setUpcallVector(env: HypercallEnv, ptr: bigint): bigint {
+  const raw = env.mem.read(ptr, 8);
+  if (!raw) return err(Errno.EFAULT);
+  const v = new DataView(raw.buffer);
+  const vcpu = v.getUint32(0, true);
+  const vector = v.getUint8(4);
+  if (vector < 0x10) return err(Errno.EINVAL);
+  if (vcpu >= env.xen.nrVcpus) return err(Errno.ENOENT);
+  env.xen.shared.setVcpu(vcpu, VcpuField.callbackVector, BigInt(vector));
+  // An event that arrived before the vector existed is delivered now.
+  if (env.xen.upcallPending(vcpu)) env.xen.raiseUpcall(vcpu);
+  return 0n;
+}
+
+function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
+  const cmd = Number(call.args[0] & 0xffffffffn);
+  if (cmd !== XenMem.add_to_physmap) return err(Errno.ENOSYS);
+  const size = call.is64 ? 24 : 16;
+  const raw = env.mem.read(call.args[1]!, size);
+  if (!raw) return err(Errno.EFAULT);
+  const v = new DataView(raw.buffer);
+  if (!domidIsSelf(v.getUint16(0, true))) return err(Errno.ESRCH);
+  const space = v.getUint32(4, true);
+  const idx = call.is64 ? v.getBigUint64(8, true) : BigInt(v.getUint32(8, true));
+  const gpfn = call.is64 ? v.getBigUint64(16, true) : BigInt(v.getUint32(12, true));
+  if (space !== XenMapSpace.shared_info) return space === XenMapSpace.grant_table ? err(Errno.ENOSYS) : err(Errno.EINVAL);
+  if (idx !== 0n) return err(Errno.EINVAL);
+  const pages = BigInt(env.mem.ram.length >> 12);
+  if (gpfn >= pages || gpfn < 0x100n) return err(Errno.EINVAL);
+  const gpa = Number(gpfn) << 12;
+  // shared_info lives in guest RAM at the chosen frame, so checkpoints carry
+  // it like any other page; the frame's previous contents are gone, as on Xen.
+  env.mem.ram.fill(0, gpa, gpa + 4096);
+  env.domain.sharedInfoGpa = BigInt(gpa);
+  const x = env.xen;
+  for (let v = 0; v < Math.min(x.nrVcpus, XEN_LEGACY_MAX_VCPUS); v++) {
+    x.shared.setVcpu(v, VcpuField.vcpuInfoDefaultGpa, BigInt(gpa + v * VCPU_INFO_SIZE));
+    publishVcpuTime(x, v);
+  }
+  publishWallclock(x);
+  return 0n;
+}
+
+const reasonNames = Object.fromEntries(Object.entries(ShutdownReason).map(([k, v]) => [v, k])) as Record<number, ShutdownReasonName>;
+
+function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
+  const cmd = Number(call.args[0]);
+  switch (cmd) {
+    case SchedOp.yield:
+      return 0n;
+    case SchedOp.block:
+      return env.services.block(call.vcpu);
+    case SchedOp.poll: {
+      // struct sched_poll { guest handle ports; u32 nr_ports; u64 timeout } (64-bit: 24 bytes).
+      const raw = env.mem.read(call.args[1]!, 24);
+      if (!raw) return err(Errno.EFAULT);
+      const v = new DataView(raw.buffer);
+      const nr = v.getUint32(8, true);
+      if (nr > SCHEDOP_POLL_MAX_PORTS) return err(Errno.EINVAL);
+      const list = env.mem.read(v.getBigUint64(0, true), nr * 4);
+      if (!list) return err(Errno.EFAULT);
+      const ports = Array.from({ length: nr }, (_, i) => new DataView(list.buffer).getUint32(i * 4, true));
+      if (ports.some((p) => p >= env.xen.nrPorts)) return err(Errno.EINVAL);
+      return env.services.poll(call.vcpu, ports, v.getBigUint64(16, true));
+    }
+    case SchedOp.shutdown: {
+      const raw = env.mem.read(call.args[1]!, 4);
+      if (!raw) return err(Errno.EFAULT);
+      const reason = reasonNames[new DataView(raw.buffer).getUint32(0, true)];
+      if (reason === undefined) return err(Errno.EINVAL);
+      env.services.shutdown(reason);
+      return 0n;
+    }
+    default:
+      return err(Errno.ENOSYS);
+  }
+}
+
+const handlers: Partial<Record<number, Handler>> = {
+  [Hypercall.xen_version]: xenVersion,
+  [Hypercall.console_io]: consoleIo,
+  [Hypercall.hvm_op]: hvmOp,
+  [Hypercall.memory_op]: memoryOp,
+  [Hypercall.sched_op]: schedOp,
+  [Hypercall.event_channel_op]: eventChannelOp,
+  [Hypercall.vcpu_op]: vcpuOp,
+  [Hypercall.set_timer_op]: setTimerOp,
+};
+
+export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigint {
+  const handler = handlers[call.nr];
+  if (!handler) {
+    env.services.warnOnce(`hypercall-${call.nr}`, `guest called unimplemented hypercall ${call.nr}: answering -ENOSYS`);
+    return err(Errno.ENOSYS);
+  }
+  try {
+    return handler(env, call);
+  } catch (e) {
+    // A handler bug must not take the VMM down with the guest's help.
+    env.services.warnOnce(`hypercall-crash-${call.nr}`, `hypercall ${call.nr} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ""}`);
+    return err(Errno.EINVAL);
+  }
+}
