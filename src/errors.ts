@@ -92,7 +92,11 @@ export class VmstateError extends XenkvmError {
   }
   /** Returns a copy whose path has `prefix` in front; used by containers. */
   withPrefix(prefix: string): VmstateError {
-    const joined = this.path ? (this.path.startsWith('[') || this.path.startsWith('.') || this.path.startsWith('/') ? prefix + this.path : `${prefix}.${this.path}`) : prefix;
+    const joined = this.path
+      ? this.path.startsWith('[') || this.path.startsWith('.') || this.path.startsWith('/')
+        ? prefix + this.path
+        : `${prefix}.${this.path}`
+      : prefix;
     return new VmstateError(this.reason, joined, { cause: this.cause });
   }
 }

@@ -16,8 +16,14 @@ if (enabled) {
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = (e as { detail?: { kind?: number } }).detail?.kind ?? 0;
-      const name = kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'major'
-        : kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL ? 'incremental' : String(kind);
+      const name =
+        kind === constants.NODE_PERFORMANCE_GC_MINOR
+          ? 'minor'
+          : kind === constants.NODE_PERFORMANCE_GC_MAJOR
+            ? 'major'
+            : kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL
+              ? 'incremental'
+              : String(kind);
       markAt(`gc.${name}.${e.duration.toFixed(2)}ms`, e.startTime);
     }
   }).observe({ entryTypes: ['gc'] });
@@ -52,6 +58,7 @@ export function flushTrace(side: 'source' | 'destination'): void {
 /** Trace lines in `text` (a child's stderr): [side, label, epoch ms]. */
 export function parseTrace(text: string): Array<{ side: string; label: string; at: number }> {
   const out: Array<{ side: string; label: string; at: number }> = [];
-  for (const m of text.matchAll(/^xenkvm-trace (\S+) (\S+) (\d+(?:\.\d+)?)$/gm)) out.push({ side: m[1]!, label: m[2]!, at: Number(m[3]) });
+  for (const m of text.matchAll(/^xenkvm-trace (\S+) (\S+) (\d+(?:\.\d+)?)$/gm))
+    out.push({ side: m[1]!, label: m[2]!, at: Number(m[3]) });
   return out;
 }

@@ -37,9 +37,7 @@ function have(tool) {
 }
 const missing = ['gcc', 'make'].filter((t) => !have(t));
 if (missing.length > 0) {
-  console.error(
-    `build-guest: ${missing.join(' and ')} not found; install with: apt-get install gcc make`,
-  );
+  console.error(`build-guest: ${missing.join(' and ')} not found; install with: apt-get install gcc make`);
   process.exit(2);
 }
 

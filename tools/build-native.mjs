@@ -40,7 +40,8 @@ function giveUp(why) {
   process.exit(0);
 }
 
-if (process.arch !== 'x64' || process.platform !== 'linux') giveUp(`skipped on ${process.platform}/${process.arch} (x86-64 Linux only)`);
+if (process.arch !== 'x64' || process.platform !== 'linux')
+  giveUp(`skipped on ${process.platform}/${process.arch} (x86-64 Linux only)`);
 const probe = spawnSync('gcc', ['--version'], { stdio: 'ignore' });
 if (probe.error || probe.status !== 0) giveUp('gcc not found (install with: apt-get install gcc)');
 
@@ -48,7 +49,21 @@ mkdirSync(dirname(out), { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
 const r = spawnSync(
   'gcc',
-  ['-O2', '-fPIC', '-shared', '-pthread', '-fvisibility=hidden', '-Wall', '-Wextra', '-o', tmp, ...readdirSync(srcDir).filter((n) => n.endsWith('.c')).sort().map((n) => join(srcDir, n))],
+  [
+    '-O2',
+    '-fPIC',
+    '-shared',
+    '-pthread',
+    '-fvisibility=hidden',
+    '-Wall',
+    '-Wextra',
+    '-o',
+    tmp,
+    ...readdirSync(srcDir)
+      .filter((n) => n.endsWith('.c'))
+      .sort()
+      .map((n) => join(srcDir, n)),
+  ],
   { stdio: ['ignore', 'inherit', 'inherit'] },
 );
 if (r.error || r.status !== 0) {

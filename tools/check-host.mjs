@@ -23,7 +23,10 @@ if (missing.length > 0) {
   if (install && process.getuid?.() === 0) {
     console.log(`check-host: installing ${missing.join(', ')} (needed to build the test guest)`);
     spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
     if (r.status !== 0) {
       console.error(`check-host: apt-get install ${missing.join(' ')} failed`);
       process.exit(1);

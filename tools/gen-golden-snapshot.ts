@@ -21,8 +21,15 @@ if (!out) {
 const elf = fileURLToPath(new URL('../../fixtures/guest/build/guest.elf', import.meta.url));
 let text = '';
 const m = XenMachine.boot({
-  elf: readFileSync(elf), elfName: 'guest.elf', cmdline: 'soak 6s', memBytes: 16 << 20, vcpus: 2,
-  console: (b) => { text += Buffer.from(b).toString('latin1'); }, log: () => {},
+  elf: readFileSync(elf),
+  elfName: 'guest.elf',
+  cmdline: 'soak 6s',
+  memBytes: 16 << 20,
+  vcpus: 2,
+  console: (b) => {
+    text += Buffer.from(b).toString('latin1');
+  },
+  log: () => {},
 });
 m.start();
 while (!text.includes('soak: t=2s')) await new Promise((r) => setTimeout(r, 10));

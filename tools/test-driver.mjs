@@ -4,4 +4,7 @@
 import { run } from 'uvu/run';
 
 const files = JSON.parse(process.env.XENKVM_TEST_FILES ?? '[]');
-await run(files.map((file) => ({ name: file.name, file: file.path })), { bail: false });
+await run(
+  files.map((file) => ({ name: file.name, file: file.path })),
+  { bail: false },
+);

@@ -36,7 +36,11 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
   registry.register({
     name: 'snapshot',
     description: 'save the guest to a file (paused meanwhile); resumes it unless stop is true',
-    args: { path: arg.string({ maxLength: 4096 }), stop: arg.optional(arg.boolean()), compress: arg.optional(arg.boolean()) },
+    args: {
+      path: arg.string({ maxLength: 4096 }),
+      stop: arg.optional(arg.boolean()),
+      compress: arg.optional(arg.boolean()),
+    },
     handler: async (a) => {
       const wasRunning = machine.status === 'running';
       if (wasRunning) {

@@ -97,7 +97,10 @@ function formatEventList(v: JsonValue): string | null {
   const widths = EVENT_COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const numeric = new Set([0, 2]);
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(EVENT_COLUMNS), ...rows.map(line)].join('\n');
 }
 

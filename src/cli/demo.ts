@@ -38,17 +38,28 @@ async function waitFor(get: () => string, re: RegExp, ms: number): Promise<void>
 }
 
 export async function demoCommand(): Promise<number> {
-  if (!existsSync(GUEST_ELF)) throw new InputError(`test guest not built: run npm run build:guest (needs gcc and make)`);
+  if (!existsSync(GUEST_ELF))
+    throw new InputError(`test guest not built: run npm run build:guest (needs gcc and make)`);
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-demo-'));
   const a = join(dir, 'a.xks');
   const b = join(dir, 'b.xks');
 
-  say(`1. booting the test guest (soak ${SOAK_SECONDS}s on 2 vCPUs: timer ticks, IPIs, interdomain events, a checksummed memory region)`);
+  say(
+    `1. booting the test guest (soak ${SOAK_SECONDS}s on 2 vCPUs: timer ticks, IPIs, interdomain events, a checksummed memory region)`,
+  );
   let text = '';
   const print = lines('[original]');
   const m = XenMachine.boot({
-    elf: readFileSync(GUEST_ELF), elfName: 'guest.elf', cmdline: `soak ${SOAK_SECONDS}s`, memBytes: 64 << 20, vcpus: 2,
-    console: (bytes) => { const s = Buffer.from(bytes).toString('latin1'); text += s; print(s); },
+    elf: readFileSync(GUEST_ELF),
+    elfName: 'guest.elf',
+    cmdline: `soak ${SOAK_SECONDS}s`,
+    memBytes: 64 << 20,
+    vcpus: 2,
+    console: (bytes) => {
+      const s = Buffer.from(bytes).toString('latin1');
+      text += s;
+      print(s);
+    },
     log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
   });
   let saved;
@@ -61,31 +72,44 @@ export async function demoCommand(): Promise<number> {
     await m.destroy();
   }
   const before = lastStatus(text);
-  say(`2. snapshot ${a}: ${(saved.bytes / (1 << 20)).toFixed(1)} MiB in ${(saved.seconds * 1000).toFixed(0)} ms (${saved.dataPages} pages stored, ${saved.zeroPages} zero pages left out); the original process is gone`);
+  say(
+    `2. snapshot ${a}: ${(saved.bytes / (1 << 20)).toFixed(1)} MiB in ${(saved.seconds * 1000).toFixed(0)} ms (${saved.dataPages} pages stored, ${saved.zeroPages} zero pages left out); the original process is gone`,
+  );
 
   say('3. restoring it in a new process (xenkvm restore); the guest carries on where it was');
   const sock = join(dir, 'qmp.sock');
-  const child = spawn(process.execPath, [BIN, 'restore', a, '--qmp', sock, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [BIN, 'restore', a, '--qmp', sock, '--quiet'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let restored = '';
   const printR = lines('[restored]');
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { restored += s; printR(s); });
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
+    restored += s;
+    printR(s);
+  });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   await waitFor(() => restored, /soak: t=\d+s/, 20000);
   const res = (await executeOnce(sock, 'snapshot', { path: b, stop: true })) as { bytes: number };
-  say(`4. snapshot of the restored guest ${b} (${(res.bytes / (1 << 20)).toFixed(1)} MiB), left paused; letting it finish`);
+  say(
+    `4. snapshot of the restored guest ${b} (${(res.bytes / (1 << 20)).toFixed(1)} MiB), left paused; letting it finish`,
+  );
   await executeOnce(sock, 'cont');
   const status = await exited;
   const after = lastStatus(restored);
   const clean = status === 0 && /RESULT: PASS/.test(restored) && !/VIOLATION/.test(text + restored);
   say(`5. xenkvm diff ${a} ${b} --ignore-volatile  (what the guest changed in between; clocks and TSC left out)`);
-  const diff = spawn(process.execPath, [BIN, 'diff', a, b, '--ignore-volatile'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const diff = spawn(process.execPath, [BIN, 'diff', a, b, '--ignore-volatile'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let diffOut = '';
   diff.stdout.setEncoding('utf8').on('data', (d: string) => (diffOut += d));
   await new Promise((resolve) => diff.on('close', resolve));
   const diffLines = diffOut.trimEnd().split('\n');
   for (const l of diffLines.slice(0, 12)) process.stdout.write(`  ${l}\n`);
   if (diffLines.length > 12) process.stdout.write(`  ... (${diffLines.length - 12} more lines)\n`);
-  say(`6. the guest continued: ticks ${before?.[2] ?? '?'} at t=${before?.[1] ?? '?'}s before the snapshot, ${after?.[2] ?? '?'} at t=${after?.[1] ?? '?'}s after the restore; ${clean ? 'no violation, RESULT: PASS' : 'FAILED (see above)'}`);
+  say(
+    `6. the guest continued: ticks ${before?.[2] ?? '?'} at t=${before?.[1] ?? '?'}s before the snapshot, ${after?.[2] ?? '?'} at t=${after?.[1] ?? '?'}s after the restore; ${clean ? 'no violation, RESULT: PASS' : 'FAILED (see above)'}`,
+  );
   say(`files kept in ${dir}: try  xenkvm inspect ${a}  or  xenkvm restore ${a}`);
   return clean ? EXIT.ok : EXIT.crash;
 }

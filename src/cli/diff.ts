@@ -4,7 +4,17 @@
 import { InputError } from '../errors.js';
 import { PAGE_SIZE } from '../migrate/index.js';
 import {
-  diffJson, diffSnapshots, hexdumpBoth, IgnoreSet, InspectContext, jsonText, loadSnapshot, parseHexdumpArg, renderDiff, style, VOLATILE_FIELDS,
+  diffJson,
+  diffSnapshots,
+  hexdumpBoth,
+  IgnoreSet,
+  InspectContext,
+  jsonText,
+  loadSnapshot,
+  parseHexdumpArg,
+  renderDiff,
+  style,
+  VOLATILE_FIELDS,
   type LoadedSnapshot,
 } from '../inspect/index.js';
 import { printers, reportError } from './inspect.js';
@@ -41,7 +51,9 @@ export async function diffCommand(args: DiffArgs): Promise<number> {
     const ca = new InspectContext(sa, sb.sections);
     const cb = new InspectContext(sb, sa.sections);
     if (dump && dump.gpa + dump.length > Math.max(sa.pages.guestPages, sb.pages.guestPages) * PAGE_SIZE) {
-      throw new InputError(`--hexdump ${args.hexdump}: beyond guest memory (${Math.max(sa.pages.guestPages, sb.pages.guestPages) * PAGE_SIZE} bytes)`);
+      throw new InputError(
+        `--hexdump ${args.hexdump}: beyond guest memory (${Math.max(sa.pages.guestPages, sb.pages.guestPages) * PAGE_SIZE} bytes)`,
+      );
     }
     const d = await diffSnapshots(ca, cb, ignore);
     const hd = dump ? await hexdumpBoth(sa.pages, sb.pages, dump.gpa, dump.length, st) : null;
@@ -51,7 +63,14 @@ export async function diffCommand(args: DiffArgs): Promise<number> {
       p.out(`${jsonText(j)}\n`);
     } else {
       const lines = renderDiff(d, { pages: args.pages ?? false, style: st });
-      if (hd) lines.push('', st.bold(`hexdump of ${dump!.length} bytes at ${args.hexdump!.split(',')[0]} (a = ${args.a}, b = ${args.b}, = both)`), ...hd.lines);
+      if (hd)
+        lines.push(
+          '',
+          st.bold(
+            `hexdump of ${dump!.length} bytes at ${args.hexdump!.split(',')[0]} (a = ${args.a}, b = ${args.b}, = both)`,
+          ),
+          ...hd.lines,
+        );
       p.out(`${lines.join('\n')}\n`);
     }
     return d.identical ? DIFF_EXIT.identical : DIFF_EXIT.different;

@@ -3,7 +3,16 @@
 // with one line on stderr for any bad input (unreadable, truncated, corrupt
 // file, unknown section).
 import { XenkvmError } from '../errors.js';
-import { colorFor, InspectContext, inspectSection, jsonText, loadSnapshot, renderSummary, style, summarize } from '../inspect/index.js';
+import {
+  colorFor,
+  InspectContext,
+  inspectSection,
+  jsonText,
+  loadSnapshot,
+  renderSummary,
+  style,
+  summarize,
+} from '../inspect/index.js';
 
 export interface InspectArgs {
   readonly file: string;

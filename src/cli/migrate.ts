@@ -13,7 +13,13 @@ import { join, resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
 import { QmpClient } from '../qmp/client.js';
 import type { JsonObject } from '../qmp/protocol.js';
-import { checkSecurityFor, formatAddress, listenOn, parseAddress, type Listener } from '../migrate/live/transport/address.js';
+import {
+  checkSecurityFor,
+  formatAddress,
+  listenOn,
+  parseAddress,
+  type Listener,
+} from '../migrate/live/transport/address.js';
 import { loadSecurity } from '../migrate/live/transport/security.js';
 import { MIGRATION_PROGRESS } from '../migrate/live/qmp-commands.js';
 import { EXIT } from './exit-codes.js';
@@ -41,11 +47,21 @@ async function relayStdio(): Promise<{ uri: string; listener: Listener; done: ()
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-migrate-'));
   const path = join(dir, 'relay.sock');
   const listener = await listenOn({ kind: 'unix', path });
-  void listener.accept().then((sock) => {
-    sock.pipe(process.stdout);
-    process.stdin.pipe(sock);
-  }, () => {});
-  return { uri: `unix:${path}`, listener, done: () => { listener.close(); rmSync(dir, { recursive: true, force: true }); } };
+  void listener.accept().then(
+    (sock) => {
+      sock.pipe(process.stdout);
+      process.stdin.pipe(sock);
+    },
+    () => {},
+  );
+  return {
+    uri: `unix:${path}`,
+    listener,
+    done: () => {
+      listener.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function migrateCommand(a: MigrateArgs): Promise<number> {
@@ -64,7 +80,10 @@ export async function migrateCommand(a: MigrateArgs): Promise<number> {
     cancelled = true;
     process.stderr.write(`${drawn ? '\n' : ''}xenkvm: cancelling the migration\n`);
     drawn = false;
-    void QmpClient.connect(a.qmp).then((c) => c.execute('migrate-cancel').finally(() => c.close()), () => {});
+    void QmpClient.connect(a.qmp).then(
+      (c) => c.execute('migrate-cancel').finally(() => c.close()),
+      () => {},
+    );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -73,7 +92,15 @@ export async function migrateCommand(a: MigrateArgs): Promise<number> {
       commandTimeoutMs: 0,
       onEvent: (ev) => {
         if (ev.event !== MIGRATION_PROGRESS || !tty || cancelled) return;
-        const p = ev.data as { round?: number; final?: boolean; sentBytes?: number; dirtyPages?: number; mbps?: number; dirtyMiBs?: number; expectedDowntimeMs?: number };
+        const p = ev.data as {
+          round?: number;
+          final?: boolean;
+          sentBytes?: number;
+          dirtyPages?: number;
+          mbps?: number;
+          dirtyMiBs?: number;
+          expectedDowntimeMs?: number;
+        };
         const what = p.final ? 'final (paused)' : `round ${p.round}`;
         process.stderr.write(
           `\r\x1b[Kmigrate ${what}: ${mib(Number(p.sentBytes ?? 0))} MiB sent, ${p.dirtyPages ?? 0} pages, dirty ${Number(p.dirtyMiBs ?? 0).toFixed(0)} MiB/s, ` +

@@ -8,7 +8,10 @@ export class ProgressBar {
   private last = 0;
   private drawn = false;
 
-  constructor(private readonly label: string, private readonly unit = 'MiB') {}
+  constructor(
+    private readonly label: string,
+    private readonly unit = 'MiB',
+  ) {}
 
   /** `done` and `total` in bytes. */
   update(done: number, total: number): void {
@@ -20,7 +23,9 @@ export class ProgressBar {
     const full = Math.round(frac * WIDTH);
     const mib = (n: number) => (n / (1 << 20)).toFixed(0);
     const rate = done / (1 << 20) / Math.max((now - this.t0) / 1000, 1e-3);
-    process.stderr.write(`\r${this.label} [${'#'.repeat(full)}${'.'.repeat(WIDTH - full)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)} ${this.unit} ${rate.toFixed(0)} ${this.unit}/s`);
+    process.stderr.write(
+      `\r${this.label} [${'#'.repeat(full)}${'.'.repeat(WIDTH - full)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)} ${this.unit} ${rate.toFixed(0)} ${this.unit}/s`,
+    );
     this.drawn = true;
   }
 

@@ -74,7 +74,9 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       from = 'stdin';
     } else {
       const listener = await listenOn(addr, security, (why) => say(why));
-      say(`waiting for a guest on ${formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${describeSecurity(security)})`}`);
+      say(
+        `waiting for a guest on ${formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${describeSecurity(security)})`}`,
+      );
       let sock;
       try {
         sock = await listener.accept(interrupted.signal);
@@ -110,7 +112,10 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
           sendAck(output, seq);
           leaveRealtime ??= realtimeWindow(incoming?.pauseThreadIds() ?? []);
         },
-        onHeader: (h) => say(`receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`),
+        onHeader: (h) =>
+          say(
+            `receiving a guest from ${from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`,
+          ),
       });
       machine = r.machine;
       mark('received');
@@ -122,7 +127,11 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
       say(`received ${(r.stats.bytes / (1 << 20)).toFixed(1)} MiB in ${r.stats.ms.toFixed(0)} ms; starting the guest`);
     } catch (e) {
       leaveRealtime?.();
-      const msg = interrupted.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
+      const msg = interrupted.signal.aborted
+        ? 'interrupted on the destination'
+        : e instanceof Error
+          ? e.message
+          : String(e);
       await refuse(output, msg);
       if (!stdio) (output as Writable).end();
       say(`migration failed: ${msg}; nothing runs here`);
@@ -136,11 +145,16 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     const confirm = (): Promise<void> => {
       const t = performance.now();
       mark('confirm');
-      return m.whenRunning()
+      return m
+        .whenRunning()
         .then(() => {
           const runningAt = performance.now();
           mark('running');
-          const p = confirmRunning(output, { restoreMs, startMs: runningAt - t, answerMs: performance.now() - runningAt });
+          const p = confirmRunning(output, {
+            restoreMs,
+            startMs: runningAt - t,
+            answerMs: performance.now() - runningAt,
+          });
           mark('okWrite');
           return p;
         })
@@ -160,7 +174,10 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
           },
           (e: Error) => {
             leaveRealtime?.();
-            m.requestStop({ kind: 'fault', detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded` });
+            m.requestStop({
+              kind: 'fault',
+              detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded`,
+            });
           },
         );
     };

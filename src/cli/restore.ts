@@ -29,7 +29,10 @@ export async function restoreCommand(a: RestoreArgs): Promise<number> {
   let machine: XenMachine;
   let runToCompletion: typeof import('./run.js').runToCompletion;
   try {
-    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([import('../migrate/snapshot/restore.js'), import('./progress.js')]);
+    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([
+      import('../migrate/snapshot/restore.js'),
+      import('./progress.js'),
+    ]);
     const later = import('./run.js');
     later.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     a.onPhase?.('imported');
@@ -53,8 +56,18 @@ export async function restoreCommand(a: RestoreArgs): Promise<number> {
     throw e;
   }
   const onPhase = a.onPhase;
-  return runToCompletion(machine, a.quiet, a.qmp, onPhase ? () => {
-    onPhase('started');
-    void machine.whenRunning().then(() => onPhase('running'), () => undefined);
-  } : undefined);
+  return runToCompletion(
+    machine,
+    a.quiet,
+    a.qmp,
+    onPhase
+      ? () => {
+          onPhase('started');
+          void machine.whenRunning().then(
+            () => onPhase('running'),
+            () => undefined,
+          );
+        }
+      : undefined,
+  );
 }

@@ -31,7 +31,8 @@ export function readGuestImage(path: string): Uint8Array {
 
 export function parseMem(text: string): number {
   const memBytes = parseSize(text, '--mem');
-  if (memBytes % (2 << 20) !== 0 || memBytes < 4 << 20) throw new UsageError(`--mem must be a multiple of 2 MiB and at least 4 MiB, got ${text}`);
+  if (memBytes % (2 << 20) !== 0 || memBytes < 4 << 20)
+    throw new UsageError(`--mem must be a multiple of 2 MiB and at least 4 MiB, got ${text}`);
   return memBytes;
 }
 
@@ -41,7 +42,12 @@ export function parseMem(text: string): number {
  * the guest is let go, and the control socket opens once it has settled (a
  * migration destination confirms to its source there).
  */
-export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPath?: string, onStarted?: () => void | Promise<void>): Promise<number> {
+export async function runToCompletion(
+  machine: XenMachine,
+  quiet: boolean,
+  qmpPath?: string,
+  onStarted?: () => void | Promise<void>,
+): Promise<number> {
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
@@ -62,7 +68,17 @@ export async function runToCompletion(machine: XenMachine, quiet: boolean, qmpPa
     machine.ram.adviseHugePages();
     if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
     const outcome = await machine.waitForOutcome();
-    if (qmp) emitShutdown(qmp, outcome.kind === 'quit' ? (interrupted ? 'host-signal' : 'host-qmp-quit') : outcome.kind === 'shutdown' ? 'guest-shutdown' : 'guest-panic');
+    if (qmp)
+      emitShutdown(
+        qmp,
+        outcome.kind === 'quit'
+          ? interrupted
+            ? 'host-signal'
+            : 'host-qmp-quit'
+          : outcome.kind === 'shutdown'
+            ? 'guest-shutdown'
+            : 'guest-panic',
+      );
     if (interrupted) return EXIT.interrupted;
     if (!quiet || outcome.kind !== 'shutdown') process.stderr.write(`xenkvm: ${describeOutcome(outcome)}\n`);
     return exitCodeFor(outcome);

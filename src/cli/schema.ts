@@ -5,7 +5,14 @@
 // the --direction asked), 1 breaking changes, 2 bad input.
 import { UsageError } from '../errors.js';
 import {
-  checkSchemaSets, currentSchemaSet, jsonText, loadSchemaSet, renderSchemaCheck, renderSchemaSet, schemaSetJson, style,
+  checkSchemaSets,
+  currentSchemaSet,
+  jsonText,
+  loadSchemaSet,
+  renderSchemaCheck,
+  renderSchemaSet,
+  schemaSetJson,
+  style,
 } from '../inspect/index.js';
 import { printers, reportError } from './inspect.js';
 
@@ -43,15 +50,19 @@ export async function schemaCheckCommand(args: SchemaCheckArgs): Promise<number>
   const p = printers(args);
   try {
     const direction = args.direction ?? 'both';
-    if (!['both', 'old-in-new', 'new-in-old'].includes(direction)) throw new UsageError(`--direction must be both, old-in-new or new-in-old, not '${direction}'`);
+    if (!['both', 'old-in-new', 'new-in-old'].includes(direction))
+      throw new UsageError(`--direction must be both, old-in-new or new-in-old, not '${direction}'`);
     const o = await loadSchemaSet(args.old);
     const n = args.new === undefined ? currentSchemaSet() : await loadSchemaSet(args.new);
     const c = checkSchemaSets(o, n);
-    const counted = (direction !== 'new-in-old' ? c.oldInNew.length : 0) + (direction !== 'old-in-new' ? c.newInOld.length : 0);
+    const counted =
+      (direction !== 'new-in-old' ? c.oldInNew.length : 0) + (direction !== 'old-in-new' ? c.newInOld.length : 0);
     const compatible = counted === 0;
     if (args.json) {
       const b = (x: typeof c.oldInNew) => x.map(({ section, path, message }) => ({ section, path, message }));
-      p.out(`${jsonText({ old: c.old, new: c.new, compatible, oldLoadsInNew: c.oldInNew.length === 0, newLoadsInOld: c.newInOld.length === 0, oldInNew: b(c.oldInNew), newInOld: b(c.newInOld) })}\n`);
+      p.out(
+        `${jsonText({ old: c.old, new: c.new, compatible, oldLoadsInNew: c.oldInNew.length === 0, newLoadsInOld: c.newInOld.length === 0, oldInNew: b(c.oldInNew), newInOld: b(c.newInOld) })}\n`,
+      );
     } else {
       p.out(`${renderSchemaCheck(c, style(p.color)).join('\n')}\n`);
     }

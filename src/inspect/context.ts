@@ -11,7 +11,10 @@ export class InspectContext {
   readonly decoded: readonly DecodedSection[];
   private readonly single: Set<string>;
 
-  constructor(readonly snap: LoadedSnapshot, others: readonly { name: string; instance: number }[] = []) {
+  constructor(
+    readonly snap: LoadedSnapshot,
+    others: readonly { name: string; instance: number }[] = [],
+  ) {
     const dec = new SectionDecoder(snap.header.schemas);
     this.decoded = snap.sections.map((s) => dec.decode(s));
     this.single = singleInstanceNames(snap.sections, others);

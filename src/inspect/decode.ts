@@ -4,7 +4,13 @@
 // from the embedded schema, so a section of another version, or one this
 // build has never heard of, still decodes field by field.
 import { VmstateError, XenkvmError } from '../errors.js';
-import { decodeState, descriptorFromSchema, schemaOf, type AnyDescriptor, type SectionSchema } from '../vmstate/index.js';
+import {
+  decodeState,
+  descriptorFromSchema,
+  schemaOf,
+  type AnyDescriptor,
+  type SectionSchema,
+} from '../vmstate/index.js';
 import type { StateRecord } from '../vmstate/index.js';
 import { localDescriptor } from './descriptors.js';
 import type { RawSection } from './snapshot.js';
@@ -29,7 +35,10 @@ function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (typeof v === 'bigint') return v.toString();
   if (typeof v === 'object' && v !== null) {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v) ?? 'undefined';
 }
@@ -42,9 +51,17 @@ export class SectionDecoder {
   descriptorFor(name: string, version: number): { desc: AnyDescriptor; by: DecodedBy } | { error: string } {
     const embedded = Object.hasOwn(this.schemas, name) ? this.schemas[name] : undefined;
     const local = localDescriptor(name);
-    if (local && (embedded === undefined ? version === local.version : canonical(embedded) === canonical(schemaOf(local)))) return { desc: local, by: 'local' };
+    if (
+      local &&
+      (embedded === undefined ? version === local.version : canonical(embedded) === canonical(schemaOf(local)))
+    )
+      return { desc: local, by: 'local' };
     if (embedded === undefined) {
-      return { error: local ? `version ${version} differs from this build's ${local.version} and the file embeds no schema for it` : 'no local descriptor and no schema in the file' };
+      return {
+        error: local
+          ? `version ${version} differs from this build's ${local.version} and the file embeds no schema for it`
+          : 'no local descriptor and no schema in the file',
+      };
     }
     let d = this.rebuilt.get(name);
     if (d === undefined) {
@@ -82,10 +99,11 @@ export function sectionLabel(name: string, instance: number, single: boolean): s
 export function singleInstanceNames(...lists: readonly (readonly { name: string; instance: number }[])[]): Set<string> {
   const multi = new Set<string>();
   const all = new Set<string>();
-  for (const list of lists) for (const s of list) {
-    all.add(s.name);
-    if (s.instance !== 0) multi.add(s.name);
-  }
+  for (const list of lists)
+    for (const s of list) {
+      all.add(s.name);
+      if (s.instance !== 0) multi.add(s.name);
+    }
   return new Set([...all].filter((n) => !multi.has(n)));
 }
 

@@ -75,8 +75,13 @@ export function summarize(ctx: InspectContext): InspectSummary {
     producer: snap.header.producer,
     machine: machineJson(snap.header.machine),
     sections: ctx.decoded.map((d) => ({
-      section: ctx.label(d.name, d.instance), name: d.name, instance: d.instance, version: d.version, bytes: d.raw.bytes,
-      decodedBy: d.decodedBy ?? null, error: d.error ?? null,
+      section: ctx.label(d.name, d.instance),
+      name: d.name,
+      instance: d.instance,
+      version: d.version,
+      bytes: d.raw.bytes,
+      decodedBy: d.decodedBy ?? null,
+      error: d.error ?? null,
     })),
     memory: {
       guestPages: s.guestPages,
@@ -114,17 +119,31 @@ export function renderSummary(sum: InspectSummary, st: Style = PLAIN): string[] 
     ...machineLines(sum.machine),
     '',
   ];
-  const rows = sum.sections.map((r) => [r.section, String(r.version), bytesText(r.bytes), r.error ? st.red(`cannot decode: ${r.error}`) : r.decodedBy === 'local' ? 'this build' : 'embedded schema']);
+  const rows = sum.sections.map((r) => [
+    r.section,
+    String(r.version),
+    bytesText(r.bytes),
+    r.error ? st.red(`cannot decode: ${r.error}`) : r.decodedBy === 'local' ? 'this build' : 'embedded schema',
+  ]);
   lines.push(...table(['SECTION', 'VERSION', 'SIZE', 'DECODED WITH'], rows, { right: [1, 2], style: st }), '');
   const pct = (n: number): string => (m.guestPages ? `${((100 * n) / m.guestPages).toFixed(1)}%` : '-');
   const mem: [string, string][] = [
     ['guest', `${bytesText(m.guestBytes)} (${m.guestPages} pages)`],
-    ['stored', `${m.storedPages} pages (${pct(m.storedPages)}) in ${m.batches} batch${m.batches === 1 ? '' : 'es'}, ${bytesText(m.storedBytes)} of data`],
+    [
+      'stored',
+      `${m.storedPages} pages (${pct(m.storedPages)}) in ${m.batches} batch${m.batches === 1 ? '' : 'es'}, ${bytesText(m.storedBytes)} of data`,
+    ],
     ['zero', `${m.zeroPages} pages (${pct(m.zeroPages)}), not stored`],
-    ['compression', m.compressionRatio === null ? 'none' : `deflate in ${m.deflatedBatches} of ${m.batches} batch${m.batches === 1 ? '' : 'es'}, ${m.compressionRatio.toFixed(2)}x (${bytesText(m.rawBytes)} → ${bytesText(m.storedBytes)})`],
+    [
+      'compression',
+      m.compressionRatio === null
+        ? 'none'
+        : `deflate in ${m.deflatedBatches} of ${m.batches} batch${m.batches === 1 ? '' : 'es'}, ${m.compressionRatio.toFixed(2)}x (${bytesText(m.rawBytes)} → ${bytesText(m.storedBytes)})`,
+    ],
     ['restore', m.mappable ? 'pages page-aligned: can be mapped' : 'some batches compressed or unaligned: copied'],
   ];
-  if (m.repeatedPages > 0) mem.push(['repeats', `${m.repeatedPages} pages stored more than once (the last copy counts)`]);
+  if (m.repeatedPages > 0)
+    mem.push(['repeats', `${m.repeatedPages} pages stored more than once (the last copy counts)`]);
   lines.push('memory', ...keyValues(mem, '  '));
   for (const w of sum.warnings) lines.push(st.yellow(`warning: ${w}`));
   return lines;
@@ -133,7 +152,10 @@ export function renderSummary(sum: InspectSummary, st: Style = PLAIN): string[] 
 /** `cpu`, `cpu[1]`, `cpu/xen_vcpu`, `cpu[0]/xen_vcpu`, `xen_evtchn`. */
 export function parseSelector(text: string): { name: string; instance: number | null; sub: string | null } {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?(?:\/([A-Za-z_][A-Za-z0-9_]*))?$/.exec(text.trim());
-  if (!m) throw new InputError(`bad section name '${text}': expected NAME, NAME[INSTANCE] or NAME[INSTANCE]/SUBSECTION, e.g. cpu[1]/xen_vcpu`);
+  if (!m)
+    throw new InputError(
+      `bad section name '${text}': expected NAME, NAME[INSTANCE] or NAME[INSTANCE]/SUBSECTION, e.g. cpu[1]/xen_vcpu`,
+    );
   return { name: m[1]!, instance: m[2] === undefined ? null : Number(m[2]), sub: m[3] ?? null };
 }
 
@@ -146,10 +168,12 @@ export async function inspectSection(ctx: InspectContext, selector: string, st: 
   const sel = parseSelector(selector);
   const available = (): string => [...new Set(ctx.decoded.map((d) => ctx.label(d.name, d.instance)))].join(', ');
   let chosen: DecodedSection[] = ctx.all(sel.name);
-  if (chosen.length === 0) throw new InputError(`${ctx.snap.path} has no section '${sel.name}'; it has ${available() || 'none'}`);
+  if (chosen.length === 0)
+    throw new InputError(`${ctx.snap.path} has no section '${sel.name}'; it has ${available() || 'none'}`);
   if (sel.instance !== null) {
     chosen = chosen.filter((d) => d.instance === sel.instance);
-    if (chosen.length === 0) throw new InputError(`${ctx.snap.path} has no section ${sel.name}[${sel.instance}]; it has ${available()}`);
+    if (chosen.length === 0)
+      throw new InputError(`${ctx.snap.path} has no section ${sel.name}[${sel.instance}]; it has ${available()}`);
   }
   const key = sel.sub === null ? sel.name : `${sel.name}/${sel.sub}`;
   if (sel.sub !== null && !chosen.some((d) => d.desc?.subsections[sel.sub!] !== undefined)) {
@@ -160,11 +184,28 @@ export async function inspectSection(ctx: InspectContext, selector: string, st: 
   const ok = chosen.filter((d) => d.state !== undefined);
   for (const d of chosen) {
     if (d.state !== undefined) continue;
-    lines.push(st.red(`${ctx.label(d.name, d.instance)} (version ${d.version}): cannot decode: ${d.error}`), 'raw payload:', ...jsonText(d.raw.payload).split('\n').map((l) => `  ${l}`), '');
-    json.push({ section: ctx.label(d.name, d.instance), name: d.name, instance: d.instance, version: d.version, error: d.error ?? null, payload: JSON.parse(jsonText(d.raw.payload, 0)) as JsonValue });
+    lines.push(
+      st.red(`${ctx.label(d.name, d.instance)} (version ${d.version}): cannot decode: ${d.error}`),
+      'raw payload:',
+      ...jsonText(d.raw.payload)
+        .split('\n')
+        .map((l) => `  ${l}`),
+      '',
+    );
+    json.push({
+      section: ctx.label(d.name, d.instance),
+      name: d.name,
+      instance: d.instance,
+      version: d.version,
+      error: d.error ?? null,
+      payload: JSON.parse(jsonText(d.raw.payload, 0)) as JsonValue,
+    });
   }
   if (ok.length === 0) return { json, lines };
-  const head = ok.map((d) => `${ctx.label(d.name, d.instance)} version ${d.version}${d.decodedBy === 'schema' ? ' (decoded with the embedded schema)' : ''}`);
+  const head = ok.map(
+    (d) =>
+      `${ctx.label(d.name, d.instance)} version ${d.version}${d.decodedBy === 'schema' ? ' (decoded with the embedded schema)' : ''}`,
+  );
   lines.push(st.bold(head.join(', ')), '');
   const view = VIEWS.get(key);
   let viewJson: JsonValue | null = null;
@@ -190,7 +231,14 @@ export async function inspectSection(ctx: InspectContext, selector: string, st: 
     while (lines[lines.length - 1] === '') lines.pop();
   }
   for (const d of ok) {
-    json.push({ section: ctx.label(d.name, d.instance), name: d.name, instance: d.instance, version: d.version, decodedBy: d.decodedBy ?? null, state: sectionJson(d.desc!, d.state!) });
+    json.push({
+      section: ctx.label(d.name, d.instance),
+      name: d.name,
+      instance: d.instance,
+      version: d.version,
+      decodedBy: d.decodedBy ?? null,
+      state: sectionJson(d.desc!, d.state!),
+    });
   }
   return { json: { sections: json, view: viewJson }, lines };
 }

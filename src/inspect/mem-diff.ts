@@ -77,7 +77,7 @@ async function gather(idx: PageIndex, p0: number, n: number, win: Window): Promi
   // Group into stretches read with one call each.
   const reads: { at: number; from: number; length: number }[] = [];
   let need = 0;
-  for (let i = 0; i < offs.length; ) {
+  for (let i = 0; i < offs.length;) {
     const start = offs[i]!;
     let end = start + PAGE_SIZE;
     let j = i + 1;
@@ -102,11 +102,18 @@ async function gather(idx: PageIndex, p0: number, n: number, win: Window): Promi
   }
 }
 
-export async function diffMemory(a: PageIndex, b: PageIndex, onProgress?: (donePages: number, totalPages: number) => void): Promise<MemoryDiff> {
+export async function diffMemory(
+  a: PageIndex,
+  b: PageIndex,
+  onProgress?: (donePages: number, totalPages: number) => void,
+): Promise<MemoryDiff> {
   const total = Math.max(a.guestPages, b.guestPages);
   const out: MemoryDiff = { comparedPages: total, differingPages: 0, ranges: [], zeroInA: 0, zeroInB: 0 };
   // Two windows per file: one being compared, one being read.
-  const wins = [[newWindow(), newWindow()], [newWindow(), newWindow()]] as const;
+  const wins = [
+    [newWindow(), newWindow()],
+    [newWindow(), newWindow()],
+  ] as const;
   const load = (p0: number, slot: 0 | 1): Promise<void> => {
     const n = Math.min(DIFF_WINDOW_PAGES, total - p0);
     return Promise.all([gather(a, p0, n, wins[0][slot]), gather(b, p0, n, wins[1][slot])]).then(() => undefined);

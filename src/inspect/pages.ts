@@ -57,13 +57,23 @@ export class PageIndexBuilder {
   /** `guestPages` from the machine configuration, or null to size by the highest page stored. */
   build(guestPages: number | null, fh: FileHandle, path: string): PageIndex {
     const n = guestPages ?? this.maxPfn + 1;
-    if (this.maxPfn >= n) throw new FormatError(`${path}: page frame 0x${this.maxPfn.toString(16)} lies outside guest RAM (${n} pages)`);
+    if (this.maxPfn >= n)
+      throw new FormatError(`${path}: page frame 0x${this.maxPfn.toString(16)} lies outside guest RAM (${n} pages)`);
     // Without a machine configuration the size comes from the file: bound it before allocating.
-    if (n > 1 << 28) throw new FormatError(`${path}: guest RAM of ${n} pages is beyond what the inspector indexes (1 TiB)`);
+    if (n > 1 << 28)
+      throw new FormatError(`${path}: guest RAM of ${n} pages is beyond what the inspector indexes (1 TiB)`);
     const where = new Float64Array(n).fill(ABSENT);
     const deflated: DeflatedBatch[] = [];
     const stats: RamStats = {
-      guestPages: n, storedPages: 0, dataPageRecords: 0, zeroListed: 0, storedBytes: 0, rawBytes: 0, batches: 0, deflatedBatches: 0, alignedBatches: 0,
+      guestPages: n,
+      storedPages: 0,
+      dataPageRecords: 0,
+      zeroListed: 0,
+      storedBytes: 0,
+      rawBytes: 0,
+      batches: 0,
+      deflatedBatches: 0,
+      alignedBatches: 0,
     };
     for (const rec of this.records) {
       const { pfns } = rec;
@@ -82,7 +92,10 @@ export class PageIndexBuilder {
         stats.deflatedBatches++;
         for (let k = 0; k < pfns.length; k++) where[pfns[k]!] = -(2 + b * MAX_BATCH + k);
       } else if (rec.encoding === RamEncoding.RAW) {
-        if (rec.dataLength !== pfns.length * PAGE_SIZE) throw new FormatError(`${path}: RAM batch at offset ${rec.offset} holds ${rec.dataLength} bytes for ${pfns.length} pages`);
+        if (rec.dataLength !== pfns.length * PAGE_SIZE)
+          throw new FormatError(
+            `${path}: RAM batch at offset ${rec.offset} holds ${rec.dataLength} bytes for ${pfns.length} pages`,
+          );
         if (rec.dataOffset % PAGE_SIZE === 0) stats.alignedBatches++;
         for (let k = 0; k < pfns.length; k++) where[pfns[k]!] = rec.dataOffset + k * PAGE_SIZE;
       } else {
@@ -117,7 +130,8 @@ export class PageIndex {
     let got = 0;
     while (got < length) {
       const { bytesRead } = await this.fh.read(out, at + got, length - got, position + got);
-      if (bytesRead === 0) throw new FormatError(`${this.path}: truncated: page data at offset ${position + got} is missing`);
+      if (bytesRead === 0)
+        throw new FormatError(`${this.path}: truncated: page data at offset ${position + got} is missing`);
       got += bytesRead;
     }
   }
@@ -133,9 +147,15 @@ export class PageIndex {
     try {
       out = inflateSync(packed, { out: new Uint8Array(want) });
     } catch (err) {
-      throw new FormatError(`${this.path}: RAM batch at offset ${batch.dataOffset} does not inflate (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+      throw new FormatError(
+        `${this.path}: RAM batch at offset ${batch.dataOffset} does not inflate (${err instanceof Error ? err.message : String(err)})`,
+        { cause: err },
+      );
     }
-    if (out.length !== want) throw new FormatError(`${this.path}: RAM batch at offset ${batch.dataOffset} inflates to ${out.length} bytes, expected ${want}`);
+    if (out.length !== want)
+      throw new FormatError(
+        `${this.path}: RAM batch at offset ${batch.dataOffset} inflates to ${out.length} bytes, expected ${want}`,
+      );
     this.cacheBatch = b;
     this.cache = out;
     return out;
@@ -161,7 +181,7 @@ export class PageIndex {
   async readGuest(gpa: number, length: number): Promise<Uint8Array> {
     const out = new Uint8Array(length);
     const page = new Uint8Array(PAGE_SIZE);
-    for (let off = 0; off < length; ) {
+    for (let off = 0; off < length;) {
       const addr = gpa + off;
       const pfn = Math.floor(addr / PAGE_SIZE);
       const inPage = addr - pfn * PAGE_SIZE;

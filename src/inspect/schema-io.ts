@@ -4,7 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import { InputError, IoError } from '../errors.js';
 import { openSnapshot } from '../migrate/index.js';
-import { checkSchemas, descriptorFromSchema, type FieldSchema, type NamedFieldSchema, type SchemaBreak, type SectionSchema } from '../vmstate/index.js';
+import {
+  checkSchemas,
+  descriptorFromSchema,
+  type FieldSchema,
+  type NamedFieldSchema,
+  type SchemaBreak,
+  type SectionSchema,
+} from '../vmstate/index.js';
 import { isRecord } from '../vmstate/values.js';
 import { currentSchemas } from './descriptors.js';
 import { table, type Style, PLAIN } from './text.js';
@@ -34,9 +41,13 @@ function validated(source: string, raw: unknown): Record<string, SectionSchema> 
     try {
       descriptorFromSchema(s);
     } catch (e) {
-      throw new InputError(`${source}: the schema of section ${name} is invalid: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new InputError(
+        `${source}: the schema of section ${name} is invalid: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
     }
-    if ((s as SectionSchema).name !== name) throw new InputError(`${source}: the schema under '${name}' is named '${(s as SectionSchema).name}'`);
+    if ((s as SectionSchema).name !== name)
+      throw new InputError(`${source}: the schema under '${name}' is named '${(s as SectionSchema).name}'`);
     out[name] = s as SectionSchema;
   }
   return out;
@@ -51,7 +62,10 @@ export async function loadSchemaSet(path: string): Promise<SchemaSet> {
     bytes = await readFile(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new IoError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new IoError(
+      `cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
   }
   if (bytes.subarray(0, MAGIC_PREFIX.length).equals(MAGIC_PREFIX)) {
     // A snapshot: only its header is needed (openSnapshot checks preamble and HEADER).
@@ -66,18 +80,25 @@ export async function loadSchemaSet(path: string): Promise<SchemaSet> {
   try {
     json = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new InputError(`${path}: neither a xenkvm snapshot nor JSON (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    throw new InputError(
+      `${path}: neither a xenkvm snapshot nor JSON (${e instanceof Error ? e.message : String(e)})`,
+      { cause: e },
+    );
   }
-  if (isRecord(json) && isRecord(json['sections'])) return { source: path, sections: validated(path, json['sections']), single: false };
+  if (isRecord(json) && isRecord(json['sections']))
+    return { source: path, sections: validated(path, json['sections']), single: false };
   if (isRecord(json) && typeof json['name'] === 'string' && Array.isArray(json['fields'])) {
     return { source: path, sections: validated(path, { [json['name']]: json }), single: true };
   }
-  throw new InputError(`${path}: not a schema file: expected {"sections": {NAME: schema}} as \`xenkvm schema --json\` prints, or one section's schema`);
+  throw new InputError(
+    `${path}: not a schema file: expected {"sections": {NAME: schema}} as \`xenkvm schema --json\` prints, or one section's schema`,
+  );
 }
 
 /** The schema of `name` in `set`, looking into subsections too (`cpu/xen_vcpu`). */
 function findSection(set: SchemaSet, name: string): SectionSchema | undefined {
-  const walk = (s: SectionSchema): SectionSchema | undefined => (s.name === name ? s : s.subsections.map((x) => walk(x.section)).find(Boolean));
+  const walk = (s: SectionSchema): SectionSchema | undefined =>
+    s.name === name ? s : s.subsections.map((x) => walk(x.section)).find(Boolean);
   return Object.values(set.sections).map(walk).find(Boolean);
 }
 
@@ -100,12 +121,19 @@ export function checkSchemaSets(o: SchemaSet, n: SchemaSet): SchemaCheck {
     news = [findSection(n, name)].filter((s): s is SectionSchema => s !== undefined);
   }
   const breaks = checkSchemas(olds, news);
-  return { old: o.source, new: n.source, oldInNew: breaks.filter((b) => b.breaks === 'old-in-new'), newInOld: breaks.filter((b) => b.breaks === 'new-in-old') };
+  return {
+    old: o.source,
+    new: n.source,
+    oldInNew: breaks.filter((b) => b.breaks === 'old-in-new'),
+    newInOld: breaks.filter((b) => b.breaks === 'new-in-old'),
+  };
 }
 
 export function renderSchemaCheck(c: SchemaCheck, st: Style = PLAIN): string[] {
   const block = (title: string, list: SchemaBreak[]): string[] => [
-    list.length === 0 ? `${st.green('yes')}: ${title}` : `${st.red('no')}: ${title}: ${list.length} breaking change${list.length === 1 ? '' : 's'}`,
+    list.length === 0
+      ? `${st.green('yes')}: ${title}`
+      : `${st.red('no')}: ${title}: ${list.length} breaking change${list.length === 1 ? '' : 's'}`,
     ...list.map((b) => `  ${b.section}${b.path ? (b.path.startsWith('/') ? b.path : `.${b.path}`) : ''}: ${b.message}`),
   ];
   return [
@@ -125,7 +153,9 @@ function kindText(f: FieldSchema): string {
     case 'struct':
       return 'struct';
     case 'enum':
-      return `enum ${f.base} {${Object.entries(f.values).map(([k, v]) => `${k}=${v}`).join(', ')}}`;
+      return `enum ${f.base} {${Object.entries(f.values)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}}`;
     default:
       return f.kind;
   }
@@ -133,7 +163,8 @@ function kindText(f: FieldSchema): string {
 
 /** `[0 × 24]` rather than 24 zeros. */
 function defaultText(v: unknown): string {
-  if (Array.isArray(v) && v.length > 4 && v.every((x) => JSON.stringify(x) === JSON.stringify(v[0]))) return `[${JSON.stringify(v[0])} × ${v.length}]`;
+  if (Array.isArray(v) && v.length > 4 && v.every((x) => JSON.stringify(x) === JSON.stringify(v[0])))
+    return `[${JSON.stringify(v[0])} × ${v.length}]`;
   return JSON.stringify(v);
 }
 
@@ -141,8 +172,18 @@ function fieldRows(fields: readonly NamedFieldSchema[], indent: string): string[
   // Sibling structs with the same fields (the eight segment registers) are listed once.
   const seen = new Map<string, string>();
   return fields.flatMap((f) => {
-    const notes = [f.since !== undefined ? `since ${f.since}` : '', 'default' in f ? `default ${defaultText(f.default)}` : ''].filter(Boolean).join(', ');
-    const inner = f.kind === 'struct' ? f.fields : (f.kind === 'array' || f.kind === 'varArray') && f.of.kind === 'struct' ? f.of.fields : null;
+    const notes = [
+      f.since !== undefined ? `since ${f.since}` : '',
+      'default' in f ? `default ${defaultText(f.default)}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    const inner =
+      f.kind === 'struct'
+        ? f.fields
+        : (f.kind === 'array' || f.kind === 'varArray') && f.of.kind === 'struct'
+          ? f.of.fields
+          : null;
     if (!inner) return [[`${indent}${f.name}`, kindText(f), notes]];
     const key = JSON.stringify(inner);
     const first = seen.get(key);
@@ -153,9 +194,18 @@ function fieldRows(fields: readonly NamedFieldSchema[], indent: string): string[
 }
 
 function sectionLines(s: SectionSchema, st: Style, how: string): string[] {
-  const out = [st.bold(`${s.name}  version ${s.version}${s.minVersion < s.version ? ` (reads ${s.minVersion}..${s.version})` : ''}${how}${s.upgrade ? ', upgrade hook' : ''}`)];
+  const out = [
+    st.bold(
+      `${s.name}  version ${s.version}${s.minVersion < s.version ? ` (reads ${s.minVersion}..${s.version})` : ''}${how}${s.upgrade ? ', upgrade hook' : ''}`,
+    ),
+  ];
   out.push(...table(['FIELD', 'KIND', 'VERSIONING'], fieldRows(s.fields, ''), { indent: '  ', style: st }).slice(1));
-  for (const sub of s.subsections) out.push(...sectionLines(sub.section, st, `, ${sub.optional ? 'optional' : 'mandatory'} subsection of ${s.name}`).map((l) => `  ${l}`));
+  for (const sub of s.subsections)
+    out.push(
+      ...sectionLines(sub.section, st, `, ${sub.optional ? 'optional' : 'mandatory'} subsection of ${s.name}`).map(
+        (l) => `  ${l}`,
+      ),
+    );
   return out;
 }
 

@@ -53,7 +53,10 @@ export async function loadSnapshot(path: string): Promise<LoadedSnapshot> {
       if (rec.kind === 'section') {
         const s = rec.section;
         // The body is re-encoded to learn its size: the encoder is deterministic for decoded values.
-        const bytes = encode({ name: s.name, instance: s.instance, version: s.version, payload: s.payload }, BODY_OPTIONS).length;
+        const bytes = encode(
+          { name: s.name, instance: s.instance, version: s.version, payload: s.payload },
+          BODY_OPTIONS,
+        ).length;
         sections.push({ ...s, offset: rec.offset, bytes });
       } else if (rec.kind === 'ram' || rec.kind === 'zero') {
         builder.add(rec);
@@ -62,14 +65,23 @@ export async function loadSnapshot(path: string): Promise<LoadedSnapshot> {
     try {
       fh = await open(path, 'r');
     } catch (err) {
-      throw new IoError(`cannot open snapshot ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new IoError(`cannot open snapshot ${path}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
     const memBytes = configuredMemBytes(file.header.machine);
     const pages = builder.build(memBytes === null ? null : memBytes / PAGE_SIZE, fh, path);
     const handle = fh;
     let closed = false;
     return {
-      path, size: file.size, header: file.header, sections, pages, counts: file.end, warnings, memBytes,
+      path,
+      size: file.size,
+      header: file.header,
+      sections,
+      pages,
+      counts: file.end,
+      warnings,
+      memBytes,
       async close() {
         if (closed) return;
         closed = true;

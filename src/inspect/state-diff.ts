@@ -21,7 +21,14 @@ import { hex } from './text.js';
  *   cpu.lapic[912..915]               LAPIC timer current count (APIC register 0x390)
  */
 export const VOLATILE_FIELDS: readonly string[] = [
-  'kvmclock.clock', 'kvmclock.realtime', 'kvmclock.host_tsc', 'cpu.msrs.IA32_TSC', 'xen_time.guest_ns', 'xen_time.wc_sec', 'xen_time.wc_nsec', 'cpu.lapic[912..915]',
+  'kvmclock.clock',
+  'kvmclock.realtime',
+  'kvmclock.host_tsc',
+  'cpu.msrs.IA32_TSC',
+  'xen_time.guest_ns',
+  'xen_time.wc_sec',
+  'xen_time.wc_nsec',
+  'cpu.lapic[912..915]',
 ];
 
 export interface FieldChange {
@@ -44,7 +51,10 @@ export interface SectionsDiff {
 
 /** Glob over paths: `*` is any run of characters; a pattern also covers everything below it. */
 function globToRegExp(glob: string): RegExp {
-  const body = glob.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('.*');
+  const body = glob
+    .split('*')
+    .map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
+    .join('.*');
   return new RegExp(`^${body}(?=$|[.[/])`);
 }
 
@@ -58,7 +68,12 @@ export class IgnoreSet {
   constructor(patterns: readonly string[]) {
     for (const p of patterns) {
       const m = RANGE.exec(p);
-      if (m && m[3] !== undefined) this.ranges.push({ path: new RegExp(`${globToRegExp(m[1]!).source.replace(/\(\?=.*\)$/, '')}$`), lo: Number(m[2]), hi: Number(m[3]) });
+      if (m && m[3] !== undefined)
+        this.ranges.push({
+          path: new RegExp(`${globToRegExp(m[1]!).source.replace(/\(\?=.*\)$/, '')}$`),
+          lo: Number(m[2]),
+          hi: Number(m[3]),
+        });
       else this.globs.push(globToRegExp(p));
     }
   }
@@ -89,7 +104,11 @@ function diffParts(desc: AnyDescriptor | undefined, state: unknown): Map<string,
   const main: StateRecord = {};
   for (const [k, v] of Object.entries(state)) {
     if (subs.includes(k)) continue;
-    if (k === 'msrs' && Array.isArray(v) && v.every((e) => isRecord(e) && typeof e['index'] === 'number' && 'data' in e)) {
+    if (
+      k === 'msrs' &&
+      Array.isArray(v) &&
+      v.every((e) => isRecord(e) && typeof e['index'] === 'number' && 'data' in e)
+    ) {
       main[k] = Object.fromEntries((v as StateRecord[]).map((e) => [msrKey(e['index'] as number), e['data']]));
     } else main[k] = v;
   }
@@ -109,7 +128,8 @@ function specAt(desc: AnyDescriptor | undefined, part: string, path: string): Fi
   let spec = { kind: 'struct', fields: d.fields } as FieldSpec | undefined;
   for (const tok of path.match(/[^.[\]]+|\[[^\]]*\]/g) ?? []) {
     if (!spec) return undefined;
-    if (tok.startsWith('[')) spec = spec.kind === 'array' || spec.kind === 'varArray' ? spec.of : spec.kind === 'bytes' ? spec : undefined;
+    if (tok.startsWith('['))
+      spec = spec.kind === 'array' || spec.kind === 'varArray' ? spec.of : spec.kind === 'bytes' ? spec : undefined;
     else if (spec.kind === 'struct') spec = spec.fields[tok];
     else if (spec.kind === 'varArray' && spec.of.kind === 'struct') spec = spec.of.fields['data'];
     else return undefined;
@@ -118,7 +138,10 @@ function specAt(desc: AnyDescriptor | undefined, part: string, path: string): Fi
 }
 
 /** Cuts ignored byte ranges out of a byte-range change; returns what is left. */
-function cutRanges(c: { path: string; a: unknown; b: unknown }, cuts: { lo: number; hi: number }[]): { path: string; a: unknown; b: unknown }[] {
+function cutRanges(
+  c: { path: string; a: unknown; b: unknown },
+  cuts: { lo: number; hi: number }[],
+): { path: string; a: unknown; b: unknown }[] {
   const m = RANGE.exec(c.path);
   if (!m || !(c.a instanceof Uint8Array) || !(c.b instanceof Uint8Array) || cuts.length === 0) return [c];
   const lo = Number(m[2]);
@@ -126,7 +149,7 @@ function cutRanges(c: { path: string; a: unknown; b: unknown }, cuts: { lo: numb
   const keep = new Array<boolean>(hi - lo + 1).fill(true);
   for (const cut of cuts) for (let i = Math.max(lo, cut.lo); i <= Math.min(hi, cut.hi); i++) keep[i - lo] = false;
   const out: { path: string; a: unknown; b: unknown }[] = [];
-  for (let i = 0; i < keep.length; ) {
+  for (let i = 0; i < keep.length;) {
     if (!keep[i]) {
       i++;
       continue;
@@ -139,7 +162,14 @@ function cutRanges(c: { path: string; a: unknown; b: unknown }, cuts: { lo: numb
   return out;
 }
 
-function sectionChanges(ctxLabel: string, name: string, da: DecodedSection, db: DecodedSection, ignore: IgnoreSet, raw: string[]): FieldChange[] {
+function sectionChanges(
+  ctxLabel: string,
+  name: string,
+  da: DecodedSection,
+  db: DecodedSection,
+  ignore: IgnoreSet,
+  raw: string[],
+): FieldChange[] {
   const decoded = da.state !== undefined && db.state !== undefined;
   if (!decoded) raw.push(ctxLabel);
   const pa = decoded ? diffParts(da.desc, da.state) : new Map([['', da.raw.payload]]);
@@ -168,7 +198,11 @@ export function diffSections(a: InspectContext, b: InspectContext, ignore: Ignor
   const key = (d: DecodedSection): string => `${d.name}\u0000${d.instance}`;
   const inB = new Map(b.decoded.map((d) => [key(d), d]));
   // Header fields first: producer and machine configuration.
-  const hdr = (ctx: InspectContext) => ({ producer: ctx.snap.header.producer, format: `${ctx.snap.header.formatMajor}.${ctx.snap.header.formatMinor}`, machine: ctx.snap.header.machine });
+  const hdr = (ctx: InspectContext) => ({
+    producer: ctx.snap.header.producer,
+    format: `${ctx.snap.header.formatMajor}.${ctx.snap.header.formatMinor}`,
+    machine: ctx.snap.header.machine,
+  });
   for (const c of diffStates(hdr(a), hdr(b))) if (!ignore.ignores([c.path])) out.changes.push(c);
   for (const da of a.decoded) {
     const label = a.label(da.name, da.instance);
@@ -178,7 +212,8 @@ export function diffSections(a: InspectContext, b: InspectContext, ignore: Ignor
       continue;
     }
     inB.delete(key(da));
-    if (da.version !== db.version && !ignore.ignores([`${label}#version`])) out.changes.push({ path: `${label} (version)`, a: da.version, b: db.version });
+    if (da.version !== db.version && !ignore.ignores([`${label}#version`]))
+      out.changes.push({ path: `${label} (version)`, a: da.version, b: db.version });
     out.changes.push(...sectionChanges(label, da.name, da, db, ignore, out.raw));
   }
   for (const db of inB.values()) out.onlyInB.push(b.label(db.name, db.instance));
@@ -191,9 +226,15 @@ const hexBytes = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).
 export function changeValueText(v: unknown, spec: FieldSpec | undefined, path: string): string {
   if (v === undefined) return '(absent)';
   if (spec?.kind === 'enum' && typeof v === 'number') return enumName(spec, v);
-  if (v instanceof Uint8Array) return v.length <= 16 ? hexBytes(v) : `${hexBytes(v.subarray(0, 16))} … (${v.length} bytes)`;
-  if (typeof v === 'bigint') return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(path.split(/[./]/).pop() ?? '') && !/TSC_DEADLINE/.test(path) ? v.toString() : hex(v);
+  if (v instanceof Uint8Array)
+    return v.length <= 16 ? hexBytes(v) : `${hexBytes(v.subarray(0, 16))} … (${v.length} bytes)`;
+  if (typeof v === 'bigint')
+    return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(path.split(/[./]/).pop() ?? '') &&
+      !/TSC_DEADLINE/.test(path)
+      ? v.toString()
+      : hex(v);
   if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object' && v !== null) return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+  if (typeof v === 'object' && v !== null)
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
   return String(v);
 }

@@ -11,7 +11,10 @@ export interface Style {
   yellow(s: string): string;
 }
 
-const sgr = (code: number) => (s: string): string => `\x1b[${code}m${s}\x1b[0m`;
+const sgr =
+  (code: number) =>
+  (s: string): string =>
+    `\x1b[${code}m${s}\x1b[0m`;
 const id = (s: string): string => s;
 
 export function style(enabled: boolean): Style {
@@ -39,14 +42,23 @@ export interface TableOptions {
 }
 
 /** An aligned table: two spaces between columns, no trailing blanks. */
-export function table(head: readonly string[], rows: readonly (readonly string[])[], opts: TableOptions = {}): string[] {
+export function table(
+  head: readonly string[],
+  rows: readonly (readonly string[])[],
+  opts: TableOptions = {},
+): string[] {
   const right = new Set(opts.right ?? []);
   const widths = head.map((h, i) => Math.max(visible(h), ...rows.map((r) => visible(r[i] ?? ''))));
   const pad = (c: string, i: number): string => {
     const gap = ' '.repeat(Math.max(0, widths[i]! - visible(c)));
     return right.has(i) ? gap + c : c + gap;
   };
-  const line = (cells: readonly string[]): string => (opts.indent ?? '') + cells.map((c, i) => pad(c, i)).join('  ').trimEnd();
+  const line = (cells: readonly string[]): string =>
+    (opts.indent ?? '') +
+    cells
+      .map((c, i) => pad(c, i))
+      .join('  ')
+      .trimEnd();
   const st = opts.style ?? PLAIN;
   return [st.bold(line(head)), ...rows.map(line)];
 }
@@ -92,11 +104,23 @@ export function nsText(ns: bigint): string {
 export function durationText(ns: bigint): string {
   const neg = ns < 0n;
   const a = Number(neg ? -ns : ns);
-  const t = a < 1e3 ? `${a} ns` : a < 1e6 ? `${(a / 1e3).toFixed(1)} µs` : a < 1e9 ? `${(a / 1e6).toFixed(1)} ms` : `${(a / 1e9).toFixed(2)} s`;
+  const t =
+    a < 1e3
+      ? `${a} ns`
+      : a < 1e6
+        ? `${(a / 1e3).toFixed(1)} µs`
+        : a < 1e9
+          ? `${(a / 1e6).toFixed(1)} ms`
+          : `${(a / 1e9).toFixed(2)} s`;
   return neg ? `-${t}` : t;
 }
 
 /** JSON.stringify that writes bigint as a decimal string (the convention of `toJson`). */
 export function jsonText(v: unknown, indent = 2): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x), indent);
+  return JSON.stringify(
+    v,
+    (_k, x: unknown) =>
+      typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x,
+    indent,
+  );
 }

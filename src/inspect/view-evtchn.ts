@@ -12,7 +12,14 @@ import { hex, table, type Style } from './text.js';
 /** Byte offsets in shared_info of evtchn_pending[] and evtchn_mask[] (xen/include/public/xen.h). */
 export const SHINFO_BITS = { long: { pending: 2048, mask: 2560 }, compat: { pending: 2048, mask: 2176 } } as const;
 /** Port types (xen_evtchn's enum; also in the embedded schema). */
-const TYPE_NAMES: Readonly<Record<number, string>> = { 0: 'closed', 1: 'unbound', 2: 'interdomain', 3: 'pirq', 4: 'virq', 5: 'ipi' };
+const TYPE_NAMES: Readonly<Record<number, string>> = {
+  0: 'closed',
+  1: 'unbound',
+  2: 'interdomain',
+  3: 'pirq',
+  4: 'virq',
+  5: 'ipi',
+};
 const INVALID = 0xffffffffffffffffn;
 
 export interface PortRow {
@@ -37,14 +44,18 @@ async function shinfoBits(ctx: InspectContext, ports: number): Promise<Bits | st
   if (typeof gpa !== 'bigint') return 'no xen_overlay section';
   if (gpa === INVALID || gpa === 0n) return 'the guest had not mapped shared_info';
   const g = Number(gpa);
-  if (!Number.isSafeInteger(g) || g % PAGE_SIZE !== 0 || g / PAGE_SIZE >= ctx.snap.pages.guestPages) return `shared_info at ${hex(gpa)} is outside guest RAM`;
+  if (!Number.isSafeInteger(g) || g % PAGE_SIZE !== 0 || g / PAGE_SIZE >= ctx.snap.pages.guestPages)
+    return `shared_info at ${hex(gpa)} is outside guest RAM`;
   const layout = ov?.['long_mode'] === false ? SHINFO_BITS.compat : SHINFO_BITS.long;
   const bytes = Math.ceil(ports / 8);
   const page = await ctx.snap.pages.readGuest(g, PAGE_SIZE);
-  return { pending: page.subarray(layout.pending, layout.pending + bytes), mask: page.subarray(layout.mask, layout.mask + bytes) };
+  return {
+    pending: page.subarray(layout.pending, layout.pending + bytes),
+    mask: page.subarray(layout.mask, layout.mask + bytes),
+  };
 }
 
-const bit = (b: Uint8Array, p: number): boolean => ((b[p >> 3] ?? 0) >> (p & 7)) & 1 ? true : false;
+const bit = (b: Uint8Array, p: number): boolean => (((b[p >> 3] ?? 0) >> (p & 7)) & 1 ? true : false);
 
 function callbackText(v: unknown): string {
   if (typeof v !== 'bigint') return '-';
@@ -63,7 +74,11 @@ function typeNames(d: DecodedSection): Readonly<Record<number, string>> {
   return t?.kind === 'enum' ? Object.fromEntries(Object.entries(t.values).map(([k, v]) => [v, k])) : TYPE_NAMES;
 }
 
-export async function portRows(ctx: InspectContext, st: StateRecord, names = TYPE_NAMES): Promise<{ rows: PortRow[]; bitsNote: string | null }> {
+export async function portRows(
+  ctx: InspectContext,
+  st: StateRecord,
+  names = TYPE_NAMES,
+): Promise<{ rows: PortRow[]; bitsNote: string | null }> {
   const table = Array.isArray(st['port_table']) ? (st['port_table'] as unknown[]) : [];
   const bits = await shinfoBits(ctx, table.length);
   const rows: PortRow[] = [];
@@ -98,10 +113,27 @@ export const evtchnView: SectionView = {
       if (bitsNote) lines.push(`pending/masked: unknown (${bitsNote})`);
       if (rows.length === 0) lines.push('no event channel ports are open');
       else {
-        const cells = rows.map((r) => [String(r.port), r.type, String(r.vcpu), r.virq ?? '-', r.remote ?? '-', r.pending ? st.yellow('yes') : yn(r.pending), yn(r.masked)]);
-        lines.push('', ...table(['PORT', 'TYPE', 'VCPU', 'VIRQ', 'REMOTE', 'PENDING', 'MASKED'], cells, { right: [0, 2], style: st }));
+        const cells = rows.map((r) => [
+          String(r.port),
+          r.type,
+          String(r.vcpu),
+          r.virq ?? '-',
+          r.remote ?? '-',
+          r.pending ? st.yellow('yes') : yn(r.pending),
+          yn(r.masked),
+        ]);
+        lines.push(
+          '',
+          ...table(['PORT', 'TYPE', 'VCPU', 'VIRQ', 'REMOTE', 'PENDING', 'MASKED'], cells, {
+            right: [0, 2],
+            style: st,
+          }),
+        );
       }
-      views.push({ callback_param: typeof s['callback_param'] === 'bigint' ? hex(s['callback_param']) : null, ports: rows as unknown as JsonValue });
+      views.push({
+        callback_param: typeof s['callback_param'] === 'bigint' ? hex(s['callback_param']) : null,
+        ports: rows as unknown as JsonValue,
+      });
     }
     return { view: views.length === 1 ? views[0]! : views, lines };
   },

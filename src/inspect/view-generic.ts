@@ -79,17 +79,30 @@ function renderArray(name: string, of: FieldSpec, items: unknown[], indent: stri
     // Long arrays (HVM params, VIRQ ports) are mostly zero: list the others by index.
     const nonZero = texts.map((t, i) => [i, t] as const).filter(([i]) => !isZeroValue(items[i]));
     if (nonZero.length === 0) return [`${indent}${name}: ${items.length} entries, all zero`];
-    return [`${indent}${name}: ${items.length} entries, ${nonZero.length} non-zero:`, ...nonZero.map(([i, t]) => `${indent}  [${i}] ${t}`)];
+    return [
+      `${indent}${name}: ${items.length} entries, ${nonZero.length} non-zero:`,
+      ...nonZero.map(([i, t]) => `${indent}  [${i}] ${t}`),
+    ];
   }
   if (of.kind === 'struct' && Object.values(of.fields).every(isScalar)) {
     const keys = Object.keys(of.fields);
-    const rows = (items as StateRecord[]).map((r, i) => [String(i), ...keys.map((k) => scalarText(of.fields[k]!, r[k], k))]);
+    const rows = (items as StateRecord[]).map((r, i) => [
+      String(i),
+      ...keys.map((k) => scalarText(of.fields[k]!, r[k], k)),
+    ]);
     const w = ['#', ...keys].map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
     const line = (cells: string[]): string => `${indent}  ${cells.map((c, i) => c.padStart(w[i]!)).join('  ')}`;
     return [`${indent}${name}: ${items.length} entries`, line(['#', ...keys]), ...rows.map(line)];
   }
   return items.flatMap((x, i) =>
-    of.kind === 'struct' ? [`${indent}${name}[${i}]:`, ...renderFields(of.fields, x as StateRecord, `${indent}  `)] : renderArray(`${name}[${i}]`, of.kind === 'array' || of.kind === 'varArray' ? of.of : of, x as unknown[], indent),
+    of.kind === 'struct'
+      ? [`${indent}${name}[${i}]:`, ...renderFields(of.fields, x as StateRecord, `${indent}  `)]
+      : renderArray(
+          `${name}[${i}]`,
+          of.kind === 'array' || of.kind === 'varArray' ? of.of : of,
+          x as unknown[],
+          indent,
+        ),
   );
 }
 
@@ -107,7 +120,10 @@ export function renderSection(desc: AnyDescriptor, state: StateRecord, indent = 
   for (const [k, sub] of Object.entries(desc.subsections)) {
     const s = state[k];
     if (s === undefined) continue;
-    out.push(`${indent}/${k} (${sub.state.name} version ${sub.state.version}${sub.optional ? ', optional' : ''}):`, ...renderSection(sub.state, s as StateRecord, `${indent}  `));
+    out.push(
+      `${indent}/${k} (${sub.state.name} version ${sub.state.version}${sub.optional ? ', optional' : ''}):`,
+      ...renderSection(sub.state, s as StateRecord, `${indent}  `),
+    );
   }
   return out;
 }

@@ -10,7 +10,12 @@ import type { InspectContext, SectionView, ViewOutput } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { durationText, hex, keyValues, nsText, type Style } from './text.js';
 
-const GPAS = ['xen_vcpu_info_gpa', 'xen_vcpu_info_default_gpa', 'xen_vcpu_time_info_gpa', 'xen_vcpu_runstate_gpa'] as const;
+const GPAS = [
+  'xen_vcpu_info_gpa',
+  'xen_vcpu_info_default_gpa',
+  'xen_vcpu_time_info_gpa',
+  'xen_vcpu_runstate_gpa',
+] as const;
 
 const gpaText = (v: unknown): string => (v === INVALID_GPA ? 'none' : typeof v === 'bigint' ? hex(v) : '-');
 
@@ -38,7 +43,9 @@ export function singleShot(ctx: InspectContext, x: StateRecord): TimerInfo | nul
 function boundVirqs(x: StateRecord): { virq: number; name: string; port: number }[] {
   const list = x['xen_virq'];
   if (!Array.isArray(list)) return [];
-  return list.flatMap((port, virq) => (typeof port === 'number' && port !== 0 ? [{ virq, name: virqName(virq), port }] : []));
+  return list.flatMap((port, virq) =>
+    typeof port === 'number' && port !== 0 ? [{ virq, name: virqName(virq), port }] : [],
+  );
 }
 
 function timerText(t: TimerInfo | null): string {
@@ -46,7 +53,9 @@ function timerText(t: TimerInfo | null): string {
   if (!t.armed) return 'not armed';
   const abs = `fires at ${nsText(t.at)} guest time`;
   if (t.remaining === null) return `${abs} (no xen_time section: time left unknown)`;
-  return t.remaining >= 0n ? `${abs}, ${durationText(t.remaining)} after the save` : `${abs}, overdue by ${durationText(-t.remaining)} at the save`;
+  return t.remaining >= 0n
+    ? `${abs}, ${durationText(t.remaining)} after the save`
+    : `${abs}, overdue by ${durationText(-t.remaining)} at the save`;
 }
 
 export function renderXenVcpu(ctx: InspectContext, x: StateRecord, indent: string): string[] {
@@ -56,12 +65,17 @@ export function renderXenVcpu(ctx: InspectContext, x: StateRecord, indent: strin
     ...GPAS.map((k) => [k.replace(/^xen_vcpu_/, ''), gpaText(x[k])] as [string, string]),
     ['callback vector', typeof vec === 'number' ? (vec === 0 ? 'none (via HVM_PARAM_CALLBACK_IRQ)' : hex(vec)) : '-'],
     ['single-shot timer', timerText(singleShot(ctx, x))],
-    ['periodic timer', typeof period === 'bigint' ? (period === 0n ? 'stopped' : `every ${durationText(period)}`) : '-'],
+    [
+      'periodic timer',
+      typeof period === 'bigint' ? (period === 0n ? 'stopped' : `every ${durationText(period)}`) : '-',
+    ],
   ];
   const virqs = boundVirqs(x);
   const out = keyValues(pairs, indent);
   if (!Array.isArray(x['xen_virq'])) return out;
-  out.push(`${indent}VIRQs bound: ${virqs.length === 0 ? 'none' : virqs.map((v) => `${v.name} → port ${v.port}`).join(', ')}`);
+  out.push(
+    `${indent}VIRQs bound: ${virqs.length === 0 ? 'none' : virqs.map((v) => `${v.name} → port ${v.port}`).join(', ')}`,
+  );
   return out;
 }
 
@@ -69,9 +83,18 @@ export function xenVcpuJson(ctx: InspectContext, x: StateRecord): JsonValue {
   const t = singleShot(ctx, x);
   const period = x['xen_periodic_timer_period'];
   return {
-    ...Object.fromEntries(GPAS.map((k) => [k, x[k] === INVALID_GPA ? null : typeof x[k] === 'bigint' ? hex(x[k] as bigint) : null])),
+    ...Object.fromEntries(
+      GPAS.map((k) => [k, x[k] === INVALID_GPA ? null : typeof x[k] === 'bigint' ? hex(x[k] as bigint) : null]),
+    ),
     virqs: boundVirqs(x),
-    singleshot_timer: t === null ? null : { armed: t.armed, at_ns: t.at.toString(), remaining_ns: t.remaining === null ? null : t.remaining.toString() },
+    singleshot_timer:
+      t === null
+        ? null
+        : {
+            armed: t.armed,
+            at_ns: t.at.toString(),
+            remaining_ns: t.remaining === null ? null : t.remaining.toString(),
+          },
     periodic_timer_ns: typeof period === 'bigint' ? period.toString() : null,
   };
 }

@@ -16,7 +16,11 @@ export interface ClockSample {
   hostTsc: bigint | null;
 }
 
-const CLOCK = { clock: offsetOf(S.kvm_clock_data, 'clock'), flags: offsetOf(S.kvm_clock_data, 'flags'), hostTsc: offsetOf(S.kvm_clock_data, 'host_tsc') };
+const CLOCK = {
+  clock: offsetOf(S.kvm_clock_data, 'clock'),
+  flags: offsetOf(S.kvm_clock_data, 'flags'),
+  hostTsc: offsetOf(S.kvm_clock_data, 'host_tsc'),
+};
 
 /** Reads the VM clock; one per thread (it owns a buffer). */
 export class VmClock {

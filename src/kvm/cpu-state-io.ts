@@ -23,7 +23,15 @@ import { CPUID_BUF_SIZE, MAX_CPUID_ENTRIES, readCpuid, writeCpuid } from './stat
 import { LAPIC_SIZE, type CpuState } from './state/cpu.js';
 import { debugregsBinding } from './state/debugregs.js';
 import { KVM_VCPUEVENT_VALID, eventsBinding } from './state/events.js';
-import { MAX_SAVED_MSRS, MSR_BUF_SIZE, fillMsrEntries, fillMsrIndices, msrIndexAt, probeSaveableMsrs, readMsrEntries } from './state/msrs.js';
+import {
+  MAX_SAVED_MSRS,
+  MSR_BUF_SIZE,
+  fillMsrEntries,
+  fillMsrIndices,
+  msrIndexAt,
+  probeSaveableMsrs,
+  readMsrEntries,
+} from './state/msrs.js';
 import { regsBinding } from './state/regs.js';
 import { sregsBinding } from './state/sregs.js';
 import { XSAVE_LEGACY_SIZE, XSAVE_MAX_SIZE, readXcrs, readXsave, writeXcrs, writeXsave } from './state/xsave.js';
@@ -53,15 +61,28 @@ export class CpuStateContext {
   readonly msrIndices: readonly number[];
   /** @internal ioctl buffers, each sized for its struct. */
   readonly bufs: {
-    readonly regs: Buf; readonly sregs: Buf; readonly xsave: Buf; readonly xcrs: Buf; readonly debugregs: Buf;
-    readonly lapic: Buf; readonly msrs: Buf; readonly events: Buf; readonly mp: Buf; readonly cpuid: Buf;
+    readonly regs: Buf;
+    readonly sregs: Buf;
+    readonly xsave: Buf;
+    readonly xcrs: Buf;
+    readonly debugregs: Buf;
+    readonly lapic: Buf;
+    readonly msrs: Buf;
+    readonly events: Buf;
+    readonly mp: Buf;
+    readonly cpuid: Buf;
   };
 
   constructor(config: CpuStateConfig) {
-    if (!Number.isSafeInteger(config.xsaveSize) || config.xsaveSize < XSAVE_LEGACY_SIZE || config.xsaveSize > XSAVE_MAX_SIZE) {
+    if (
+      !Number.isSafeInteger(config.xsaveSize) ||
+      config.xsaveSize < XSAVE_LEGACY_SIZE ||
+      config.xsaveSize > XSAVE_MAX_SIZE
+    ) {
       throw new RangeError(`XSAVE size must be ${XSAVE_LEGACY_SIZE}..${XSAVE_MAX_SIZE}, got ${config.xsaveSize}`);
     }
-    if (config.msrIndices.length > MAX_SAVED_MSRS) throw new RangeError(`${config.msrIndices.length} MSRs to save, at most ${MAX_SAVED_MSRS}`);
+    if (config.msrIndices.length > MAX_SAVED_MSRS)
+      throw new RangeError(`${config.msrIndices.length} MSRs to save, at most ${MAX_SAVED_MSRS}`);
     this.xsaveSize = config.xsaveSize;
     this.msrIndices = [...config.msrIndices];
     this.bufs = {
@@ -117,7 +138,10 @@ export function getCpuState(vcpuFd: number, ctx: CpuStateContext): CpuState {
   fillMsrIndices(b.msrs.view, ctx.msrIndices);
   const got = ioctlBuf(vcpuFd, KVM.GET_MSRS, b.msrs.bytes, 'KVM_GET_MSRS');
   if (got !== ctx.msrIndices.length) {
-    throw new KvmError(`KVM_GET_MSRS read ${got} of ${ctx.msrIndices.length} MSRs: MSR 0x${ctx.msrIndices[got]!.toString(16)} is no longer readable (was the CPUID changed after the context was probed?)`, 0);
+    throw new KvmError(
+      `KVM_GET_MSRS read ${got} of ${ctx.msrIndices.length} MSRs: MSR 0x${ctx.msrIndices[got]!.toString(16)} is no longer readable (was the CPUID changed after the context was probed?)`,
+      0,
+    );
   }
 
   ioctlBuf(vcpuFd, KVM.GET_VCPU_EVENTS, b.events.bytes, 'KVM_GET_VCPU_EVENTS');
@@ -187,12 +211,16 @@ export function putCpuState(vcpuFd: number, state: CpuState, ctx: CpuStateContex
     throw new VmstateError(why, `${where}.${field}`);
   };
   // Validate everything that can be checked without KVM before changing anything.
-  if (state.lapic.length !== LAPIC_SIZE) refuse('lapic', `LAPIC state of ${state.lapic.length} bytes, KVM's is ${LAPIC_SIZE}`);
+  if (state.lapic.length !== LAPIC_SIZE)
+    refuse('lapic', `LAPIC state of ${state.lapic.length} bytes, KVM's is ${LAPIC_SIZE}`);
   if (state.msrs.length !== state.msr_count || state.msr_count > MAX_SAVED_MSRS) {
     refuse('msrs', `${state.msrs.length} MSRs but msr_count is ${state.msr_count} (at most ${MAX_SAVED_MSRS})`);
   }
   if (state.cpuid.length !== state.cpuid_count || state.cpuid_count > MAX_CPUID_ENTRIES) {
-    refuse('cpuid', `${state.cpuid.length} CPUID entries but cpuid_count is ${state.cpuid_count} (at most ${MAX_CPUID_ENTRIES})`);
+    refuse(
+      'cpuid',
+      `${state.cpuid.length} CPUID entries but cpuid_count is ${state.cpuid_count} (at most ${MAX_CPUID_ENTRIES})`,
+    );
   }
   const xsaveProblem = writeXsave(b.xsave.bytes, state);
   if (xsaveProblem) refuse('xsave', xsaveProblem);
@@ -204,7 +232,10 @@ export function putCpuState(vcpuFd: number, state: CpuState, ctx: CpuStateContex
   if (khz !== state.tsc_khz) {
     const r = ioctlRaw(vcpuFd, KVM.SET_TSC_KHZ, state.tsc_khz);
     if (r < 0) {
-      throw new KvmError(`${where}: the guest's TSC runs at ${state.tsc_khz} kHz but this host's at ${khz} kHz, and KVM cannot scale it (KVM_SET_TSC_KHZ: ${strerror(-r)})`, -r);
+      throw new KvmError(
+        `${where}: the guest's TSC runs at ${state.tsc_khz} kHz but this host's at ${khz} kHz, and KVM cannot scale it (KVM_SET_TSC_KHZ: ${strerror(-r)})`,
+        -r,
+      );
     }
   }
   const size = writeCpuid(b.cpuid.view, state.cpuid);
@@ -236,12 +267,19 @@ export function putCpuState(vcpuFd: number, state: CpuState, ctx: CpuStateContex
   const set = ioctlBuf(vcpuFd, KVM.SET_MSRS, b.msrs.bytes, `${where}: KVM_SET_MSRS`);
   if (set !== state.msr_count) {
     const idx = msrIndexAt(b.msrs.view, set);
-    throw new KvmError(`${where}: KVM_SET_MSRS wrote ${set} of ${state.msr_count} MSRs: this host's KVM refused MSR 0x${idx.toString(16)} (unknown here, or its value is invalid for this CPUID)`, 0);
+    throw new KvmError(
+      `${where}: KVM_SET_MSRS wrote ${set} of ${state.msr_count} MSRs: this host's KVM refused MSR 0x${idx.toString(16)} (unknown here, or its value is invalid for this CPUID)`,
+      0,
+    );
   }
 
   // 6. Events.  NMI_PENDING and SIPI_VECTOR are input-only flags (KVM_GET never reports them).
   b.events.bytes.fill(0);
   eventsBinding.write(b.events.view, 0, state.events);
-  b.events.view.setUint32(EVENTS_FLAGS, state.events.flags | KVM_VCPUEVENT_VALID.NMI_PENDING | KVM_VCPUEVENT_VALID.SIPI_VECTOR, true);
+  b.events.view.setUint32(
+    EVENTS_FLAGS,
+    state.events.flags | KVM_VCPUEVENT_VALID.NMI_PENDING | KVM_VCPUEVENT_VALID.SIPI_VECTOR,
+    true,
+  );
   ioctlBuf(vcpuFd, KVM.SET_VCPU_EVENTS, b.events.bytes, `${where}: KVM_SET_VCPU_EVENTS`);
 }

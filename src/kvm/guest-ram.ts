@@ -13,7 +13,18 @@
 // data pages are spread over its RAM made a 1 GiB destination zero all
 // 1 GiB (58% of its CPU time, 1.5 s on memory the host had handed back),
 // where 4 KiB faults touch only the pages that arrive.
-import { madvise, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE, viewOf } from './libc.js';
+import {
+  madvise,
+  MADV_HUGEPAGE,
+  MAP_ANONYMOUS,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  mmap,
+  munmap,
+  PROT_READ,
+  PROT_WRITE,
+  viewOf,
+} from './libc.js';
 
 export const PAGE_SIZE = 4096;
 
@@ -29,7 +40,8 @@ export class GuestRam {
 
   /** `hugePages: false` defers the advice to adviseHugePages() (see above). */
   constructor(size: number, opts: { hugePages?: boolean } = {}) {
-    if (size <= 0 || size % (2 << 20) !== 0) throw new RangeError(`guest RAM size must be a positive multiple of 2 MiB, got ${size}`);
+    if (size <= 0 || size % (2 << 20) !== 0)
+      throw new RangeError(`guest RAM size must be a positive multiple of 2 MiB, got ${size}`);
     this.size = size;
     this.hostAddr = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     this.bytes = viewOf(this.hostAddr, size);

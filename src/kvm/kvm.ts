@@ -5,7 +5,15 @@ import koffi from 'koffi';
 import { KvmError, NoKvmError } from '../errors.js';
 import { closeFd, ioctlBuf, ioctlVal, O_RDWR, setIoctlFailure, strerror, tryOpen } from './libc.js';
 import { offsetOf } from './layout.js';
-import { Cap, KVM, KVM_API_VERSION, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from './ioctls.js';
+import {
+  Cap,
+  KVM,
+  KVM_API_VERSION,
+  KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+  KVM_MSR_FILTER_DEFAULT_ALLOW,
+  KVM_MSR_FILTER_READ,
+  KVM_MSR_FILTER_WRITE,
+} from './ioctls.js';
 import * as S from './structs.js';
 import type { CpuidLeaf } from './types.js';
 
@@ -40,7 +48,10 @@ export class Kvm {
 
   static open(): Kvm {
     const fd = tryOpen(KVM_DEVICE, O_RDWR);
-    if (fd < 0) throw new NoKvmError(`cannot open ${KVM_DEVICE}: ${strerror(-fd)} (is the kvm module loaded, and may this user use it?)`);
+    if (fd < 0)
+      throw new NoKvmError(
+        `cannot open ${KVM_DEVICE}: ${strerror(-fd)} (is the kvm module loaded, and may this user use it?)`,
+      );
     const api = ioctlVal(fd, KVM.GET_API_VERSION, 0, 'KVM_GET_API_VERSION');
     if (api !== KVM_API_VERSION) {
       closeFd(fd);
@@ -88,9 +99,13 @@ export function decodeCpuid(v: DataView): CpuidLeaf[] {
   for (let i = 0; i < n; i++) {
     const o = S.kvm_cpuid2.size + i * S.kvm_cpuid_entry2.size;
     out.push({
-      function: v.getUint32(o + f('function'), true), index: v.getUint32(o + f('index'), true),
+      function: v.getUint32(o + f('function'), true),
+      index: v.getUint32(o + f('index'), true),
       indexed: (v.getUint32(o + f('flags'), true) & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) !== 0,
-      eax: v.getUint32(o + f('eax'), true), ebx: v.getUint32(o + f('ebx'), true), ecx: v.getUint32(o + f('ecx'), true), edx: v.getUint32(o + f('edx'), true),
+      eax: v.getUint32(o + f('eax'), true),
+      ebx: v.getUint32(o + f('ebx'), true),
+      ecx: v.getUint32(o + f('ecx'), true),
+      edx: v.getUint32(o + f('edx'), true),
     });
   }
   return out;
@@ -125,11 +140,17 @@ export class KvmVm {
     this.fd = ioctlVal(kvm.fd, KVM.CREATE_VM, 0, 'KVM_CREATE_VM');
     try {
       // VMX needs these pages below 4 GiB; other KVM flavours ignore or refuse them harmlessly.
-      try { ioctlVal(this.fd, KVM.SET_TSS_ADDR, TSS_ADDR, 'KVM_SET_TSS_ADDR'); } catch { /* not needed here */ }
+      try {
+        ioctlVal(this.fd, KVM.SET_TSS_ADDR, TSS_ADDR, 'KVM_SET_TSS_ADDR');
+      } catch {
+        /* not needed here */
+      }
       try {
         const addr = new BigUint64Array([IDENTITY_MAP_ADDR]);
         ioctlBuf(this.fd, KVM.SET_IDENTITY_MAP_ADDR, new Uint8Array(addr.buffer), 'KVM_SET_IDENTITY_MAP_ADDR');
-      } catch { /* not needed here */ }
+      } catch {
+        /* not needed here */
+      }
       ioctlVal(this.fd, KVM.CREATE_IRQCHIP, 0, 'KVM_CREATE_IRQCHIP');
     } catch (e) {
       closeFd(this.fd);

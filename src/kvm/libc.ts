@@ -23,7 +23,9 @@ const c = {
   gettid: libc.func('int gettid(void)'),
   tgkill: libc.func('int tgkill(int tgid, int tid, int sig)'),
   strerror: libc.func('const char *strerror(int errnum)'),
-  prctl: libc.func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)'),
+  prctl: libc.func(
+    'int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)',
+  ),
   memcpy: libc.func('void *memcpy(uintptr_t dst, uintptr_t src, size_t n)'),
   schedSetscheduler: libc.func('int sched_setscheduler(int pid, int policy, const int *param)'),
   schedGetscheduler: libc.func('int sched_getscheduler(int pid)'),
@@ -185,7 +187,8 @@ export function viewOf(addr: bigint, len: number): Uint8Array {
  * Costs ~2 µs: take it once per buffer, not per page.
  */
 export function addressOf(bytes: Uint8Array): number {
-  if (bytes.byteLength <= 64) throw new RangeError('addressOf: buffers of 64 bytes or fewer may live on the V8 heap and move');
+  if (bytes.byteLength <= 64)
+    throw new RangeError('addressOf: buffers of 64 bytes or fewer may live on the V8 heap and move');
   return Number(koffi.address(bytes));
 }
 

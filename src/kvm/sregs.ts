@@ -5,15 +5,29 @@ import { CONTROL_NAMES, SEGMENT_NAMES, kvm_dtable, kvm_segment, kvm_sregs } from
 import type { DescriptorTable, Segment, SpecialRegs } from './types.js';
 
 const SEG = {
-  base: offsetOf(kvm_segment, 'base'), limit: offsetOf(kvm_segment, 'limit'), selector: offsetOf(kvm_segment, 'selector'),
-  type: offsetOf(kvm_segment, 'type'), present: offsetOf(kvm_segment, 'present'), dpl: offsetOf(kvm_segment, 'dpl'),
-  db: offsetOf(kvm_segment, 'db'), s: offsetOf(kvm_segment, 's'), l: offsetOf(kvm_segment, 'l'), g: offsetOf(kvm_segment, 'g'),
-  avl: offsetOf(kvm_segment, 'avl'), unusable: offsetOf(kvm_segment, 'unusable'),
+  base: offsetOf(kvm_segment, 'base'),
+  limit: offsetOf(kvm_segment, 'limit'),
+  selector: offsetOf(kvm_segment, 'selector'),
+  type: offsetOf(kvm_segment, 'type'),
+  present: offsetOf(kvm_segment, 'present'),
+  dpl: offsetOf(kvm_segment, 'dpl'),
+  db: offsetOf(kvm_segment, 'db'),
+  s: offsetOf(kvm_segment, 's'),
+  l: offsetOf(kvm_segment, 'l'),
+  g: offsetOf(kvm_segment, 'g'),
+  avl: offsetOf(kvm_segment, 'avl'),
+  unusable: offsetOf(kvm_segment, 'unusable'),
 } as const;
 const DT_BASE = offsetOf(kvm_dtable, 'base');
 const DT_LIMIT = offsetOf(kvm_dtable, 'limit');
 const CTRL_KEYS: Record<(typeof CONTROL_NAMES)[number], keyof SpecialRegs> = {
-  cr0: 'cr0', cr2: 'cr2', cr3: 'cr3', cr4: 'cr4', cr8: 'cr8', efer: 'efer', apic_base: 'apicBase',
+  cr0: 'cr0',
+  cr2: 'cr2',
+  cr3: 'cr3',
+  cr4: 'cr4',
+  cr8: 'cr8',
+  efer: 'efer',
+  apic_base: 'apicBase',
 };
 
 /** Offsets within struct kvm_sregs of the fields the hypercall path reads. */
@@ -28,10 +42,18 @@ export const SREGS_OFF = {
 
 function readSeg(v: DataView, o: number): Segment {
   return {
-    base: v.getBigUint64(o + SEG.base, true), limit: v.getUint32(o + SEG.limit, true), selector: v.getUint16(o + SEG.selector, true),
-    type: v.getUint8(o + SEG.type), present: v.getUint8(o + SEG.present) !== 0, dpl: v.getUint8(o + SEG.dpl),
-    db: v.getUint8(o + SEG.db) !== 0, s: v.getUint8(o + SEG.s) !== 0, l: v.getUint8(o + SEG.l) !== 0, g: v.getUint8(o + SEG.g) !== 0,
-    avl: v.getUint8(o + SEG.avl) !== 0, unusable: v.getUint8(o + SEG.unusable) !== 0,
+    base: v.getBigUint64(o + SEG.base, true),
+    limit: v.getUint32(o + SEG.limit, true),
+    selector: v.getUint16(o + SEG.selector, true),
+    type: v.getUint8(o + SEG.type),
+    present: v.getUint8(o + SEG.present) !== 0,
+    dpl: v.getUint8(o + SEG.dpl),
+    db: v.getUint8(o + SEG.db) !== 0,
+    s: v.getUint8(o + SEG.s) !== 0,
+    l: v.getUint8(o + SEG.l) !== 0,
+    g: v.getUint8(o + SEG.g) !== 0,
+    avl: v.getUint8(o + SEG.avl) !== 0,
+    unusable: v.getUint8(o + SEG.unusable) !== 0,
   };
 }
 
@@ -50,7 +72,10 @@ function writeSeg(v: DataView, o: number, s: Segment): void {
   v.setUint8(o + SEG.unusable, +s.unusable);
 }
 
-const readDt = (v: DataView, o: number): DescriptorTable => ({ base: v.getBigUint64(o + DT_BASE, true), limit: v.getUint16(o + DT_LIMIT, true) });
+const readDt = (v: DataView, o: number): DescriptorTable => ({
+  base: v.getBigUint64(o + DT_BASE, true),
+  limit: v.getUint16(o + DT_LIMIT, true),
+});
 
 export function readSregs(v: DataView, base: number): SpecialRegs {
   const out = {} as Record<string, unknown>;

@@ -4,9 +4,24 @@
 
 /** Index of each general register in struct kvm_regs. */
 export const Gpr = {
-  RAX: 0, RBX: 1, RCX: 2, RDX: 3, RSI: 4, RDI: 5, RSP: 6, RBP: 7,
-  R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15,
-  RIP: 16, RFLAGS: 17,
+  RAX: 0,
+  RBX: 1,
+  RCX: 2,
+  RDX: 3,
+  RSI: 4,
+  RDI: 5,
+  RSP: 6,
+  RBP: 7,
+  R8: 8,
+  R9: 9,
+  R10: 10,
+  R11: 11,
+  R12: 12,
+  R13: 13,
+  R14: 14,
+  R15: 15,
+  RIP: 16,
+  RFLAGS: 17,
 } as const;
 export const GPR_COUNT = 18;
 
@@ -33,11 +48,23 @@ export interface DescriptorTable {
 
 /** struct kvm_sregs without the interrupt bitmap (always zero with an in-kernel irqchip). */
 export interface SpecialRegs {
-  cs: Segment; ds: Segment; es: Segment; fs: Segment; gs: Segment; ss: Segment;
-  tr: Segment; ldt: Segment;
-  gdt: DescriptorTable; idt: DescriptorTable;
-  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; cr8: bigint;
-  efer: bigint; apicBase: bigint;
+  cs: Segment;
+  ds: Segment;
+  es: Segment;
+  fs: Segment;
+  gs: Segment;
+  ss: Segment;
+  tr: Segment;
+  ldt: Segment;
+  gdt: DescriptorTable;
+  idt: DescriptorTable;
+  cr0: bigint;
+  cr2: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  cr8: bigint;
+  efer: bigint;
+  apicBase: bigint;
 }
 
 /** One CPUID leaf as the guest will see it. */
@@ -46,5 +73,8 @@ export interface CpuidLeaf {
   index: number;
   /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX: the sub-leaf matters. */
   indexed: boolean;
-  eax: number; ebx: number; ecx: number; edx: number;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
 }

@@ -111,17 +111,37 @@ export class KvmVcpu {
   }
 
   // --- exit details (valid until the next runOnce) ---
-  get ioIsOut(): boolean { return this.run.getUint8(RUN.ioDirection) === 1; }
-  get ioSize(): number { return this.run.getUint8(RUN.ioSize); }
-  get ioPort(): number { return this.run.getUint16(RUN.ioPort, true); }
-  get ioCount(): number { return this.run.getUint32(RUN.ioCount, true); }
+  get ioIsOut(): boolean {
+    return this.run.getUint8(RUN.ioDirection) === 1;
+  }
+  get ioSize(): number {
+    return this.run.getUint8(RUN.ioSize);
+  }
+  get ioPort(): number {
+    return this.run.getUint16(RUN.ioPort, true);
+  }
+  get ioCount(): number {
+    return this.run.getUint32(RUN.ioCount, true);
+  }
   /** Offset in runBytes of the I/O data (OUT: what the guest wrote; IN: where to put the answer). */
-  get ioDataOffset(): number { return Number(this.run.getBigUint64(RUN.ioDataOffset, true)); }
-  get msrIndex(): number { return this.run.getUint32(RUN.msrIndex, true); }
-  get msrData(): bigint { return this.run.getBigUint64(RUN.msrData, true); }
-  get mmioAddr(): bigint { return this.run.getBigUint64(RUN.mmioAddr, true); }
-  get internalSuberror(): number { return this.run.getUint32(RUN.internalSuberror, true); }
-  get systemEventType(): number { return this.run.getUint32(RUN.systemEventType, true); }
+  get ioDataOffset(): number {
+    return Number(this.run.getBigUint64(RUN.ioDataOffset, true));
+  }
+  get msrIndex(): number {
+    return this.run.getUint32(RUN.msrIndex, true);
+  }
+  get msrData(): bigint {
+    return this.run.getBigUint64(RUN.msrData, true);
+  }
+  get mmioAddr(): bigint {
+    return this.run.getBigUint64(RUN.mmioAddr, true);
+  }
+  get internalSuberror(): number {
+    return this.run.getUint32(RUN.internalSuberror, true);
+  }
+  get systemEventType(): number {
+    return this.run.getUint32(RUN.systemEventType, true);
+  }
 
   /** Finish an MSR exit: `fault` makes the guest take #GP; `value` is what RDMSR reads. */
   completeMsr(fault: boolean, value = 0n): void {
@@ -130,12 +150,24 @@ export class KvmVcpu {
   }
 
   // --- sync-regs reads for the hypercall path (no allocation) ---
-  get syncCsSelector(): number { return this.run.getUint16(RUN.syncSregs + SREGS_OFF.csSelector, true); }
-  get syncCsLong(): boolean { return this.run.getUint8(RUN.syncSregs + SREGS_OFF.csL) !== 0; }
-  get syncEfer(): bigint { return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.efer, true); }
-  get syncCr0(): bigint { return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr0, true); }
-  get syncCr3(): bigint { return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr3, true); }
-  get syncCr4(): bigint { return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr4, true); }
+  get syncCsSelector(): number {
+    return this.run.getUint16(RUN.syncSregs + SREGS_OFF.csSelector, true);
+  }
+  get syncCsLong(): boolean {
+    return this.run.getUint8(RUN.syncSregs + SREGS_OFF.csL) !== 0;
+  }
+  get syncEfer(): bigint {
+    return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.efer, true);
+  }
+  get syncCr0(): bigint {
+    return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr0, true);
+  }
+  get syncCr3(): bigint {
+    return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr3, true);
+  }
+  get syncCr4(): bigint {
+    return this.run.getBigUint64(RUN.syncSregs + SREGS_OFF.cr4, true);
+  }
 
   // --- full register access through ioctls (boot, save, restore) ---
   getRegs(): bigint[] {

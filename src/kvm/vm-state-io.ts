@@ -110,7 +110,8 @@ export function getIrqchip(vmFd: number): IrqchipState {
 function checkIrqchip(st: IrqchipState): void {
   for (const [field] of IRQCHIP_CHIPS) {
     const want = sizeOfChip(field);
-    if (st[field].length !== want) throw new VmstateError(`${st[field].length} bytes, KVM's struct has ${want}`, `irqchip.${field}`);
+    if (st[field].length !== want)
+      throw new VmstateError(`${st[field].length} bytes, KVM's struct has ${want}`, `irqchip.${field}`);
   }
 }
 
@@ -137,6 +138,10 @@ export function putPit(vmFd: number, st: PitState): void {
   pitBuf.fill(0);
   pitBinding.write(pitView, 0, st);
   const r = ioctlBufRaw(vmFd, KVM.SET_PIT2, pitBuf);
-  if (r === -ENXIO) throw new KvmError('the state has a PIT (section pit) but this VM has none: create it with KVM_CREATE_PIT2 before restoring', ENXIO);
+  if (r === -ENXIO)
+    throw new KvmError(
+      'the state has a PIT (section pit) but this VM has none: create it with KVM_CREATE_PIT2 before restoring',
+      ENXIO,
+    );
   if (r < 0) throw new KvmError(`KVM_SET_PIT2: ${strerror(-r)}`, -r);
 }

@@ -14,8 +14,15 @@ export interface MachineConfig {
 /** The HEADER's machine configuration, checked; `where` prefixes the error. */
 export function checkMachineConfig(machine: unknown, where: string): MachineConfig {
   const c = machine as Partial<MachineConfig> | null;
-  const ok = c !== null && typeof c === 'object' && Number.isSafeInteger(c.memBytes) && c.memBytes! > 0 && c.memBytes! % (2 << 20) === 0 &&
-    Number.isInteger(c.vcpus) && c.vcpus! >= 1 && c.vcpus! <= MAX_VCPUS;
+  const ok =
+    c !== null &&
+    typeof c === 'object' &&
+    Number.isSafeInteger(c.memBytes) &&
+    c.memBytes! > 0 &&
+    c.memBytes! % (2 << 20) === 0 &&
+    Number.isInteger(c.vcpus) &&
+    c.vcpus! >= 1 &&
+    c.vcpus! <= MAX_VCPUS;
   if (!ok) throw new FormatError(`${where}: the machine configuration in the header is invalid`);
   return { memBytes: c.memBytes!, vcpus: c.vcpus! };
 }

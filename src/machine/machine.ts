@@ -51,9 +51,13 @@ export interface BootOptions extends MachineOptions {
 export { MAX_VCPUS } from './config.js';
 /** Capabilities the userspace Xen transport cannot do without. */
 const REQUIRED_CAPS: ReadonlyArray<[number, string]> = [
-  [Cap.IRQCHIP, 'in-kernel irqchip'], [Cap.USER_MEMORY, 'user memory'], [Cap.SYNC_REGS, 'sync regs'],
-  [Cap.IMMEDIATE_EXIT, 'immediate exit'], [Cap.X86_USER_SPACE_MSR, 'user-space MSR exits'],
-  [Cap.X86_MSR_FILTER, 'MSR filter'], [Cap.SIGNAL_MSI, 'MSI injection'],
+  [Cap.IRQCHIP, 'in-kernel irqchip'],
+  [Cap.USER_MEMORY, 'user memory'],
+  [Cap.SYNC_REGS, 'sync regs'],
+  [Cap.IMMEDIATE_EXIT, 'immediate exit'],
+  [Cap.X86_USER_SPACE_MSR, 'user-space MSR exits'],
+  [Cap.X86_MSR_FILTER, 'MSR filter'],
+  [Cap.SIGNAL_MSI, 'MSI injection'],
 ];
 
 export class XenMachine {
@@ -90,18 +94,27 @@ export class XenMachine {
   }
 
   private resources(): XenThreadResources {
-    return { ramAddr: this.ram.hostAddr, ramSize: this.ram.size, vmFd: this.vm.fd, xen: this.xen.buffers, control: this.control };
+    return {
+      ramAddr: this.ram.hostAddr,
+      ramSize: this.ram.size,
+      vmFd: this.vm.fd,
+      xen: this.xen.buffers,
+      control: this.control,
+    };
   }
 
   static create(opts: MachineOptions): XenMachine {
-    if (!Number.isInteger(opts.vcpus) || opts.vcpus < 1 || opts.vcpus > MAX_VCPUS) throw new InputError(`--vcpus must be 1..${MAX_VCPUS}, got ${opts.vcpus}`);
+    if (!Number.isInteger(opts.vcpus) || opts.vcpus < 1 || opts.vcpus > MAX_VCPUS)
+      throw new InputError(`--vcpus must be 1..${MAX_VCPUS}, got ${opts.vcpus}`);
     const kvm = Kvm.open();
     const cleanup: Array<() => void> = [() => kvm.close()];
     try {
-      for (const [cap, what] of REQUIRED_CAPS) if (kvm.check(cap) === 0) throw new NoKvmError(`this host's KVM lacks ${what} (KVM_CAP ${cap})`);
+      for (const [cap, what] of REQUIRED_CAPS)
+        if (kvm.check(cap) === 0) throw new NoKvmError(`this host's KVM lacks ${what} (KVM_CAP ${cap})`);
       const vm = new KvmVm(kvm);
       cleanup.unshift(() => vm.destroy());
-      if (opts.ram && opts.ram.size !== opts.memBytes) throw new RangeError(`guest RAM of ${opts.ram.size} bytes for a machine of ${opts.memBytes}`);
+      if (opts.ram && opts.ram.size !== opts.memBytes)
+        throw new RangeError(`guest RAM of ${opts.ram.size} bytes for a machine of ${opts.memBytes}`);
       const ram = opts.ram ?? new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
       cleanup.unshift(() => ram.destroy());
       vm.setMemory(0, 0, ram.size, ram.hostAddr);
@@ -187,7 +200,9 @@ export class XenMachine {
     const onError = (e: Error) => this.finish({ kind: 'fault', detail: `emulator thread error: ${e.message}` });
     this.timerThread = threadPool.take(TIMER_WORKER_URL, r);
     this.timerThread.on('error', onError);
-    this.threads = this.handles.map((handle) => new VcpuThread({ ...r, handle }, (msg) => this.onMessage(msg), onError));
+    this.threads = this.handles.map(
+      (handle) => new VcpuThread({ ...r, handle }, (msg) => this.onMessage(msg), onError),
+    );
     // Spares beyond this machine's vCPUs (a guess that was too high) are not needed.
     void threadPool.discard();
   }
@@ -267,7 +282,8 @@ export class XenMachine {
    */
   async whenRunning(timeoutMs = 10_000): Promise<void> {
     const t = this.threads[0];
-    if (!t || !(await t.whenRunning(timeoutMs))) throw new Error(`the guest did not start running within ${timeoutMs} ms`);
+    if (!t || !(await t.whenRunning(timeoutMs)))
+      throw new Error(`the guest did not start running within ${timeoutMs} ms`);
     if (this.status === 'shutdown') throw new Error('the guest stopped before it ran');
   }
 
@@ -295,7 +311,9 @@ export class XenMachine {
     if (timer) {
       Atomics.store(this.xen.sync, SyncField.timerStop, 1);
       this.xen.wakeTimers();
-      await new Promise<void>((resolve) => { timer.once('exit', () => resolve()); });
+      await new Promise<void>((resolve) => {
+        timer.once('exit', () => resolve());
+      });
     }
   }
 

@@ -51,18 +51,28 @@ function readPhdrs(file: Uint8Array, name: string): { phdrs: Phdr[] } {
   const phoff = is64 ? Number(v.getBigUint64(32, true)) : v.getUint32(28, true);
   const phentsize = v.getUint16(is64 ? 54 : 42, true);
   const phnum = v.getUint16(is64 ? 56 : 44, true);
-  if (phentsize < (is64 ? 56 : 32) || phoff + phnum * phentsize > file.length) throw new ElfError(`${name}: program headers lie outside the file`);
+  if (phentsize < (is64 ? 56 : 32) || phoff + phnum * phentsize > file.length)
+    throw new ElfError(`${name}: program headers lie outside the file`);
   const phdrs: Phdr[] = [];
   for (let i = 0; i < phnum; i++) {
     const o = phoff + i * phentsize;
     const big = (off: number) => {
       const x = v.getBigUint64(o + off, true);
-      if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw new ElfError(`${name}: program header ${i} has an address or size beyond 2^53`);
+      if (x > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new ElfError(`${name}: program header ${i} has an address or size beyond 2^53`);
       return Number(x);
     };
-    phdrs.push(is64
-      ? { type: v.getUint32(o, true), offset: big(8), paddr: big(24), filesz: big(32), memsz: big(40) }
-      : { type: v.getUint32(o, true), offset: v.getUint32(o + 4, true), paddr: v.getUint32(o + 12, true), filesz: v.getUint32(o + 16, true), memsz: v.getUint32(o + 20, true) });
+    phdrs.push(
+      is64
+        ? { type: v.getUint32(o, true), offset: big(8), paddr: big(24), filesz: big(32), memsz: big(40) }
+        : {
+            type: v.getUint32(o, true),
+            offset: v.getUint32(o + 4, true),
+            paddr: v.getUint32(o + 12, true),
+            filesz: v.getUint32(o + 16, true),
+            memsz: v.getUint32(o + 20, true),
+          },
+    );
   }
   return { phdrs };
 }
@@ -82,7 +92,9 @@ function findEntry(file: Uint8Array, phdrs: Phdr[], name: string): number | null
       const descOff = nameOff + ((namesz + 3) & ~3);
       const next = descOff + ((descsz + 3) & ~3);
       if (next > end) break;
-      const noteName = Buffer.from(file.subarray(nameOff, nameOff + namesz)).toString('latin1').replace(/\0+$/, '');
+      const noteName = Buffer.from(file.subarray(nameOff, nameOff + namesz))
+        .toString('latin1')
+        .replace(/\0+$/, '');
       if (noteName === 'Xen' && type === XEN_ELFNOTE_PHYS32_ENTRY) {
         if (descsz === 4) return v.getUint32(descOff, true);
         if (descsz === 8) return Number(v.getBigUint64(descOff, true) & 0xffffffffn);
@@ -95,7 +107,20 @@ function findEntry(file: Uint8Array, phdrs: Phdr[], name: string): number | null
 }
 
 function flatSegment(selector: number, type: number): Segment {
-  return { base: 0n, limit: 0xffffffff, selector, type, present: true, dpl: 0, db: true, s: true, l: false, g: true, avl: false, unusable: false };
+  return {
+    base: 0n,
+    limit: 0xffffffff,
+    selector,
+    type,
+    present: true,
+    dpl: 0,
+    db: true,
+    s: true,
+    l: false,
+    g: true,
+    avl: false,
+    unusable: false,
+  };
 }
 
 /** The PVH entry CPU state (XEN-ABI.md "PVH boot"). */
@@ -106,11 +131,49 @@ export function pvhEntryState(entry: number, startInfo: number): { gpr: bigint[]
   gpr[Gpr.RFLAGS] = 0x2n;
   const data = flatSegment(0x10, 3);
   const sregs: SpecialRegs = {
-    cs: flatSegment(0x08, 11), ds: data, es: { ...data }, fs: { ...data }, gs: { ...data }, ss: { ...data },
-    tr: { base: 0n, limit: 0x67, selector: 0x18, type: 11, present: true, dpl: 0, db: false, s: false, l: false, g: false, avl: false, unusable: false },
-    ldt: { base: 0n, limit: 0xffff, selector: 0, type: 2, present: false, dpl: 0, db: false, s: false, l: false, g: false, avl: false, unusable: true },
-    gdt: { base: BigInt(GDT_GPA), limit: 4 * 8 - 1 }, idt: { base: 0n, limit: 0 },
-    cr0: 0x11n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apicBase: 0xfee00900n,
+    cs: flatSegment(0x08, 11),
+    ds: data,
+    es: { ...data },
+    fs: { ...data },
+    gs: { ...data },
+    ss: { ...data },
+    tr: {
+      base: 0n,
+      limit: 0x67,
+      selector: 0x18,
+      type: 11,
+      present: true,
+      dpl: 0,
+      db: false,
+      s: false,
+      l: false,
+      g: false,
+      avl: false,
+      unusable: false,
+    },
+    ldt: {
+      base: 0n,
+      limit: 0xffff,
+      selector: 0,
+      type: 2,
+      present: false,
+      dpl: 0,
+      db: false,
+      s: false,
+      l: false,
+      g: false,
+      avl: false,
+      unusable: true,
+    },
+    gdt: { base: BigInt(GDT_GPA), limit: 4 * 8 - 1 },
+    idt: { base: 0n, limit: 0 },
+    cr0: 0x11n,
+    cr2: 0n,
+    cr3: 0n,
+    cr4: 0n,
+    cr8: 0n,
+    efer: 0n,
+    apicBase: 0xfee00900n,
   };
   return { gpr, sregs };
 }
@@ -126,15 +189,21 @@ export function loadPvh(file: Uint8Array, ram: Uint8Array, cmdline: string, name
     if (ph.type !== PT_LOAD || ph.memsz === 0) continue;
     loads++;
     if (ph.filesz > ph.memsz) throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} has filesz > memsz`);
-    if (ph.offset + ph.filesz > file.length) throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} lies outside the file`);
-    if (ph.paddr < LOW_RESERVED_END) throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} overlaps the boot area below 1 MiB`);
-    if (ph.paddr + ph.memsz > ram.length) throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} (+${ph.memsz} bytes) does not fit in ${ram.length >> 20} MiB of guest memory`);
+    if (ph.offset + ph.filesz > file.length)
+      throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} lies outside the file`);
+    if (ph.paddr < LOW_RESERVED_END)
+      throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} overlaps the boot area below 1 MiB`);
+    if (ph.paddr + ph.memsz > ram.length)
+      throw new ElfError(
+        `${name}: segment at 0x${ph.paddr.toString(16)} (+${ph.memsz} bytes) does not fit in ${ram.length >> 20} MiB of guest memory`,
+      );
     ram.set(file.subarray(ph.offset, ph.offset + ph.filesz), ph.paddr);
     ram.fill(0, ph.paddr + ph.filesz, ph.paddr + ph.memsz);
     imageEnd = Math.max(imageEnd, ph.paddr + ph.memsz);
   }
   if (loads === 0) throw new ElfError(`${name}: no loadable segment`);
-  if (entry < LOW_RESERVED_END || entry >= imageEnd) throw new ElfError(`${name}: entry 0x${entry.toString(16)} is outside the loaded image`);
+  if (entry < LOW_RESERVED_END || entry >= imageEnd)
+    throw new ElfError(`${name}: entry 0x${entry.toString(16)} is outside the loaded image`);
 
   const v = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
   // Boot GDT: null, flat 32-bit code (0x08), flat data (0x10), 32-bit TSS (0x18).

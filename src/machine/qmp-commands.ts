@@ -112,7 +112,8 @@ export function registerMachineCommands(registry: CommandRegistry, target: Machi
     args: { port: arg.integer({ min: 1, max: MAX_EVTCHN_PORTS_2L - 1 }) },
     handler: ({ port }) => {
       // Checked here too so that the reply is the same whatever the target does with a closed port.
-      if (!target.eventList().some((p) => p.port === port)) throw new InputError(`event channel port ${port} is not open`);
+      if (!target.eventList().some((p) => p.port === port))
+        throw new InputError(`event channel port ${port} is not open`);
       target.injectEvent(port);
     },
   });

@@ -10,7 +10,15 @@ export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState,
 export type MachineCpuState = StateOf<typeof machineCpuState>;
 
 /** Order matters for restore: CPUs, Xen tables, then clocks (see machine-state.ts). */
-export const SECTION_DESCRIPTORS = [machineCpuState, xenOverlayState, xenEvtchnState, xenHvmState, irqchipState, kvmclockState, xenTimeState] as const;
+export const SECTION_DESCRIPTORS = [
+  machineCpuState,
+  xenOverlayState,
+  xenEvtchnState,
+  xenHvmState,
+  irqchipState,
+  kvmclockState,
+  xenTimeState,
+] as const;
 
 export const SECTION_LIST: readonly AnyDescriptor[] = SECTION_DESCRIPTORS as unknown as readonly AnyDescriptor[];
 

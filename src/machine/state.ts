@@ -14,8 +14,19 @@ import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import type { XenMachine } from './machine.js';
 import { guestNowNs, publishVcpuTime, publishWallclock } from '../xen/time/clock.js';
 import {
-  restoreEvtchn, restoreHvm, restoreOverlay, restoreXenVcpu, saveEvtchn, saveHvm, saveOverlay, saveTime, saveXenVcpu,
-  xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState,
+  restoreEvtchn,
+  restoreHvm,
+  restoreOverlay,
+  restoreXenVcpu,
+  saveEvtchn,
+  saveHvm,
+  saveOverlay,
+  saveTime,
+  saveXenVcpu,
+  xenEvtchnState,
+  xenHvmState,
+  xenOverlayState,
+  xenTimeState,
 } from '../xen/state.js';
 import { vcpuTscKhz } from '../kvm/clock.js';
 
@@ -51,11 +62,36 @@ export const COMPONENTS: readonly Component[] = [
       if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
     },
   }),
-  component({ desc: xenOverlayState, instances: one, save: (m) => saveOverlay(m.xen), restore: (m, _i, st) => restoreOverlay(m.xen, st) }),
-  component({ desc: xenEvtchnState, instances: one, save: (m) => saveEvtchn(m.xen), restore: (m, _i, st) => restoreEvtchn(m.xen, st) }),
-  component({ desc: xenHvmState, instances: one, save: (m) => saveHvm(m.xen), restore: (m, _i, st) => restoreHvm(m.xen, st) }),
-  component({ desc: irqchipState, instances: one, save: (m) => getIrqchip(m.vm.fd), restore: (m, _i, st) => putIrqchip(m.vm.fd, st) }),
-  component({ desc: kvmclockState, instances: one, save: (m) => getKvmclock(m.vm.fd), restore: (m, _i, st) => putKvmclock(m.vm.fd, st) }),
+  component({
+    desc: xenOverlayState,
+    instances: one,
+    save: (m) => saveOverlay(m.xen),
+    restore: (m, _i, st) => restoreOverlay(m.xen, st),
+  }),
+  component({
+    desc: xenEvtchnState,
+    instances: one,
+    save: (m) => saveEvtchn(m.xen),
+    restore: (m, _i, st) => restoreEvtchn(m.xen, st),
+  }),
+  component({
+    desc: xenHvmState,
+    instances: one,
+    save: (m) => saveHvm(m.xen),
+    restore: (m, _i, st) => restoreHvm(m.xen, st),
+  }),
+  component({
+    desc: irqchipState,
+    instances: one,
+    save: (m) => getIrqchip(m.vm.fd),
+    restore: (m, _i, st) => putIrqchip(m.vm.fd, st),
+  }),
+  component({
+    desc: kvmclockState,
+    instances: one,
+    save: (m) => getKvmclock(m.vm.fd),
+    restore: (m, _i, st) => putKvmclock(m.vm.fd, st),
+  }),
   component({
     desc: xenTimeState,
     instances: one,
@@ -91,7 +127,9 @@ export interface SavedSection {
 /** Reads every component of a paused machine. */
 export function saveMachineState(m: XenMachine): SavedSection[] {
   const out: SavedSection[] = [];
-  for (const c of COMPONENTS) for (let i = 0; i < c.instances(m); i++) out.push({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
+  for (const c of COMPONENTS)
+    for (let i = 0; i < c.instances(m); i++)
+      out.push({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
   return out;
 }
 
@@ -99,7 +137,8 @@ export function saveMachineState(m: XenMachine): SavedSection[] {
 export function sampleMachineState(m: XenMachine): SavedSection[] {
   const out: SavedSection[] = [];
   for (const c of COMPONENTS) {
-    for (let i = 0; i < c.instances(m); i++) out.push({ name: c.desc.name, instance: i, desc: c.desc, state: (c.sample ?? c.save)(m, i) });
+    for (let i = 0; i < c.instances(m); i++)
+      out.push({ name: c.desc.name, instance: i, desc: c.desc, state: (c.sample ?? c.save)(m, i) });
   }
   return out;
 }
@@ -118,7 +157,10 @@ export function componentFor(name: string): Component | undefined {
 export class MachineRestore {
   private next = 0;
   private readonly order: ReadonlyArray<readonly [Component, number]>;
-  constructor(private readonly m: XenMachine, private readonly states: Map<string, Map<number, unknown>>) {
+  constructor(
+    private readonly m: XenMachine,
+    private readonly states: Map<string, Map<number, unknown>>,
+  ) {
     this.order = COMPONENTS.flatMap((c) => Array.from({ length: c.instances(m) }, (_, i) => [c, i] as const));
   }
 
@@ -150,7 +192,7 @@ export function restoreMachineState(m: XenMachine, states: Map<string, Map<numbe
 
 /** Saves each component of a paused machine in turn, handing each to `emit` before reading the next. */
 export async function saveMachineStateEach(m: XenMachine, emit: (s: SavedSection) => Promise<void>): Promise<void> {
-  for (const c of COMPONENTS) for (let i = 0; i < c.instances(m); i++) await emit({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
+  for (const c of COMPONENTS)
+    for (let i = 0; i < c.instances(m); i++)
+      await emit({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
 }
-
-

@@ -40,18 +40,21 @@ class Pool {
       };
       w.once('error', drop);
       w.once('exit', drop);
-      this.loaded.set(w, new Promise<void>((resolve) => {
-        const done = (): void => {
-          w.off('message', onMessage);
-          resolve();
-        };
-        const onMessage = (m: unknown): void => {
-          if ((m as ThreadLoaded | null)?.loaded === true) done();
-        };
-        w.on('message', onMessage);
-        w.once('error', done);
-        w.once('exit', done);
-      }));
+      this.loaded.set(
+        w,
+        new Promise<void>((resolve) => {
+          const done = (): void => {
+            w.off('message', onMessage);
+            resolve();
+          };
+          const onMessage = (m: unknown): void => {
+            if ((m as ThreadLoaded | null)?.loaded === true) done();
+          };
+          w.on('message', onMessage);
+          w.once('error', done);
+          w.once('exit', done);
+        }),
+      );
       list.push(w);
     }
   }
@@ -76,11 +79,13 @@ class Pool {
   async discard(): Promise<void> {
     const all = [...this.spare.values()].flat();
     this.spare.clear();
-    await Promise.all(all.map(async (w) => {
-      w.ref(); // the process must not end meanwhile: that ends the thread too
-      await this.loaded.get(w);
-      await w.terminate();
-    }));
+    await Promise.all(
+      all.map(async (w) => {
+        w.ref(); // the process must not end meanwhile: that ends the thread too
+        await this.loaded.get(w);
+        await w.terminate();
+      }),
+    );
   }
 }
 

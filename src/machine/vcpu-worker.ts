@@ -117,9 +117,17 @@ function onHypercall(): void {
   } else {
     const a = call.args;
     if (call.is64) {
-      a[0] = g[Gpr.RDI]!; a[1] = g[Gpr.RSI]!; a[2] = g[Gpr.RDX]!; a[3] = g[Gpr.R10]!; a[4] = g[Gpr.R8]!;
+      a[0] = g[Gpr.RDI]!;
+      a[1] = g[Gpr.RSI]!;
+      a[2] = g[Gpr.RDX]!;
+      a[3] = g[Gpr.R10]!;
+      a[4] = g[Gpr.R8]!;
     } else {
-      a[0] = g[Gpr.RBX]! & U32; a[1] = g[Gpr.RCX]! & U32; a[2] = g[Gpr.RDX]! & U32; a[3] = g[Gpr.RSI]! & U32; a[4] = g[Gpr.RDI]! & U32;
+      a[0] = g[Gpr.RBX]! & U32;
+      a[1] = g[Gpr.RCX]! & U32;
+      a[2] = g[Gpr.RDX]! & U32;
+      a[3] = g[Gpr.RSI]! & U32;
+      a[4] = g[Gpr.RDI]! & U32;
     }
     env.mem.setPaging(vcpu.syncCr0, vcpu.syncCr3, vcpu.syncCr4, efer);
     result = dispatchHypercall(env, call);
@@ -185,19 +193,28 @@ function onExit(reason: number): void {
       vcpu.completeMsr(vcpu.msrIndex !== XEN_HYPERCALL_MSR, 0n);
       return;
     case Exit.MMIO:
-      env.services.warnOnce(`mmio-${vcpu.mmioAddr}`, `guest touched unbacked memory at 0x${vcpu.mmioAddr.toString(16)}`);
+      env.services.warnOnce(
+        `mmio-${vcpu.mmioAddr}`,
+        `guest touched unbacked memory at 0x${vcpu.mmioAddr.toString(16)}`,
+      );
       return;
     case Exit.HLT:
       outcome ??= { kind: 'halted' };
       return;
     case Exit.SHUTDOWN:
-      outcome ??= { kind: 'fault', detail: `vCPU ${me}: triple fault at rip 0x${vcpu.getRegs()[Gpr.RIP]!.toString(16)}` };
+      outcome ??= {
+        kind: 'fault',
+        detail: `vCPU ${me}: triple fault at rip 0x${vcpu.getRegs()[Gpr.RIP]!.toString(16)}`,
+      };
       return;
     case Exit.INTERNAL_ERROR:
       outcome ??= { kind: 'fault', detail: `vCPU ${me}: KVM internal error (suberror ${vcpu.internalSuberror})` };
       return;
     case Exit.SYSTEM_EVENT:
-      outcome ??= vcpu.systemEventType === 2 ? { kind: 'shutdown', reason: 'reboot' } : { kind: 'fault', detail: `system event ${vcpu.systemEventType}` };
+      outcome ??=
+        vcpu.systemEventType === 2
+          ? { kind: 'shutdown', reason: 'reboot' }
+          : { kind: 'fault', detail: `system event ${vcpu.systemEventType}` };
       return;
     default:
       outcome ??= { kind: 'fault', detail: `vCPU ${me}: unexpected KVM exit ${reason}` };
@@ -245,7 +262,14 @@ function breakpointPending(): boolean {
 
 /** On a request other than RUN: false to park (or stop) now, true to run on once more for a pause (breakpointPending). */
 function runOnFirst(): boolean {
-  if (!interrupted || exitOutstanding || ranOn >= MAX_RUN_ON || Atomics.load(ctl, base + Ctl.REQ) !== Req.PAUSE || !breakpointPending()) return false;
+  if (
+    !interrupted ||
+    exitOutstanding ||
+    ranOn >= MAX_RUN_ON ||
+    Atomics.load(ctl, base + Ctl.REQ) !== Req.PAUSE ||
+    !breakpointPending()
+  )
+    return false;
   ranOn++;
   // The kick set immediate_exit; without clearing it KVM_RUN would return before entering the guest.
   vcpu.clearImmediateExit();

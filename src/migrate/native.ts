@@ -70,7 +70,12 @@ function load(): NativeCrc32 | null {
     const at = IMPLS.indexOf(impl as (typeof IMPLS)[number]);
     if (at < 0) throw new Error(`unknown implementation "${impl}"`);
     const variants = Object.fromEntries(IMPLS.slice(at).map((v) => [v, bind(`xk_crc32_${v}`)]));
-    return { crc32: bind('xk_crc32'), impl, variants, crc32At: lib.func('uint32_t xk_crc32(uint32_t crc, uintptr_t p, size_t n)') };
+    return {
+      crc32: bind('xk_crc32'),
+      impl,
+      variants,
+      crc32At: lib.func('uint32_t xk_crc32(uint32_t crc, uintptr_t p, size_t n)'),
+    };
   } catch (e) {
     library = null;
     loadError = `${NATIVE_CRC32_LIBRARY}: ${(e as Error).message}`;

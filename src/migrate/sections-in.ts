@@ -20,7 +20,10 @@ export class SectionCollector {
   add(section: Section): void {
     const { name, instance, version } = section;
     const c = componentFor(name);
-    if (!c) throw new FormatError(`${this.where}: unknown mandatory section '${name}' (version ${version}); this xenkvm cannot restore it`);
+    if (!c)
+      throw new FormatError(
+        `${this.where}: unknown mandatory section '${name}' (version ${version}); this xenkvm cannot restore it`,
+      );
     let byInstance = this.states.get(name);
     if (!byInstance) this.states.set(name, (byInstance = new Map()));
     if (byInstance.has(instance)) throw new FormatError(`${this.where}: section ${name}[${instance}] appears twice`);
@@ -38,7 +41,13 @@ type CpuidWords = { function: number; index: number; ebx: number; ecx: number; e
 
 /** CPUID feature words a guest may rely on: leaf, sub-leaf, register. */
 const FEATURE_WORDS: ReadonlyArray<[number, number, 'ecx' | 'edx' | 'ebx']> = [
-  [1, 0, 'ecx'], [1, 0, 'edx'], [7, 0, 'ebx'], [7, 0, 'ecx'], [7, 0, 'edx'], [0x80000001, 0, 'ecx'], [0x80000001, 0, 'edx'],
+  [1, 0, 'ecx'],
+  [1, 0, 'edx'],
+  [7, 0, 'ebx'],
+  [7, 0, 'ecx'],
+  [7, 0, 'edx'],
+  [0x80000001, 0, 'ecx'],
+  [0x80000001, 0, 'edx'],
 ];
 /** Bits KVM reports as "supported" only by software convention (hypervisor bit, OSXSAVE/OSPKE mirror CR4). */
 const SOFT_BITS: Record<string, number> = { '1:ecx': (1 << 31) | (1 << 27), '7:ecx': 1 << 4 };
@@ -64,5 +73,6 @@ function missingCpuFeatures(saved: readonly CpuidWords[], host: readonly CpuidWo
  */
 export function assertHostCanRun(m: XenMachine, savedCpu0: MachineCpuState, where: string): void {
   const missing = missingCpuFeatures(savedCpu0.cpuid, m.effectiveCpuid);
-  if (missing.length > 0) throw new NoKvmError(`${where}: this host cannot run the saved guest: it lacks ${missing.join(', ')}`);
+  if (missing.length > 0)
+    throw new NoKvmError(`${where}: this host cannot run the saved guest: it lacks ${missing.join(', ')}`);
 }

@@ -12,11 +12,20 @@ import type { StreamWriter } from './stream/writer.js';
 import { mark, TRACING } from '../trace.js';
 
 export function machineHeader(m: XenMachine): StreamHeader & { machine: MachineConfig } {
-  return { producer: `xenkvm ${packageVersion()}`, machine: { memBytes: m.ram.size, vcpus: m.handles.length }, schemas: sectionSchemas() };
+  return {
+    producer: `xenkvm ${packageVersion()}`,
+    machine: { memBytes: m.ram.size, vcpus: m.handles.length },
+    schemas: sectionSchemas(),
+  };
 }
 
 function writeSection(w: StreamWriter, s: SavedSection): Promise<void> {
-  return w.writeSection({ name: s.name, instance: s.instance, version: s.desc.version, payload: encodeState(s.desc, s.state) });
+  return w.writeSection({
+    name: s.name,
+    instance: s.instance,
+    version: s.desc.version,
+    payload: encodeState(s.desc, s.state),
+  });
 }
 
 export async function writeMachineSections(w: StreamWriter, sections: readonly SavedSection[]): Promise<void> {

@@ -6,7 +6,15 @@
 import { connect, type Socket } from 'node:net';
 import { IoError, QmpError } from '../errors.js';
 import { LineSplitter } from './line-splitter.js';
-import { CAPABILITIES_COMMAND, encodeLine, isJsonObject, type JsonObject, type JsonValue, type QmpEvent, type QmpGreeting } from './protocol.js';
+import {
+  CAPABILITIES_COMMAND,
+  encodeLine,
+  isJsonObject,
+  type JsonObject,
+  type JsonValue,
+  type QmpEvent,
+  type QmpGreeting,
+} from './protocol.js';
 
 export interface QmpClientOptions {
   /** Connecting, reading the greeting and negotiating; default 5 s. */
@@ -107,7 +115,10 @@ export class QmpClient {
       const greeting = await Promise.race([
         handshake,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new IoError(`no greeting from ${path} within ${timeoutMs} ms; is a xenkvm listening there?`)), timeoutMs);
+          timer = setTimeout(
+            () => reject(new IoError(`no greeting from ${path} within ${timeoutMs} ms; is a xenkvm listening there?`)),
+            timeoutMs,
+          );
         }),
       ]);
       client = new QmpClient(path, socket, greeting, options.commandTimeoutMs ?? 30_000);
@@ -135,12 +146,13 @@ export class QmpClient {
     const id = this.#nextId++;
     const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
     return new Promise((resolve, reject) => {
-      const timer = timeoutMs > 0
-        ? setTimeout(() => {
-          this.#pending.delete(id);
-          reject(new IoError(`no answer to '${name}' from ${this.path} within ${timeoutMs} ms`));
-        }, timeoutMs)
-        : undefined;
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              this.#pending.delete(id);
+              reject(new IoError(`no answer to '${name}' from ${this.path} within ${timeoutMs} ms`));
+            }, timeoutMs)
+          : undefined;
       this.#pending.set(id, { name, resolve, reject, timer });
       const request: JsonObject = args === undefined ? { execute: name, id } : { execute: name, arguments: args, id };
       this.#socket.write(encodeLine(request));
@@ -181,7 +193,12 @@ export class QmpClient {
 }
 
 /** Connects, runs one command and disconnects. */
-export async function executeOnce(path: string, name: string, args?: JsonObject, options: QmpClientOptions = {}): Promise<JsonValue> {
+export async function executeOnce(
+  path: string,
+  name: string,
+  args?: JsonObject,
+  options: QmpClientOptions = {},
+): Promise<JsonValue> {
   const client = await QmpClient.connect(path, options);
   try {
     return await client.execute(name, args);
@@ -207,7 +224,9 @@ function connectionError(path: string, err: Error): IoError {
       return new IoError(`no xenkvm is listening on ${path}`, { cause: err });
     case 'EACCES':
     case 'EPERM':
-      return new IoError(`permission denied on ${path} (the control socket is only for the user running xenkvm)`, { cause: err });
+      return new IoError(`permission denied on ${path} (the control socket is only for the user running xenkvm)`, {
+        cause: err,
+      });
     case 'ENOTSOCK':
     case 'ENOTDIR':
       return new IoError(`${path} is not a socket`, { cause: err });

@@ -3,7 +3,8 @@
 // as they arrive, and the line is reported once as `overflow` when its end
 // (or the stream's end) is seen.  Used by both ends of the control socket.
 
-export type SplitItem = { readonly kind: 'line'; readonly text: string } | { readonly kind: 'overflow'; readonly bytes: number };
+export type SplitItem =
+  { readonly kind: 'line'; readonly text: string } | { readonly kind: 'overflow'; readonly bytes: number };
 
 export class LineSplitter {
   readonly #maxLineBytes: number;
@@ -13,7 +14,8 @@ export class LineSplitter {
   #overflowBytes = 0;
 
   constructor(maxLineBytes: number) {
-    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 1) throw new RangeError('maxLineBytes must be a positive integer');
+    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 1)
+      throw new RangeError('maxLineBytes must be a positive integer');
     this.#maxLineBytes = maxLineBytes;
   }
 
@@ -61,7 +63,9 @@ export class LineSplitter {
       this.#overflowBytes = 0;
       return { kind: 'overflow', bytes };
     }
-    const text = (this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#held)).toString('utf8');
+    const text = (this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#held)).toString(
+      'utf8',
+    );
     this.#chunks = [];
     this.#held = 0;
     return { kind: 'line', text: text.endsWith('\r') ? text.slice(0, -1) : text };

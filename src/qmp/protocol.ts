@@ -41,8 +41,7 @@ export interface QmpEvent {
 }
 
 export type QmpResponse =
-  | { readonly return: JsonValue; readonly id?: JsonValue }
-  | { readonly error: QmpErrorBody; readonly id?: JsonValue };
+  { readonly return: JsonValue; readonly id?: JsonValue } | { readonly error: QmpErrorBody; readonly id?: JsonValue };
 
 /** Limits that keep one hostile or broken client from hurting the VMM. */
 export interface QmpLimits {

@@ -68,7 +68,8 @@ export class CommandRegistry {
       args: { enable: arg.optional(arg.stringArray({ maxItems: 16 })) },
       handler: ({ enable }, ctx) => {
         for (const cap of enable ?? []) {
-          if (!SUPPORTED_CAPABILITIES.includes(cap)) throw new QmpError('GenericError', `Capability '${cap}' not available`);
+          if (!SUPPORTED_CAPABILITIES.includes(cap))
+            throw new QmpError('GenericError', `Capability '${cap}' not available`);
         }
         ctx.enterCommandMode();
       },
@@ -105,7 +106,9 @@ export class CommandRegistry {
 
   /** Ordinary commands, sorted by name (the negotiation command is not listed, as in QEMU). */
   list(): RegisteredCommand[] {
-    return [...this.#commands.values()].filter((c) => c.phase === 'command').sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [...this.#commands.values()]
+      .filter((c) => c.phase === 'command')
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 }
 

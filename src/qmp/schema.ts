@@ -40,14 +40,29 @@ interface Bounds {
 }
 
 export const arg = {
-  string: (o: { maxLength?: number; describe?: string } = {}): Field<string, false> => ({ kind: 'string', optional: false, max: o.maxLength, describe: o.describe }),
+  string: (o: { maxLength?: number; describe?: string } = {}): Field<string, false> => ({
+    kind: 'string',
+    optional: false,
+    max: o.maxLength,
+    describe: o.describe,
+  }),
   /** A safe integer, optionally bounded. */
   integer: (o: Bounds = {}): Field<number, false> => ({ kind: 'integer', optional: false, ...o }),
   /** Any finite number, optionally bounded. */
   number: (o: Bounds = {}): Field<number, false> => ({ kind: 'number', optional: false, ...o }),
   boolean: (o: { describe?: string } = {}): Field<boolean, false> => ({ kind: 'boolean', optional: false, ...o }),
-  enum: <const V extends string>(values: readonly V[], o: { describe?: string } = {}): Field<V, false> => ({ kind: 'enum', optional: false, values, ...o }),
-  stringArray: (o: { maxItems?: number; describe?: string } = {}): Field<readonly string[], false> => ({ kind: 'string-array', optional: false, max: o.maxItems, describe: o.describe }),
+  enum: <const V extends string>(values: readonly V[], o: { describe?: string } = {}): Field<V, false> => ({
+    kind: 'enum',
+    optional: false,
+    values,
+    ...o,
+  }),
+  stringArray: (o: { maxItems?: number; describe?: string } = {}): Field<readonly string[], false> => ({
+    kind: 'string-array',
+    optional: false,
+    max: o.maxItems,
+    describe: o.describe,
+  }),
   optional: <T>(f: Field<T, false>): Field<T, true> => ({ ...f, optional: true }),
 };
 

@@ -5,7 +5,15 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { CommandRegistry } from './registry.js';
-import { DEFAULT_QMP_LIMITS, encodeLine, qmpTimestamp, type JsonObject, type QmpEvent, type QmpGreeting, type QmpLimits } from './protocol.js';
+import {
+  DEFAULT_QMP_LIMITS,
+  encodeLine,
+  qmpTimestamp,
+  type JsonObject,
+  type QmpEvent,
+  type QmpGreeting,
+  type QmpLimits,
+} from './protocol.js';
 import { QmpSession } from './session.js';
 import { listenOwnerOnly, removeSocket, type SocketIdentity } from './socket-path.js';
 import { packageVersion } from '../version.js';
@@ -61,7 +69,10 @@ export class QmpServer implements EventSink {
     this.path = identity.path;
     this.#registry = options.registry;
     this.#limits = { ...DEFAULT_QMP_LIMITS, ...options.limits };
-    this.#onError = options.onError ?? ((err, what) => process.stderr.write(`xenkvm: control socket: ${what}: ${err instanceof Error ? err.message : String(err)}\n`));
+    this.#onError =
+      options.onError ??
+      ((err, what) =>
+        process.stderr.write(`xenkvm: control socket: ${what}: ${err instanceof Error ? err.message : String(err)}\n`));
     this.#greeting = { QMP: { version: { xenkvm: options.version ?? packageVersion() }, capabilities: [] } };
     server.on('connection', (socket) => this.#accept(socket));
     // An accept() failure (EMFILE) must not kill the VMM; the listener stays up.
@@ -108,7 +119,12 @@ export class QmpServer implements EventSink {
     }
     if (this.#sessions.size >= this.#limits.maxClients) {
       socket.on('error', () => {});
-      const refusal = encodeLine({ error: { class: 'GenericError', desc: `too many clients (at most ${this.#limits.maxClients}); try again later` } });
+      const refusal = encodeLine({
+        error: {
+          class: 'GenericError',
+          desc: `too many clients (at most ${this.#limits.maxClients}); try again later`,
+        },
+      });
       socket.end(refusal, () => socket.destroy());
       return;
     }

@@ -7,7 +7,15 @@
 import type { Socket } from 'node:net';
 import { QmpError } from '../errors.js';
 import { LineSplitter, type SplitItem } from './line-splitter.js';
-import { CAPABILITIES_COMMAND, encodeLine, isJsonObject, type JsonValue, type QmpErrorBody, type QmpEvent, type QmpLimits } from './protocol.js';
+import {
+  CAPABILITIES_COMMAND,
+  encodeLine,
+  isJsonObject,
+  type JsonValue,
+  type QmpErrorBody,
+  type QmpEvent,
+  type QmpLimits,
+} from './protocol.js';
 import { errorBodyFor, type CommandContext, type CommandPhase, type CommandRegistry } from './registry.js';
 
 /** Members a request may have (QEMU also has 'exec-oob', which we do not offer). */
@@ -103,7 +111,12 @@ export class QmpSession {
   #write(line: string): void {
     this.#socket.write(line);
     if (this.#socket.writableLength > this.#limits.maxPendingOutputBytes) {
-      this.#hooks.onError(new Error(`client not reading its replies (over ${this.#limits.maxPendingOutputBytes} bytes pending); disconnected`), 'output');
+      this.#hooks.onError(
+        new Error(
+          `client not reading its replies (over ${this.#limits.maxPendingOutputBytes} bytes pending); disconnected`,
+        ),
+        'output',
+      );
       this.#socket.destroy();
     }
   }
@@ -126,7 +139,8 @@ export class QmpSession {
     while ((item = this.#queue.shift()) !== undefined) {
       if (this.#closed) return;
       await this.#handle(item);
-      if (this.#queue.length < this.#limits.maxQueuedRequests && !this.#readingStopped && !this.#closed) this.#socket.resume();
+      if (this.#queue.length < this.#limits.maxQueuedRequests && !this.#readingStopped && !this.#closed)
+        this.#socket.resume();
     }
   }
 
@@ -141,7 +155,10 @@ export class QmpSession {
 
   async #handle(item: SplitItem): Promise<void> {
     if (item.kind === 'overflow') {
-      this.#replyError({ class: 'GenericError', desc: `request line too long (${item.bytes} bytes; the limit is ${this.#limits.maxLineBytes})` });
+      this.#replyError({
+        class: 'GenericError',
+        desc: `request line too long (${item.bytes} bytes; the limit is ${this.#limits.maxLineBytes})`,
+      });
       return;
     }
     if (item.text.trim() === '') return;
@@ -170,9 +187,10 @@ export class QmpSession {
       return;
     }
     if (command.phase !== this.#phase) {
-      const desc = this.#phase === 'negotiation'
-        ? `Expecting capabilities negotiation with '${CAPABILITIES_COMMAND}'`
-        : 'Capabilities negotiation is already complete, command ignored';
+      const desc =
+        this.#phase === 'negotiation'
+          ? `Expecting capabilities negotiation with '${CAPABILITIES_COMMAND}'`
+          : 'Capabilities negotiation is already complete, command ignored';
       this.#replyError({ class: 'CommandNotFound', desc }, id);
       return;
     }
@@ -204,7 +222,8 @@ export class QmpSession {
     }
     if (!Object.hasOwn(request, 'execute')) return "QMP input lacks member 'execute'";
     if (typeof request['execute'] !== 'string') return "QMP input member 'execute' must be a string";
-    if (Object.hasOwn(request, 'arguments') && !isJsonObject(request['arguments'])) return "QMP input member 'arguments' must be an object";
+    if (Object.hasOwn(request, 'arguments') && !isJsonObject(request['arguments']))
+      return "QMP input member 'arguments' must be an object";
     return null;
   }
 

@@ -44,7 +44,9 @@ export async function listenOwnerOnly(server: Server, path: string): Promise<Soc
   const privateDir = join(dir, `.xq${randomBytes(4).toString('hex')}`);
   const tmp = join(privateDir, 's');
   if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
-    throw new InputError(`socket path ${path} is too long: its directory's path must be under ${MAX_SOCKET_PATH_BYTES - 12} bytes`);
+    throw new InputError(
+      `socket path ${path} is too long: its directory's path must be under ${MAX_SOCKET_PATH_BYTES - 12} bytes`,
+    );
   }
   try {
     await mkdir(privateDir, { mode: 0o700 });
@@ -57,7 +59,8 @@ export async function listenOwnerOnly(server: Server, path: string): Promise<Soc
     try {
       await link(tmp, abs);
     } catch (err) {
-      if (errno(err) === 'EEXIST') throw new InputError(`${path} appeared while the control socket was being created; refusing to replace it`);
+      if (errno(err) === 'EEXIST')
+        throw new InputError(`${path} appeared while the control socket was being created; refusing to replace it`);
       throw err;
     }
     const st = await stat(abs);
@@ -85,7 +88,9 @@ export async function removeSocket(id: SocketIdentity): Promise<void> {
 function checkLength(abs: string, given: string): void {
   const bytes = Buffer.byteLength(abs);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw new InputError(`socket path ${given} is too long (${bytes} bytes; a unix socket path holds at most ${MAX_SOCKET_PATH_BYTES})`);
+    throw new InputError(
+      `socket path ${given} is too long (${bytes} bytes; a unix socket path holds at most ${MAX_SOCKET_PATH_BYTES})`,
+    );
   }
 }
 
@@ -99,11 +104,15 @@ async function checkDirectory(dir: string): Promise<void> {
   if (!st.isDirectory()) throw new InputError(`cannot create a control socket in ${dir}: not a directory`);
   const uid = process.getuid?.() ?? 0;
   if (st.uid !== uid && st.uid !== 0) {
-    throw new InputError(`refusing to create the control socket in ${dir}: the directory belongs to another user (uid ${st.uid})`);
+    throw new InputError(
+      `refusing to create the control socket in ${dir}: the directory belongs to another user (uid ${st.uid})`,
+    );
   }
   const sticky = (st.mode & 0o1000) !== 0;
   if ((st.mode & 0o022) !== 0 && !sticky) {
-    throw new InputError(`refusing to create the control socket in ${dir}: other users can write to the directory (mode ${(st.mode & 0o7777).toString(8)}) and could replace the socket`);
+    throw new InputError(
+      `refusing to create the control socket in ${dir}: other users can write to the directory (mode ${(st.mode & 0o7777).toString(8)}) and could replace the socket`,
+    );
   }
 }
 
@@ -119,12 +128,14 @@ async function clearStale(abs: string, given: string): Promise<void> {
   if (!st.isSocket()) throw new InputError(`${given} exists and is not a socket; refusing to replace it`);
   const state = await probe(abs);
   if (state === 'live') throw new InputError(`another process is already listening on ${given}`);
-  if (state === 'denied') throw new InputError(`${given} is a socket this user may not connect to; refusing to replace it`);
+  if (state === 'denied')
+    throw new InputError(`${given} is a socket this user may not connect to; refusing to replace it`);
   if (state === 'stale') {
     try {
       await unlink(abs);
     } catch (err) {
-      if (errno(err) !== 'ENOENT') throw new InputError(`cannot remove the stale socket ${given}: ${errText(err)}`, { cause: err });
+      if (errno(err) !== 'ENOENT')
+        throw new InputError(`cannot remove the stale socket ${given}: ${errText(err)}`, { cause: err });
     }
   }
 }

@@ -14,18 +14,32 @@ export interface SchemaBreak {
   message: string;
 }
 
-export function checkSchemas(oldSchemas: SectionSchema | SectionSchema[], newSchemas: SectionSchema | SectionSchema[]): SchemaBreak[] {
+export function checkSchemas(
+  oldSchemas: SectionSchema | SectionSchema[],
+  newSchemas: SectionSchema | SectionSchema[],
+): SchemaBreak[] {
   const olds = Array.isArray(oldSchemas) ? oldSchemas : [oldSchemas];
   const news = new Map((Array.isArray(newSchemas) ? newSchemas : [newSchemas]).map((s) => [s.name, s]));
   const out: SchemaBreak[] = [];
   for (const o of olds) {
     const n = news.get(o.name);
     if (n) compareSection(o, n, out);
-    else out.push({ section: o.name, path: '', breaks: 'old-in-new', message: 'section removed: files that contain it no longer load' });
+    else
+      out.push({
+        section: o.name,
+        path: '',
+        breaks: 'old-in-new',
+        message: 'section removed: files that contain it no longer load',
+      });
     news.delete(o.name);
   }
   for (const n of news.values()) {
-    out.push({ section: n.name, path: '', breaks: 'new-in-old', message: 'new section: old builds refuse files that contain it' });
+    out.push({
+      section: n.name,
+      path: '',
+      breaks: 'new-in-old',
+      message: 'new section: old builds refuse files that contain it',
+    });
   }
   return out;
 }
@@ -35,23 +49,36 @@ function compareSection(o: SectionSchema, n: SectionSchema, out: SchemaBreak[]):
     out.push({ section: n.name, path, breaks, message });
   };
   if (n.minVersion > o.minVersion) {
-    push('old-in-new', '', `minVersion raised from ${o.minVersion} to ${n.minVersion}: files of versions ${o.minVersion}..${Math.min(o.version, n.minVersion - 1)} no longer load`);
+    push(
+      'old-in-new',
+      '',
+      `minVersion raised from ${o.minVersion} to ${n.minVersion}: files of versions ${o.minVersion}..${Math.min(o.version, n.minVersion - 1)} no longer load`,
+    );
   }
-  if (n.version < o.version) push('old-in-new', '', `version lowered from ${o.version} to ${n.version}: files of version ${o.version} are refused`);
-  if (n.version > o.version) push('new-in-old', '', `version raised from ${o.version} to ${n.version}: old builds read at most ${o.version}`);
+  if (n.version < o.version)
+    push(
+      'old-in-new',
+      '',
+      `version lowered from ${o.version} to ${n.version}: files of version ${o.version} are refused`,
+    );
+  if (n.version > o.version)
+    push('new-in-old', '', `version raised from ${o.version} to ${n.version}: old builds read at most ${o.version}`);
   // Only old files the new build still accepts matter for field changes.
   const oldest = Math.max(o.minVersion, n.minVersion);
-  if (oldest <= o.version) compareFields(o.fields, n.fields, '', { oldVersion: o.version, oldest, newUpgrade: n.upgrade === true }, push);
+  if (oldest <= o.version)
+    compareFields(o.fields, n.fields, '', { oldVersion: o.version, oldest, newUpgrade: n.upgrade === true }, push);
 
   const oldSubs = new Map(o.subsections.map((s) => [s.section.name, s]));
   for (const ns of n.subsections) {
     const os = oldSubs.get(ns.section.name);
     oldSubs.delete(ns.section.name);
     if (os) compareSection(os.section, ns.section, out);
-    else if (!ns.optional) push('new-in-old', `/${ns.section.name}`, 'new mandatory subsection: old builds refuse files that contain it');
+    else if (!ns.optional)
+      push('new-in-old', `/${ns.section.name}`, 'new mandatory subsection: old builds refuse files that contain it');
   }
   for (const os of oldSubs.values()) {
-    if (!os.optional) push('old-in-new', `/${os.section.name}`, 'mandatory subsection removed: old files that contain it are refused');
+    if (!os.optional)
+      push('old-in-new', `/${os.section.name}`, 'mandatory subsection removed: old files that contain it are refused');
   }
 }
 
@@ -80,7 +107,11 @@ function compareFields(o: NamedFieldSchema[], n: NamedFieldSchema[], prefix: str
       continue;
     }
     if ((of.since ?? 0) !== (nf.since ?? 0) && Math.max(of.since ?? 0, nf.since ?? 0) > ctx.oldest) {
-      push('old-in-new', at(of.name), `since changed from ${of.since ?? 'always'} to ${nf.since ?? 'always'}: old files of some versions are misread`);
+      push(
+        'old-in-new',
+        at(of.name),
+        `since changed from ${of.since ?? 'always'} to ${nf.since ?? 'always'}: old files of some versions are misread`,
+      );
     }
     compareKind(of, nf, at(of.name), ctx, push);
   }
@@ -100,14 +131,16 @@ function compareKind(o: FieldSchema, n: FieldSchema, path: string, ctx: Ctx, pus
     push('new-in-old', path, message);
   };
   if (o.kind !== n.kind) return both(`kind changed from ${o.kind} to ${n.kind}`);
-  if (o.kind === 'bytes' && n.kind === 'bytes' && o.size !== n.size) return both(`size changed from ${o.size} to ${n.size}`);
+  if (o.kind === 'bytes' && n.kind === 'bytes' && o.size !== n.size)
+    return both(`size changed from ${o.size} to ${n.size}`);
   if (o.kind === 'array' && n.kind === 'array') {
     if (o.length !== n.length) return both(`length changed from ${o.length} to ${n.length}`);
     return compareKind(o.of, n.of, `${path}[]`, ctx, push);
   }
   if (o.kind === 'varArray' && n.kind === 'varArray') {
     if (n.max < o.max) push('old-in-new', path, `max lowered from ${o.max} to ${n.max}: longer old arrays are refused`);
-    if (n.max > o.max) push('new-in-old', path, `max raised from ${o.max} to ${n.max}: old builds refuse longer arrays`);
+    if (n.max > o.max)
+      push('new-in-old', path, `max raised from ${o.max} to ${n.max}: old builds refuse longer arrays`);
     if (o.lengthField !== n.lengthField) both(`lengthField changed from ${o.lengthField} to ${n.lengthField}`);
     return compareKind(o.of, n.of, `${path}[]`, ctx, push);
   }

@@ -80,7 +80,9 @@ export function encodeState<D extends AnyDescriptor>(desc: D, state: StateOf<D>,
 
 function encodeSection(desc: AnyDescriptor, state: unknown, version: number, layout: Layout): Envelope {
   if (!Number.isSafeInteger(version) || version < desc.minVersion || version > desc.version) {
-    throw new VmstateError(`section ${desc.name} cannot be written at version ${version} (reads ${desc.minVersion}..${desc.version})`);
+    throw new VmstateError(
+      `section ${desc.name} cannot be written at version ${version} (reads ${desc.minVersion}..${desc.version})`,
+    );
   }
   const s = desc.preSave ? runHook(desc, 'preSave', () => desc.preSave!(state)) : state;
   if (!isRecord(s)) throw new VmstateError(`section ${desc.name}: expected a state object, got ${describe(s)}`);
@@ -118,27 +120,39 @@ export function decodeState<D extends AnyDescriptor>(desc: D, value: unknown, op
 }
 
 function decodeSection(desc: AnyDescriptor, value: unknown, limits: DecodeLimits, layout: Layout): StateRecord {
-  if (!isRecord(value)) throw new VmstateError(`section ${desc.name}: expected an envelope map, got ${describe(value)}`);
+  if (!isRecord(value))
+    throw new VmstateError(`section ${desc.name}: expected an envelope map, got ${describe(value)}`);
   const v = value.v;
   if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
     throw new VmstateError(`section ${desc.name}: version must be an integer, got ${describe(v)}`);
   }
-  if (v > desc.version) throw new VmstateError(`section ${desc.name}: input version ${v} is newer than ${desc.version}, the newest this build reads`);
-  if (v < desc.minVersion) throw new VmstateError(`section ${desc.name}: input version ${v} is older than ${desc.minVersion}, the oldest this build reads`);
+  if (v > desc.version)
+    throw new VmstateError(
+      `section ${desc.name}: input version ${v} is newer than ${desc.version}, the newest this build reads`,
+    );
+  if (v < desc.minVersion)
+    throw new VmstateError(
+      `section ${desc.name}: input version ${v} is older than ${desc.minVersion}, the oldest this build reads`,
+    );
   const state = compileFields(desc.fields, v, layout).dec(value.f) as StateRecord;
 
   if (value.s !== undefined) {
-    if (!isRecord(value.s)) throw new VmstateError(`section ${desc.name}: subsections must be a map, got ${describe(value.s)}`);
+    if (!isRecord(value.s))
+      throw new VmstateError(`section ${desc.name}: subsections must be a map, got ${describe(value.s)}`);
     const entries = Object.entries(value.s);
     if (entries.length > limits.maxSubsections) {
-      throw new VmstateError(`section ${desc.name}: ${entries.length} subsections exceed the limit of ${limits.maxSubsections}`);
+      throw new VmstateError(
+        `section ${desc.name}: ${entries.length} subsections exceed the limit of ${limits.maxSubsections}`,
+      );
     }
     for (const [name, sub] of entries) {
       const key = subsectionKey(desc, name);
       if (key === null) {
         if (isRecord(sub) && sub.o === true) continue;
         const ver = isRecord(sub) ? ` (version ${describe(sub.v)})` : '';
-        throw new VmstateError(`section ${desc.name}: unknown mandatory subsection ${name}${ver}; it is not marked optional, so it cannot be skipped`);
+        throw new VmstateError(
+          `section ${desc.name}: unknown mandatory subsection ${name}${ver}; it is not marked optional, so it cannot be skipped`,
+        );
       }
       try {
         state[key] = decodeSection(desc.subsections[key]!.state, sub, limits, layout);

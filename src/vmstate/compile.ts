@@ -52,7 +52,8 @@ export function compileField(spec: FieldSpec, version: number, layout: Layout): 
       };
     case 'bytes': {
       const n = spec.size;
-      const check = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length === n ? v : fail(`bytes(${n})`, v));
+      const check = (v: unknown): Uint8Array =>
+        v instanceof Uint8Array && v.length === n ? v : fail(`bytes(${n})`, v);
       // Copy on decode: msgpack hands out views into the whole input buffer.
       return { enc: check, dec: (v) => check(v).slice() };
     }
@@ -62,18 +63,20 @@ export function compileField(spec: FieldSpec, version: number, layout: Layout): 
       const fixed = spec.kind === 'array';
       const n = fixed ? spec.length : spec.max;
       const what = fixed ? `array of ${n}` : `array of at most ${n}`;
-      const map = (f: (v: unknown) => unknown) => (v: unknown): unknown[] => {
-        if (!Array.isArray(v) || (fixed ? v.length !== n : v.length > n)) return fail(what, v);
-        const out = new Array<unknown>(v.length);
-        for (let i = 0; i < v.length; i++) {
-          try {
-            out[i] = f(v[i]);
-          } catch (e) {
-            throw prefixError(e, `[${i}]`);
+      const map =
+        (f: (v: unknown) => unknown) =>
+        (v: unknown): unknown[] => {
+          if (!Array.isArray(v) || (fixed ? v.length !== n : v.length > n)) return fail(what, v);
+          const out = new Array<unknown>(v.length);
+          for (let i = 0; i < v.length; i++) {
+            try {
+              out[i] = f(v[i]);
+            } catch (e) {
+              throw prefixError(e, `[${i}]`);
+            }
           }
-        }
-        return out;
-      };
+          return out;
+        };
       return { enc: map(el.enc), dec: map(el.dec) };
     }
     case 'struct':
@@ -88,7 +91,11 @@ function fail(expected: string, got: unknown): never {
 function intCodec(kind: IntKind, values: Readonly<Record<string, number>> | null): Codec {
   const [lo, hi] = INT_RANGES[kind];
   const allowed = values ? new Set(Object.values(values)) : null;
-  const names = values ? Object.entries(values).map(([k, x]) => `${k}=${x}`).join(', ') : '';
+  const names = values
+    ? Object.entries(values)
+        .map(([k, x]) => `${k}=${x}`)
+        .join(', ')
+    : '';
   const check = (x: number): number => {
     if (allowed && !allowed.has(x)) throw new VmstateError(`value ${x} is not one of ${names}`);
     return x;
@@ -148,7 +155,8 @@ function compileStruct(spec: StructSpec, version: number, layout: Layout): Codec
   const checkCounts = (o: StateRecord): void => {
     for (const { key, lengthField } of counts) {
       const n = (o[key] as unknown[]).length;
-      if (o[lengthField] !== n) throw new VmstateError(`holds ${n} elements but ${lengthField} is ${describe(o[lengthField])}`, key);
+      if (o[lengthField] !== n)
+        throw new VmstateError(`holds ${n} elements but ${lengthField} is ${describe(o[lengthField])}`, key);
     }
   };
   const enc = (v: unknown): unknown => {
@@ -169,7 +177,8 @@ function compileStruct(spec: StructSpec, version: number, layout: Layout): Codec
   };
   const dec = (v: unknown): unknown => {
     if (layout === 'array') {
-      if (!Array.isArray(v) || v.length !== written) return fail(`struct of ${written} fields at version ${version}`, v);
+      if (!Array.isArray(v) || v.length !== written)
+        return fail(`struct of ${written} fields at version ${version}`, v);
     } else {
       if (!isRecord(v)) return fail(`struct of ${written} fields at version ${version}`, v);
       for (const k of Object.keys(v)) if (!liveKeys.has(k)) throw new VmstateError('unknown field', k);

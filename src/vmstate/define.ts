@@ -54,7 +54,9 @@ export interface StateDefinition<F extends FieldMap, M extends SubDescriptors> {
   readonly minVersion?: number;
   readonly fields: F;
   /** `needed` sees the parent's own fields, typed. */
-  readonly subsections?: { readonly [K in keyof M]: { state: M[K]; optional: boolean; needed?(parent: StructValue<F>): boolean } };
+  readonly subsections?: {
+    readonly [K in keyof M]: { state: M[K]; optional: boolean; needed?(parent: StructValue<F>): boolean };
+  };
   preSave?(state: SectionState<F, M>): SectionState<F, M>;
   upgrade?(state: SectionState<F, M>, fromVersion: number): void;
   postLoad?(state: SectionState<F, M>): void;
@@ -63,7 +65,11 @@ export interface StateDefinition<F extends FieldMap, M extends SubDescriptors> {
 export function defineState<const F extends FieldMap, const M extends SubDescriptors = {}>(
   def: StateDefinition<F, M>,
 ): StateDescriptor<SectionState<F, M>> {
-  const desc = { ...def, minVersion: def.minVersion ?? def.version, subsections: (def.subsections ?? {}) as SubsectionMap };
+  const desc = {
+    ...def,
+    minVersion: def.minVersion ?? def.version,
+    subsections: (def.subsections ?? {}) as SubsectionMap,
+  };
   checkDescriptor(desc);
   return desc as StateDescriptor<SectionState<F, M>>;
 }
@@ -79,7 +85,8 @@ const isCount = (n: unknown, min = 0): n is number => typeof n === 'number' && N
 export function checkDescriptor(d: AnyDescriptor): void {
   const where = d.name;
   if (typeof d.name !== 'string' || d.name === '') throw new VmstateError('a section needs a name');
-  if (!isCount(d.version, 1)) throw new VmstateError(`version must be an integer >= 1, got ${String(d.version)}`, where);
+  if (!isCount(d.version, 1))
+    throw new VmstateError(`version must be an integer >= 1, got ${String(d.version)}`, where);
   if (!isCount(d.minVersion, 1) || d.minVersion > d.version) {
     throw new VmstateError(`minVersion must be between 1 and version ${d.version}, got ${String(d.minVersion)}`, where);
   }
@@ -114,7 +121,8 @@ function checkFields(fields: FieldMap, ctx: FieldCtx, versioned: boolean): void 
         if (!count || !Object.hasOwn(INT_RANGES, count.kind) || count.kind.startsWith('i')) {
           throw new VmstateError(`lengthField ${f.lengthField} must be an unsigned integer field of the same struct`);
         }
-        if ((count.since ?? 0) !== (f.since ?? 0)) throw new VmstateError(`lengthField ${f.lengthField} must have the same since`);
+        if ((count.since ?? 0) !== (f.since ?? 0))
+          throw new VmstateError(`lengthField ${f.lengthField} must have the same since`);
       }
     } catch (e) {
       throw e instanceof VmstateError ? e.withPrefix(key) : e;
@@ -145,7 +153,8 @@ function checkField(f: FieldSpec, ctx: FieldCtx, versioned: boolean): void {
       checkFields(f.fields, ctx, true);
       break;
     case 'enum': {
-      if (!['u8', 'u16', 'u32'].includes(f.base)) throw new VmstateError(`enum base must be u8, u16 or u32, not ${f.base}`);
+      if (!['u8', 'u16', 'u32'].includes(f.base))
+        throw new VmstateError(`enum base must be u8, u16 or u32, not ${f.base}`);
       const [lo, hi] = INT_RANGES[f.base];
       const vals = Object.entries(f.values);
       if (vals.length === 0) throw new VmstateError('enum has no values');

@@ -27,7 +27,10 @@ export function diffStates(a: unknown, b: unknown, opts: DiffOptions = {}): Stat
 }
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('.*');
+  const body = glob
+    .split('*')
+    .map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
+    .join('.*');
   // A match must end where a path segment ends: `cpu.tsc` ignores `cpu.tsc.x`, not `cpu.tsc_deadline`.
   return new RegExp(`^${body}(?=$|[.[/])`);
 }
@@ -36,7 +39,8 @@ const join = (prefix: string, key: string): string => (prefix ? `${prefix}.${key
 
 function walk(a: unknown, b: unknown, path: string, ignored: (p: string) => boolean, out: StateChange[]): void {
   if (path && ignored(path)) return;
-  if (a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length) return diffBytes(a, b, path, ignored, out);
+  if (a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length)
+    return diffBytes(a, b, path, ignored, out);
   if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) {
     for (let i = 0; i < a.length; i++) walk(a[i], b[i], `${path}[${i}]`, ignored, out);
     return;
@@ -50,7 +54,13 @@ function walk(a: unknown, b: unknown, path: string, ignored: (p: string) => bool
 }
 
 /** Bytes differ as ranges (`xsave[64..127]`, inclusive), not 4096 one-byte changes. */
-function diffBytes(a: Uint8Array, b: Uint8Array, path: string, ignored: (p: string) => boolean, out: StateChange[]): void {
+function diffBytes(
+  a: Uint8Array,
+  b: Uint8Array,
+  path: string,
+  ignored: (p: string) => boolean,
+  out: StateChange[],
+): void {
   let i = 0;
   while (i < a.length) {
     if (a[i] === b[i]) {

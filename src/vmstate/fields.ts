@@ -27,11 +27,24 @@ interface Common {
   readonly since?: number;
   readonly default?: unknown;
 }
-export interface IntSpec extends Common { readonly kind: IntKind }
-export interface BigSpec extends Common { readonly kind: BigKind }
-export interface BoolSpec extends Common { readonly kind: 'bool' }
-export interface BytesSpec extends Common { readonly kind: 'bytes'; readonly size: number }
-export interface ArraySpec extends Common { readonly kind: 'array'; readonly of: FieldSpec; readonly length: number }
+export interface IntSpec extends Common {
+  readonly kind: IntKind;
+}
+export interface BigSpec extends Common {
+  readonly kind: BigKind;
+}
+export interface BoolSpec extends Common {
+  readonly kind: 'bool';
+}
+export interface BytesSpec extends Common {
+  readonly kind: 'bytes';
+  readonly size: number;
+}
+export interface ArraySpec extends Common {
+  readonly kind: 'array';
+  readonly of: FieldSpec;
+  readonly length: number;
+}
 export interface VarArraySpec extends Common {
   readonly kind: 'varArray';
   readonly of: FieldSpec;
@@ -39,7 +52,10 @@ export interface VarArraySpec extends Common {
   readonly lengthField: string;
   readonly max: number;
 }
-export interface StructSpec extends Common { readonly kind: 'struct'; readonly fields: FieldMap }
+export interface StructSpec extends Common {
+  readonly kind: 'struct';
+  readonly fields: FieldMap;
+}
 export interface EnumSpec extends Common {
   readonly kind: 'enum';
   readonly base: EnumBase;
@@ -79,8 +95,14 @@ function withOptions<S extends FieldSpec>(spec: S, opts: FieldOptions<unknown> |
   return out as S;
 }
 
-const int = (kind: IntKind) => (opts?: FieldOptions<number>): IntSpec & Typed<number> => withOptions({ kind }, opts);
-const big = (kind: BigKind) => (opts?: FieldOptions<bigint>): BigSpec & Typed<bigint> => withOptions({ kind }, opts);
+const int =
+  (kind: IntKind) =>
+  (opts?: FieldOptions<number>): IntSpec & Typed<number> =>
+    withOptions({ kind }, opts);
+const big =
+  (kind: BigKind) =>
+  (opts?: FieldOptions<bigint>): BigSpec & Typed<bigint> =>
+    withOptions({ kind }, opts);
 
 export const u8 = int('u8');
 export const u16 = int('u16');
@@ -102,7 +124,11 @@ export function bytes(size: number, opts?: FieldOptions<Uint8Array>): BytesSpec 
 }
 
 /** Fixed-length array; elements carry no `since` of their own. */
-export function array<E extends FieldSpec>(of: E, length: number, opts?: FieldOptions<ValueOf<E>[]>): ArraySpec & Typed<ValueOf<E>[]> {
+export function array<E extends FieldSpec>(
+  of: E,
+  length: number,
+  opts?: FieldOptions<ValueOf<E>[]>,
+): ArraySpec & Typed<ValueOf<E>[]> {
   return withOptions({ kind: 'array', of, length }, opts);
 }
 
@@ -118,7 +144,10 @@ export function varArray<E extends FieldSpec>(
   return withOptions({ kind: 'varArray', of, lengthField: shape.lengthField, max: shape.max }, opts);
 }
 
-export function struct<const F extends FieldMap>(fields: F, opts?: FieldOptions<StructValue<F>>): StructSpec & Typed<StructValue<F>> {
+export function struct<const F extends FieldMap>(
+  fields: F,
+  opts?: FieldOptions<StructValue<F>>,
+): StructSpec & Typed<StructValue<F>> {
   return withOptions({ kind: 'struct', fields }, opts);
 }
 

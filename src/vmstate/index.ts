@@ -1,7 +1,16 @@
 // Declarative versioned state descriptors: the DSL, codec, schema and diff.
 export * from './fields.js';
 export { defineState } from './define.js';
-export type { AnyDescriptor, SubDescriptors, SectionState, StateDefinition, StateDescriptor, StateOf, Subsection, SubsectionMap } from './define.js';
+export type {
+  AnyDescriptor,
+  SubDescriptors,
+  SectionState,
+  StateDefinition,
+  StateDescriptor,
+  StateOf,
+  Subsection,
+  SubsectionMap,
+} from './define.js';
 export { DEFAULT_LIMITS, MSGPACK_OPTIONS, decodeState, encodeState } from './codec.js';
 export type { DecodeLimits, DecodeOptions, EncodeOptions, Envelope, SubEnvelope } from './codec.js';
 export type { StateRecord } from './values.js';

@@ -54,7 +54,8 @@ export function schemaOf(desc: AnyDescriptor): SectionSchema {
   return out;
 }
 
-const namedFields = (fields: FieldMap): NamedFieldSchema[] => Object.entries(fields).map(([name, f]) => ({ name, ...fieldSchema(f) }));
+const namedFields = (fields: FieldMap): NamedFieldSchema[] =>
+  Object.entries(fields).map(([name, f]) => ({ name, ...fieldSchema(f) }));
 
 function fieldSchema(f: FieldSpec): FieldSchema {
   let out: FieldSchema;
@@ -189,10 +190,12 @@ interface Budget {
 }
 
 function structFields(list: unknown, limits: DecodeLimits, depth: number, budget: Budget, copies: number): FieldMap {
-  if (!Array.isArray(list) || list.length > limits.maxFields) throw new VmstateError(`fields must be a list of at most ${limits.maxFields}`);
+  if (!Array.isArray(list) || list.length > limits.maxFields)
+    throw new VmstateError(`fields must be a list of at most ${limits.maxFields}`);
   const out: Record<string, FieldSpec> = {};
   for (const f of list) {
-    if (!isRecord(f) || typeof f.name !== 'string' || Object.hasOwn(out, f.name)) throw new VmstateError('bad or repeated field name');
+    if (!isRecord(f) || typeof f.name !== 'string' || Object.hasOwn(out, f.name))
+      throw new VmstateError('bad or repeated field name');
     try {
       out[f.name] = field(f, limits, depth, budget, copies);
     } catch (e) {
@@ -206,7 +209,8 @@ function field(f: unknown, limits: DecodeLimits, depth: number, budget: Budget, 
   if (!isRecord(f)) throw new VmstateError(`expected a field, got ${describe(f)}`);
   if (depth > limits.maxDepth) throw new VmstateError(`nesting deeper than ${limits.maxDepth}`);
   const count = (n: unknown, max: number): number => {
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > max) throw new VmstateError(`size ${describe(n)} is not within 0..${max}`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > max)
+      throw new VmstateError(`size ${describe(n)} is not within 0..${max}`);
     return n;
   };
   // Every scalar or byte string the field can expand to, times the copies its arrays make.
@@ -224,7 +228,10 @@ function field(f: unknown, limits: DecodeLimits, depth: number, budget: Budget, 
     case 'varArray': {
       const n = count(f.kind === 'array' ? f.length : f.max, limits.maxArrayLength);
       const of = field(f.of, limits, depth + 1, budget, copies * Math.max(n, 1));
-      spec = f.kind === 'array' ? { kind: 'array', of, length: n } : { kind: 'varArray', of, max: n, lengthField: String(f.lengthField) };
+      spec =
+        f.kind === 'array'
+          ? { kind: 'array', of, length: n }
+          : { kind: 'varArray', of, max: n, lengthField: String(f.lengthField) };
       break;
     }
     case 'struct':
@@ -236,7 +243,10 @@ function field(f: unknown, limits: DecodeLimits, depth: number, budget: Budget, 
       spend(copies);
       break;
     default:
-      if (typeof f.kind !== 'string' || !(Object.hasOwn(INT_RANGES, f.kind) || ['u64', 'i64', 'bool'].includes(f.kind))) {
+      if (
+        typeof f.kind !== 'string' ||
+        !(Object.hasOwn(INT_RANGES, f.kind) || ['u64', 'i64', 'bool'].includes(f.kind))
+      ) {
         throw new VmstateError(`unknown field kind ${describe(f.kind)}`);
       }
       spec = { kind: f.kind as IntKind };

@@ -40,11 +40,31 @@ export const HYPERCALL_STUB_SIZE = 32;
 
 /** Positive errno values; hypercalls return them negated. */
 export const Errno = {
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19,
-  EINVAL: 22, ENOSPC: 28, ENOSYS: 38, ETIME: 62,
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOSPC: 28,
+  ENOSYS: 38,
+  ETIME: 62,
 } as const;
 
-export const XenVer = { version: 0, extraversion: 1, compile_info: 2, capabilities: 3, changeset: 4, platform_parameters: 5, get_features: 6, pagesize: 7, guest_handle: 8, commandline: 9 } as const;
+export const XenVer = {
+  version: 0,
+  extraversion: 1,
+  compile_info: 2,
+  capabilities: 3,
+  changeset: 4,
+  platform_parameters: 5,
+  get_features: 6,
+  pagesize: 7,
+  guest_handle: 8,
+  commandline: 9,
+} as const;
 /** XENFEAT_* bits answered in get_features submap 0. */
 export const XenFeat = { hvm_callback_vector: 8, hvm_safe_pvclock: 9 } as const;
 
@@ -53,14 +73,30 @@ export const SchedOp = { yield: 0, block: 1, shutdown: 2, poll: 3 } as const;
 export const ShutdownReason = { poweroff: 0, reboot: 1, suspend: 2, crash: 3, watchdog: 4, soft_reset: 5 } as const;
 export type ShutdownReasonName = keyof typeof ShutdownReason;
 export const HvmOp = { set_param: 0, get_param: 1, pagetable_dying: 9, set_evtchn_upcall_vector: 23 } as const;
-export const HvmParam = { CALLBACK_IRQ: 0, STORE_PFN: 1, STORE_EVTCHN: 2, CONSOLE_PFN: 17, CONSOLE_EVTCHN: 18 } as const;
+export const HvmParam = {
+  CALLBACK_IRQ: 0,
+  STORE_PFN: 1,
+  STORE_EVTCHN: 2,
+  CONSOLE_PFN: 17,
+  CONSOLE_EVTCHN: 18,
+} as const;
 /** HVM params this emulator keeps (others: -EINVAL). */
 export const HVM_NR_PARAMS = 64;
 export const XenMem = { add_to_physmap: 7 } as const;
 
 export const EvtchnOp = {
-  bind_interdomain: 0, bind_virq: 1, bind_pirq: 2, close: 3, send: 4, status: 5, alloc_unbound: 6,
-  bind_ipi: 7, bind_vcpu: 8, unmask: 9, reset: 10, init_control: 11,
+  bind_interdomain: 0,
+  bind_virq: 1,
+  bind_pirq: 2,
+  close: 3,
+  send: 4,
+  status: 5,
+  alloc_unbound: 6,
+  bind_ipi: 7,
+  bind_vcpu: 8,
+  unmask: 9,
+  reset: 10,
+  init_control: 11,
 } as const;
 /** Xen's NR_VIRQS: per-vCPU virtual IRQ numbers. */
 export const NR_VIRQS = 24;
@@ -69,8 +105,16 @@ export const Virq = { TIMER: 0, DEBUG: 1, CONSOLE: 2, XENOPROF: 7, XENPMU: 13 } 
 export const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([Virq.TIMER, Virq.DEBUG, Virq.XENOPROF, Virq.XENPMU]);
 
 export const VcpuOp = {
-  initialise: 0, up: 1, down: 2, is_up: 3, register_runstate_memory_area: 5, set_periodic_timer: 6,
-  stop_periodic_timer: 7, set_singleshot_timer: 8, stop_singleshot_timer: 9, register_vcpu_info: 10,
+  initialise: 0,
+  up: 1,
+  down: 2,
+  is_up: 3,
+  register_runstate_memory_area: 5,
+  set_periodic_timer: 6,
+  stop_periodic_timer: 7,
+  set_singleshot_timer: 8,
+  stop_singleshot_timer: 9,
+  register_vcpu_info: 10,
   register_vcpu_time_memory_area: 13,
 } as const;
 export const VCPU_SSHOTTMR_future = 1;
@@ -85,12 +129,37 @@ export const SCHEDOP_POLL_MAX_PORTS = 128;
 
 /** Guest layouts (XEN-ABI.md "Layouts"): 64-bit / compat. */
 export const VCPU_INFO_SIZE = 64;
-export const VcpuInfo = { upcallPending: 0, upcallMask: 1, pendingSel64: 8, pendingSel32: 4, time64: 32, time32: 16 } as const;
-export const SharedInfo = {
-  pending64: 2048, mask64: 2560, wcVersion64: 3072, wcSec64: 3076, wcNsec64: 3080, wcSecHi64: 3084,
-  pending32: 2048, mask32: 2176, wcVersion32: 2304, wcSec32: 2308, wcNsec32: 2312, wcSecHi32: 2340,
+export const VcpuInfo = {
+  upcallPending: 0,
+  upcallMask: 1,
+  pendingSel64: 8,
+  pendingSel32: 4,
+  time64: 32,
+  time32: 16,
 } as const;
-export const TimeInfo = { version: 0, tscTimestamp: 8, systemTime: 16, mul: 24, shift: 28, flags: 29, size: 32 } as const;
+export const SharedInfo = {
+  pending64: 2048,
+  mask64: 2560,
+  wcVersion64: 3072,
+  wcSec64: 3076,
+  wcNsec64: 3080,
+  wcSecHi64: 3084,
+  pending32: 2048,
+  mask32: 2176,
+  wcVersion32: 2304,
+  wcSec32: 2308,
+  wcNsec32: 2312,
+  wcSecHi32: 2340,
+} as const;
+export const TimeInfo = {
+  version: 0,
+  tscTimestamp: 8,
+  systemTime: 16,
+  mul: 24,
+  shift: 28,
+  flags: 29,
+  size: 32,
+} as const;
 export const PVCLOCK_TSC_STABLE_BIT = 1;
 /** Shared-info vcpu_info slots. */
 export const XEN_LEGACY_MAX_VCPUS = 32;

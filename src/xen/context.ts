@@ -69,7 +69,8 @@ export class XenContext {
   }
 
   testBit(gpa: number, bit: number): boolean {
-    if (this.shared.domain.longMode) return ((Atomics.load(this.ram64, (gpa >> 3) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
+    if (this.shared.domain.longMode)
+      return ((Atomics.load(this.ram64, (gpa >> 3) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
     return ((Atomics.load(this.ram32, (gpa >> 2) + (bit >> 5)) >>> (bit & 31)) & 1) !== 0;
   }
 
@@ -114,7 +115,8 @@ export class XenContext {
   unmask(port: number): void {
     const si = this.sharedInfo();
     if (si < 0) return;
-    if (this.testAndClear(this.maskBase(si), port) && this.testBit(this.pendingBase(si), port)) this.selectAndMark(port);
+    if (this.testAndClear(this.maskBase(si), port) && this.testBit(this.pendingBase(si), port))
+      this.selectAndMark(port);
   }
 
   private selectAndMark(port: number): void {

@@ -27,14 +27,26 @@ export class DomainState {
   }
 
   /** GPA of the hypercall page, or INVALID_GPA before the guest asked for one. */
-  get hypercallPageGpa(): bigint { return Atomics.load(this.w, W.hypercallPageGpa); }
-  set hypercallPageGpa(v: bigint) { Atomics.store(this.w, W.hypercallPageGpa, v); }
+  get hypercallPageGpa(): bigint {
+    return Atomics.load(this.w, W.hypercallPageGpa);
+  }
+  set hypercallPageGpa(v: bigint) {
+    Atomics.store(this.w, W.hypercallPageGpa, v);
+  }
   /** GPA where shared_info was placed (XENMEM_add_to_physmap), or INVALID_GPA. */
-  get sharedInfoGpa(): bigint { return Atomics.load(this.w, W.sharedInfoGpa); }
-  set sharedInfoGpa(v: bigint) { Atomics.store(this.w, W.sharedInfoGpa, v); }
+  get sharedInfoGpa(): bigint {
+    return Atomics.load(this.w, W.sharedInfoGpa);
+  }
+  set sharedInfoGpa(v: bigint) {
+    Atomics.store(this.w, W.sharedInfoGpa, v);
+  }
   /** Latched by the hypercall-page MSR write: 64-bit shared_info layout. */
-  get longMode(): boolean { return Atomics.load(this.w, W.longMode) !== 0n; }
-  set longMode(v: boolean) { Atomics.store(this.w, W.longMode, v ? 1n : 0n); }
+  get longMode(): boolean {
+    return Atomics.load(this.w, W.longMode) !== 0n;
+  }
+  set longMode(v: boolean) {
+    Atomics.store(this.w, W.longMode, v ? 1n : 0n);
+  }
 }
 
 /** What hypercalls may ask of the machine around them. */

@@ -26,7 +26,10 @@ export class GuestAccess {
   /** Paging registers of the vCPU whose hypercall is being served (kept in place: no allocation per call). */
   setPaging(cr0: bigint, cr3: bigint, cr4: bigint, efer: bigint): void {
     const p = this.paging;
-    p.cr0 = cr0; p.cr3 = cr3; p.cr4 = cr4; p.efer = efer;
+    p.cr0 = cr0;
+    p.cr3 = cr3;
+    p.cr4 = cr4;
+    p.efer = efer;
   }
 
   private gpaOfPage(va: bigint, write: boolean): number {

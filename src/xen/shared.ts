@@ -113,7 +113,13 @@ export class XenShared {
       nrVcpus,
     });
     for (let v = 0; v < nrVcpus; v++) {
-      for (const f of [VcpuField.vcpuInfoGpa, VcpuField.vcpuInfoDefaultGpa, VcpuField.timeInfoGpa, VcpuField.runstateGpa]) s.setVcpu(v, f, INVALID_GPA);
+      for (const f of [
+        VcpuField.vcpuInfoGpa,
+        VcpuField.vcpuInfoDefaultGpa,
+        VcpuField.timeInfoGpa,
+        VcpuField.runstateGpa,
+      ])
+        s.setVcpu(v, f, INVALID_GPA);
     }
     s.setVcpu(0, VcpuField.up, 1n);
     return s;
@@ -124,20 +130,32 @@ export class XenShared {
   }
 
   // --- ports ---
-  portType(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.type); }
-  portVcpu(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.vcpu); }
-  portValue(port: number): number { return Atomics.load(this.ports, port * PORT_STRIDE + PortField.value); }
+  portType(port: number): number {
+    return Atomics.load(this.ports, port * PORT_STRIDE + PortField.type);
+  }
+  portVcpu(port: number): number {
+    return Atomics.load(this.ports, port * PORT_STRIDE + PortField.vcpu);
+  }
+  portValue(port: number): number {
+    return Atomics.load(this.ports, port * PORT_STRIDE + PortField.value);
+  }
   setPort(port: number, type: number, vcpu: number, value: number): void {
     const o = port * PORT_STRIDE;
     Atomics.store(this.ports, o + PortField.vcpu, vcpu);
     Atomics.store(this.ports, o + PortField.value, value);
     Atomics.store(this.ports, o + PortField.type, type);
   }
-  setPortVcpu(port: number, vcpu: number): void { Atomics.store(this.ports, port * PORT_STRIDE + PortField.vcpu, vcpu); }
+  setPortVcpu(port: number, vcpu: number): void {
+    Atomics.store(this.ports, port * PORT_STRIDE + PortField.vcpu, vcpu);
+  }
 
   // --- vCPUs ---
-  vcpu(v: number, f: number): bigint { return Atomics.load(this.vcpus, v * VCPU_STRIDE + f); }
-  setVcpu(v: number, f: number, value: bigint): void { Atomics.store(this.vcpus, v * VCPU_STRIDE + f, value); }
+  vcpu(v: number, f: number): bigint {
+    return Atomics.load(this.vcpus, v * VCPU_STRIDE + f);
+  }
+  setVcpu(v: number, f: number, value: bigint): void {
+    Atomics.store(this.vcpus, v * VCPU_STRIDE + f, value);
+  }
   /** Waits (at most `ms`) while word `f` of vCPU `v` equals `value`; pair with notifyVcpuWord. */
   waitVcpuWord(v: number, f: number, value: bigint, ms: number): void {
     Atomics.wait(this.vcpusSigned, v * VCPU_STRIDE + f, value, ms);
@@ -148,8 +166,12 @@ export class XenShared {
   compareAndSetVcpu(v: number, f: number, expected: bigint, value: bigint): boolean {
     return Atomics.compareExchange(this.vcpus, v * VCPU_STRIDE + f, expected, value) === expected;
   }
-  virqPort(v: number, virq: number): number { return Number(this.vcpu(v, VcpuField.virq + virq)); }
-  setVirqPort(v: number, virq: number, port: number): void { this.setVcpu(v, VcpuField.virq + virq, BigInt(port)); }
+  virqPort(v: number, virq: number): number {
+    return Number(this.vcpu(v, VcpuField.virq + virq));
+  }
+  setVirqPort(v: number, virq: number, port: number): void {
+    this.setVcpu(v, VcpuField.virq + virq, BigInt(port));
+  }
   /** The vcpu_info in use: the registered one, else the default slot in shared_info. */
   vcpuInfoGpa(v: number): bigint {
     const reg = this.vcpu(v, VcpuField.vcpuInfoGpa);
@@ -168,13 +190,18 @@ export class XenShared {
   }
 
   // --- clock ---
-  clockWord(f: number): bigint { return Atomics.load(this.clock, f); }
-  setClockWord(f: number, v: bigint): void { Atomics.store(this.clock, f, v); }
+  clockWord(f: number): bigint {
+    return Atomics.load(this.clock, f);
+  }
+  setClockWord(f: number, v: bigint): void {
+    Atomics.store(this.clock, f, v);
+  }
 
   // --- locking and wake-ups ---
   /** Serialises port-table changes between vCPU threads (bind/close are rare). */
   withLock<T>(fn: () => T): T {
-    while (Atomics.compareExchange(this.sync, SyncField.lock, 0, 1) !== 0) Atomics.wait(this.sync, SyncField.lock, 1, 1);
+    while (Atomics.compareExchange(this.sync, SyncField.lock, 0, 1) !== 0)
+      Atomics.wait(this.sync, SyncField.lock, 1, 1);
     try {
       return fn();
     } finally {

@@ -27,7 +27,10 @@ export const xenEvtchnState = defineState({
     callback_param: u64(),
     /** Ports listed: one more than the highest open port. */
     nr_ports: u32(),
-    port_table: varArray(struct({ vcpu: u32(), type: enumOf(u16, PortType), value: u16() }), { lengthField: 'nr_ports', max: MAX_PORTS }),
+    port_table: varArray(struct({ vcpu: u32(), type: enumOf(u16, PortType), value: u16() }), {
+      lengthField: 'nr_ports',
+      max: MAX_PORTS,
+    }),
   },
 });
 
@@ -57,7 +60,11 @@ export type XenTimeState = StateOf<typeof xenTimeState>;
 export { xenVcpuState };
 
 export function saveOverlay(s: XenShared): XenOverlayState {
-  return { shinfo_gpa: s.domain.sharedInfoGpa, long_mode: s.domain.longMode, hypercall_page_gpa: s.domain.hypercallPageGpa };
+  return {
+    shinfo_gpa: s.domain.sharedInfoGpa,
+    long_mode: s.domain.longMode,
+    hypercall_page_gpa: s.domain.hypercallPageGpa,
+  };
 }
 
 export function restoreOverlay(s: XenShared, st: XenOverlayState): void {
@@ -68,8 +75,16 @@ export function restoreOverlay(s: XenShared, st: XenOverlayState): void {
 
 export function saveEvtchn(s: XenShared): XenEvtchnState {
   let nr = 0;
-  for (let p = MAX_PORTS - 1; p > 0; p--) if (s.portType(p) !== PortType.closed) { nr = p + 1; break; }
-  const port_table = Array.from({ length: nr }, (_, p) => ({ vcpu: s.portVcpu(p), type: s.portType(p) as XenEvtchnState['port_table'][number]['type'], value: s.portValue(p) }));
+  for (let p = MAX_PORTS - 1; p > 0; p--)
+    if (s.portType(p) !== PortType.closed) {
+      nr = p + 1;
+      break;
+    }
+  const port_table = Array.from({ length: nr }, (_, p) => ({
+    vcpu: s.portVcpu(p),
+    type: s.portType(p) as XenEvtchnState['port_table'][number]['type'],
+    value: s.portValue(p),
+  }));
   return { callback_param: s.domain.hvmParams[HvmParam.CALLBACK_IRQ]!, nr_ports: nr, port_table };
 }
 
@@ -110,11 +125,20 @@ export function restoreXenVcpu(s: XenShared, v: number, st: XenVcpuState, up: bo
   st.xen_virq.forEach((port, i) => s.setVirqPort(v, i, port));
   s.setVcpu(v, VcpuField.singleshotNs, st.xen_singleshot_timer_ns);
   s.setVcpu(v, VcpuField.periodicPeriodNs, st.xen_periodic_timer_period);
-  s.setVcpu(v, VcpuField.periodicNextNs, st.xen_periodic_timer_period === 0n ? 0n : nowNs + st.xen_periodic_timer_period);
+  s.setVcpu(
+    v,
+    VcpuField.periodicNextNs,
+    st.xen_periodic_timer_period === 0n ? 0n : nowNs + st.xen_periodic_timer_period,
+  );
   s.setVcpu(v, VcpuField.up, up ? 1n : 0n);
   s.setVcpu(v, VcpuField.startPending, 0n);
 }
 
 export function saveTime(s: XenShared, guestNs: bigint, tscKhz: number): XenTimeState {
-  return { guest_ns: guestNs, tsc_khz: tscKhz, wc_sec: s.clockWord(ClockField.wcSec), wc_nsec: Number(s.clockWord(ClockField.wcNsec)) };
+  return {
+    guest_ns: guestNs,
+    tsc_khz: tscKhz,
+    wc_sec: s.clockWord(ClockField.wcSec),
+    wc_nsec: Number(s.clockWord(ClockField.wcNsec)),
+  };
 }

@@ -10,7 +10,10 @@ export function gccMissing(headers: string[] = []): string | null {
   const r = spawnSync('gcc', ['--version'], { stdio: 'ignore' });
   if (r.error || r.status !== 0) return 'gcc is not installed';
   for (const h of headers) {
-    const probe = spawnSync('gcc', ['-E', '-x', 'c', '-'], { input: `#include <${h}>\n`, stdio: ['pipe', 'ignore', 'ignore'] });
+    const probe = spawnSync('gcc', ['-E', '-x', 'c', '-'], {
+      input: `#include <${h}>\n`,
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     if (probe.status !== 0) return `header <${h}> is not installed`;
   }
   return null;

@@ -14,7 +14,10 @@ export const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', 
 
 /** Every golden file, sorted by name. */
 export function goldenFiles(): string[] {
-  return readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.xks')).sort().map((f) => join(GOLDEN_DIR, f));
+  return readdirSync(GOLDEN_DIR)
+    .filter((f) => f.endsWith('.xks'))
+    .sort()
+    .map((f) => join(GOLDEN_DIR, f));
 }
 
 export interface GoldenSplit {

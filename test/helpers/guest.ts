@@ -43,7 +43,10 @@ export function bootGuest(cmdline: string, opts: { vcpus?: number; mem?: number 
   const outcome = machine.waitForOutcome();
   const waitFor = (text: string | RegExp, ms: number) =>
     new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${text}; console:\n${out.slice(-2000)}`)), ms);
+      const t = setTimeout(
+        () => reject(new Error(`timed out after ${ms} ms waiting for ${text}; console:\n${out.slice(-2000)}`)),
+        ms,
+      );
       const check = () => {
         if (typeof text === 'string' ? out.includes(text) : text.test(out)) {
           clearTimeout(t);
@@ -56,10 +59,23 @@ export function bootGuest(cmdline: string, opts: { vcpus?: number; mem?: number 
 }
 
 /** Runs a guest program to completion (bounded by `ms`) and returns its console and outcome. */
-export async function runGuest(cmdline: string, opts: { vcpus?: number; mem?: number; ms?: number } = {}): Promise<{ console: string; outcome: Outcome }> {
+export async function runGuest(
+  cmdline: string,
+  opts: { vcpus?: number; mem?: number; ms?: number } = {},
+): Promise<{ console: string; outcome: Outcome }> {
   const g = bootGuest(cmdline, opts);
   try {
-    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`guest '${cmdline}' did not finish in ${opts.ms ?? 30000} ms; console:\n${g.console().slice(-2000)}`)), opts.ms ?? 30000).unref());
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(
+        () =>
+          reject(
+            new Error(
+              `guest '${cmdline}' did not finish in ${opts.ms ?? 30000} ms; console:\n${g.console().slice(-2000)}`,
+            ),
+          ),
+        opts.ms ?? 30000,
+      ).unref(),
+    );
     const outcome = await Promise.race([g.outcome, timeout]);
     return { console: g.console(), outcome };
   } finally {

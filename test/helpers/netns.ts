@@ -24,7 +24,9 @@ export function netnsSkipReason(): string | null {
   }
   try {
     ip(['netns', 'del', probe]);
-  } catch { /* best effort */ }
+  } catch {
+    /* best effort */
+  }
   return null;
 }
 
@@ -45,7 +47,9 @@ export function createNetnsPair(): NetnsPair {
     for (const n of names) {
       try {
         ip(['netns', 'del', n]);
-      } catch { /* not there */ }
+      } catch {
+        /* not there */
+      }
     }
   };
   try {
@@ -61,7 +65,9 @@ export function createNetnsPair(): NetnsPair {
     cleanup();
     try {
       ip(['link', 'del', veth[0]!]);
-    } catch { /* gone with its namespace */ }
+    } catch {
+      /* gone with its namespace */
+    }
     throw e;
   }
   return { names, cleanup };
@@ -80,15 +86,17 @@ const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
 
 /** What a peer runs: the source boots the soak guest, every later peer receives it. */
 export type PeerRole =
-  | { kind: 'boot'; cmdline: string; vcpus: number; qmp: string }
-  | { kind: 'receive'; listen: string; qmp: string };
+  { kind: 'boot'; cmdline: string; vcpus: number; qmp: string } | { kind: 'receive'; listen: string; qmp: string };
 
 /** `xenkvm run` or `xenkvm receive` (the real command line) in namespace `ns`. */
 export function startPeer(ns: string, role: PeerRole): Peer {
-  const args = role.kind === 'boot'
-    ? ['run', GUEST_ELF, '--mem', '64M', '--vcpus', String(role.vcpus), '--cmdline', role.cmdline, '--qmp', role.qmp]
-    : ['receive', '--listen', role.listen, '--qmp', role.qmp];
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args =
+    role.kind === 'boot'
+      ? ['run', GUEST_ELF, '--mem', '64M', '--vcpus', String(role.vcpus), '--cmdline', role.cmdline, '--qmp', role.qmp]
+      : ['receive', '--listen', role.listen, '--qmp', role.qmp];
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   const waiters: Array<() => void> = [];
@@ -100,7 +108,10 @@ export function startPeer(ns: string, role: PeerRole): Peer {
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const waitErr = (re: RegExp, ms: number) =>
     new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`peer in ${ns}: no ${re} in ${ms} ms; stderr:\n${err.slice(-2000)}`)), ms);
+      const t = setTimeout(
+        () => reject(new Error(`peer in ${ns}: no ${re} in ${ms} ms; stderr:\n${err.slice(-2000)}`)),
+        ms,
+      );
       const check = () => {
         if (re.test(err)) {
           clearTimeout(t);

@@ -23,7 +23,12 @@ export interface ReceiverOptions {
   pskFile?: string;
 }
 
-const FLAGS: Record<Exclude<keyof ReceiverOptions, 'listen'>, string> = { tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsCa: '--tls-ca', pskFile: '--psk-file' };
+const FLAGS: Record<Exclude<keyof ReceiverOptions, 'listen'>, string> = {
+  tlsCert: '--tls-cert',
+  tlsKey: '--tls-key',
+  tlsCa: '--tls-ca',
+  pskFile: '--psk-file',
+};
 
 export function startReceiver(opts: ReceiverOptions = {}): Receiver {
   const args = [BIN, 'receive', '--listen', opts.listen ?? 'tcp:127.0.0.1:0'];
@@ -47,9 +52,16 @@ export function startReceiver(opts: ReceiverOptions = {}): Receiver {
 }
 
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms).unref())]);
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms).unref(),
+    ),
+  ]);
 }
 
 /** The soak guest's status lines as [t, ticks, ipi, xdom]. */
 export const soakStatusLines = (text: string) =>
-  [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map((m) => m.slice(1).map(Number) as [number, number, number, number]);
+  [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map(
+    (m) => m.slice(1).map(Number) as [number, number, number, number],
+  );

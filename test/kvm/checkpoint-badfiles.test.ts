@@ -18,11 +18,14 @@ const dir = mkdtempSync(join(tmpdir(), 'xenkvm-bad-'));
 // Variants that must get as far as running need a golden file this host's CPU can run (golden.ts).
 const kvmSkip = kvmSkipReason();
 const split = kvmSkip ? null : await goldenRunnableHere();
-const skip = kvmSkip ?? (split!.runnable.length === 0 ? `no golden snapshot runs on this host's CPU (${split!.refused[0]?.why})` : null);
+const skip =
+  kvmSkip ??
+  (split!.runnable.length === 0 ? `no golden snapshot runs on this host's CPU (${split!.refused[0]?.why})` : null);
 if (skip) console.log(`  skip checkpoint-badfiles (the restore part): ${skip}`);
 const GOLDEN = split?.runnable[0] ?? goldenFiles()[0]!;
 
-const restore = (file: string) => spawnSync(process.execPath, [BIN, 'restore', file], { encoding: 'utf8', timeout: 60000 });
+const restore = (file: string) =>
+  spawnSync(process.execPath, [BIN, 'restore', file], { encoding: 'utf8', timeout: 60000 });
 
 function variant(name: string, edit: (b: Buffer) => Buffer): string {
   const file = join(dir, name);
@@ -31,7 +34,10 @@ function variant(name: string, edit: (b: Buffer) => Buffer): string {
 }
 
 /** Re-writes the golden file's content, with `extra` records and sections added after its sections. */
-async function rewrite(name: string, extra: { sections?: Section[]; records?: Array<[number, Uint8Array]> }): Promise<string> {
+async function rewrite(
+  name: string,
+  extra: { sections?: Section[]; records?: Array<[number, Uint8Array]> },
+): Promise<string> {
   const src = await openSnapshot(GOLDEN);
   const sections: Section[] = [];
   const mem = new Uint8Array((src.header.machine as { memBytes: number }).memBytes);
@@ -41,11 +47,16 @@ async function rewrite(name: string, extra: { sections?: Section[]; records?: Ar
   }
   await src.close();
   const file = join(dir, name);
-  await writeSnapshotFile(file, src.header, async (w) => {
-    for (const s of [...sections, ...(extra.sections ?? [])]) await w.writeSection(s);
-    for (const [type, body] of extra.records ?? []) await w.writeRecord(type, body);
-    await writeRam(w, mem);
-  }, { alignPages: true });
+  await writeSnapshotFile(
+    file,
+    src.header,
+    async (w) => {
+      for (const s of [...sections, ...(extra.sections ?? [])]) await w.writeSection(s);
+      for (const [type, body] of extra.records ?? []) await w.writeRecord(type, body);
+      await writeRam(w, mem);
+    },
+    { alignPages: true },
+  );
   return file;
 }
 
@@ -61,48 +72,73 @@ function expectRefused(file: string, pattern: RegExp): void {
 test('truncated files (in the header, a section, guest memory, before END)', () => {
   const size = readFileSync(GOLDEN).length;
   for (const cut of [10, 100, 5000, Math.floor(size / 2), size - 10]) {
-    expectRefused(variant(`trunc-${cut}.xks`, (b) => b.subarray(0, cut)), /truncated|ends/);
+    expectRefused(
+      variant(`trunc-${cut}.xks`, (b) => b.subarray(0, cut)),
+      /truncated|ends/,
+    );
   }
 });
 
 test('a flipped bit anywhere is caught by a checksum', () => {
   const size = readFileSync(GOLDEN).length;
   for (const at of [12, 40, 3000, Math.floor(size * 0.7)]) {
-    expectRefused(variant(`flip-${at}.xks`, (b) => { b[at]! ^= 0x10; return b; }), /checksum|CRC|corrupt/i);
+    expectRefused(
+      variant(`flip-${at}.xks`, (b) => {
+        b[at]! ^= 0x10;
+        return b;
+      }),
+      /checksum|CRC|corrupt/i,
+    );
   }
 });
 
 test('wrong magic', () => {
-  expectRefused(variant('magic.xks', (b) => { b.write('NOTXENKV', 0, 'latin1'); return b; }), /not a xenkvm stream/);
+  expectRefused(
+    variant('magic.xks', (b) => {
+      b.write('NOTXENKV', 0, 'latin1');
+      return b;
+    }),
+    /not a xenkvm stream/,
+  );
 });
 
 test('a newer major format version is refused by name', () => {
-  expectRefused(variant('major.xks', (b) => {
-    b.writeUInt16LE(2, 8);
-    b.writeUInt32LE(crc32(b.subarray(0, 12)), 12);
-    return b;
-  }), /2\.\d+ is newer/);
+  expectRefused(
+    variant('major.xks', (b) => {
+      b.writeUInt16LE(2, 8);
+      b.writeUInt32LE(crc32(b.subarray(0, 12)), 12);
+      return b;
+    }),
+    /2\.\d+ is newer/,
+  );
 });
 
-(skip ? test.skip : test)('a flipped bit in uncompressed page data (loaded straight into guest memory) is caught by the record checksum', async () => {
-  const raw = await rewrite('raw.xks', {});
-  const size = readFileSync(raw).length;
-  const flipped = join(dir, 'raw-flip.xks');
-  const b = Buffer.from(readFileSync(raw));
-  b[Math.floor(size * 0.6)]! ^= 0x01;
-  writeFileSync(flipped, b);
-  expectRefused(flipped, /checksum mismatch/);
-  const ok = restore(raw);
-  assert.is(ok.status, 0, `the unflipped rewrite restores: ${ok.stderr}`);
-});
+(skip ? test.skip : test)(
+  'a flipped bit in uncompressed page data (loaded straight into guest memory) is caught by the record checksum',
+  async () => {
+    const raw = await rewrite('raw.xks', {});
+    const size = readFileSync(raw).length;
+    const flipped = join(dir, 'raw-flip.xks');
+    const b = Buffer.from(readFileSync(raw));
+    b[Math.floor(size * 0.6)]! ^= 0x01;
+    writeFileSync(flipped, b);
+    expectRefused(flipped, /checksum mismatch/);
+    const ok = restore(raw);
+    assert.is(ok.status, 0, `the unflipped rewrite restores: ${ok.stderr}`);
+  },
+);
 
 (skip ? test.skip : test)('an unknown mandatory section is refused, naming it', async () => {
-  const file = await rewrite('unknown-mandatory.xks', { sections: [{ name: 'frobnicator', instance: 0, version: 3, payload: { v: 3, f: [] } }] });
+  const file = await rewrite('unknown-mandatory.xks', {
+    sections: [{ name: 'frobnicator', instance: 0, version: 3, payload: { v: 3, f: [] } }],
+  });
   expectRefused(file, /unknown mandatory section 'frobnicator' \(version 3\)/);
 });
 
 (skip ? test.skip : test)('an unknown optional record is skipped with a warning and the guest runs', async () => {
-  const file = await rewrite('unknown-optional.xks', { records: [[OPTIONAL_BIT | 0x4242, new Uint8Array(PAGE_SIZE / 4)]] });
+  const file = await rewrite('unknown-optional.xks', {
+    records: [[OPTIONAL_BIT | 0x4242, new Uint8Array(PAGE_SIZE / 4)]],
+  });
   const r = restore(file);
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stderr, /optional/i);

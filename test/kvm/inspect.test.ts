@@ -21,13 +21,16 @@ const A = join(dir, 'a.xks');
 const B = join(dir, 'b.xks');
 
 type Io = { status: number; out: string; err: string };
-const capture = async (f: (o: { out: (t: string) => void; err: (t: string) => void; color: false }) => Promise<number>): Promise<Io> => {
+const capture = async (
+  f: (o: { out: (t: string) => void; err: (t: string) => void; color: false }) => Promise<number>,
+): Promise<Io> => {
   let out = '';
   let err = '';
   const status = await f({ out: (t) => void (out += t), err: (t) => void (err += t), color: false });
   return { status, out, err };
 };
-const inspect = (file: string, section?: string, json = false) => capture((o) => inspectCommand({ file, json, ...(section ? { section } : {}), ...o }));
+const inspect = (file: string, section?: string, json = false) =>
+  capture((o) => inspectCommand({ file, json, ...(section ? { section } : {}), ...o }));
 const diff = (args: Omit<DiffArgs, 'out' | 'err'>) => capture((o) => diffCommand({ ...args, ...o }));
 
 kvmTest('soak guest on 2 vCPUs saved twice, 1 s apart', async () => {
@@ -48,7 +51,8 @@ kvmTest('soak guest on 2 vCPUs saved twice, 1 s apart', async () => {
 kvmTest('inspect: summary, registers, port table, Xen vCPU state of a real snapshot', async () => {
   const s = await inspect(A);
   assert.is(s.status, 0, s.err);
-  for (const name of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time']) assert.match(s.out, new RegExp(`^${name.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\s.*this build$`, 'm'));
+  for (const name of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time'])
+    assert.match(s.out, new RegExp(`^${name.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\s.*this build$`, 'm'));
   assert.match(s.out, /guest\s+64\.0 MiB \(16384 pages\)/);
   const cpu = await inspect(A, 'cpu');
   assert.is(cpu.status, 0, cpu.err);
@@ -102,8 +106,21 @@ test('every golden snapshot: inspect decodes every section with this build, diff
     const s = await inspect(path, undefined, true);
     assert.is(s.status, 0, s.err);
     const sum = JSON.parse(s.out);
-    assert.equal(sum.sections.filter((x: { error: string | null }) => x.error !== null), [], f);
-    for (const section of ['cpu', 'cpu/xen_vcpu', 'xen_evtchn', 'xen_overlay', 'xen_hvm', 'kvmclock', 'xen_time', 'irqchip']) {
+    assert.equal(
+      sum.sections.filter((x: { error: string | null }) => x.error !== null),
+      [],
+      f,
+    );
+    for (const section of [
+      'cpu',
+      'cpu/xen_vcpu',
+      'xen_evtchn',
+      'xen_overlay',
+      'xen_hvm',
+      'kvmclock',
+      'xen_time',
+      'irqchip',
+    ]) {
       const r = await inspect(path, section);
       assert.is(r.status, 0, `${f} ${section}: ${r.err}`);
     }

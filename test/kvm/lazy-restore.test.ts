@@ -17,7 +17,9 @@ import { listRamRuns } from '../../src/migrate/ram/page-runs.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
-const skip = kvmSkipReason() ?? (lazyRestoreAvailable() ? null : 'no native helper or no userfaultfd: restores load memory eagerly');
+const skip =
+  kvmSkipReason() ??
+  (lazyRestoreAvailable() ? null : 'no native helper or no userfaultfd: restores load memory eagerly');
 if (skip) console.log(`  skip lazy restore: ${skip}`);
 const kvmTest = skip ? test.skip : test;
 const dir = mkdtempSync(join(tmpdir(), 'xenkvm-lazy-'));
@@ -56,8 +58,15 @@ kvmTest('lazily restored memory reads back as saved, page by page through faults
   try {
     assert.ok(phases.includes('lazy'), `the lazy path was taken: ${phases.join(' ')}`);
     assert.not.ok(phases.includes('filled'), 'nothing is copied in before the guest runs but what is touched');
-    assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), [], 'every page above 4 MiB, stored or zero, reads as saved');
-    assert.ok(differingPages(saved, m.ram.bytes, 0).length <= 8, 'below 4 MiB only the emulator\'s own pages may differ');
+    assert.equal(
+      differingPages(saved, m.ram.bytes, FILL_AT),
+      [],
+      'every page above 4 MiB, stored or zero, reads as saved',
+    );
+    assert.ok(
+      differingPages(saved, m.ram.bytes, 0).length <= 8,
+      "below 4 MiB only the emulator's own pages may differ",
+    );
   } finally {
     await m.destroy(); // stops the native thread with most of memory never prefetched
   }
@@ -67,57 +76,73 @@ kvmTest('once the guest runs the rest comes in behind it, and memory is as saved
   const phases: RestorePhase[] = [];
   let filled!: () => void;
   const whenFilled = new Promise<void>((r) => (filled = r));
-  const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, onPhase: (p) => { phases.push(p); if (p === 'filled') filled(); } });
+  const m = await restoreCheckpoint(file, {
+    console: () => {},
+    log: () => {},
+    onPhase: (p) => {
+      phases.push(p);
+      if (p === 'filled') filled();
+    },
+  });
   try {
     m.start();
     await m.whenRunning();
-    await Promise.race([whenFilled, new Promise((_, reject) => setTimeout(() => reject(new Error('memory not filled within 20 s')), 20_000))]);
+    await Promise.race([
+      whenFilled,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('memory not filled within 20 s')), 20_000)),
+    ]);
     await m.pause();
-    assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), [], 'the idle fill guest\'s pages are all there');
+    assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), [], "the idle fill guest's pages are all there");
   } finally {
     await m.destroy();
   }
 });
 
-kvmTest('a lazily restored guest saved over its own file before its memory is in: the new file holds the same pages', async () => {
-  const copy = join(dir, 'again.xks');
-  writeFileSync(copy, readFileSync(file));
-  const m = await restoreCheckpoint(copy, { console: () => {}, log: () => {} });
-  try {
-    // The save scans every page (each a fault served from the old file) and renames the new file over it.
-    await saveCheckpoint(m, copy);
-  } finally {
-    await m.destroy();
-  }
-  const again = await restoreCheckpoint(copy, { console: () => {}, log: () => {}, memory: 'eager' });
-  try {
-    assert.equal(differingPages(saved, again.ram.bytes, FILL_AT), []);
-  } finally {
-    await again.destroy();
-  }
-});
+kvmTest(
+  'a lazily restored guest saved over its own file before its memory is in: the new file holds the same pages',
+  async () => {
+    const copy = join(dir, 'again.xks');
+    writeFileSync(copy, readFileSync(file));
+    const m = await restoreCheckpoint(copy, { console: () => {}, log: () => {} });
+    try {
+      // The save scans every page (each a fault served from the old file) and renames the new file over it.
+      await saveCheckpoint(m, copy);
+    } finally {
+      await m.destroy();
+    }
+    const again = await restoreCheckpoint(copy, { console: () => {}, log: () => {}, memory: 'eager' });
+    try {
+      assert.equal(differingPages(saved, again.ram.bytes, FILL_AT), []);
+    } finally {
+      await again.destroy();
+    }
+  },
+);
 
-kvmTest('--eager and the lazy default restore the same pages; a flipped data bit is refused by both before any guest runs', async () => {
-  const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, memory: 'eager' });
-  try {
-    assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), []);
-  } finally {
-    await m.destroy();
-  }
-  const runs = await listRamRuns(file, 64 * MiB / 4096);
-  const run = runs.runs.find((r) => r.fileOffset !== null && r.gpfn * 4096 >= FILL_AT)!;
-  const bytes = readFileSync(file);
-  bytes[run.fileOffset! + 123]! ^= 0x04;
-  const flipped = join(dir, 'flipped.xks');
-  writeFileSync(flipped, bytes);
-  for (const args of [[], ['--eager']]) {
-    const r = spawnSync(process.execPath, [BIN, 'restore', flipped, ...args], { encoding: 'utf8', timeout: 30_000 });
-    assert.is(r.status, 2, `restore ${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /RAM_PAGES record at offset \d+: body checksum mismatch/);
-    assert.is(r.stderr.trim().split('\n').length, 1, 'one line');
-    assert.not.match(r.stdout, /soak|fill|tick/, 'no guest output');
-  }
-});
+kvmTest(
+  '--eager and the lazy default restore the same pages; a flipped data bit is refused by both before any guest runs',
+  async () => {
+    const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, memory: 'eager' });
+    try {
+      assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), []);
+    } finally {
+      await m.destroy();
+    }
+    const runs = await listRamRuns(file, (64 * MiB) / 4096);
+    const run = runs.runs.find((r) => r.fileOffset !== null && r.gpfn * 4096 >= FILL_AT)!;
+    const bytes = readFileSync(file);
+    bytes[run.fileOffset! + 123]! ^= 0x04;
+    const flipped = join(dir, 'flipped.xks');
+    writeFileSync(flipped, bytes);
+    for (const args of [[], ['--eager']]) {
+      const r = spawnSync(process.execPath, [BIN, 'restore', flipped, ...args], { encoding: 'utf8', timeout: 30_000 });
+      assert.is(r.status, 2, `restore ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /RAM_PAGES record at offset \d+: body checksum mismatch/);
+      assert.is(r.stderr.trim().split('\n').length, 1, 'one line');
+      assert.not.match(r.stdout, /soak|fill|tick/, 'no guest output');
+    }
+  },
+);
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 test.run();

@@ -18,11 +18,14 @@ if (skip) console.log(`  skip process-exit: ${skip}`);
   try {
     const helper = fileURLToPath(new URL('../helpers/guest.js', import.meta.url));
     const script = join(dir, 'die.mjs');
-    writeFileSync(script, `import { bootGuest } from ${JSON.stringify(helper)};
+    writeFileSync(
+      script,
+      `import { bootGuest } from ${JSON.stringify(helper)};
 const g = bootGuest('fill 5', { vcpus: 2 });
 await g.waitFor('fill:', 20000);
 setTimeout(() => { throw new Error('deliberate'); }, 200);
-`);
+`,
+    );
     const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30000 });
     assert.is(r.signal, null, 'the process ended by itself, not by the test timeout');
     assert.is(r.status, 1);

@@ -29,8 +29,11 @@ const VCPUS = 2;
 function whyNot(): string | null {
   const noKvm = kvmUnavailable();
   if (noKvm) return noKvm;
-  const b = spawnSync(process.execPath, [new URL('tools/build-guest.mjs', root).pathname, '--if-stale'], { encoding: 'utf8' });
-  if (b.status !== 0 || !existsSync(ELF)) return `test guest not built (${(b.stderr || b.stdout).trim().split('\n').pop() ?? 'build-guest failed'})`;
+  const b = spawnSync(process.execPath, [new URL('tools/build-guest.mjs', root).pathname, '--if-stale'], {
+    encoding: 'utf8',
+  });
+  if (b.status !== 0 || !existsSync(ELF))
+    return `test guest not built (${(b.stderr || b.stdout).trim().split('\n').pop() ?? 'build-guest failed'})`;
   return null;
 }
 const skip = whyNot();
@@ -40,7 +43,12 @@ const kvmTest = skip ? test.skip : test;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const quiet = { log: () => {} };
 
-interface Saved { cpus: CpuState[]; vm: VmState; ctx: CpuStateContext; console: string }
+interface Saved {
+  cpus: CpuState[];
+  vm: VmState;
+  ctx: CpuStateContext;
+  console: string;
+}
 let saved: Saved | null = null;
 let restored: { cpus: CpuState[]; vm: VmState } | null = null;
 let target: XenMachine | null = null;
@@ -49,8 +57,15 @@ let target: XenMachine | null = null;
 async function bootAndSave(): Promise<{ m: XenMachine; s: Saved }> {
   let text = '';
   const m = XenMachine.boot({
-    elf: readFileSync(ELF), elfName: 'guest.elf', cmdline: 'soak', memBytes: MEM, vcpus: VCPUS,
-    console: (b) => { text += Buffer.from(b).toString('latin1'); }, ...quiet,
+    elf: readFileSync(ELF),
+    elfName: 'guest.elf',
+    cmdline: 'soak',
+    memBytes: MEM,
+    vcpus: VCPUS,
+    console: (b) => {
+      text += Buffer.from(b).toString('latin1');
+    },
+    ...quiet,
   });
   m.start();
   for (let t = 0; t < 3000 && !text.includes('soak: vcpu 1'); t += 20) await sleep(20);
@@ -61,21 +76,27 @@ async function bootAndSave(): Promise<{ m: XenMachine; s: Saved }> {
   return { m, s: { cpus, vm: getVmState(m.vm.fd), ctx, console: text } };
 }
 
-kvmTest('a paused guest\'s state is read from every vCPU and the VM', async () => {
+kvmTest("a paused guest's state is read from every vCPU and the VM", async () => {
   const { m, s } = await bootAndSave();
   try {
     saved = s;
     assert.match(s.console, /soak: vcpu 1: timer port/, 'both vCPUs run the soak before the save');
     assert.not.match(s.console, /VIOLATION/);
     for (const c of s.cpus) {
-      assert.ok(c.mp_state === MP_STATES.RUNNABLE || c.mp_state === MP_STATES.HALTED, `mp_state ${c.mp_state}: runnable or halted`);
+      assert.ok(
+        c.mp_state === MP_STATES.RUNNABLE || c.mp_state === MP_STATES.HALTED,
+        `mp_state ${c.mp_state}: runnable or halted`,
+      );
       assert.ok(c.regs.rip > 0n && (c.sregs.efer & 0x400n) !== 0n, 'in long mode');
     }
     assert.not.equal(s.cpus[0]!.regs, s.cpus[1]!.regs, 'two distinct vCPUs were read');
     assert.ok(s.ctx.msrIndices.includes(MSR_IA32_TSC), 'IA32_TSC is among the saved MSRs');
     assert.ok(s.cpus[0]!.tsc_khz > 0);
     assert.is(s.cpus[0]!.cpuid_count, s.cpus[0]!.cpuid.length);
-    assert.ok(s.cpus[0]!.cpuid.some((e) => e.function === 0x40000000), 'the Xen CPUID leaves are part of the state');
+    assert.ok(
+      s.cpus[0]!.cpuid.some((e) => e.function === 0x40000000),
+      'the Xen CPUID leaves are part of the state',
+    );
     assert.is(s.vm.pit, undefined, 'XenMachine creates no PIT, so there is no pit section');
 
     // A fresh machine with the same shape: RAM copied, then the KVM state put.
@@ -154,7 +175,10 @@ kvmTest('every section survives encode → msgpack → decode unchanged', () => 
   for (const c of saved.cpus) assert.equal(viaMsgpack(cpuState, c), c);
   assert.equal(viaMsgpack(kvmclockState, saved.vm.kvmclock), saved.vm.kvmclock);
   assert.equal(viaMsgpack(irqchipState, saved.vm.irqchip), saved.vm.irqchip);
-  const bytes = encode(saved.cpus.map((c) => encodeState(cpuState, c)), MSGPACK_OPTIONS);
+  const bytes = encode(
+    saved.cpus.map((c) => encodeState(cpuState, c)),
+    MSGPACK_OPTIONS,
+  );
   assert.ok(bytes.length > 4096 && bytes.length < 8 * 1024 * VCPUS, `2 vCPUs encode to ${bytes.length} bytes`);
 });
 
@@ -180,12 +204,18 @@ kvmTest('a VM with a PIT round-trips its pit section; a VM without one refuses i
     const back = getVmState(b.fd).pit!;
     assert.is(back.channels[0]!.count, 0x1234);
     assert.is(back.channels[0]!.mode, 2);
-    assert.equal(back.channels.map((c) => ({ ...c, count_load_time: 0n })), s.pit.channels.map((c) => ({ ...c, count_load_time: 0n })),
-      'all but count_load_time, the host ktime KVM rebases to "now"');
+    assert.equal(
+      back.channels.map((c) => ({ ...c, count_load_time: 0n })),
+      s.pit.channels.map((c) => ({ ...c, count_load_time: 0n })),
+      'all but count_load_time, the host ktime KVM rebases to "now"',
+    );
 
     const noPit = new KvmVm(kvm);
     vms.push(noPit);
-    assert.throws(() => putVmState(noPit.fd, s), (e: unknown) => e instanceof KvmError && /has a PIT \(section pit\) but this VM has none/.test(e.message));
+    assert.throws(
+      () => putVmState(noPit.fd, s),
+      (e: unknown) => e instanceof KvmError && /has a PIT \(section pit\) but this VM has none/.test(e.message),
+    );
   } finally {
     vms.forEach((v) => v.destroy());
     kvm.close();
@@ -195,24 +225,38 @@ kvmTest('a VM with a PIT round-trips its pit section; a VM without one refuses i
 kvmTest('put refuses a state the destination cannot hold, naming the vCPU and field, before touching KVM', () => {
   assert.ok(saved);
   const ctx = new CpuStateContext({ xsaveSize: 4096, msrIndices: saved.ctx.msrIndices });
-  const big: CpuState = { ...saved.cpus[0]!, xsave_size: 4096 + 128, xsave_ext_lines: 2, xsave_ext: [new Uint8Array(64), new Uint8Array(64).fill(1)] };
+  const big: CpuState = {
+    ...saved.cpus[0]!,
+    xsave_size: 4096 + 128,
+    xsave_ext_lines: 2,
+    xsave_ext: [new Uint8Array(64), new Uint8Array(64).fill(1)],
+  };
   // fd -1: had it reached an ioctl, the error would be a KvmError (EBADF), not this.
-  assert.throws(() => putCpuState(-1, big, ctx, 'cpu[1]'), (e: unknown) => e instanceof VmstateError && e.path === 'cpu[1].xsave' &&
-    /saved with 4224 bytes .* beyond the 4096 bytes this host's KVM takes/.test(e.message));
+  assert.throws(
+    () => putCpuState(-1, big, ctx, 'cpu[1]'),
+    (e: unknown) =>
+      e instanceof VmstateError &&
+      e.path === 'cpu[1].xsave' &&
+      /saved with 4224 bytes .* beyond the 4096 bytes this host's KVM takes/.test(e.message),
+  );
 });
 
 // KVM reports the host's wall clock with the KVM clock only when it runs a
 // master clock (stable host TSC); this PVM host does not, so say so.
-const realtimeSkip = skip ?? (() => {
-  const kvm = Kvm.open();
-  const vm = new KvmVm(kvm);
-  try {
-    return (getKvmclock(vm.fd).flags & KVM_CLOCK_FLAGS.REALTIME) ? null : 'KVM_GET_CLOCK reports no KVM_CLOCK_REALTIME here (no master clock)';
-  } finally {
-    vm.destroy();
-    kvm.close();
-  }
-})();
+const realtimeSkip =
+  skip ??
+  (() => {
+    const kvm = Kvm.open();
+    const vm = new KvmVm(kvm);
+    try {
+      return getKvmclock(vm.fd).flags & KVM_CLOCK_FLAGS.REALTIME
+        ? null
+        : 'KVM_GET_CLOCK reports no KVM_CLOCK_REALTIME here (no master clock)';
+    } finally {
+      vm.destroy();
+      kvm.close();
+    }
+  })();
 if (realtimeSkip && !skip) console.log(`  skip advanceClock: ${realtimeSkip}`);
 (realtimeSkip ? test.skip : test)('advanceClock moves the KVM clock on by the wall-clock time since the save', () => {
   const kvm = Kvm.open();

@@ -5,7 +5,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kvm, KvmVm, kvmUnavailable } from '../../src/kvm/kvm.js';
-import { kernelXenUnavailable, kvmGetXenVcpuState, kvmPutXenVcpuState, kvmSetXenHvmAttr, kvmSetXenHvmConfig } from '../../src/xen/hypercall/kvm-xen.js';
+import {
+  kernelXenUnavailable,
+  kvmGetXenVcpuState,
+  kvmPutXenVcpuState,
+  kvmSetXenHvmAttr,
+  kvmSetXenHvmConfig,
+} from '../../src/xen/hypercall/kvm-xen.js';
 import { closeFd } from '../../src/kvm/libc.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { XEN_HYPERCALL_MSR } from '../../src/xen/abi.js';
@@ -34,11 +40,20 @@ if (skip) {
       kvmSetXenHvmAttr(vm.fd, { type: 'LONG_MODE', long_mode: true });
       kvmSetXenHvmAttr(vm.fd, { type: 'SHARED_INFO', gfn: 0xfeffn });
       vcpu = vm.createVcpu(0);
-      const s = { ...initialXenVcpuState(), xen_vcpu_info_default_gpa: 0xfeff000n, xen_vcpu_info_gpa: 0x2000n, xen_vcpu_time_info_gpa: 0x2040n,
-        xen_vcpu_callback_vector: 0xf3, xen_singleshot_timer_ns: 1n << 62n };
+      const s = {
+        ...initialXenVcpuState(),
+        xen_vcpu_info_default_gpa: 0xfeff000n,
+        xen_vcpu_info_gpa: 0x2000n,
+        xen_vcpu_time_info_gpa: 0x2040n,
+        xen_vcpu_callback_vector: 0xf3,
+        xen_singleshot_timer_ns: 1n << 62n,
+      };
       s.xen_virq[0] = 3;
       kvmPutXenVcpuState(vcpu, 0, s);
-      assert.equal(kvmGetXenVcpuState(vcpu, { ...initialXenVcpuState(), xen_vcpu_info_default_gpa: s.xen_vcpu_info_default_gpa }), s);
+      assert.equal(
+        kvmGetXenVcpuState(vcpu, { ...initialXenVcpuState(), xen_vcpu_info_default_gpa: s.xen_vcpu_info_default_gpa }),
+        s,
+      );
     } finally {
       if (vcpu >= 0) closeFd(vcpu);
       vm.destroy();

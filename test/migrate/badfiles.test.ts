@@ -27,7 +27,7 @@ async function build(extra?: (w: StreamWriter) => Promise<void>): Promise<Uint8A
 function frames(bytes: Uint8Array): { at: number; type: number; end: number }[] {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   const out = [];
-  for (let at = PREAMBLE_BYTES; at < bytes.length; ) {
+  for (let at = PREAMBLE_BYTES; at < bytes.length;) {
     const end = at + FRAME_BYTES + readU64(v, at + 8);
     out.push({ at, type: v.getUint32(at, true), end });
     at = end;

@@ -5,7 +5,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Readable } from 'node:stream';
 import { FormatError } from '../../src/errors.js';
-import { applyRamRecord, PAGE_SIZE, RecordType, StreamReader, StreamWriter, writeRam } from '../../src/migrate/index.js';
+import {
+  applyRamRecord,
+  PAGE_SIZE,
+  RecordType,
+  StreamReader,
+  StreamWriter,
+  writeRam,
+} from '../../src/migrate/index.js';
 import { crc32, FRAME_BYTES, PREAMBLE_BYTES, readU64, writeU64 } from '../../src/migrate/stream/format.js';
 import { HEADER, makeRam, memorySink, rng, SECTIONS } from './helpers.js';
 
@@ -31,7 +38,7 @@ async function sample(): Promise<Uint8Array> {
 function refix(b: Uint8Array): void {
   const v = new DataView(b.buffer, b.byteOffset, b.length);
   if (b.length >= PREAMBLE_BYTES) v.setUint32(12, crc32(b.subarray(0, 12)), true);
-  for (let at = PREAMBLE_BYTES; at + FRAME_BYTES <= b.length; ) {
+  for (let at = PREAMBLE_BYTES; at + FRAME_BYTES <= b.length;) {
     const len = readU64(v, at + 8);
     if (!(at + FRAME_BYTES + len <= b.length)) break;
     v.setUint32(at + 16, crc32(b.subarray(at + FRAME_BYTES, at + FRAME_BYTES + len)), true);
@@ -53,21 +60,34 @@ function mutate(src: Uint8Array, r: () => number): Uint8Array {
     case 2: // truncation
       b = b.subarray(0, pick(b.length));
       break;
-    case 3: { // interesting integers at an aligned spot (lengths, counts, offsets)
+    case 3: {
+      // interesting integers at an aligned spot (lengths, counts, offsets)
       const at = pick(b.length - 8) & ~3;
       const values = [0, 1, 0xffffffff, 0x7fffffff, 0x80000000, 4096, 2 ** 32 + 1, 2 ** 53, 2 ** 60];
       writeU64(new DataView(b.buffer, b.byteOffset), at, Math.min(values[pick(values.length)]!, 2 ** 53 - 1));
       break;
     }
-    case 4: { // a span duplicated or removed (records repeated, lost)
+    case 4: {
+      // a span duplicated or removed (records repeated, lost)
       const at = pick(b.length);
       const len = pick(Math.min(4096, b.length - at) + 1);
-      b = pick(2) ? Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)]) : Buffer.concat([b.subarray(0, at), b.subarray(at + len)]);
+      b = pick(2)
+        ? Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)])
+        : Buffer.concat([b.subarray(0, at), b.subarray(at + len)]);
       break;
     }
-    default: { // retype a record
+    default: {
+      // retype a record
       const v = new DataView(b.buffer, b.byteOffset);
-      const types = [RecordType.HEADER, RecordType.SECTION, RecordType.RAM_PAGES, RecordType.RAM_ZERO, RecordType.END, 0x77, 0x8000_0077];
+      const types = [
+        RecordType.HEADER,
+        RecordType.SECTION,
+        RecordType.RAM_PAGES,
+        RecordType.RAM_ZERO,
+        RecordType.END,
+        0x77,
+        0x8000_0077,
+      ];
       for (let at = PREAMBLE_BYTES, i = pick(12); at + FRAME_BYTES <= b.length; i--) {
         if (i === 0) {
           v.setUint32(at, types[pick(types.length)]!, true);
@@ -90,14 +110,20 @@ test('only FormatError escapes the reader and the RAM loader', async () => {
     const bytes = mutate(good, r);
     const skip = (i & 3) === 0;
     try {
-      const reader = await StreamReader.open(Readable.from([Buffer.from(bytes)]), { onWarning: () => undefined, skipRamData: skip, maxBatchPages: 64 });
+      const reader = await StreamReader.open(Readable.from([Buffer.from(bytes)]), {
+        onWarning: () => undefined,
+        skipRamData: skip,
+        maxBatchPages: 64,
+      });
       for await (const rec of reader) {
         if ((rec.kind === 'ram' && !skip) || rec.kind === 'zero') applyRamRecord(ram, rec);
       }
       outcomes.ok++;
     } catch (err) {
       if (!(err instanceof FormatError)) {
-        assert.unreachable(`iteration ${i}: ${err instanceof Error ? `${err.name}: ${err.message}\n${err.stack}` : String(err)}`);
+        assert.unreachable(
+          `iteration ${i}: ${err instanceof Error ? `${err.name}: ${err.message}\n${err.stack}` : String(err)}`,
+        );
       }
       outcomes.format++;
     }

@@ -46,7 +46,12 @@ export const HEADER: StreamHeader = {
 };
 
 export const SECTIONS: Section[] = [
-  { name: 'cpu', instance: 0, version: 3, payload: { rax: 1n << 63n, rbx: 42, flags: [true, false], blob: new Uint8Array([1, 2, 3]) } },
+  {
+    name: 'cpu',
+    instance: 0,
+    version: 3,
+    payload: { rax: 1n << 63n, rbx: 42, flags: [true, false], blob: new Uint8Array([1, 2, 3]) },
+  },
   { name: 'cpu', instance: 1, version: 3, payload: { rax: 0n, rbx: -1, flags: [], blob: new Uint8Array(0) } },
   { name: 'evtchn', instance: 0, version: 1, payload: null },
 ];

@@ -4,7 +4,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { applyRamRecord, listRamRuns, openSnapshot, PAGE_SIZE, StreamReader, StreamWriter, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
+import {
+  applyRamRecord,
+  listRamRuns,
+  openSnapshot,
+  PAGE_SIZE,
+  StreamReader,
+  StreamWriter,
+  writeRam,
+  writeSnapshotFile,
+} from '../../src/migrate/index.js';
 import type { RamPagesRecord } from '../../src/migrate/index.js';
 import { ZERO_STRATEGIES } from '../../src/migrate/ram/zero.js';
 import { HEADER, makeRam, memorySink, SECTIONS, tempDir } from './helpers.js';
@@ -25,7 +34,10 @@ test('snapshot: zero pages are not stored; file holds only non-zero pages', asyn
     assert.is(stats.dataPages, nonZero.length);
     assert.is(stats.zeroPages, PAGES - nonZero.length);
     const size = statSync(path).size;
-    assert.ok(size < (nonZero.length + 16) * PAGE_SIZE, `file of ${size} bytes holds little beyond ${nonZero.length} pages`);
+    assert.ok(
+      size < (nonZero.length + 16) * PAGE_SIZE,
+      `file of ${size} bytes holds little beyond ${nonZero.length} pages`,
+    );
     assert.ok(size >= nonZero.length * PAGE_SIZE);
   } finally {
     cleanup();
@@ -54,14 +66,20 @@ test('uncompressed file: page data is page-aligned and runs point at the right b
         for (let k = 0; k < run.count; k++) {
           readSync(fd, page, 0, PAGE_SIZE, run.fileOffset + k * PAGE_SIZE);
           const p = run.gpfn + k;
-          assert.ok(Buffer.from(page).equals(ram.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE)), `file bytes of page ${p}`);
+          assert.ok(
+            Buffer.from(page).equals(ram.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE)),
+            `file bytes of page ${p}`,
+          );
           covered.add(p);
         }
       }
     } finally {
       closeSync(fd);
     }
-    assert.equal([...covered].sort((a, b) => a - b), nonZero);
+    assert.equal(
+      [...covered].sort((a, b) => a - b),
+      nonZero,
+    );
     assert.ok(map.runs.length < nonZero.length, 'adjacent pages merge into runs');
   } finally {
     cleanup();
@@ -104,7 +122,10 @@ test('bitmap: only marked pages are sent, zero ones listed', async () => {
   for await (const r of await StreamReader.open(Readable.from([sink.bytes()]))) {
     if (r.kind === 'ram' || r.kind === 'zero') seen.push(...Array.from(r.pfns, (x) => x - 0x100));
   }
-  assert.equal(seen.sort((a, b) => a - b), marked);
+  assert.equal(
+    seen.sort((a, b) => a - b),
+    marked,
+  );
 });
 
 test('beforeRange: called once per range the scan visits, before any of its pages is read', async () => {
@@ -117,21 +138,44 @@ test('beforeRange: called once per range the scan visits, before any of its page
   // What the hook writes must be in the copy: a live source re-arms dirty tracking there.
   const stamp = (first: number, count: number): void => {
     calls.push([first, count]);
-    for (let p = first; p < first + count && p < pages; p++) new DataView(ram.buffer, p * PAGE_SIZE).setUint32(0, 0xc0ffee00 + calls.length, true);
+    for (let p = first; p < first + count && p < pages; p++)
+      new DataView(ram.buffer, p * PAGE_SIZE).setUint32(0, 0xc0ffee00 + calls.length, true);
   };
   for (const bm of [bitmap, undefined]) {
     calls.length = 0;
     const sink = memorySink();
     const w = await StreamWriter.start(sink, HEADER, { alignPages: false });
-    await writeRam(w, ram, { ...(bm ? { bitmap: bm } : {}), zeroPages: 'list', beforeRange: { rangePages: 256, call: stamp } });
+    await writeRam(w, ram, {
+      ...(bm ? { bitmap: bm } : {}),
+      zeroPages: 'list',
+      beforeRange: { rangePages: 256, call: stamp },
+    });
     await w.end();
-    assert.equal(calls, bm ? [[0, 256], [256, 256], [768, 256]] : [[0, 256], [256, 256], [512, 256], [768, 256]]);
+    assert.equal(
+      calls,
+      bm
+        ? [
+            [0, 256],
+            [256, 256],
+            [768, 256],
+          ]
+        : [
+            [0, 256],
+            [256, 256],
+            [512, 256],
+            [768, 256],
+          ],
+    );
     let checked = 0;
     for await (const r of await StreamReader.open(Readable.from([sink.bytes()]))) {
       if (r.kind !== 'ram') continue;
       r.pfns.forEach((pfn, i) => {
         const range = calls.findIndex(([f, n]) => pfn >= f && pfn < f + n);
-        assert.is(new DataView(r.data.buffer, r.data.byteOffset + i * PAGE_SIZE).getUint32(0, true), 0xc0ffee00 + range + 1, `page ${pfn}`);
+        assert.is(
+          new DataView(r.data.buffer, r.data.byteOffset + i * PAGE_SIZE).getUint32(0, true),
+          0xc0ffee00 + range + 1,
+          `page ${pfn}`,
+        );
         checked++;
       });
     }
@@ -142,15 +186,36 @@ test('beforeRange: called once per range the scan visits, before any of its page
 test('applyRamRecord: page numbers outside RAM throw FormatError and write nothing', () => {
   const ram = new Uint8Array(4 * PAGE_SIZE);
   const data = new Uint8Array(2 * PAGE_SIZE).fill(1);
-  const rec: RamPagesRecord = { kind: 'ram', pfns: Float64Array.of(1, 4), encoding: 0, data, dataOffset: 0, dataLength: data.length };
-  assert.throws(() => applyRamRecord(ram, rec), (e: Error) => e.name === 'FormatError' && /outside guest RAM/.test(e.message));
-  assert.ok(ram.every((b) => b === 0), 'the in-range page was not written either');
+  const rec: RamPagesRecord = {
+    kind: 'ram',
+    pfns: Float64Array.of(1, 4),
+    encoding: 0,
+    data,
+    dataOffset: 0,
+    dataLength: data.length,
+  };
+  assert.throws(
+    () => applyRamRecord(ram, rec),
+    (e: Error) => e.name === 'FormatError' && /outside guest RAM/.test(e.message),
+  );
+  assert.ok(
+    ram.every((b) => b === 0),
+    'the in-range page was not written either',
+  );
   const below: RamPagesRecord = { ...rec, pfns: Float64Array.of(0x0f, 0x10) };
   assert.throws(() => applyRamRecord(ram, below, 0x10), /outside guest RAM/);
   const zero = { kind: 'zero' as const, pfns: Float64Array.of(-1) };
   assert.throws(() => applyRamRecord(ram, zero), /outside guest RAM/);
-  const bomb: RamPagesRecord = { ...rec, pfns: Float64Array.of(0), encoding: 1, data: new Uint8Array([0xff, 0xff, 0xff]) };
-  assert.throws(() => applyRamRecord(ram, bomb), (e: Error) => e.name === 'FormatError');
+  const bomb: RamPagesRecord = {
+    ...rec,
+    pfns: Float64Array.of(0),
+    encoding: 1,
+    data: new Uint8Array([0xff, 0xff, 0xff]),
+  };
+  assert.throws(
+    () => applyRamRecord(ram, bomb),
+    (e: Error) => e.name === 'FormatError',
+  );
 });
 
 test('zero strategies agree, including a page whose only set bit is a sign bit', () => {
@@ -159,10 +224,16 @@ test('zero strategies agree, including a page whose only set bit is a sign bit',
   ram[5 * PAGE_SIZE + 7] = 0x80; // -0.0 as a double
   ram.fill(0, 6 * PAGE_SIZE, 7 * PAGE_SIZE);
   ram[7 * PAGE_SIZE - 1] = 1; // last byte only
-  const expect = Array.from({ length: 64 }, (_, p) => ram.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE).every((b) => b === 0));
+  const expect = Array.from({ length: 64 }, (_, p) =>
+    ram.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE).every((b) => b === 0),
+  );
   for (const [name, make] of Object.entries(ZERO_STRATEGIES)) {
     const t = make(ram);
-    assert.equal(Array.from({ length: 64 }, (_, p) => t(p)), expect, name);
+    assert.equal(
+      Array.from({ length: 64 }, (_, p) => t(p)),
+      expect,
+      name,
+    );
   }
   assert.is(expect[5], false);
   assert.is(expect[6], false);
@@ -176,7 +247,7 @@ test('openSnapshot + skipRamData yields page lists without data', async () => {
     await writeSnapshotFile(path, HEADER, (w) => writeRam(w, ram).then(() => undefined));
     const f = await openSnapshot(path, { skipRamData: true });
     let pages = 0;
-    for await (const r of f) if (r.kind === 'ram') (pages += r.pfns.length), assert.is(r.data.length, 0);
+    for await (const r of f) if (r.kind === 'ram') ((pages += r.pfns.length), assert.is(r.data.length, 0));
     await f.close();
     assert.is(pages, nonZero.length);
   } finally {

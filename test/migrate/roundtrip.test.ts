@@ -5,7 +5,15 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { applyRamRecord, openSnapshot, StreamReader, StreamWriter, writableSink, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
+import {
+  applyRamRecord,
+  openSnapshot,
+  StreamReader,
+  StreamWriter,
+  writableSink,
+  writeRam,
+  writeSnapshotFile,
+} from '../../src/migrate/index.js';
 import type { Section, StreamRecord } from '../../src/migrate/index.js';
 import { HEADER, makeRam, SECTIONS, socketPair, tempDir } from './helpers.js';
 
@@ -47,7 +55,6 @@ test('file: header, sections and RAM round trip', async () => {
     cleanup();
   }
 });
-
 
 test('unix socket: stream with backpressure, dirty-bitmap round', async () => {
   const { dir, cleanup } = tempDir();

@@ -43,7 +43,10 @@ test('bytes arrive intact across the ring, in reads bigger and smaller than it',
       const withScratch = k % 2 === 0;
       const got = await taken.source.read(n, withScratch ? scratch : undefined);
       assert.is(got.length, n);
-      assert.ok(Buffer.from(got).equals(Buffer.from(data.subarray(at, at + n))), `read ${k} (${n} bytes at ${at}) matches`);
+      assert.ok(
+        Buffer.from(got).equals(Buffer.from(data.subarray(at, at + n))),
+        `read ${k} (${n} bytes at ${at}) matches`,
+      );
       at += n;
     }
     assert.is((await taken.source.read(10)).length, 0, 'end of stream reads empty');
@@ -57,7 +60,10 @@ test('a copy (no scratch) survives later reads; skip crosses the ring', () =>
     const kept = await taken.source.read(1 << 20);
     assert.is(await taken.source.skip(30 << 20), 30 << 20);
     const after = await taken.source.read(1 << 20);
-    assert.ok(kept.every((b) => b === 1), 'the first block is unchanged after the ring wrapped');
+    assert.ok(
+      kept.every((b) => b === 1),
+      'the first block is unchanged after the ring wrapped',
+    );
     assert.ok(after.every((b) => b === 32));
     assert.is(await taken.source.skip(100 << 20), 8 << 20, 'skip stops at the end');
   }));

@@ -38,7 +38,9 @@ function check(name: string, f: Crc32Fn, bytes: Uint8Array, prev: number): void 
   const want = zlib(bytes, prev);
   const got = f(prev, bytes, bytes.length);
   if (got !== want) {
-    assert.unreachable(`${name}: length ${bytes.length} at offset ${bytes.byteOffset}, prev ${hex(prev)}: got ${hex(got)}, zlib ${hex(want)}`);
+    assert.unreachable(
+      `${name}: length ${bytes.length} at offset ${bytes.byteOffset}, prev ${hex(prev)}: got ${hex(got)}, zlib ${hex(want)}`,
+    );
   }
 }
 
@@ -53,16 +55,19 @@ test('the native library loaded where gcc can build it', () => {
   console.log(`  native CRC-32: ${native!.impl} (variants: ${Object.keys(native!.variants).join(', ')})`);
 });
 
-withNative('every implementation equals zlib for lengths 0..300 at offsets 0..3 and 15, from 0 and chained values', () => {
-  const prevs = [0, 0xffffffff, 0x12345678, zlib(data.subarray(7, 1000))];
-  for (const [name, f] of Object.entries(native!.variants).concat([['xk_crc32', native!.crc32]])) {
-    for (const offset of [0, 1, 2, 3, 15]) {
-      for (let len = 0; len <= 300; len++) {
-        for (const prev of prevs) check(name, f, data.subarray(offset, offset + len), prev);
+withNative(
+  'every implementation equals zlib for lengths 0..300 at offsets 0..3 and 15, from 0 and chained values',
+  () => {
+    const prevs = [0, 0xffffffff, 0x12345678, zlib(data.subarray(7, 1000))];
+    for (const [name, f] of Object.entries(native!.variants).concat([['xk_crc32', native!.crc32]])) {
+      for (const offset of [0, 1, 2, 3, 15]) {
+        for (let len = 0; len <= 300; len++) {
+          for (const prev of prevs) check(name, f, data.subarray(offset, offset + len), prev);
+        }
       }
     }
-  }
-});
+  },
+);
 
 withNative('every implementation equals zlib around each lane and block boundary up to 4 KiB', () => {
   const lengths = new Set<number>();
@@ -76,7 +81,12 @@ withNative('every implementation equals zlib around each lane and block boundary
 
 withNative('every implementation equals zlib on buffers of several MiB', () => {
   for (const [name, f] of Object.entries(native!.variants)) {
-    for (const [offset, len] of [[0, 2 * MiB], [1, 2 * MiB - 1], [13, 3 * MiB + 77], [0, 4 * MiB + 64]] as const) {
+    for (const [offset, len] of [
+      [0, 2 * MiB],
+      [1, 2 * MiB - 1],
+      [13, 3 * MiB + 77],
+      [0, 4 * MiB + 64],
+    ] as const) {
       check(name, f, data.subarray(offset, offset + len), 0);
     }
   }
@@ -100,7 +110,16 @@ withNative('a buffer cut into random pieces chains to the CRC of the whole', () 
 });
 
 test('format.crc32 equals zlib below, at and above its native threshold, chained either way', () => {
-  for (const len of [0, 1, 20, NATIVE_CRC32_MIN_BYTES - 1, NATIVE_CRC32_MIN_BYTES, NATIVE_CRC32_MIN_BYTES + 1, 4096, 2 * MiB + 3]) {
+  for (const len of [
+    0,
+    1,
+    20,
+    NATIVE_CRC32_MIN_BYTES - 1,
+    NATIVE_CRC32_MIN_BYTES,
+    NATIVE_CRC32_MIN_BYTES + 1,
+    4096,
+    2 * MiB + 3,
+  ]) {
     const bytes = data.subarray(9, 9 + len);
     assert.is(hex(crc32(bytes)), hex(zlib(bytes)), `length ${len}`);
     assert.is(hex(crc32(bytes, 0xcafef00d)), hex(zlib(bytes, 0xcafef00d)), `length ${len}, chained`);

@@ -45,7 +45,12 @@ test.before(async () => {
       xen.find((s) => s.desc.name === 'kvmclock')!.state['clock'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xen_time')!.state['guest_ns'] = 6_000_000_000n;
     },
-    extra: [{ section: { name: 'extra', instance: 0, version: 1, payload: encodeState(extra, { x: 1 }) }, schema: schemaOf(extra) }],
+    extra: [
+      {
+        section: { name: 'extra', instance: 0, version: 1, payload: encodeState(extra, { x: 1 }) },
+        schema: schemaOf(extra),
+      },
+    ],
   });
 });
 test.after(cleanup);
@@ -77,8 +82,12 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     '  0x12000-0x12fff  1 page',
     '  0x1f000-0x1ffff  1 page',
     '  0x200000-0x201fff  2 pages',
-  ]) assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
-  assert.match(lines[lines.length - 1]!, /^different: 8 fields differ, 1 section in one file only, 4 of 1024 pages differ$/);
+  ])
+    assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
+  assert.match(
+    lines[lines.length - 1]!,
+    /^different: 8 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
+  );
 });
 
 test('--ignore (exact, glob, byte range) and --ignore-volatile', async () => {
@@ -108,10 +117,24 @@ test('--json: changes with JSON values, ranges with hex GPAs', async () => {
   assert.is(r.status, 1);
   const j = JSON.parse(r.out);
   assert.is(j.identical, false);
-  assert.ok(j.changes.some((c: { path: string; a: unknown; b: unknown }) => c.path === 'cpu[0].msrs.IA32_TSC' && c.a === '123456789' && c.b === '999999999'));
-  assert.ok(j.changes.some((c: { path: string; a: unknown; b: unknown }) => c.path === 'cpu[1]/xen_vcpu.xen_virq[0]' && c.a === 4 && c.b === 5));
+  assert.ok(
+    j.changes.some(
+      (c: { path: string; a: unknown; b: unknown }) =>
+        c.path === 'cpu[0].msrs.IA32_TSC' && c.a === '123456789' && c.b === '999999999',
+    ),
+  );
+  assert.ok(
+    j.changes.some(
+      (c: { path: string; a: unknown; b: unknown }) =>
+        c.path === 'cpu[1]/xen_vcpu.xen_virq[0]' && c.a === 4 && c.b === 5,
+    ),
+  );
   assert.equal(j.onlyInB, ['extra']);
-  assert.equal(j.memory.ranges, [{ gpa: '0x12000', pages: 1 }, { gpa: '0x1f000', pages: 1 }, { gpa: '0x200000', pages: 2 }]);
+  assert.equal(j.memory.ranges, [
+    { gpa: '0x12000', pages: 1 },
+    { gpa: '0x1f000', pages: 1 },
+    { gpa: '0x200000', pages: 2 },
+  ]);
   assert.is(j.memory.zeroInA, 2);
   assert.is(j.memory.zeroInB, 1);
   assert.is(j.hexdump.a, '00'.repeat(16));
@@ -142,16 +165,20 @@ test('streamed memory diff across windows equals a brute-force comparison', asyn
   const a = new Uint8Array(pages * PAGE_SIZE);
   let x = 12345;
   const rnd = (): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
-  for (let pg = 0; pg < pages; pg++) if (rnd() % 4 === 0) for (let i = 0; i < PAGE_SIZE; i += 64) a[pg * PAGE_SIZE + i] = rnd() & 0xff | 1;
+  for (let pg = 0; pg < pages; pg++)
+    if (rnd() % 4 === 0) for (let i = 0; i < PAGE_SIZE; i += 64) a[pg * PAGE_SIZE + i] = (rnd() & 0xff) | 1;
   const b = a.slice();
-  for (const pg of [0, 1, DIFF_WINDOW_PAGES - 1, DIFF_WINDOW_PAGES, DIFF_WINDOW_PAGES + 1, 2 * DIFF_WINDOW_PAGES + 36]) b[pg * PAGE_SIZE + 100] ^= 0x80;
+  for (const pg of [0, 1, DIFF_WINDOW_PAGES - 1, DIFF_WINDOW_PAGES, DIFF_WINDOW_PAGES + 1, 2 * DIFF_WINDOW_PAGES + 36])
+    b[pg * PAGE_SIZE + 100] ^= 0x80;
   for (let k = 0; k < 50; k++) {
     const pg = rnd() % pages;
     b[pg * PAGE_SIZE + (rnd() % PAGE_SIZE)] ^= 4;
   }
   b.fill(0, 300 * PAGE_SIZE, 310 * PAGE_SIZE);
   const expect: number[] = [];
-  for (let pg = 0; pg < pages; pg++) if (!Buffer.from(a.buffer, pg * PAGE_SIZE, PAGE_SIZE).equals(Buffer.from(b.buffer, pg * PAGE_SIZE, PAGE_SIZE))) expect.push(pg);
+  for (let pg = 0; pg < pages; pg++)
+    if (!Buffer.from(a.buffer, pg * PAGE_SIZE, PAGE_SIZE).equals(Buffer.from(b.buffer, pg * PAGE_SIZE, PAGE_SIZE)))
+      expect.push(pg);
   await writeFixture(p('big-a.xkvm'), { ram: a });
   await writeFixture(p('big-b.xkvm'), { ram: b, compress: true });
   const [sa, sb] = [await loadSnapshot(p('big-a.xkvm')), await loadSnapshot(p('big-b.xkvm'))];

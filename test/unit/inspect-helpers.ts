@@ -24,7 +24,18 @@ export function tempDir(): { dir: string; cleanup: () => void } {
 const zeroState = (d: AnyDescriptor): StateRecord => zeroOf({ kind: 'struct', fields: d.fields }) as StateRecord;
 
 const seg = (selector: number, type: number, l: number) => ({
-  base: 0n, limit: 0xffffffff, selector, type, present: 1, dpl: 0, db: l ? 0 : 1, s: 1, l, g: 1, avl: 0, unusable: 0,
+  base: 0n,
+  limit: 0xffffffff,
+  selector,
+  type,
+  present: 1,
+  dpl: 0,
+  db: l ? 0 : 1,
+  s: 1,
+  l,
+  g: 1,
+  avl: 0,
+  unusable: 0,
 });
 
 export function cpuState(vcpu: number): StateRecord {
@@ -37,21 +48,54 @@ export function cpuState(vcpu: number): StateRecord {
   ];
   s['mp_state'] = 0;
   s['regs'] = {
-    rax: 0n, rbx: 0x1000n + BigInt(vcpu), rcx: 0x26n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0x1ff000n - BigInt(vcpu) * 0x1000n, rbp: 0n,
-    r8: 0n, r9: 0n, r10: 0n, r11: 0x202n, r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: 0xffffffff81000123n + BigInt(vcpu), rflags: 0x246n,
+    rax: 0n,
+    rbx: 0x1000n + BigInt(vcpu),
+    rcx: 0x26n,
+    rdx: 0n,
+    rsi: 0n,
+    rdi: 0n,
+    rsp: 0x1ff000n - BigInt(vcpu) * 0x1000n,
+    rbp: 0n,
+    r8: 0n,
+    r9: 0n,
+    r10: 0n,
+    r11: 0x202n,
+    r12: 0n,
+    r13: 0n,
+    r14: 0n,
+    r15: 0n,
+    rip: 0xffffffff81000123n + BigInt(vcpu),
+    rflags: 0x246n,
   };
   const sregs = s['sregs'] as StateRecord;
   Object.assign(sregs, {
-    cs: seg(0x8, 0xb, 1), ds: seg(0x10, 3, 0), es: seg(0x10, 3, 0), fs: seg(0, 3, 0), gs: seg(0, 3, 0), ss: seg(0x10, 3, 0),
-    tr: { ...seg(0x18, 0xb, 0), s: 0, limit: 0x67 }, ldt: { ...seg(0, 2, 0), present: 0, unusable: 1 },
-    gdt: { base: 0x100000n, limit: 0x37 }, idt: { base: 0x101000n, limit: 0xfff },
-    cr0: 0x80050033n, cr2: 0n, cr3: 0x102000n, cr4: 0x6a0n, cr8: 0n, efer: 0xd01n, apic_base: 0xfee00900n,
+    cs: seg(0x8, 0xb, 1),
+    ds: seg(0x10, 3, 0),
+    es: seg(0x10, 3, 0),
+    fs: seg(0, 3, 0),
+    gs: seg(0, 3, 0),
+    ss: seg(0x10, 3, 0),
+    tr: { ...seg(0x18, 0xb, 0), s: 0, limit: 0x67 },
+    ldt: { ...seg(0, 2, 0), present: 0, unusable: 1 },
+    gdt: { base: 0x100000n, limit: 0x37 },
+    idt: { base: 0x101000n, limit: 0xfff },
+    cr0: 0x80050033n,
+    cr2: 0n,
+    cr3: 0x102000n,
+    cr4: 0x6a0n,
+    cr8: 0n,
+    efer: 0xd01n,
+    apic_base: 0xfee00900n,
   });
   s['xsave_size'] = 4096;
   s['nr_xcrs'] = 1;
   s['xcrs'] = [{ xcr: 0, value: 7n }];
   s['msr_count'] = 3;
-  s['msrs'] = [{ index: 0x10, data: 123_456_789n + BigInt(vcpu) }, { index: 0xc0000080, data: 0xd01n }, { index: 0xc0000082, data: 0xffffffff81000800n }];
+  s['msrs'] = [
+    { index: 0x10, data: 123_456_789n + BigInt(vcpu) },
+    { index: 0xc0000080, data: 0xd01n },
+    { index: 0xc0000082, data: 0xffffffff81000800n },
+  ];
   const x = initialXenVcpuState() as unknown as StateRecord;
   x['xen_vcpu_info_gpa'] = BigInt(SHINFO_GPA + vcpu * 64);
   x['xen_vcpu_time_info_gpa'] = BigInt(0x1fd000 + vcpu * 32);
@@ -66,11 +110,15 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
   const params = new Array<bigint>(64).fill(0n);
   params[0] = (2n << 56n) | 0xf3n;
   return [
-    { desc: xenOverlayState as AnyDescriptor, state: { shinfo_gpa: BigInt(SHINFO_GPA), long_mode: true, hypercall_page_gpa: 0x1fc000n } },
+    {
+      desc: xenOverlayState as AnyDescriptor,
+      state: { shinfo_gpa: BigInt(SHINFO_GPA), long_mode: true, hypercall_page_gpa: 0x1fc000n },
+    },
     {
       desc: xenEvtchnState as AnyDescriptor,
       state: {
-        callback_param: params[0], nr_ports: 6,
+        callback_param: params[0],
+        nr_ports: 6,
         port_table: [
           { vcpu: 0, type: 0, value: 0 },
           { vcpu: 0, type: 1, value: 0 },
@@ -84,7 +132,10 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
     { desc: xenHvmState as AnyDescriptor, state: { params } },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },
-    { desc: xenTimeState as AnyDescriptor, state: { guest_ns: GUEST_NS, tsc_khz: 2_400_000, wc_sec: 1_700_000_000n, wc_nsec: 0 } },
+    {
+      desc: xenTimeState as AnyDescriptor,
+      state: { guest_ns: GUEST_NS, tsc_khz: 2_400_000, wc_sec: 1_700_000_000n, wc_nsec: 0 },
+    },
   ];
 }
 
@@ -92,7 +143,8 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
 export function guestRam(pages = 1024, seed = 7): Uint8Array {
   const ram = new Uint8Array(pages * PAGE_SIZE);
   let x = seed;
-  for (let p = 0x10; p < 0x20; p++) for (let i = 0; i < PAGE_SIZE; i++) ram[p * PAGE_SIZE + i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let p = 0x10; p < 0x20; p++)
+    for (let i = 0; i < PAGE_SIZE; i++) ram[p * PAGE_SIZE + i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
   ram[SHINFO_GPA + 2048] = 1 << 3; // pending: port 3
   ram[SHINFO_GPA + 2560] = 1 << 4; // mask: port 4
   return ram;
@@ -121,10 +173,22 @@ export async function writeFixture(path: string, opts: FixtureOptions = {}): Pro
   const schemas: Record<string, unknown> = { cpu: schemaOf(cpuDesc) };
   for (const s of xen) schemas[s.desc.name] = schemaOf(s.desc);
   for (const e of opts.extra ?? []) schemas[e.section.name] = e.schema;
-  await writeSnapshotFile(path, { producer: 'xenkvm 0.1.0', machine: { memBytes: ram.length, vcpus }, schemas }, async (w) => {
-    for (let i = 0; i < vcpus; i++) await w.writeSection({ name: 'cpu', instance: i, version: 1, payload: encodeState(cpuDesc, cpus[i]) });
-    for (const s of xen) await w.writeSection({ name: s.desc.name, instance: 0, version: s.desc.version, payload: encodeState(s.desc, s.state) });
-    for (const e of opts.extra ?? []) await w.writeSection(e.section);
-    await writeRam(w, ram, { compress: opts.compress ?? false });
-  }, { sync: false, alignPages: !(opts.compress ?? false) });
+  await writeSnapshotFile(
+    path,
+    { producer: 'xenkvm 0.1.0', machine: { memBytes: ram.length, vcpus }, schemas },
+    async (w) => {
+      for (let i = 0; i < vcpus; i++)
+        await w.writeSection({ name: 'cpu', instance: i, version: 1, payload: encodeState(cpuDesc, cpus[i]) });
+      for (const s of xen)
+        await w.writeSection({
+          name: s.desc.name,
+          instance: 0,
+          version: s.desc.version,
+          payload: encodeState(s.desc, s.state),
+        });
+      for (const e of opts.extra ?? []) await w.writeSection(e.section);
+      await writeRam(w, ram, { compress: opts.compress ?? false });
+    },
+    { sync: false, alignPages: !(opts.compress ?? false) },
+  );
 }

@@ -28,10 +28,19 @@ const gadget = defineState({
   fields: { base: u64(), mode: enumOf(u8, { off: 0, fast: 1, slow: 2 }), slots: array(u16(), 4) },
 });
 
-async function run(args: { file: string; section?: string; json?: boolean }): Promise<{ status: number; out: string; err: string }> {
+async function run(args: {
+  file: string;
+  section?: string;
+  json?: boolean;
+}): Promise<{ status: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const status = await inspectCommand({ ...args, out: (t) => void (out += t), err: (t) => void (err += t), color: false });
+  const status = await inspectCommand({
+    ...args,
+    out: (t) => void (out += t),
+    err: (t) => void (err += t),
+    color: false,
+  });
   return { status, out, err };
 }
 
@@ -39,7 +48,17 @@ test.before(async () => {
   await writeFixture(plain);
   await writeFixture(packed, { compress: true });
   await writeFixture(foreign, {
-    extra: [{ section: { name: 'gadget', instance: 0, version: 3, payload: encodeState(gadget, { base: 0xfee00000n, mode: 2, slots: [1, 0, 7, 0] }) }, schema: schemaOf(gadget) }],
+    extra: [
+      {
+        section: {
+          name: 'gadget',
+          instance: 0,
+          version: 3,
+          payload: encodeState(gadget, { base: 0xfee00000n, mode: 2, slots: [1, 0, 7, 0] }),
+        },
+        schema: schemaOf(gadget),
+      },
+    ],
   });
 });
 test.after(cleanup);
@@ -52,7 +71,8 @@ test('summary: format, producer, machine, sections with size, memory statistics'
   assert.match(r.out, /producer\s+xenkvm 0\.1\.0/);
   assert.match(r.out, /memBytes\s+4194304 \(4\.00 MiB\)/);
   assert.match(r.out, /vcpus\s+2/);
-  for (const s of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time']) assert.match(r.out, new RegExp(`^${s.replace(/[[\]]/g, '\\$&')}\\s+1\\s+\\d`, 'm'));
+  for (const s of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time'])
+    assert.match(r.out, new RegExp(`^${s.replace(/[[\]]/g, '\\$&')}\\s+1\\s+\\d`, 'm'));
   assert.match(r.out, /stored\s+17 pages/);
   assert.match(r.out, /zero\s+1007 pages/);
   assert.match(r.out, /compression\s+none/);
@@ -69,7 +89,15 @@ test('summary of a compressed file shows the ratio; --json carries the same numb
   assert.is(j.memory.zeroPages, 1007);
   assert.ok(j.memory.compressionRatio > 1);
   assert.is(j.sections.length, 8);
-  assert.equal(j.sections[0], { section: 'cpu[0]', name: 'cpu', instance: 0, version: 1, bytes: j.sections[0].bytes, decodedBy: 'local', error: null });
+  assert.equal(j.sections[0], {
+    section: 'cpu[0]',
+    name: 'cpu',
+    instance: 0,
+    version: 1,
+    bytes: j.sections[0].bytes,
+    decodedBy: 'local',
+    error: null,
+  });
   assert.equal(j.machine, { memBytes: 4194304, vcpus: 2 });
 });
 
@@ -91,7 +119,10 @@ test('--section xen_evtchn: port table with names, pending and masked from share
   const r = await run({ file: plain, section: 'xen_evtchn' });
   assert.is(r.status, 0, r.err);
   assert.match(r.out, /callback \(HVM_PARAM_CALLBACK_IRQ\): 0x2000000000000f3 \(vector 0xf3\)/);
-  const rows = r.out.split('\n').filter((l) => /^\s+\d+\s/.test(l)).map((l) => l.trim().split(/\s+/));
+  const rows = r.out
+    .split('\n')
+    .filter((l) => /^\s+\d+\s/.test(l))
+    .map((l) => l.trim().split(/\s+/));
   assert.equal(rows, [
     ['1', 'unbound', '0', '-', 'dom', '0', 'no', 'no'],
     ['2', 'ipi', '0', '-', '-', 'no', 'no'],
@@ -101,7 +132,15 @@ test('--section xen_evtchn: port table with names, pending and masked from share
   ]);
   // The same from a compressed file: the shared_info page is inflated from its batch.
   const j = JSON.parse((await run({ file: packed, section: 'xen_evtchn', json: true })).out);
-  assert.equal(j.view.ports[2], { port: 3, type: 'virq', vcpu: 0, virq: 'VIRQ_TIMER', remote: null, pending: true, masked: false });
+  assert.equal(j.view.ports[2], {
+    port: 3,
+    type: 'virq',
+    vcpu: 0,
+    virq: 'VIRQ_TIMER',
+    remote: null,
+    pending: true,
+    masked: false,
+  });
   assert.is(j.sections[0].state.callback_param, String((2n << 56n) | 0xf3n), '64-bit state values are decimal strings');
   void SHINFO_GPA;
 });
@@ -148,7 +187,17 @@ test('a file whose cpu/xen_vcpu is of an older version: decoded with its embedde
   const old = join(dir, 'old-xen-vcpu.xkvm');
   await writeFixture(old, {
     vcpus: 1,
-    cpu: { desc: oldCpu, edit: (s) => void (s['xen_vcpu'] = { xen_vcpu_info_gpa: 0x1fe000n, xen_vcpu_info_default_gpa: 0x1fe000n, xen_vcpu_time_info_gpa: 0x1fd000n, xen_vcpu_runstate_gpa: 0xffffffffffffffffn, xen_vcpu_callback_vector: 0xf3 }) },
+    cpu: {
+      desc: oldCpu,
+      edit: (s) =>
+        void (s['xen_vcpu'] = {
+          xen_vcpu_info_gpa: 0x1fe000n,
+          xen_vcpu_info_default_gpa: 0x1fe000n,
+          xen_vcpu_time_info_gpa: 0x1fd000n,
+          xen_vcpu_runstate_gpa: 0xffffffffffffffffn,
+          xen_vcpu_callback_vector: 0xf3,
+        }),
+    },
   });
   const s = await run({ file: old });
   assert.match(s.out, /^cpu\[0\]\s+1\s+\S+ KiB\s+embedded schema$/m);
@@ -160,7 +209,13 @@ test('a file whose cpu/xen_vcpu is of an older version: decoded with its embedde
   const one = join(dir, 'one.xkvm');
   await writeFixture(one, { vcpus: 1 });
   let out = '';
-  const status = await diffCommand({ a: old, b: one, out: (t) => void (out += t), err: (t) => void (out += t), color: false });
+  const status = await diffCommand({
+    a: old,
+    b: one,
+    out: (t) => void (out += t),
+    err: (t) => void (out += t),
+    color: false,
+  });
   assert.is(status, 1, out);
   assert.match(out, /^cpu\[0\]\/xen_vcpu\.xen_singleshot_timer_ns: \(absent\) → 5003000000$/m);
   assert.match(out, /^cpu\[0\]\/xen_vcpu\.xen_vcpu_info_default_gpa: 0x1fe000 → 0xffffffffffffffff$/m);

@@ -5,12 +5,21 @@ import * as assert from 'uvu/assert';
 import { leaves } from '../../src/kvm/layout.js';
 import { ALL_LAYOUTS } from '../../src/kvm/structs.js';
 import {
-  Cap, Exit, KVM, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER,
+  Cap,
+  Exit,
+  KVM,
+  KVM_DIRTY_LOG_INITIALLY_SET,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MSR_EXIT_REASON_FILTER,
 } from '../../src/kvm/ioctls.js';
 
 /** Flag constants checked by name against the header. */
 const FLAGS: Record<string, number> = {
-  KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_DIRTY_LOG_INITIALLY_SET,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MSR_EXIT_REASON_FILTER,
+  KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
+  KVM_DIRTY_LOG_INITIALLY_SET,
 };
 import { gccMissing, parseProbe, runC } from '../helpers/gcc-probe.js';
 
@@ -22,7 +31,9 @@ const probeSource = (): string => {
   for (const l of ALL_LAYOUTS) {
     lines.push(`printf("%s %zu\\n", "${l.cType.replace(' ', '_')}", sizeof(${l.cType}));`);
     for (const [ours, cPath] of leaves(l)) {
-      lines.push(`printf("%s %zu %zu\\n", "${l.cType.replace(' ', '_')}.${ours}", offsetof(${l.cType}, ${cPath}), sizeof(((${l.cType} *)0)->${cPath}));`);
+      lines.push(
+        `printf("%s %zu %zu\\n", "${l.cType.replace(' ', '_')}.${ours}", offsetof(${l.cType}, ${cPath}), sizeof(((${l.cType} *)0)->${cPath}));`,
+      );
     }
   }
   for (const name of Object.keys(KVM)) lines.push(`printf("ioctl_${name} %lu\\n", (unsigned long)KVM_${name});`);
@@ -53,7 +64,8 @@ const probeSource = (): string => {
   const got = parseProbe(runC(probeSource()));
   for (const [name, value] of Object.entries(KVM)) assert.equal(value, got.get(`ioctl_${name}`)?.[0], `KVM_${name}`);
   for (const [name, value] of Object.entries(Cap)) assert.equal(value, got.get(`cap_${name}`)?.[0], `KVM_CAP_${name}`);
-  for (const [name, value] of Object.entries(Exit)) assert.equal(value, got.get(`exit_${name}`)?.[0], `KVM_EXIT_${name}`);
+  for (const [name, value] of Object.entries(Exit))
+    assert.equal(value, got.get(`exit_${name}`)?.[0], `KVM_EXIT_${name}`);
   for (const [name, value] of Object.entries(FLAGS)) assert.equal(value, got.get(`flag_${name}`)?.[0], name);
 });
 

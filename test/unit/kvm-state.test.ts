@@ -11,7 +11,14 @@ import * as S from '../../src/kvm/structs.js';
 import { VmstateError } from '../../src/errors.js';
 import { CpuStateContext, putCpuState } from '../../src/kvm/cpu-state-io.js';
 import { putVmState } from '../../src/kvm/vm-state-io.js';
-import { cpuState, defineCpuState, irqchipState, kvmclockState, pitState, type CpuState } from '../../src/kvm/state/index.js';
+import {
+  cpuState,
+  defineCpuState,
+  irqchipState,
+  kvmclockState,
+  pitState,
+  type CpuState,
+} from '../../src/kvm/state/index.js';
 import type { Binding } from '../../src/kvm/state/bind.js';
 import { regsBinding, regsFields } from '../../src/kvm/state/regs.js';
 import { sregsBinding, sregsFields } from '../../src/kvm/state/sregs.js';
@@ -20,7 +27,13 @@ import { debugregsBinding, debugregsFields } from '../../src/kvm/state/debugregs
 import { kvmclockBinding, kvmclockFields } from '../../src/kvm/state/kvmclock.js';
 import { pitBinding, pitFields } from '../../src/kvm/state/pit.js';
 import { cpuidEntryFields, readCpuid, writeCpuid, CPUID_BUF_SIZE } from '../../src/kvm/state/cpuid.js';
-import { MSR_BUF_SIZE, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, fillMsrEntries, readMsrEntries } from '../../src/kvm/state/msrs.js';
+import {
+  MSR_BUF_SIZE,
+  MSR_IA32_TSC,
+  MSR_IA32_TSC_DEADLINE,
+  fillMsrEntries,
+  readMsrEntries,
+} from '../../src/kvm/state/msrs.js';
 import { readXcrs, readXsave, writeXcrs, writeXsave } from '../../src/kvm/state/xsave.js';
 import { bindStruct } from '../../src/kvm/state/bind.js';
 import { MSGPACK_OPTIONS, decodeState, encodeState, u32 } from '../../src/vmstate/index.js';
@@ -38,7 +51,11 @@ function randomBytes(n: number, seed = 0x9e3779b9): Uint8Array {
   const out = new Uint8Array(n);
   let x = seed >>> 0;
   for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     out[i] = x & 0xff;
   }
   return out;
@@ -77,7 +94,10 @@ for (const [name, binding, layout, fields, dropped] of BINDINGS) {
         assert.equal(b, a, `${name}.${ours}`);
         kept += size;
       } else {
-        assert.ok(b.every((x) => x === 0), `${name}.${ours} is not state: written as zero`);
+        assert.ok(
+          b.every((x) => x === 0),
+          `${name}.${ours} is not state: written as zero`,
+        );
         zero += size;
       }
     }
@@ -89,12 +109,23 @@ for (const [name, binding, layout, fields, dropped] of BINDINGS) {
 }
 
 test('a binding that does not match its C struct is refused when the module loads', () => {
-  assert.throws(() => bindStruct({ rax: u32() }, S.kvm_regs), /kvm_regs.rax: descriptor kind u32 does not match C type u64/);
+  assert.throws(
+    () => bindStruct({ rax: u32() }, S.kvm_regs),
+    /kvm_regs.rax: descriptor kind u32 does not match C type u64/,
+  );
   assert.throws(() => bindStruct({ nope: u32() }, S.kvm_regs), /has no member nope/);
 });
 
 test('CPUID, MSR and XCR lists round-trip through their flexible kernel structs', () => {
-  const entries = [0, 1, 0xd, 0x40000000].map((fn, i) => ({ function: fn, index: i, flags: i & 1, eax: 0x11111111 * (i + 1), ebx: 2, ecx: 3, edx: 0xffffffff }));
+  const entries = [0, 1, 0xd, 0x40000000].map((fn, i) => ({
+    function: fn,
+    index: i,
+    flags: i & 1,
+    eax: 0x11111111 * (i + 1),
+    ebx: 2,
+    ecx: 3,
+    edx: 0xffffffff,
+  }));
   const cv = new DataView(new ArrayBuffer(CPUID_BUF_SIZE));
   writeCpuid(cv, entries);
   assert.equal(readCpuid(cv), { cpuid_count: 4, cpuid: entries });
@@ -109,10 +140,18 @@ test('CPUID, MSR and XCR lists round-trip through their flexible kernel structs'
 
 test('MSRs are written IA32_TSC first and IA32_TSC_DEADLINE last, the rest in saved order', () => {
   const v = new DataView(new ArrayBuffer(MSR_BUF_SIZE));
-  const saved = [{ index: MSR_IA32_TSC_DEADLINE, data: 5n }, { index: 0x174, data: 1n }, { index: MSR_IA32_TSC, data: 9n }, { index: 0xc0000080, data: 2n }];
+  const saved = [
+    { index: MSR_IA32_TSC_DEADLINE, data: 5n },
+    { index: 0x174, data: 1n },
+    { index: MSR_IA32_TSC, data: 9n },
+    { index: 0xc0000080, data: 2n },
+  ];
   fillMsrEntries(v, saved);
   assert.is(v.getUint32(0, true), 4);
-  assert.equal(readMsrEntries(v, 4).map((e) => e.index), [MSR_IA32_TSC, 0x174, 0xc0000080, MSR_IA32_TSC_DEADLINE]);
+  assert.equal(
+    readMsrEntries(v, 4).map((e) => e.index),
+    [MSR_IA32_TSC, 0x174, 0xc0000080, MSR_IA32_TSC_DEADLINE],
+  );
   assert.equal(readMsrEntries(v, 4)[3], { index: MSR_IA32_TSC_DEADLINE, data: 5n });
 });
 
@@ -124,7 +163,10 @@ test('an AMX-sized XSAVE area keeps every byte; a 4096-byte host takes it only i
   const back = new Uint8Array(size);
   assert.is(writeXsave(back, st), null);
   assert.equal(back, big);
-  assert.match(writeXsave(new Uint8Array(4096), st) ?? '', /saved with 11008 bytes .* beyond the 4096 bytes this host's KVM takes/);
+  assert.match(
+    writeXsave(new Uint8Array(4096), st) ?? '',
+    /saved with 11008 bytes .* beyond the 4096 bytes this host's KVM takes/,
+  );
   const zeroTail = readXsave(new Uint8Array(size).fill(3, 0, 4096), size);
   assert.is(writeXsave(new Uint8Array(4096), zeroTail), null, 'an all-init tail fits anywhere');
   const small = readXsave(randomBytes(4096, 3), 4096);
@@ -138,7 +180,10 @@ function sampleCpu(seed: number): CpuState {
   return {
     tsc_khz: 2_100_000,
     cpuid_count: 2,
-    cpuid: [{ function: 0, index: 0, flags: 0, eax: 0xd, ebx: 1, ecx: 2, edx: 3 }, { function: 0x40000000, index: 0, flags: 0, eax: 0x40000005, ebx: 0, ecx: 0, edx: 0 }],
+    cpuid: [
+      { function: 0, index: 0, flags: 0, eax: 0xd, ebx: 1, ecx: 2, edx: 3 },
+      { function: 0x40000000, index: 0, flags: 0, eax: 0x40000005, ebx: 0, ecx: 0, edx: 0 },
+    ],
     mp_state: 3,
     regs: regsBinding.read(r(S.kvm_regs), 0),
     sregs: sregsBinding.read(r(S.kvm_sregs), 0),
@@ -148,7 +193,10 @@ function sampleCpu(seed: number): CpuState {
     debugregs: debugregsBinding.read(r(S.kvm_debugregs), 0),
     lapic: randomBytes(1024, seed + 1),
     msr_count: 2,
-    msrs: [{ index: MSR_IA32_TSC, data: 123456789n }, { index: 0xc0000080, data: 0xd01n }],
+    msrs: [
+      { index: MSR_IA32_TSC, data: 123456789n },
+      { index: 0xc0000080, data: 0xd01n },
+    ],
     events: eventsBinding.read(r(S.kvm_vcpu_events), 0),
   };
 }
@@ -166,13 +214,20 @@ test('cpu, kvmclock, irqchip and pit states survive encode → msgpack → decod
   assert.equal(viaMsgpack(irqchipState, chips), chips);
   const pit = pitBinding.read(new DataView(randomBytes(S.kvm_pit_state2.size, 5).buffer), 0);
   assert.equal(viaMsgpack(pitState, pit), pit);
-  for (const d of [cpuState, kvmclockState, irqchipState, pitState]) assert.equal([d.version, d.minVersion], [1, 1], d.name);
+  for (const d of [cpuState, kvmclockState, irqchipState, pitState])
+    assert.equal([d.version, d.minVersion], [1, 1], d.name);
 });
 
 test('the codec refuses a cpu state whose counts disagree or whose enum is unknown', () => {
   const cpu = sampleCpu(12);
-  assert.throws(() => encodeState(cpuState, { ...cpu, msr_count: 3 }), (e: unknown) => e instanceof VmstateError && /msr/.test(e.message));
-  assert.throws(() => encodeState(cpuState, { ...cpu, mp_state: 7 as CpuState['mp_state'] }), (e: unknown) => e instanceof VmstateError && /mp_state/.test(e.message));
+  assert.throws(
+    () => encodeState(cpuState, { ...cpu, msr_count: 3 }),
+    (e: unknown) => e instanceof VmstateError && /msr/.test(e.message),
+  );
+  assert.throws(
+    () => encodeState(cpuState, { ...cpu, mp_state: 7 as CpuState['mp_state'] }),
+    (e: unknown) => e instanceof VmstateError && /mp_state/.test(e.message),
+  );
 });
 
 test('the Xen layer adds cpu/xen_vcpu without editing the cpu descriptor', () => {
@@ -192,7 +247,10 @@ test('putCpuState refuses a state that does not fit, naming vCPU and field, befo
   const cpu = sampleCpu(14);
   // fd -1: had validation let these through, the first ioctl would fail with EBADF as a KvmError instead.
   const refused = (s: CpuState, path: string, re: RegExp) =>
-    assert.throws(() => putCpuState(-1, s, ctx, 'cpu[2]'), (e: unknown) => e instanceof VmstateError && e.path === path && re.test(e.message));
+    assert.throws(
+      () => putCpuState(-1, s, ctx, 'cpu[2]'),
+      (e: unknown) => e instanceof VmstateError && e.path === path && re.test(e.message),
+    );
   refused({ ...cpu, lapic: new Uint8Array(1000) }, 'cpu[2].lapic', /1000 bytes, KVM's is 1024/);
   refused({ ...cpu, msr_count: 1 }, 'cpu[2].msrs', /2 MSRs but msr_count is 1/);
   refused({ ...cpu, cpuid_count: 9 }, 'cpu[2].cpuid', /2 CPUID entries but cpuid_count is 9/);
@@ -202,8 +260,15 @@ test('putCpuState refuses a state that does not fit, naming vCPU and field, befo
 });
 
 test('putVmState checks every irqchip size before writing any chip', () => {
-  const st = { kvmclock: { clock: 1n, flags: 0, realtime: 0n, host_tsc: 0n }, irqchip: { pic_master: new Uint8Array(16), pic_slave: new Uint8Array(16), ioapic: new Uint8Array(512) } };
-  assert.throws(() => putVmState(-1, st), (e: unknown) => e instanceof VmstateError && e.path === 'irqchip.ioapic' && /512 bytes, KVM's struct has 216/.test(e.message));
+  const st = {
+    kvmclock: { clock: 1n, flags: 0, realtime: 0n, host_tsc: 0n },
+    irqchip: { pic_master: new Uint8Array(16), pic_slave: new Uint8Array(16), ioapic: new Uint8Array(512) },
+  };
+  assert.throws(
+    () => putVmState(-1, st),
+    (e: unknown) =>
+      e instanceof VmstateError && e.path === 'irqchip.ioapic' && /512 bytes, KVM's struct has 216/.test(e.message),
+  );
 });
 
 test.run();

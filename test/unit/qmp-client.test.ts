@@ -30,8 +30,12 @@ function registry(): CommandRegistry {
   let paused = false;
   registerMachineCommands(r, {
     status: () => (paused ? 'paused' : 'running'),
-    pause: async () => { paused = true; },
-    resume: () => { paused = false; },
+    pause: async () => {
+      paused = true;
+    },
+    resume: () => {
+      paused = false;
+    },
     quit: () => {},
     eventList: () => PORTS,
     injectEvent: () => {},
@@ -57,7 +61,15 @@ async function withServer(fn: (path: string, dir: string, emit: (n: string) => v
 async function ctl(args: Omit<CtlArgs, 'out' | 'err'>): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await ctlCommand({ ...args, out: (t) => { out += t; }, err: (t) => { err += t; } });
+  const code = await ctlCommand({
+    ...args,
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
   return { code, out, err };
 }
 
@@ -85,8 +97,15 @@ test('client: greeting, results, error replies as QmpError, events', () =>
     const nf = await rejects(c.execute('nope'));
     assert.is((nf as QmpError).errorClass, 'CommandNotFound');
     emit('STOP');
-    assert.equal(await c.execute('query-status'), { status: 'running', running: true }, 'event does not disturb replies');
-    assert.equal(events.map((x) => x.event), ['STOP']);
+    assert.equal(
+      await c.execute('query-status'),
+      { status: 'running', running: true },
+      'event does not disturb replies',
+    );
+    assert.equal(
+      events.map((x) => x.event),
+      ['STOP'],
+    );
     c.close();
     const after = await rejects(c.execute('query-status'));
     assert.instance(after, IoError);
@@ -99,7 +118,11 @@ test('client: a command timeout and a server going away fail the pending command
     assert.instance(e, IoError);
     assert.match(e.message, /^no answer to 'late' from .* within 50 ms$/);
     // The server answers in order: 'late' (dropped, its caller gave up), then this.
-    assert.equal(await c.execute('add', { a: 1, b: 1 }, { timeoutMs: 1000 }), { sum: 2 }, 'a late reply does not confuse the next command');
+    assert.equal(
+      await c.execute('add', { a: 1, b: 1 }, { timeoutMs: 1000 }),
+      { sum: 2 },
+      'a late reply does not confuse the next command',
+    );
     c.close();
   });
   const { dir, cleanup } = tempDir();
@@ -166,7 +189,7 @@ test('client: one-line errors for missing, dead and foreign sockets', async () =
   }
 });
 
-test("another user cannot connect: the 0600 mode is what stops them", async () => {
+test('another user cannot connect: the 0600 mode is what stops them', async () => {
   if (process.getuid!() !== 0) {
     console.log('  (skipped: needs root to run a client as another user)');
     return;
@@ -177,7 +200,12 @@ test("another user cannot connect: the 0600 mode is what stops them", async () =
   try {
     const clientUrl = new URL('../../src/qmp/client.js', import.meta.url).href;
     const script = `import(${JSON.stringify(clientUrl)}).then(({ QmpClient }) => QmpClient.connect(${JSON.stringify(path)})).then(() => console.log('CONNECTED'), (e) => console.log(e.message))`;
-    const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync(process.execPath, ['-e', script], {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     assert.is(r.stdout.trim(), `permission denied on ${path} (the control socket is only for the user running xenkvm)`);
   } finally {
     await server.destroy();
@@ -192,7 +220,11 @@ test('executeOnce connects, runs one command and leaves', () =>
 
 test('ctl: people get a status line and an aligned port table', () =>
   withServer(async (path) => {
-    assert.equal(await ctl({ socket: path, command: 'query-status' }), { code: 0, out: 'VM status: running\n', err: '' });
+    assert.equal(await ctl({ socket: path, command: 'query-status' }), {
+      code: 0,
+      out: 'VM status: running\n',
+      err: '',
+    });
     const t = await ctl({ socket: path, command: 'xen-event-list' });
     assert.is(t.code, 0);
     assert.is(
@@ -206,9 +238,17 @@ test('ctl: people get a status line and an aligned port table', () =>
         '',
       ].join('\n'),
     );
-    assert.equal(await ctl({ socket: path, command: 'add', json: '{"a": 1, "b": 2}' }), { code: 0, out: '{\n  "sum": 3\n}\n', err: '' });
+    assert.equal(await ctl({ socket: path, command: 'add', json: '{"a": 1, "b": 2}' }), {
+      code: 0,
+      out: '{\n  "sum": 3\n}\n',
+      err: '',
+    });
     assert.equal(await ctl({ socket: path, command: 'stop' }), { code: 0, out: '{}\n', err: '' });
-    assert.equal(await ctl({ socket: path, command: 'query-status' }), { code: 0, out: 'VM status: paused\n', err: '' });
+    assert.equal(await ctl({ socket: path, command: 'query-status' }), {
+      code: 0,
+      out: 'VM status: paused\n',
+      err: '',
+    });
   }));
 
 test('ctl --json prints the raw return value', () =>
@@ -221,7 +261,11 @@ test('ctl --json prints the raw return value', () =>
 
 test('ctl exit statuses: 1 for an error reply, 2 for usage and connection problems', () =>
   withServer(async (path, dir) => {
-    assert.equal(await ctl({ socket: path, command: 'frobnicate' }), { code: 1, out: '', err: 'xenkvm: frobnicate: The command frobnicate has not been found\n' });
+    assert.equal(await ctl({ socket: path, command: 'frobnicate' }), {
+      code: 1,
+      out: '',
+      err: 'xenkvm: frobnicate: The command frobnicate has not been found\n',
+    });
     assert.equal(await ctl({ socket: path, command: 'xen-event-inject', json: '{"port": "x"}' }), {
       code: 1,
       out: '',
@@ -230,9 +274,17 @@ test('ctl exit statuses: 1 for an error reply, 2 for usage and connection proble
     const bad = await ctl({ socket: path, command: 'add', json: '{a: 1}' });
     assert.is(bad.code, 2);
     assert.match(bad.err, /^xenkvm: command arguments are not valid JSON: /);
-    assert.equal(await ctl({ socket: path, command: 'add', json: '[1, 2]' }), { code: 2, out: '', err: 'xenkvm: command arguments must be a JSON object, e.g. \'{"port": 3}\'\n' });
+    assert.equal(await ctl({ socket: path, command: 'add', json: '[1, 2]' }), {
+      code: 2,
+      out: '',
+      err: 'xenkvm: command arguments must be a JSON object, e.g. \'{"port": 3}\'\n',
+    });
     const gone = join(dir, 'nobody.sock');
-    assert.equal(await ctl({ socket: gone, command: 'query-status' }), { code: 2, out: '', err: `xenkvm: no xenkvm is listening on ${gone}\n` });
+    assert.equal(await ctl({ socket: gone, command: 'query-status' }), {
+      code: 2,
+      out: '',
+      err: `xenkvm: no xenkvm is listening on ${gone}\n`,
+    });
     const slow = await ctl({ socket: path, command: 'hang', timeoutMs: 30 });
     assert.equal(slow.code, 2);
     assert.match(slow.err, /no answer to 'hang'/);
@@ -254,7 +306,11 @@ test('ctl quit: the answer arrives before the machine goes', async () => {
   try {
     assert.equal(await ctl({ socket: path, command: 'quit' }), { code: 0, out: '{}\n', err: '' });
     await quitting.promise;
-    assert.equal(await ctl({ socket: path, command: 'xen-event-list' }), { code: 0, out: 'no event channel ports are open\n', err: '' });
+    assert.equal(await ctl({ socket: path, command: 'xen-event-list' }), {
+      code: 0,
+      out: 'no event channel ports are open\n',
+      err: '',
+    });
   } finally {
     await server.destroy();
     cleanup();

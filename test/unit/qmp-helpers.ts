@@ -39,10 +39,12 @@ export class RawConn {
       }
     });
     socket.on('error', () => {});
-    this.closed = new Promise((r) => socket.on('close', () => {
-      this.#closed = true;
-      r();
-    }));
+    this.closed = new Promise((r) =>
+      socket.on('close', () => {
+        this.#closed = true;
+        r();
+      }),
+    );
   }
 
   static open(path: string): Promise<RawConn> {
@@ -101,10 +103,19 @@ export class RawConn {
   }
 }
 
-export async function startServer(dir: string, registry = new CommandRegistry(), extra: Partial<QmpServerOptions> = {}): Promise<{ server: QmpServer; path: string; errors: string[] }> {
+export async function startServer(
+  dir: string,
+  registry = new CommandRegistry(),
+  extra: Partial<QmpServerOptions> = {},
+): Promise<{ server: QmpServer; path: string; errors: string[] }> {
   const errors: string[] = [];
   const path = join(dir, 'qmp.sock');
-  const server = await QmpServer.listen({ path, registry, onError: (e, what) => errors.push(`${what}: ${(e as Error).message}`), ...extra });
+  const server = await QmpServer.listen({
+    path,
+    registry,
+    onError: (e, what) => errors.push(`${what}: ${(e as Error).message}`),
+    ...extra,
+  });
   return { server, path, errors };
 }
 

@@ -73,7 +73,15 @@ async function withMachine(fn: (c: RawConn, m: FakeMachine, events: EventSink) =
 test('query-commands lists the machine commands', () =>
   withMachine(async (c) => {
     const names = ((await c.call('query-commands'))['return'] as Array<{ name: string }>).map((x) => x.name);
-    assert.equal(names, ['cont', 'query-commands', 'query-status', 'quit', 'stop', 'xen-event-inject', 'xen-event-list']);
+    assert.equal(names, [
+      'cont',
+      'query-commands',
+      'query-status',
+      'quit',
+      'stop',
+      'xen-event-inject',
+      'xen-event-list',
+    ]);
   }));
 
 test('query-status, stop and cont follow the machine, like QEMU', () =>
@@ -87,8 +95,13 @@ test('query-status, stop and cont follow the machine, like QEMU', () =>
     assert.equal(m.calls, ['pause', 'resume']);
     m.state = 'shutdown';
     assert.equal(await c.call('query-status'), { return: { status: 'shutdown', running: false } });
-    assert.equal(await c.call('cont', undefined, 2), { error: { class: 'GenericError', desc: 'the guest has shut down; it cannot be resumed' }, id: 2 });
-    assert.equal(await c.call('stop', { now: true }), { error: { class: 'GenericError', desc: "Parameter 'now' is unexpected" } });
+    assert.equal(await c.call('cont', undefined, 2), {
+      error: { class: 'GenericError', desc: 'the guest has shut down; it cannot be resumed' },
+      id: 2,
+    });
+    assert.equal(await c.call('stop', { now: true }), {
+      error: { class: 'GenericError', desc: "Parameter 'now' is unexpected" },
+    });
   }));
 
 test('quit answers first, then asks the machine to quit', () =>
@@ -106,8 +119,24 @@ test('xen-event-list shows every port with its binding by name', () =>
       { port: 1, type: 'virq', vcpu: 0, virq: 0, 'virq-name': 'VIRQ_TIMER', pending: false, masked: false },
       { port: 2, type: 'virq', vcpu: 1, virq: 0, 'virq-name': 'VIRQ_TIMER', pending: true, masked: false },
       { port: 3, type: 'ipi', vcpu: 1, pending: false, masked: true },
-      { port: 4, type: 'interdomain', vcpu: 0, 'remote-domain': 0x7ff0, 'remote-port': 5, pending: false, masked: false },
-      { port: 5, type: 'interdomain', vcpu: 0, 'remote-domain': 0x7ff0, 'remote-port': 4, pending: false, masked: false },
+      {
+        port: 4,
+        type: 'interdomain',
+        vcpu: 0,
+        'remote-domain': 0x7ff0,
+        'remote-port': 5,
+        pending: false,
+        masked: false,
+      },
+      {
+        port: 5,
+        type: 'interdomain',
+        vcpu: 0,
+        'remote-domain': 0x7ff0,
+        'remote-port': 4,
+        pending: false,
+        masked: false,
+      },
       { port: 6, type: 'unbound', vcpu: 0, 'remote-domain': 0, pending: false, masked: false },
       { port: 7, type: 'virq', vcpu: 0, virq: 17, 'virq-name': 'VIRQ_17', pending: false, masked: false },
       { port: 8, type: 'pirq', vcpu: 0, pirq: 9, pending: false, masked: false },
@@ -132,7 +161,11 @@ test('xen-event-inject makes an open port pending and refuses anything else', ()
       [undefined, "Parameter 'port' is missing"],
     ];
     for (const [args, desc] of bad) {
-      assert.equal(await c.call('xen-event-inject', args), { error: { class: 'GenericError', desc } }, JSON.stringify(args));
+      assert.equal(
+        await c.call('xen-event-inject', args),
+        { error: { class: 'GenericError', desc } },
+        JSON.stringify(args),
+      );
     }
     assert.equal(m.calls, ['inject 3'], 'no bad call reached the machine');
   }));

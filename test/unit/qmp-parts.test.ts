@@ -25,12 +25,22 @@ const schema = {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const typeCheck: Equal<
   ArgsOf<typeof schema>,
-  { readonly file: string; readonly stop?: boolean; readonly level?: number; readonly mode?: 'fast' | 'small'; readonly tags?: readonly string[]; readonly ratio?: number }
+  {
+    readonly file: string;
+    readonly stop?: boolean;
+    readonly level?: number;
+    readonly mode?: 'fast' | 'small';
+    readonly tags?: readonly string[];
+    readonly ratio?: number;
+  }
 > = true;
 
 test('a schema types its arguments (compile-time check) and validates them', () => {
   assert.ok(typeCheck);
-  assert.equal({ ...validateArgs(schema, { file: 'a', stop: true, level: 9, mode: 'small', tags: ['x'], ratio: 0.5 }) }, { file: 'a', stop: true, level: 9, mode: 'small', tags: ['x'], ratio: 0.5 });
+  assert.equal(
+    { ...validateArgs(schema, { file: 'a', stop: true, level: 9, mode: 'small', tags: ['x'], ratio: 0.5 }) },
+    { file: 'a', stop: true, level: 9, mode: 'small', tags: ['x'], ratio: 0.5 },
+  );
   assert.equal({ ...validateArgs(schema, { file: '' }) }, { file: '' });
   assert.equal({ ...validateArgs({}, undefined) }, {});
   const bad: Array<[unknown, string]> = [
@@ -86,7 +96,10 @@ test('line splitter: an over-long line is counted, not kept, and reported once',
   const s = new LineSplitter(4);
   assert.equal(s.push(Buffer.from('1234\n12345')), [{ kind: 'line', text: '1234' }]);
   assert.equal(s.push(Buffer.alloc(1000, 0x41)), []);
-  assert.equal(s.push(Buffer.from('6\nok\n')), [{ kind: 'overflow', bytes: 1006 }, { kind: 'line', text: 'ok' }]);
+  assert.equal(s.push(Buffer.from('6\nok\n')), [
+    { kind: 'overflow', bytes: 1006 },
+    { kind: 'line', text: 'ok' },
+  ]);
   s.push(Buffer.from('toolong'));
   assert.equal(s.end(), [{ kind: 'overflow', bytes: 7 }]);
   assert.throws(() => new LineSplitter(0), RangeError);
@@ -94,9 +107,22 @@ test('line splitter: an over-long line is counted, not kept, and reported once',
 
 test('VIRQ names follow Xen; unnamed numbers read VIRQ_<n>', () => {
   const expect: Record<number, string> = {
-    0: 'VIRQ_TIMER', 1: 'VIRQ_DEBUG', 2: 'VIRQ_CONSOLE', 3: 'VIRQ_DOM_EXC', 4: 'VIRQ_TBUF', 5: 'VIRQ_5', 6: 'VIRQ_DEBUGGER',
-    7: 'VIRQ_XENOPROF', 8: 'VIRQ_CON_RING', 9: 'VIRQ_PCPU_STATE', 10: 'VIRQ_MEM_EVENT', 11: 'VIRQ_ARGO', 12: 'VIRQ_ENOMEM',
-    13: 'VIRQ_XENPMU', 14: 'VIRQ_14', 23: 'VIRQ_23',
+    0: 'VIRQ_TIMER',
+    1: 'VIRQ_DEBUG',
+    2: 'VIRQ_CONSOLE',
+    3: 'VIRQ_DOM_EXC',
+    4: 'VIRQ_TBUF',
+    5: 'VIRQ_5',
+    6: 'VIRQ_DEBUGGER',
+    7: 'VIRQ_XENOPROF',
+    8: 'VIRQ_CON_RING',
+    9: 'VIRQ_PCPU_STATE',
+    10: 'VIRQ_MEM_EVENT',
+    11: 'VIRQ_ARGO',
+    12: 'VIRQ_ENOMEM',
+    13: 'VIRQ_XENPMU',
+    14: 'VIRQ_14',
+    23: 'VIRQ_23',
   };
   for (const [n, name] of Object.entries(expect)) assert.is(virqName(Number(n)), name);
   assert.ok(isValidVirq(0) && isValidVirq(23));
@@ -111,7 +137,11 @@ test('event timestamps split wall time into seconds and microseconds', () => {
 test('fuzz: random bytes and mangled requests never stop the server', async () => {
   const { dir, cleanup } = tempDir();
   const { server, path, errors } = await startServer(dir, new CommandRegistry(), { limits: { maxLineBytes: 4096 } });
-  const seeds = ['{"execute":"query-commands","id":1}', '{"execute":"qmp_capabilities"}', '{"execute":"x","arguments":{"a":[1,{"b":null}]}}'];
+  const seeds = [
+    '{"execute":"query-commands","id":1}',
+    '{"execute":"qmp_capabilities"}',
+    '{"execute":"x","arguments":{"a":[1,{"b":null}]}}',
+  ];
   try {
     for (let round = 0; round < 20; round++) {
       const c = await RawConn.open(path);
@@ -120,7 +150,10 @@ test('fuzz: random bytes and mangled requests never stop the server', async () =
       for (let i = 0; i < 50; i++) {
         const seed = seeds[i % seeds.length]!;
         const cut = (round * 7 + i * 13) % seed.length;
-        junk += i % 3 === 0 ? randomBytes(64).toString('latin1') : `${seed.slice(0, cut)}${randomBytes(3).toString('hex')}${seed.slice(cut)}`;
+        junk +=
+          i % 3 === 0
+            ? randomBytes(64).toString('latin1')
+            : `${seed.slice(0, cut)}${randomBytes(3).toString('hex')}${seed.slice(cut)}`;
         junk += '\n';
       }
       c.send(junk);
@@ -129,7 +162,10 @@ test('fuzz: random bytes and mangled requests never stop the server', async () =
     }
     await new Promise((r) => setTimeout(r, 50));
     const ok = await RawConn.ready(path);
-    assert.equal(await ok.call('query-commands', undefined, 'alive'), { return: [{ name: 'query-commands' }], id: 'alive' });
+    assert.equal(await ok.call('query-commands', undefined, 'alive'), {
+      return: [{ name: 'query-commands' }],
+      id: 'alive',
+    });
     ok.destroy();
     assert.equal(errors, []);
   } finally {

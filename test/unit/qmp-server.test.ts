@@ -4,7 +4,19 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { InputError, IoError } from '../../src/errors.js';
@@ -13,19 +25,40 @@ import { QmpServer } from '../../src/qmp/server.js';
 import { arg } from '../../src/qmp/schema.js';
 import { deferred, RawConn, startServer, tempDir } from './qmp-helpers.js';
 
-const pkgVersion = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const pkgVersion = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** A registry with a few test commands besides the built-in ones. */
 function testRegistry(): CommandRegistry {
   const r = new CommandRegistry();
-  r.register({ name: 'echo', args: { text: arg.string(), times: arg.optional(arg.integer({ min: 1, max: 3 })) }, handler: ({ text, times }) => ({ text: text.repeat(times ?? 1) }) });
-  r.register({ name: 'fail-ours', args: {}, handler: () => { throw new InputError('the guest has no such thing'); } });
-  r.register({ name: 'fail-bug', args: {}, handler: () => { throw new TypeError('x is undefined'); } });
+  r.register({
+    name: 'echo',
+    args: { text: arg.string(), times: arg.optional(arg.integer({ min: 1, max: 3 })) },
+    handler: ({ text, times }) => ({ text: text.repeat(times ?? 1) }),
+  });
+  r.register({
+    name: 'fail-ours',
+    args: {},
+    handler: () => {
+      throw new InputError('the guest has no such thing');
+    },
+  });
+  r.register({
+    name: 'fail-bug',
+    args: {},
+    handler: () => {
+      throw new TypeError('x is undefined');
+    },
+  });
   r.register({ name: 'fail-json', args: {}, handler: () => ({ n: 1n }) as never });
   return r;
 }
 
-async function withServer(fn: (ctx: { path: string; server: QmpServer; errors: string[]; dir: string }) => Promise<void>, registry = testRegistry()): Promise<void> {
+async function withServer(
+  fn: (ctx: { path: string; server: QmpServer; errors: string[]; dir: string }) => Promise<void>,
+  registry = testRegistry(),
+): Promise<void> {
   const { dir, cleanup } = tempDir();
   const { server, path, errors } = await startServer(dir, registry);
   try {
@@ -51,13 +84,19 @@ test('commands are refused until qmp_capabilities, which is refused after', () =
       error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" },
       id: 'a',
     });
-    assert.equal(await c.call('qmp_capabilities', { enable: ['oob'] }, 1), { error: { class: 'GenericError', desc: "Capability 'oob' not available" }, id: 1 });
+    assert.equal(await c.call('qmp_capabilities', { enable: ['oob'] }, 1), {
+      error: { class: 'GenericError', desc: "Capability 'oob' not available" },
+      id: 1,
+    });
     assert.equal(await c.call('qmp_capabilities', undefined, 2), { return: {}, id: 2 });
     assert.equal(await c.call('qmp_capabilities', undefined, 3), {
       error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' },
       id: 3,
     });
-    assert.equal(await c.call('echo', { text: 'hi', times: 2 }, { any: ['json'] }), { return: { text: 'hihi' }, id: { any: ['json'] } });
+    assert.equal(await c.call('echo', { text: 'hi', times: 2 }, { any: ['json'] }), {
+      return: { text: 'hihi' },
+      id: { any: ['json'] },
+    });
     c.destroy();
   }));
 
@@ -65,7 +104,9 @@ test('query-commands lists every ordinary command, sorted', () =>
   withServer(async ({ path }) => {
     const c = await RawConn.ready(path);
     const r = await c.call('query-commands');
-    assert.equal(r, { return: ['echo', 'fail-bug', 'fail-json', 'fail-ours', 'query-commands'].map((name) => ({ name })) });
+    assert.equal(r, {
+      return: ['echo', 'fail-bug', 'fail-json', 'fail-ours', 'query-commands'].map((name) => ({ name })),
+    });
     c.destroy();
   }));
 
@@ -84,7 +125,10 @@ test('malformed requests get error replies and the session keeps serving', () =>
       ['{"execute": "echo", "arguments": {}, "id": 9}\n', /^Parameter 'text' is missing$/, 9],
       ['{"execute": "echo", "arguments": {"text": 1}}\n', /^Parameter 'text' expects string$/],
       ['{"execute": "echo", "arguments": {"text": "a", "times": 9}}\n', /^Parameter 'times' must be in 1\.\.3$/],
-      ['{"execute": "echo", "arguments": {"text": "a", "__proto__": {"x": 1}}}\n', /^Parameter '__proto__' is unexpected$/],
+      [
+        '{"execute": "echo", "arguments": {"text": "a", "__proto__": {"x": 1}}}\n',
+        /^Parameter '__proto__' is unexpected$/,
+      ],
       [`${'['.repeat(200000)}\n`, /^JSON parse error: /],
       ['{"execute": "fail-ours", "id": "o"}\n', /^the guest has no such thing$/, 'o'],
       ['{"execute": "fail-bug"}\n', /^internal error: x is undefined$/],
@@ -100,7 +144,10 @@ test('malformed requests get error replies and the session keeps serving', () =>
       assert.not.match(err.desc, /\n\s+at /, 'no stack trace');
       assert.is(r['id'], id);
     }
-    assert.equal(await c.call('no-such-command', undefined, 1), { error: { class: 'CommandNotFound', desc: 'The command no-such-command has not been found' }, id: 1 });
+    assert.equal(await c.call('no-such-command', undefined, 1), {
+      error: { class: 'CommandNotFound', desc: 'The command no-such-command has not been found' },
+      id: 1,
+    });
     // Blank lines and CRLF are tolerated.
     c.send('\n  \r\n{"execute": "echo", "arguments": {"text": "ok"}}\r\n');
     assert.equal(await c.next(), { return: { text: 'ok' } });
@@ -117,7 +164,9 @@ test('an over-long line is discarded with one error reply, then serving goes on'
     for (let i = 0; i < 64; i++) c.send(chunk);
     c.send('\n{"execute": "echo", "arguments": {"text": "after"}, "id": 2}\n');
     const r = await c.next();
-    assert.equal(r, { error: { class: 'GenericError', desc: 'request line too long (4194304 bytes; the limit is 1024)' } });
+    assert.equal(r, {
+      error: { class: 'GenericError', desc: 'request line too long (4194304 bytes; the limit is 1024)' },
+    });
     assert.equal(await c.next(), { return: { text: 'after' }, id: 2 });
     // A line of exactly the limit is fine.
     const body = '{"execute": "echo", "arguments": {"text": "';
@@ -135,7 +184,8 @@ test('pipelined requests are answered in order; a half-closed client still gets 
   withServer(async ({ path }) => {
     const c = await RawConn.ready(path);
     let batch = '';
-    for (let i = 0; i < 200; i++) batch += `${JSON.stringify({ execute: 'echo', arguments: { text: `m${i}` }, id: i })}\n`;
+    for (let i = 0; i < 200; i++)
+      batch += `${JSON.stringify({ execute: 'echo', arguments: { text: `m${i}` }, id: i })}\n`;
     c.send(batch);
     c.socket.end();
     for (let i = 0; i < 200; i++) assert.equal(await c.next(), { return: { text: `m${i}` }, id: i });
@@ -145,17 +195,26 @@ test('pipelined requests are answered in order; a half-closed client still gets 
 test('many clients at once; a slow command does not hold up the others', async () => {
   const gate = deferred();
   const registry = testRegistry();
-  registry.register({ name: 'slow', args: {}, handler: async () => { await gate.promise; return { slow: true }; } });
+  registry.register({
+    name: 'slow',
+    args: {},
+    handler: async () => {
+      await gate.promise;
+      return { slow: true };
+    },
+  });
   await withServer(async ({ path, server }) => {
     const slow = await RawConn.ready(path);
     slow.send({ execute: 'slow', id: 's' });
     const clients = await Promise.all(Array.from({ length: 12 }, () => RawConn.ready(path)));
     assert.is(server.clientCount, 13);
-    await Promise.all(clients.map(async (c, n) => {
-      for (let i = 0; i < 25; i++) {
-        assert.equal(await c.call('echo', { text: `${n}.${i}` }, i), { return: { text: `${n}.${i}` }, id: i });
-      }
-    }));
+    await Promise.all(
+      clients.map(async (c, n) => {
+        for (let i = 0; i < 25; i++) {
+          assert.equal(await c.call('echo', { text: `${n}.${i}` }, i), { return: { text: `${n}.${i}` }, id: i });
+        }
+      }),
+    );
     gate.resolve();
     assert.equal(await slow.next(), { return: { slow: true }, id: 's' });
     for (const c of [slow, ...clients]) c.destroy();
@@ -166,7 +225,15 @@ test('a client vanishing mid-command: the reply goes nowhere, quietly, and the s
   const gate = deferred();
   const started = deferred();
   const registry = testRegistry();
-  registry.register({ name: 'wait', args: {}, handler: async () => { started.resolve(); await gate.promise; return { done: true }; } });
+  registry.register({
+    name: 'wait',
+    args: {},
+    handler: async () => {
+      started.resolve();
+      await gate.promise;
+      return { done: true };
+    },
+  });
   await withServer(async ({ path, server, errors }) => {
     const c = await RawConn.ready(path);
     c.send({ execute: 'wait' });
@@ -192,10 +259,14 @@ test('destroy() aborts the signal of running commands and does not wait for them
   registry.register({
     name: 'forever',
     args: {},
-    handler: (_a, ctx) => new Promise((_, reject) => {
-      ctx.signal.addEventListener('abort', () => { reason = ctx.signal.reason; reject(ctx.signal.reason); });
-      started.resolve();
-    }),
+    handler: (_a, ctx) =>
+      new Promise((_, reject) => {
+        ctx.signal.addEventListener('abort', () => {
+          reason = ctx.signal.reason;
+          reject(ctx.signal.reason);
+        });
+        started.resolve();
+      }),
   });
   const { dir, cleanup } = tempDir();
   const { server, path } = await startServer(dir, registry);
@@ -226,7 +297,12 @@ test('events go to every negotiated client, with a timestamp', () =>
       assert.is(stop['event'], 'STOP');
       assert.equal(stop['data'], {});
       const ts = stop['timestamp'] as { seconds: number; microseconds: number };
-      assert.ok(Number.isInteger(ts.seconds) && Number.isInteger(ts.microseconds) && ts.microseconds >= 0 && ts.microseconds < 1e6);
+      assert.ok(
+        Number.isInteger(ts.seconds) &&
+          Number.isInteger(ts.microseconds) &&
+          ts.microseconds >= 0 &&
+          ts.microseconds < 1e6,
+      );
       assert.ok(Math.abs(ts.seconds + ts.microseconds / 1e6 - before) < 5);
       const shut = await c.next();
       assert.equal([shut['event'], shut['data']], ['SHUTDOWN', { guest: false, reason: 'host-qmp-quit' }]);
@@ -243,7 +319,9 @@ test('clients past the limit are told so and disconnected', async () => {
     const a = await RawConn.ready(path);
     const b = await RawConn.ready(path);
     const c = await RawConn.open(path);
-    assert.equal(await c.next(), { error: { class: 'GenericError', desc: 'too many clients (at most 2); try again later' } });
+    assert.equal(await c.next(), {
+      error: { class: 'GenericError', desc: 'too many clients (at most 2); try again later' },
+    });
     await c.closed;
     a.destroy();
     await a.closed;
@@ -291,7 +369,15 @@ test('close() lets a running command answer, then disconnects and removes the so
   const gate = deferred();
   const started = deferred();
   const registry = testRegistry();
-  registry.register({ name: 'slow', args: {}, handler: async () => { started.resolve(); await gate.promise; return 7; } });
+  registry.register({
+    name: 'slow',
+    args: {},
+    handler: async () => {
+      started.resolve();
+      await gate.promise;
+      return 7;
+    },
+  });
   const { dir, cleanup } = tempDir();
   const { server, path } = await startServer(dir, registry);
   try {
@@ -305,7 +391,10 @@ test('close() lets a running command answer, then disconnects and removes the so
     await closing;
     await c.closed;
     assert.not.ok(existsSync(path));
-    await RawConn.open(path).then(() => assert.unreachable('connected after close'), (e: NodeJS.ErrnoException) => assert.is(e.code, 'ENOENT'));
+    await RawConn.open(path).then(
+      () => assert.unreachable('connected after close'),
+      (e: NodeJS.ErrnoException) => assert.is(e.code, 'ENOENT'),
+    );
   } finally {
     await server.destroy();
     cleanup();

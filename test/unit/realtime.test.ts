@@ -5,7 +5,13 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SCHED_FIFO, SCHED_OTHER, SCHED_RESET_ON_FORK, setThreadScheduler, threadScheduler } from '../../src/kvm/libc.js';
+import {
+  SCHED_FIFO,
+  SCHED_OTHER,
+  SCHED_RESET_ON_FORK,
+  setThreadScheduler,
+  threadScheduler,
+} from '../../src/kvm/libc.js';
 import { realtimeWindow } from '../../src/migrate/live/pause/realtime.js';
 
 function whyNot(): string | null {
@@ -19,7 +25,10 @@ const LIBC = new URL('../../src/kvm/libc.js', import.meta.url).href;
 
 /** The scheduling policy of a new worker thread's own OS thread. */
 async function workerPolicy(): Promise<number> {
-  const w = new Worker(`Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => wt.parentPort.postMessage(m.threadScheduler()));`, { eval: true });
+  const w = new Worker(
+    `Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => wt.parentPort.postMessage(m.threadScheduler()));`,
+    { eval: true },
+  );
   const [policy] = (await once(w, 'message')) as [number];
   await w.terminate();
   return policy;
@@ -27,7 +36,10 @@ async function workerPolicy(): Promise<number> {
 
 /** A worker that stays up, and its OS thread id. */
 async function idleWorker(): Promise<{ tid: number; stop: () => Promise<number> }> {
-  const w = new Worker(`Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => { wt.parentPort.postMessage(m.gettid()); setInterval(() => {}, 1000); });`, { eval: true });
+  const w = new Worker(
+    `Promise.all([import('${LIBC}'), import('node:worker_threads')]).then(([m, wt]) => { wt.parentPort.postMessage(m.gettid()); setInterval(() => {}, 1000); });`,
+    { eval: true },
+  );
   const [tid] = (await once(w, 'message')) as [number];
   return { tid, stop: () => w.terminate() };
 }

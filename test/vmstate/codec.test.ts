@@ -3,7 +3,24 @@ import * as assert from 'uvu/assert';
 import { decode, encode } from '@msgpack/msgpack';
 import { VmstateError } from '../../src/errors.js';
 import {
-  MSGPACK_OPTIONS, array, bool, bytes, decodeState, defineState, encodeState, enumOf, i16, i32, i64, i8, struct, u16, u32, u64, u8, varArray,
+  MSGPACK_OPTIONS,
+  array,
+  bool,
+  bytes,
+  decodeState,
+  defineState,
+  encodeState,
+  enumOf,
+  i16,
+  i32,
+  i64,
+  i8,
+  struct,
+  u16,
+  u32,
+  u64,
+  u8,
+  varArray,
 } from '../../src/vmstate/index.js';
 import type { StateOf } from '../../src/vmstate/index.js';
 
@@ -13,7 +30,14 @@ const dev = defineState({
   version: 3,
   minVersion: 1,
   fields: {
-    a: u8(), b: u16(), c: u32(), d: u64(), e: i8(), f: i16(), g: i32(), h: i64(),
+    a: u8(),
+    b: u16(),
+    c: u32(),
+    d: u64(),
+    e: i8(),
+    f: i16(),
+    g: i32(),
+    h: i64(),
     flag: bool(),
     raw: bytes(4),
     mode: enumOf(u16, { off: 0, on: 1, auto: 7 }),
@@ -33,11 +57,26 @@ const dev = defineState({
 type Dev = StateOf<typeof dev>;
 
 const sample = (): Dev => ({
-  a: 255, b: 65535, c: 0xffffffff, d: 0xffffffffffffffffn, e: -128, f: -32768, g: -0x80000000, h: -0x8000000000000000n,
-  flag: true, raw: new Uint8Array([1, 2, 3, 4]), mode: 7, list: [1, 2, 3],
+  a: 255,
+  b: 65535,
+  c: 0xffffffff,
+  d: 0xffffffffffffffffn,
+  e: -128,
+  f: -32768,
+  g: -0x80000000,
+  h: -0x8000000000000000n,
+  flag: true,
+  raw: new Uint8Array([1, 2, 3, 4]),
+  mode: 7,
+  list: [1, 2, 3],
   nested: { x: 9, y: { z: 0x7fffffffffffffffn } },
-  count: 2, items: [{ index: 0x10, data: 1n }, { index: 0xc0000080, data: 0x500n }],
-  late: 42n, later: 5,
+  count: 2,
+  items: [
+    { index: 0x10, data: 1n },
+    { index: 0xc0000080, data: 0x500n },
+  ],
+  late: 42n,
+  later: 5,
 });
 
 const roundTrip = (v: unknown): unknown => decode(encode(v, MSGPACK_OPTIONS), MSGPACK_OPTIONS);
@@ -78,13 +117,42 @@ test('encode validates the state it is given', () => {
 test('decode refuses bad values with the path of the field', () => {
   const good = encodeState(dev, sample());
   const f = () => [...(good.f as unknown[])];
-  const withField = (i: number, v: unknown) => { const x = f(); x[i] = v; return { ...good, f: x }; };
+  const withField = (i: number, v: unknown) => {
+    const x = f();
+    x[i] = v;
+    return { ...good, f: x };
+  };
   throwsAt(() => decodeState(dev, withField(10, 3)), 'mode', /not one of off=0, on=1, auto=7/);
   throwsAt(() => decodeState(dev, withField(9, new Uint8Array(5))), 'raw', /bytes\(4\)/);
   throwsAt(() => decodeState(dev, withField(11, [1, 2])), 'list', /array of 3/);
   throwsAt(() => decodeState(dev, withField(12, [1, [true]])), 'nested.y.z', /i64/);
-  throwsAt(() => decodeState(dev, withField(14, [[1, 2n], [2, 3n], [3, 4n], [4, 5n], [5, 6n]])), 'items', /at most 4/);
-  throwsAt(() => decodeState(dev, withField(14, [[1, 2n], ['x', 3n]])), 'items[1].index', /u32/);
+  throwsAt(
+    () =>
+      decodeState(
+        dev,
+        withField(14, [
+          [1, 2n],
+          [2, 3n],
+          [3, 4n],
+          [4, 5n],
+          [5, 6n],
+        ]),
+      ),
+    'items',
+    /at most 4/,
+  );
+  throwsAt(
+    () =>
+      decodeState(
+        dev,
+        withField(14, [
+          [1, 2n],
+          ['x', 3n],
+        ]),
+      ),
+    'items[1].index',
+    /u32/,
+  );
   throwsAt(() => decodeState(dev, withField(13, 3)), 'items', /count is 3/);
   throwsAt(() => decodeState(dev, withField(0, 256)), 'a');
   throwsAt(() => decodeState(dev, { ...good, f: f().slice(1) }), '', /struct of 17 fields at version 3/);
@@ -115,7 +183,12 @@ test('older versions are upgraded: defaults for v2 fields, the hook for v3', () 
 });
 
 test('defaults are copied, never shared between decoded states', () => {
-  const d = defineState({ name: 'd', version: 2, minVersion: 1, fields: { a: u8(), l: array(u8(), 2, { since: 2, default: [0, 0] }) } });
+  const d = defineState({
+    name: 'd',
+    version: 2,
+    minVersion: 1,
+    fields: { a: u8(), l: array(u8(), 2, { since: 2, default: [0, 0] }) },
+  });
   const one = decodeState(d, { v: 1, f: [1] });
   one.l[0] = 9;
   assert.equal(decodeState(d, { v: 1, f: [1] }).l, [0, 0]);
@@ -142,7 +215,9 @@ test('subsections: written only when needed, loaded when present', () => {
 test('needed() decides, and a needed but absent subsection is an error', () => {
   const child = defineState({ name: 'p/c', version: 1, fields: { x: u8() } });
   const p = defineState({
-    name: 'p', version: 1, fields: { on: bool() },
+    name: 'p',
+    version: 1,
+    fields: { on: bool() },
     subsections: { c: { state: child, optional: true, needed: (s) => s.on } },
   });
   assert.is(encodeState(p, { on: false, c: { x: 1 } }).s, undefined);
@@ -154,14 +229,22 @@ test('unknown subsections: optional ones are skipped, mandatory ones refused by 
   const env = encodeState(dev, sample());
   const skip = decodeState(dev, { ...env, s: { 'dev/future': { v: 9, f: [1, 2], o: true } } });
   assert.equal(skip.a, 255);
-  throwsAt(() => decodeState(dev, { ...env, s: { 'dev/future': { v: 9, f: [] } } }), '', /unknown mandatory subsection dev\/future \(version 9\)/);
+  throwsAt(
+    () => decodeState(dev, { ...env, s: { 'dev/future': { v: 9, f: [] } } }),
+    '',
+    /unknown mandatory subsection dev\/future \(version 9\)/,
+  );
 });
 
 test('hooks: preSave shapes what is written, postLoad may refuse, foreign errors become VmstateError', () => {
   const h = defineState({
-    name: 'h', version: 1, fields: { x: u8() },
+    name: 'h',
+    version: 1,
+    fields: { x: u8() },
     preSave: (s) => ({ ...s, x: s.x & 0xf }),
-    postLoad(s) { if (s.x === 13) throw new RangeError('unlucky'); },
+    postLoad(s) {
+      if (s.x === 13) throw new RangeError('unlucky');
+    },
   });
   assert.equal(encodeState(h, { x: 0x35 }).f, [5]);
   try {
@@ -174,13 +257,28 @@ test('hooks: preSave shapes what is written, postLoad may refuse, foreign errors
 });
 
 test('defineState refuses descriptors that could not round-trip', () => {
-  assert.throws(() => defineState({ name: 'x', version: 2, minVersion: 1, fields: { a: u8({ since: 2 }) } }), /needs a default or an upgrade hook/);
-  assert.throws(() => defineState({ name: 'x', version: 1, fields: { a: u8({ since: 2, default: 0 }) } }), /since must be between 1 and version 1/);
-  assert.throws(() => defineState({ name: 'x', version: 1, fields: { l: varArray(u8(), { lengthField: 'n', max: 2 }) } }), /lengthField n/);
+  assert.throws(
+    () => defineState({ name: 'x', version: 2, minVersion: 1, fields: { a: u8({ since: 2 }) } }),
+    /needs a default or an upgrade hook/,
+  );
+  assert.throws(
+    () => defineState({ name: 'x', version: 1, fields: { a: u8({ since: 2, default: 0 }) } }),
+    /since must be between 1 and version 1/,
+  );
+  assert.throws(
+    () => defineState({ name: 'x', version: 1, fields: { l: varArray(u8(), { lengthField: 'n', max: 2 }) } }),
+    /lengthField n/,
+  );
   assert.throws(() => defineState({ name: 'x', version: 1, fields: { e: enumOf(u8, { a: 1, b: 1 }) } }), /distinct/);
   assert.throws(() => defineState({ name: 'x', version: 1, fields: { e: enumOf(u8, { a: 256 }) } }), /out of u8 range/);
-  assert.throws(() => defineState({ name: 'x', version: 2, minVersion: 1, fields: { a: u8({ since: 2, default: 300 }) } }), /bad default/);
-  assert.throws(() => defineState({ name: 'x', version: 1, fields: {}, subsections: { y: { state: extra, optional: true } } }), /must be named x\/y/);
+  assert.throws(
+    () => defineState({ name: 'x', version: 2, minVersion: 1, fields: { a: u8({ since: 2, default: 300 }) } }),
+    /bad default/,
+  );
+  assert.throws(
+    () => defineState({ name: 'x', version: 1, fields: {}, subsections: { y: { state: extra, optional: true } } }),
+    /must be named x\/y/,
+  );
   assert.throws(() => defineState({ name: 'x', version: 1, minVersion: 2, fields: {} }), /minVersion/);
 });
 

@@ -4,7 +4,23 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decode, encode } from '@msgpack/msgpack';
 import { VmstateError } from '../../src/errors.js';
-import { MSGPACK_OPTIONS, array, bytes, decodeState, decodeWithSchema, defineState, encodeState, enumOf, i16, schemaOf, struct, u32, u64, u8, varArray } from '../../src/vmstate/index.js';
+import {
+  MSGPACK_OPTIONS,
+  array,
+  bytes,
+  decodeState,
+  decodeWithSchema,
+  defineState,
+  encodeState,
+  enumOf,
+  i16,
+  schemaOf,
+  struct,
+  u32,
+  u64,
+  u8,
+  varArray,
+} from '../../src/vmstate/index.js';
 import { initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 function prng(seed: number): () => number {
@@ -19,30 +35,60 @@ function prng(seed: number): () => number {
 
 const sub = defineState({ name: 'f/sub', version: 1, fields: { x: u8() } });
 const desc = defineState({
-  name: 'f', version: 2, minVersion: 1,
+  name: 'f',
+  version: 2,
+  minVersion: 1,
   fields: {
-    a: u8(), s: i16(), g: u64(), raw: bytes(3), m: enumOf(u8, { x: 1, y: 2 }),
-    n: u32(), l: varArray(struct({ i: u32(), d: u64() }), { lengthField: 'n', max: 3 }),
-    arr: array(u8(), 2), late: u64({ since: 2, default: 0n }),
+    a: u8(),
+    s: i16(),
+    g: u64(),
+    raw: bytes(3),
+    m: enumOf(u8, { x: 1, y: 2 }),
+    n: u32(),
+    l: varArray(struct({ i: u32(), d: u64() }), { lengthField: 'n', max: 3 }),
+    arr: array(u8(), 2),
+    late: u64({ since: 2, default: 0n }),
   },
   subsections: { sub: { state: sub, optional: false } },
 });
-const good = encodeState(desc, { a: 1, s: -1, g: 2n, raw: new Uint8Array(3), m: 1, n: 1, l: [{ i: 1, d: 1n }], arr: [1, 2], late: 3n, sub: { x: 1 } });
+const good = encodeState(desc, {
+  a: 1,
+  s: -1,
+  g: 2n,
+  raw: new Uint8Array(3),
+  m: 1,
+  n: 1,
+  l: [{ i: 1, d: 1n }],
+  arr: [1, 2],
+  late: 3n,
+  sub: { x: 1 },
+});
 
 function randomValue(r: () => number, depth = 0): unknown {
   const pick = Math.floor(r() * 16);
   switch (pick) {
-    case 0: return null;
-    case 1: return undefined;
-    case 2: return r() < 0.5;
-    case 3: return Math.floor(r() * 600) - 100;
-    case 4: return [NaN, Infinity, -0, 1.5, 2 ** 53, -(2 ** 63), 2 ** 64][Math.floor(r() * 7)];
-    case 5: return BigInt(Math.floor(r() * 2 ** 52)) * (r() < 0.5 ? 1n : 1n << 20n) - 5n;
-    case 6: return 'x'.repeat(Math.floor(r() * 40));
-    case 7: return new Uint8Array(Math.floor(r() * 5));
-    case 8: return { v: Math.floor(r() * 4), f: depth < 3 ? randomValue(r, depth + 1) : [] };
-    case 9: return { ['f/' + ['sub', 'zz'][Math.floor(r() * 2)]]: randomValue(r, depth + 1), o: r() < 0.5 };
-    case 10: return Object.create(null);
+    case 0:
+      return null;
+    case 1:
+      return undefined;
+    case 2:
+      return r() < 0.5;
+    case 3:
+      return Math.floor(r() * 600) - 100;
+    case 4:
+      return [NaN, Infinity, -0, 1.5, 2 ** 53, -(2 ** 63), 2 ** 64][Math.floor(r() * 7)];
+    case 5:
+      return BigInt(Math.floor(r() * 2 ** 52)) * (r() < 0.5 ? 1n : 1n << 20n) - 5n;
+    case 6:
+      return 'x'.repeat(Math.floor(r() * 40));
+    case 7:
+      return new Uint8Array(Math.floor(r() * 5));
+    case 8:
+      return { v: Math.floor(r() * 4), f: depth < 3 ? randomValue(r, depth + 1) : [] };
+    case 9:
+      return { ['f/' + ['sub', 'zz'][Math.floor(r() * 2)]]: randomValue(r, depth + 1), o: r() < 0.5 };
+    case 10:
+      return Object.create(null);
     default:
       return depth < 3 ? Array.from({ length: Math.floor(r() * 5) }, () => randomValue(r, depth + 1)) : [];
   }
@@ -117,9 +163,20 @@ test('mutated schemas and payloads: decodeWithSchema throws only VmstateError', 
 });
 
 test('hostile objects (throwing getters) become VmstateError too', () => {
-  const evil = Object.defineProperty({}, 'v', { get() { throw new TypeError('boom'); }, enumerable: true });
-  assert.is(onlyVmstateErrors(() => decodeState(desc, evil)), 'refused');
-  assert.is(onlyVmstateErrors(() => decodeWithSchema(evil, good)), 'refused');
+  const evil = Object.defineProperty({}, 'v', {
+    get() {
+      throw new TypeError('boom');
+    },
+    enumerable: true,
+  });
+  assert.is(
+    onlyVmstateErrors(() => decodeState(desc, evil)),
+    'refused',
+  );
+  assert.is(
+    onlyVmstateErrors(() => decodeWithSchema(evil, good)),
+    'refused',
+  );
 });
 
 test.run();

@@ -7,7 +7,9 @@ import { decodeState, decodeWithSchema, defineState, encodeState, schemaOf, u64,
 import { initialXenVcpuState, xenVcpuState } from '../../src/xen/vcpu/state.js';
 
 const cpu = defineState({
-  name: 'cpu', version: 1, fields: { rip: u64() },
+  name: 'cpu',
+  version: 1,
+  fields: { rip: u64() },
   subsections: { xen_vcpu: { state: xenVcpuState, optional: true } },
 });
 
@@ -48,13 +50,21 @@ test('maxSubsections bounds the entries an envelope may carry', () => {
   const env = encodeState(cpu, { rip: 1n });
   const s = Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`cpu/x${i}`, { v: 1, f: [], o: true }]));
   assert.is(decodeState(cpu, { ...env, s }).rip, 1n);
-  assert.match(caught(() => decodeState(cpu, { ...env, s }, { limits: { maxSubsections: 4 } })).message, /5 subsections exceed the limit of 4/);
+  assert.match(
+    caught(() => decodeState(cpu, { ...env, s }, { limits: { maxSubsections: 4 } })).message,
+    /5 subsections exceed the limit of 4/,
+  );
 });
 
 test('a schema with an upgrade hook reads late fields without default as zero', () => {
   const d = defineState({
-    name: 'u', version: 2, minVersion: 1, fields: { a: u8(), b: u8({ since: 2 }) },
-    upgrade(s) { s.b = s.a * 2; },
+    name: 'u',
+    version: 2,
+    minVersion: 1,
+    fields: { a: u8(), b: u8({ since: 2 }) },
+    upgrade(s) {
+      s.b = s.a * 2;
+    },
   });
   const schema = JSON.parse(JSON.stringify(schemaOf(d)));
   assert.is(schema.upgrade, true);

@@ -2,7 +2,20 @@
 // an assertion below stops holding, and the runtime checks keep uvu honest.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { array, bool, bytes, defineState, enumOf, struct, u16, u32, u64, u8, i64, varArray } from '../../src/vmstate/index.js';
+import {
+  array,
+  bool,
+  bytes,
+  defineState,
+  enumOf,
+  struct,
+  u16,
+  u32,
+  u64,
+  u8,
+  i64,
+  varArray,
+} from '../../src/vmstate/index.js';
 import type { StateOf } from '../../src/vmstate/index.js';
 import { xenVcpuState } from '../../src/xen/vcpu/state.js';
 import type { XenVcpuState } from '../../src/xen/vcpu/state.js';
@@ -39,8 +52,15 @@ expectType<Equal<XenVcpuState['xen_virq'], number[]>>(true);
 
 test('a state literal of the inferred type compiles and round-trips its shape', () => {
   const ok: Dev = {
-    a: 1, big: -5n, flag: true, raw: new Uint8Array(4), mode: 1, list: [1, 2, 3],
-    count: 1, items: [{ index: 0x10, data: 2n }], late: 0n,
+    a: 1,
+    big: -5n,
+    flag: true,
+    raw: new Uint8Array(4),
+    mode: 1,
+    list: [1, 2, 3],
+    count: 1,
+    items: [{ index: 0x10, data: 2n }],
+    late: 0n,
   };
   // @ts-expect-error a u64 field is a bigint, not a number
   const bad: Dev = { ...ok, late: 0 };
@@ -53,8 +73,14 @@ test('a state literal of the inferred type compiles and round-trips its shape', 
 
 test('StateOf of the Xen vCPU descriptor has every field of the issue', () => {
   const keys: (keyof XenVcpuState)[] = [
-    'xen_vcpu_info_gpa', 'xen_vcpu_info_default_gpa', 'xen_vcpu_time_info_gpa', 'xen_vcpu_runstate_gpa',
-    'xen_vcpu_callback_vector', 'xen_virq', 'xen_singleshot_timer_ns', 'xen_periodic_timer_period',
+    'xen_vcpu_info_gpa',
+    'xen_vcpu_info_default_gpa',
+    'xen_vcpu_time_info_gpa',
+    'xen_vcpu_runstate_gpa',
+    'xen_vcpu_callback_vector',
+    'xen_virq',
+    'xen_singleshot_timer_ns',
+    'xen_periodic_timer_period',
   ];
   assert.equal(Object.keys(xenVcpuState.fields), keys);
 });

@@ -53,13 +53,28 @@ export async function makeSnapshot(path: string, variant: 'a' | 'b'): Promise<nu
   const buf = new Uint8Array(CHUNK);
   let changed = 0;
   const schemas = { kvmclock: schemaOf(kvmclockState) };
-  await writeSnapshotFile(path, { producer: 'xenkvm bench', machine: { memBytes: GUEST, vcpus: 1 }, schemas }, async (w) => {
-    await w.writeSection({ name: 'kvmclock', instance: 0, version: 1, payload: encodeState(kvmclockState, { clock: variant === 'a' ? 1000n : 2000n, flags: 2, realtime: 0n, host_tsc: 0n }) });
-    for (let c = 0; c < GUEST / CHUNK; c++) {
-      changed += fillChunk(buf, c, variant);
-      await writeRam(w, buf, { basePfn: (c * CHUNK) / PAGE_SIZE });
-    }
-  }, { sync: false });
+  await writeSnapshotFile(
+    path,
+    { producer: 'xenkvm bench', machine: { memBytes: GUEST, vcpus: 1 }, schemas },
+    async (w) => {
+      await w.writeSection({
+        name: 'kvmclock',
+        instance: 0,
+        version: 1,
+        payload: encodeState(kvmclockState, {
+          clock: variant === 'a' ? 1000n : 2000n,
+          flags: 2,
+          realtime: 0n,
+          host_tsc: 0n,
+        }),
+      });
+      for (let c = 0; c < GUEST / CHUNK; c++) {
+        changed += fillChunk(buf, c, variant);
+        await writeRam(w, buf, { basePfn: (c * CHUNK) / PAGE_SIZE });
+      }
+    },
+    { sync: false },
+  );
   return changed;
 }
 
@@ -73,13 +88,19 @@ function hashVsCompare(): { sha1GiBs: number; memcmpGiBs: number } {
   const b = Buffer.from(a);
   let t = performance.now();
   for (let p = 0; p < n; p++) {
-    createHash('sha1').update(a.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE)).digest();
-    createHash('sha1').update(b.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE)).digest();
+    createHash('sha1')
+      .update(a.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE))
+      .digest();
+    createHash('sha1')
+      .update(b.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE))
+      .digest();
   }
   const sha = (performance.now() - t) / 1000;
   t = performance.now();
   let diff = 0;
-  for (let rep = 0; rep < 4; rep++) for (let p = 0; p < n; p++) diff += a.compare(b, p * PAGE_SIZE, (p + 1) * PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) === 0 ? 0 : 1;
+  for (let rep = 0; rep < 4; rep++)
+    for (let p = 0; p < n; p++)
+      diff += a.compare(b, p * PAGE_SIZE, (p + 1) * PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) === 0 ? 0 : 1;
   const cmp = (performance.now() - t) / 1000 / 4;
   const gib = (n * PAGE_SIZE) / (1 << 30);
   return { sha1GiBs: gib / sha, memcmpGiBs: gib / cmp + diff * 0 };
@@ -124,26 +145,50 @@ export async function benchDiff(): Promise<object> {
     // (which Linux carries over from the parent at fork) measures the diff, not the generator.
     const self = fileURLToPath(import.meta.url);
     let t = performance.now();
-    const gen = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const gen = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `
       const { makeSnapshot } = await import(${JSON.stringify(self)});
       await makeSnapshot(${JSON.stringify(a)}, 'a');
       process.stdout.write(String(await makeSnapshot(${JSON.stringify(b)}, 'b')));
-    `], { encoding: 'utf8' });
+    `,
+      ],
+      { encoding: 'utf8' },
+    );
     if (gen.status !== 0) throw new Error(`making the snapshots failed: ${gen.stderr}`);
     const changed = Number(gen.stdout);
-    console.log(`diff: two 1 GiB snapshots (25% random non-zero pages, ${changed} pages changed in B), ${(statSync(a).size / MiB).toFixed(0)} MiB each, written in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    console.log(
+      `diff: two 1 GiB snapshots (25% random non-zero pages, ${changed} pages changed in B), ${(statSync(a).size / MiB).toFixed(0)} MiB each, written in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    );
     const runs: ChildResult[] = [];
     for (let i = 0; i < 3; i++) runs.push(runChild(a, b));
     for (const [i, r] of runs.entries()) {
-      console.log(`  run ${i + 1}: xenkvm diff ${r.diffMs.toFixed(0)} ms (process ${r.wallMs.toFixed(0)} ms with start-up), peak RSS ${r.hwmMiB.toFixed(0)} MiB (VmHWM; maxRSS ${r.maxRssMiB.toFixed(0)} MiB), exit ${r.status}, ${r.differingPages} pages differ`);
+      console.log(
+        `  run ${i + 1}: xenkvm diff ${r.diffMs.toFixed(0)} ms (process ${r.wallMs.toFixed(0)} ms with start-up), peak RSS ${r.hwmMiB.toFixed(0)} MiB (VmHWM; maxRSS ${r.maxRssMiB.toFixed(0)} MiB), exit ${r.status}, ${r.differingPages} pages differ`,
+      );
     }
     const best = runs.reduce((x, y) => (y.diffMs < x.diffMs ? y : x));
     const rss = Math.max(...runs.map((r) => r.maxRssMiB));
     const hwm = Math.max(...runs.map((r) => r.hwmMiB));
-    console.log(`  best ${best.diffMs.toFixed(0)} ms (target < 2000), peak RSS ${hwm.toFixed(0)} MiB, maxRSS ${rss.toFixed(0)} MiB (target < 200)${best.differingPages === changed ? '' : `  MISMATCH: expected ${changed} pages`}`);
+    console.log(
+      `  best ${best.diffMs.toFixed(0)} ms (target < 2000), peak RSS ${hwm.toFixed(0)} MiB, maxRSS ${rss.toFixed(0)} MiB (target < 200)${best.differingPages === changed ? '' : `  MISMATCH: expected ${changed} pages`}`,
+    );
     const hv = hashVsCompare();
-    console.log(`  per-page SHA-1 of both sides ${hv.sha1GiBs.toFixed(2)} GiB/s; per-page memcmp ${hv.memcmpGiBs.toFixed(1)} GiB/s (why the diff compares bytes)`);
-    return { fileMiB: statSync(a).size / MiB, changedPages: changed, runs, bestDiffMs: best.diffMs, peakRssMiB: hwm, maxRssMiB: rss, ...hv };
+    console.log(
+      `  per-page SHA-1 of both sides ${hv.sha1GiBs.toFixed(2)} GiB/s; per-page memcmp ${hv.memcmpGiBs.toFixed(1)} GiB/s (why the diff compares bytes)`,
+    );
+    return {
+      fileMiB: statSync(a).size / MiB,
+      changedPages: changed,
+      runs,
+      bestDiffMs: best.diffMs,
+      peakRssMiB: hwm,
+      maxRssMiB: rss,
+      ...hv,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

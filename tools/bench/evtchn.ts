@@ -46,7 +46,9 @@ function tail(run: GuestRun): string {
 async function mustPass(cmdline: string, vcpus: number): Promise<GuestRun> {
   const run = await runGuest(cmdline, { vcpus, timeoutMs: 40_000 });
   if (run.outcome.kind !== 'shutdown' || run.outcome.reason !== 'poweroff') {
-    throw new BenchFailure(`guest "${cmdline}" on ${vcpus} vCPU(s) did not pass (${JSON.stringify(run.outcome)}):\n${tail(run)}`);
+    throw new BenchFailure(
+      `guest "${cmdline}" on ${vcpus} vCPU(s) did not pass (${JSON.stringify(run.outcome)}):\n${tail(run)}`,
+    );
   }
   return run;
 }
@@ -56,7 +58,8 @@ const f1 = (v: number): string => (Number.isNaN(v) ? '-' : v.toFixed(1));
 function table(head: string[], rows: string[][], numeric: Set<number>): string {
   const all = [head, ...rows];
   const w = head.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
-  const line = (r: string[]): string => `| ${r.map((c, i) => (numeric.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join(' | ')} |`;
+  const line = (r: string[]): string =>
+    `| ${r.map((c, i) => (numeric.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join(' | ')} |`;
   const rule = `|${w.map((x, i) => (numeric.has(i) ? '-'.repeat(x + 1) + ':' : '-'.repeat(x + 2))).join('|')}|`;
   return [line(head), rule, ...rows.map(line)].join('\n');
 }
@@ -71,7 +74,10 @@ export async function benchEvtchn(): Promise<EvtchnBenchResult> {
   for (const k of EVLAT_KEYS) {
     const r = data.raw.get(k);
     if (!r || !(r['n']! > 0)) throw new BenchFailure(`evlat did not report "${k}":\n${tail(ev)}`);
-    latency[k] = scaleStats({ n: r['n']!, min: r['min']!, p50: r['p50']!, p99: r['p99']!, max: r['max']!, mean: r['mean']! }, usPerCycle);
+    latency[k] = scaleStats(
+      { n: r['n']!, min: r['min']!, p50: r['p50']!, p99: r['p99']!, max: r['max']!, mean: r['mean']! },
+      usPerCycle,
+    );
   }
   const skew = data.raw.get('tsc_skew');
   if (!skew) throw new BenchFailure(`evlat did not report the TSC check:\n${tail(ev)}`);
@@ -86,32 +92,89 @@ export async function benchEvtchn(): Promise<EvtchnBenchResult> {
       const r = td.raw.get(`timer_vcpu${v}`);
       if (!r) throw new BenchFailure(`timer did not report vCPU ${v}:\n${tail(t)}`);
       timer.push({
-        vcpus, vcpu: v, lost: r['lost']!, skipped: r['skipped']!,
-        lateUs: { n: r['n']!, min: r['min']! / 1000, p50: r['p50']! / 1000, p99: r['p99']! / 1000, max: r['max']! / 1000 },
+        vcpus,
+        vcpu: v,
+        lost: r['lost']!,
+        skipped: r['skipped']!,
+        lateUs: {
+          n: r['n']!,
+          min: r['min']! / 1000,
+          p50: r['p50']! / 1000,
+          p99: r['p99']! / 1000,
+          max: r['max']! / 1000,
+        },
       });
     }
   }
 
   const L = latency;
   const rows: string[][] = [
-    ['send -> upcall, same vCPU', f1(L.self.p50), f1(L.self.p99), String(L.self.n), 'IPI port on the sender\'s vCPU: send (int3 syscall + hypercall) until ring 3 sees the upcall'],
-    ['  ring-3 hypercall alone (xen_version)', f1(L.ref.p50), f1(L.ref.p99), String(L.ref.n), 'the send path minus delivery (difference = MSI + upcall)'],
-    ['send vCPU 0 -> upcall vCPU 1, polling', f1(L.cross_spin.p50), f1(L.cross_spin.p99), String(L.cross_spin.n), 'one way: rdtsc before the send (vCPU 0) -> ring 3 after the upcall (vCPU 1)'],
-    ['send vCPU 0 -> upcall vCPU 1, sti;hlt', f1(L.cross_hlt.p50), f1(L.cross_hlt.p99), String(L.cross_hlt.n), 'same, vCPU 1 halted in SYS_wait: + wake-up, return to ring 3'],
-    ['  sender\'s send round trip (polling run)', f1(L.cross_ret_spin.p50), f1(L.cross_ret_spin.p99), String(L.cross_ret_spin.n), 'vCPU 0, ring 3 around evt_send'],
-    ['  sender\'s send round trip (sti;hlt run)', f1(L.cross_ret_hlt.p50), f1(L.cross_ret_hlt.p99), String(L.cross_ret_hlt.n), 'vCPU 0, ring 3 around evt_send'],
+    [
+      'send -> upcall, same vCPU',
+      f1(L.self.p50),
+      f1(L.self.p99),
+      String(L.self.n),
+      "IPI port on the sender's vCPU: send (int3 syscall + hypercall) until ring 3 sees the upcall",
+    ],
+    [
+      '  ring-3 hypercall alone (xen_version)',
+      f1(L.ref.p50),
+      f1(L.ref.p99),
+      String(L.ref.n),
+      'the send path minus delivery (difference = MSI + upcall)',
+    ],
+    [
+      'send vCPU 0 -> upcall vCPU 1, polling',
+      f1(L.cross_spin.p50),
+      f1(L.cross_spin.p99),
+      String(L.cross_spin.n),
+      'one way: rdtsc before the send (vCPU 0) -> ring 3 after the upcall (vCPU 1)',
+    ],
+    [
+      'send vCPU 0 -> upcall vCPU 1, sti;hlt',
+      f1(L.cross_hlt.p50),
+      f1(L.cross_hlt.p99),
+      String(L.cross_hlt.n),
+      'same, vCPU 1 halted in SYS_wait: + wake-up, return to ring 3',
+    ],
+    [
+      "  sender's send round trip (polling run)",
+      f1(L.cross_ret_spin.p50),
+      f1(L.cross_ret_spin.p99),
+      String(L.cross_ret_spin.n),
+      'vCPU 0, ring 3 around evt_send',
+    ],
+    [
+      "  sender's send round trip (sti;hlt run)",
+      f1(L.cross_ret_hlt.p50),
+      f1(L.cross_ret_hlt.p99),
+      String(L.cross_ret_hlt.n),
+      'vCPU 0, ring 3 around evt_send',
+    ],
   ];
   console.log('');
   console.log('event channel latency (guest-measured with rdtsc in ring 3, µs):');
   console.log(table(['path', 'median µs', 'p99 µs', 'samples', 'what'], rows, new Set([1, 2, 3])));
   const ns = (c: number): string => (c * usPerCycle * 1000).toFixed(0);
-  console.log(`TSC ${(data.tscKhz / 1000).toFixed(1)} MHz (guest pvclock); TSC offset vCPU 1 - vCPU 0 within [${tscSkew.lowCycles}, ${tscSkew.highCycles}] cycles ([${ns(tscSkew.lowCycles)}, ${ns(tscSkew.highCycles)}] ns, ring-3 ping-pong, ${tscSkew.rounds} rounds)`);
+  console.log(
+    `TSC ${(data.tscKhz / 1000).toFixed(1)} MHz (guest pvclock); TSC offset vCPU 1 - vCPU 0 within [${tscSkew.lowCycles}, ${tscSkew.highCycles}] cycles ([${ns(tscSkew.lowCycles)}, ${ns(tscSkew.highCycles)}] ns, ring-3 ping-pong, ${tscSkew.rounds} rounds)`,
+  );
 
   const trows = timer.map((t) => [
-    `${t.vcpus} vCPU${t.vcpus > 1 ? 's' : ''}, vCPU ${t.vcpu}`, f1(t.lateUs.p50), f1(t.lateUs.p99), f1(t.lateUs.max), String(t.lateUs.n), String(t.lost), String(t.skipped),
+    `${t.vcpus} vCPU${t.vcpus > 1 ? 's' : ''}, vCPU ${t.vcpu}`,
+    f1(t.lateUs.p50),
+    f1(t.lateUs.p99),
+    f1(t.lateUs.max),
+    String(t.lateUs.n),
+    String(t.lost),
+    String(t.skipped),
   ]);
   console.log('');
-  console.log(`timer lateness (\`timer ${TIMER_RUN}\`: 1 kHz single-shot VIRQ_TIMER ticks, guest pvclock in ring 3 - deadline, waiting in sti;hlt, µs):`);
-  console.log(table(['run', 'median µs', 'p99 µs', 'max µs', 'ticks', 'lost', 'skipped'], trows, new Set([1, 2, 3, 4, 5, 6])));
+  console.log(
+    `timer lateness (\`timer ${TIMER_RUN}\`: 1 kHz single-shot VIRQ_TIMER ticks, guest pvclock in ring 3 - deadline, waiting in sti;hlt, µs):`,
+  );
+  console.log(
+    table(['run', 'median µs', 'p99 µs', 'max µs', 'ticks', 'lost', 'skipped'], trows, new Set([1, 2, 3, 4, 5, 6])),
+  );
   return { tscKhz: data.tscKhz, latency, tscSkew, timer };
 }

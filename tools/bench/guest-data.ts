@@ -18,7 +18,10 @@ export function parseGuestData(text: string): GuestData {
     const m = /^bench-data: (.*)$/.exec(line.trim());
     if (!m) continue;
     const tsc = /^tsc_khz=(\d+)/.exec(m[1]!);
-    if (tsc) { tscKhz = Number(tsc[1]); continue; }
+    if (tsc) {
+      tscKhz = Number(tsc[1]);
+      continue;
+    }
     const [key, ...pairs] = m[1]!.split(/\s+/);
     const rec: Record<string, number> = {};
     for (const p of pairs) {

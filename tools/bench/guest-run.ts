@@ -11,19 +11,30 @@ export interface GuestRun {
   wallMs: number;
 }
 
-export async function runGuest(cmdline: string, opts: { memBytes?: number; timeoutMs?: number; vcpus?: number } = {}): Promise<GuestRun> {
+export async function runGuest(
+  cmdline: string,
+  opts: { memBytes?: number; timeoutMs?: number; vcpus?: number } = {},
+): Promise<GuestRun> {
   const chunks: Buffer[] = [];
   const log: string[] = [];
   const t0 = performance.now();
   const machine = XenMachine.boot({
-    elf: readFileSync(GUEST_ELF), elfName: GUEST_ELF, cmdline, memBytes: opts.memBytes ?? 64 << 20, vcpus: opts.vcpus ?? 1,
-    console: (b) => chunks.push(Buffer.from(b)), log: (m) => log.push(m),
+    elf: readFileSync(GUEST_ELF),
+    elfName: GUEST_ELF,
+    cmdline,
+    memBytes: opts.memBytes ?? 64 << 20,
+    vcpus: opts.vcpus ?? 1,
+    console: (b) => chunks.push(Buffer.from(b)),
+    log: (m) => log.push(m),
   });
   let timer: NodeJS.Timeout | undefined;
   try {
     machine.start();
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`guest "${cmdline}" still running after ${opts.timeoutMs ?? 30_000} ms`)), opts.timeoutMs ?? 30_000);
+      timer = setTimeout(
+        () => reject(new Error(`guest "${cmdline}" still running after ${opts.timeoutMs ?? 30_000} ms`)),
+        opts.timeoutMs ?? 30_000,
+      );
     });
     const outcome = await Promise.race([machine.waitForOutcome(), timeout]);
     return { console: Buffer.concat(chunks).toString('latin1'), log, outcome, wallMs: performance.now() - t0 };

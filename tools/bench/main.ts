@@ -61,13 +61,17 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (json) {
-    process.stdout.write(JSON.stringify({ results }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+    process.stdout.write(
+      JSON.stringify({ results }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n',
+    );
   }
   return failed > 0 ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (e: unknown) => {
     console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
     process.exitCode = 1;

@@ -54,7 +54,19 @@ import { join } from 'node:path';
 import type { QmpClient } from '../../src/qmp/client.js';
 import type { QmpEvent } from '../../src/qmp/protocol.js';
 import { GUEST_ELF, REPO_ROOT } from './paths.js';
-import { connectWhenReady, connectWithOptions, freeTcpPort, lostGreetings, type Procs, sleep, stop, tail, type Tracked, waitForText, withScratch } from './procs.js';
+import {
+  connectWhenReady,
+  connectWithOptions,
+  freeTcpPort,
+  lostGreetings,
+  type Procs,
+  sleep,
+  stop,
+  tail,
+  type Tracked,
+  waitForText,
+  withScratch,
+} from './procs.js';
 import { parseTrace, TRACING } from '../../src/trace.js';
 import { detectQemu, qemuArgs, qemuLiveMigrate, type QemuLiveMigration } from './qemu.js';
 
@@ -192,8 +204,18 @@ interface RateResult {
    * the guest's pause (pause -> running at the destination) against STOP ->
    * RESUME; the strict downtime (pause -> answer back) has no QEMU twin.
    */
-  ratios: { totalMs: number | null; totalVsToResume: number | null; sourceShare: number | null; guestPause: number | null };
-  targets: { totalBelowQemu: boolean | null; totalBelowQemuToResume: boolean | null; sourceShareNotAboveQemu: boolean | null; guestPauseNotAboveQemu: boolean | null };
+  ratios: {
+    totalMs: number | null;
+    totalVsToResume: number | null;
+    sourceShare: number | null;
+    guestPause: number | null;
+  };
+  targets: {
+    totalBelowQemu: boolean | null;
+    totalBelowQemuToResume: boolean | null;
+    sourceShareNotAboveQemu: boolean | null;
+    guestPauseNotAboveQemu: boolean | null;
+  };
 }
 
 export async function benchMigrate(): Promise<object> {
@@ -201,11 +223,13 @@ export async function benchMigrate(): Promise<object> {
   REPS = envInt('XENKVM_BENCH_REPS', DEFAULT_REPS, 1);
   SPIN = process.env['XENKVM_BENCH_MIGRATE_SPIN'] === '1';
   const rates = process.env['XENKVM_BENCH_MIGRATE_RATES'];
-  if (rates) RATES_MIBS = rates.split(',').map((r) => {
-    const n = Number(r);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`XENKVM_BENCH_MIGRATE_RATES=${rates}: want MiB/s figures like 0,64,256`);
-    return n;
-  });
+  if (rates)
+    RATES_MIBS = rates.split(',').map((r) => {
+      const n = Number(r);
+      if (!Number.isInteger(n) || n < 0)
+        throw new Error(`XENKVM_BENCH_MIGRATE_RATES=${rates}: want MiB/s figures like 0,64,256`);
+      return n;
+    });
   ALT = process.env['XENKVM_BENCH_MIGRATE_ALT'] || null;
   if (ALT && !existsSync(ALT)) throw new Error(`XENKVM_BENCH_MIGRATE_ALT=${ALT}: no such file`);
   const vmms = process.env['XENKVM_BENCH_MIGRATE_VMMS'];
@@ -215,9 +239,19 @@ export async function benchMigrate(): Promise<object> {
     if (!existsSync(GUEST_ELF)) throw new Error(`${GUEST_ELF} is missing (npm run build:guest)`);
     const detect = detectQemu(console.log);
     const qemu = detect.ok && VMMS.has('qemu') ? detect.qemu : null;
-    const qemuSkipped = !VMMS.has('qemu') ? 'not asked for (XENKVM_BENCH_MIGRATE_VMMS)' : detect.ok ? null : detect.reason;
-    console.log(qemu ? `migrate: QEMU ${qemu.version} (${qemu.how}); -cpu qemu64 -smp ${VCPUS}` : `migrate: QEMU figures skipped: ${qemuSkipped}`);
-    console.log(`migrate: ${MEM_MIB} MiB guest, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms, ${REPS} run(s) per VMM and dirty rate${SPIN ? ', both guests spinning (XENKVM_BENCH_MIGRATE_SPIN=1)' : ''}`);
+    const qemuSkipped = !VMMS.has('qemu')
+      ? 'not asked for (XENKVM_BENCH_MIGRATE_VMMS)'
+      : detect.ok
+        ? null
+        : detect.reason;
+    console.log(
+      qemu
+        ? `migrate: QEMU ${qemu.version} (${qemu.how}); -cpu qemu64 -smp ${VCPUS}`
+        : `migrate: QEMU figures skipped: ${qemuSkipped}`,
+    );
+    console.log(
+      `migrate: ${MEM_MIB} MiB guest, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms, ${REPS} run(s) per VMM and dirty rate${SPIN ? ', both guests spinning (XENKVM_BENCH_MIGRATE_SPIN=1)' : ''}`,
+    );
 
     const rates: RateResult[] = [];
     for (const rate of RATES_MIBS) {
@@ -236,20 +270,28 @@ export async function benchMigrate(): Promise<object> {
             const bin = vmm === 'alt' ? ALT! : XENKVM;
             const r = await attempt(rep, () => xenkvmRun(procs, join(dir, `${vmm}-${rate}-${rep}`), cmdline, rep, bin));
             (vmm === 'alt' ? ar : xr).push(r);
-            console.log(r.ok
-              ? `${label}: total ${r.totalMs.toFixed(0)} ms, downtime ${r.downtimeMs.toFixed(1)} ms (guest paused ${r.guestDowntimeMs.toFixed(1)}, to END ${r.toEndMs.toFixed(1)}), ${(r.bytes / MiB).toFixed(1)} MiB, ${r.rounds} rounds + final (${r.finalPages} pages), ${r.converged}` +
-                `, ${r.mbps.toFixed(0)} MiB/s; phases ${phaseText(r.phases)}; command ${r.commandMs.toFixed(0)} ms; boot ${(r.bootMs / 1000).toFixed(1)} s`
-              : `${label}: FAILED: ${r.error}`);
-            if (r.ok && rep === 0) console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
+            console.log(
+              r.ok
+                ? `${label}: total ${r.totalMs.toFixed(0)} ms, downtime ${r.downtimeMs.toFixed(1)} ms (guest paused ${r.guestDowntimeMs.toFixed(1)}, to END ${r.toEndMs.toFixed(1)}), ${(r.bytes / MiB).toFixed(1)} MiB, ${r.rounds} rounds + final (${r.finalPages} pages), ${r.converged}` +
+                    `, ${r.mbps.toFixed(0)} MiB/s; phases ${phaseText(r.phases)}; command ${r.commandMs.toFixed(0)} ms; boot ${(r.bootMs / 1000).toFixed(1)} s`
+                : `${label}: FAILED: ${r.error}`,
+            );
+            if (r.ok && rep === 0)
+              console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
           } else if (vmm === 'qemu' && qemu) {
-            const r = await attempt(rep, () => qemuRun(procs, qemu.binary, join(dir, `q-${rate}-${rep}`), cmdline, rep));
+            const r = await attempt(rep, () =>
+              qemuRun(procs, qemu.binary, join(dir, `q-${rate}-${rep}`), cmdline, rep),
+            );
             qr.push(r);
-            console.log(r.ok
-              ? `${label}: total ${r.totalMs.toFixed(0)} ms (setup ${r.setupMs.toFixed(0)}), downtime ${r.downtimeMs.toFixed(1)} ms (to RESUME ${r.toResumeMs.toFixed(0)} ms, STOP->RESUME ${r.stopToResumeMs.toFixed(1)} ms), ${(r.bytes / MiB).toFixed(1)} MiB, ${r.syncs} dirty syncs` +
-                `${r.forced ? `, forced after ${(r.forced.afterMs / 1000).toFixed(1)} s (${r.forced.why})` : ''}, ${r.mbps.toFixed(0)} Mbit/s` +
-                `${r.lastActive && r.lastActive.dirtyPagesRate > 0 ? `; QEMU's dirty-pages-rate ${((r.lastActive.dirtyPagesRate * 4096) / MiB).toFixed(0)} MiB/s` : ''}; boot ${(r.bootMs / 1000).toFixed(1)} s`
-              : `${label}: FAILED: ${r.error}`);
-            if (r.ok && rep === 0) console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
+            console.log(
+              r.ok
+                ? `${label}: total ${r.totalMs.toFixed(0)} ms (setup ${r.setupMs.toFixed(0)}), downtime ${r.downtimeMs.toFixed(1)} ms (to RESUME ${r.toResumeMs.toFixed(0)} ms, STOP->RESUME ${r.stopToResumeMs.toFixed(1)} ms), ${(r.bytes / MiB).toFixed(1)} MiB, ${r.syncs} dirty syncs` +
+                    `${r.forced ? `, forced after ${(r.forced.afterMs / 1000).toFixed(1)} s (${r.forced.why})` : ''}, ${r.mbps.toFixed(0)} Mbit/s` +
+                    `${r.lastActive && r.lastActive.dirtyPagesRate > 0 ? `; QEMU's dirty-pages-rate ${((r.lastActive.dirtyPagesRate * 4096) / MiB).toFixed(0)} MiB/s` : ''}; boot ${(r.bootMs / 1000).toFixed(1)} s`
+                : `${label}: FAILED: ${r.error}`,
+            );
+            if (r.ok && rep === 0)
+              console.log(`      guest at the source: "${r.dirtyLine}"; at the destination: "${r.afterLine}"`);
           }
         }
       }
@@ -258,11 +300,23 @@ export async function benchMigrate(): Promise<object> {
 
     printTables(rates);
     const met = printTargets(rates);
-    if (lostGreetings > 0) console.log(`migrate: ${lostGreetings} control-socket connection(s) got no greeting and were retried`);
+    if (lostGreetings > 0)
+      console.log(`migrate: ${lostGreetings} control-socket connection(s) got no greeting and were retried`);
     console.log(`\nmigrate: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return {
-      memMiB: MEM_MIB, vcpus: VCPUS, downtimeTargetMs: DOWNTIME_MS, reps: REPS, spin: SPIN, maxRounds: MAX_ROUNDS, giveUpMs: GIVE_UP_MS,
-      qemu, qemuSkipped, rates, targets: met, lostGreetings, seconds: (performance.now() - t0) / 1000,
+      memMiB: MEM_MIB,
+      vcpus: VCPUS,
+      downtimeTargetMs: DOWNTIME_MS,
+      reps: REPS,
+      spin: SPIN,
+      maxRounds: MAX_ROUNDS,
+      giveUpMs: GIVE_UP_MS,
+      qemu,
+      qemuSkipped,
+      rates,
+      targets: met,
+      lostGreetings,
+      seconds: (performance.now() - t0) / 1000,
     };
   });
 }
@@ -280,7 +334,9 @@ function oneLine(s: string): string {
 }
 
 function phaseText(p: Record<string, unknown>): string {
-  return Object.entries(p).map(([k, v]) => `${k.replace(/Ms$/, '')} ${typeof v === 'number' ? v.toFixed(1) : String(v)}`).join(', ');
+  return Object.entries(p)
+    .map(([k, v]) => `${k.replace(/Ms$/, '')} ${typeof v === 'number' ? v.toFixed(1) : String(v)}`)
+    .join(', ');
 }
 
 const DIRTY_START = /^dirty: \d+ MiB\/s over .*$/m;
@@ -298,22 +354,54 @@ async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number
   try {
     await waitForText(dst, () => dst.stderr, /waiting for a guest on/, LISTEN_WAIT_MS, 'xenkvm receive listening');
     const b0 = performance.now();
-    const s = procs.spawn(process.execPath, [XENKVM, 'run', GUEST_ELF, '--mem', `${MEM_MIB}M`, '--vcpus', String(VCPUS), '--cmdline', cmdline, '--qmp', ssock]);
+    const s = procs.spawn(process.execPath, [
+      XENKVM,
+      'run',
+      GUEST_ELF,
+      '--mem',
+      `${MEM_MIB}M`,
+      '--vcpus',
+      String(VCPUS),
+      '--cmdline',
+      cmdline,
+      '--qmp',
+      ssock,
+    ]);
     src = s;
-    const dirtyLine = (await waitForText(s, () => s.stdout, DIRTY_START, DIRTY_WAIT_MS, 'xenkvm guest first dirty line'))[0];
+    const dirtyLine = (
+      await waitForText(s, () => s.stdout, DIRTY_START, DIRTY_WAIT_MS, 'xenkvm guest first dirty line')
+    )[0];
     const bootMs = performance.now() - b0;
     await sleep(SETTLE_MS);
-    if (s.done) throw new Error(`xenkvm source exited (${await s.exited}) before the migration; stderr: ${tail(s.stderr)}`);
+    if (s.done)
+      throw new Error(`xenkvm source exited (${await s.exited}) before the migration; stderr: ${tail(s.stderr)}`);
 
-    const m = procs.spawn(process.execPath, [XENKVM, 'migrate', '--qmp', ssock, '--to', to, '--downtime-ms', String(DOWNTIME_MS), '--json']);
+    const m = procs.spawn(process.execPath, [
+      XENKVM,
+      'migrate',
+      '--qmp',
+      ssock,
+      '--to',
+      to,
+      '--downtime-ms',
+      String(DOWNTIME_MS),
+      '--json',
+    ]);
     const c0 = performance.now();
     const killer = setTimeout(() => m.child.kill('SIGKILL'), MIGRATE_WAIT_MS);
     const code = await m.exited;
     clearTimeout(killer);
     const commandMs = performance.now() - c0;
     if (code !== 0) {
-      const why = m.stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '').pop() ?? '(no message)';
-      throw new Error(`xenkvm migrate exited ${code}${commandMs >= MIGRATE_WAIT_MS ? ` (killed after ${MIGRATE_WAIT_MS / 1000} s)` : ''}: ${why}`);
+      const why =
+        m.stderr
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l !== '')
+          .pop() ?? '(no message)';
+      throw new Error(
+        `xenkvm migrate exited ${code}${commandMs >= MIGRATE_WAIT_MS ? ` (killed after ${MIGRATE_WAIT_MS / 1000} s)` : ''}: ${why}`,
+      );
     }
     let r: Record<string, unknown>;
     try {
@@ -327,16 +415,40 @@ async function xenkvmRun(procs: Procs, dir: string, cmdline: string, rep: number
     const srcKiller = setTimeout(() => s.child.kill('SIGKILL'), AFTER_WAIT_MS);
     const sourceExit = await s.exited;
     clearTimeout(srcKiller);
-    if (sourceExit !== 0) throw new Error(`xenkvm source exited ${sourceExit} after the migration (0 expected${sourceExit === 'SIGKILL' ? `; still running ${AFTER_WAIT_MS / 1000} s later, killed` : ''}); stderr: ${tail(s.stderr)}`);
+    if (sourceExit !== 0)
+      throw new Error(
+        `xenkvm source exited ${sourceExit} after the migration (0 expected${sourceExit === 'SIGKILL' ? `; still running ${AFTER_WAIT_MS / 1000} s later, killed` : ''}); stderr: ${tail(s.stderr)}`,
+      );
     dq = await connectWhenReady(dst, dsock, AFTER_WAIT_MS);
     const status = ((await dq.execute('query-status')) as { status?: string }).status;
-    if (status !== 'running') throw new Error(`xenkvm destination is '${status}' after the migration, not running; stderr: ${tail(dst.stderr)}`);
-    const afterLine = (await waitForText(dst, () => dst.stdout, DIRTY_STATUS, AFTER_WAIT_MS, 'xenkvm destination guest status line'))[0];
+    if (status !== 'running')
+      throw new Error(
+        `xenkvm destination is '${status}' after the migration, not running; stderr: ${tail(dst.stderr)}`,
+      );
+    const afterLine = (
+      await waitForText(dst, () => dst.stdout, DIRTY_STATUS, AFTER_WAIT_MS, 'xenkvm destination guest status line')
+    )[0];
     if (TRACING) printTimeline([...parseTrace(s.stderr), ...parseTrace(dst.stderr)]);
     return {
-      ok: true, rep, totalMs: Number(r['totalMs']), downtimeMs: Number(r['downtimeMs']), guestDowntimeMs: Number(r['guestDowntimeMs'] ?? NaN), toEndMs: toEnd(r['phases']), bytes: Number(r['bytes']), rounds: Number(r['rounds']),
-      converged: String(r['converged']), mbps: Number(r['mbps']), dataPages: Number(r['dataPages']), zeroPages: Number(r['zeroPages']),
-      finalPages: Number(r['finalPages']), phases: (r['phases'] ?? {}) as Record<string, unknown>, commandMs, bootMs, dirtyLine, sourceExit, afterLine,
+      ok: true,
+      rep,
+      totalMs: Number(r['totalMs']),
+      downtimeMs: Number(r['downtimeMs']),
+      guestDowntimeMs: Number(r['guestDowntimeMs'] ?? NaN),
+      toEndMs: toEnd(r['phases']),
+      bytes: Number(r['bytes']),
+      rounds: Number(r['rounds']),
+      converged: String(r['converged']),
+      mbps: Number(r['mbps']),
+      dataPages: Number(r['dataPages']),
+      zeroPages: Number(r['zeroPages']),
+      finalPages: Number(r['finalPages']),
+      phases: (r['phases'] ?? {}) as Record<string, unknown>,
+      commandMs,
+      bootMs,
+      dirtyLine,
+      sourceExit,
+      afterLine,
     };
   } finally {
     // `xenkvm ctl D quit`, without a node start-up: the same QMP command; a
@@ -378,29 +490,45 @@ async function qemuRun(procs: Procs, binary: string, dir: string, cmdline: strin
   let sq: QmpClient | null = null;
   try {
     // QEMU listens for the incoming migration before its main loop (and QMP) runs.
-    dq = await connectWithOptions(dst, dsock, LISTEN_WAIT_MS, { commandTimeoutMs: 30_000, onEvent: (e) => events.dst.push(e) });
+    dq = await connectWithOptions(dst, dsock, LISTEN_WAIT_MS, {
+      commandTimeoutMs: 30_000,
+      onEvent: (e) => events.dst.push(e),
+    });
     const b0 = performance.now();
     const s = procs.spawn(binary, [...qemuArgs({ ...o, log: slog, qmp: ssock }), ...smp]);
     src = s;
-    sq = await connectWithOptions(s, ssock, LISTEN_WAIT_MS, { commandTimeoutMs: 30_000, onEvent: (e) => events.src.push(e) });
+    sq = await connectWithOptions(s, ssock, LISTEN_WAIT_MS, {
+      commandTimeoutMs: 30_000,
+      onEvent: (e) => events.src.push(e),
+    });
     const read = (p: string) => () => (existsSync(p) ? readFileSync(p, 'utf8') : '');
     const dirtyLine = (await waitForText(s, read(slog), DIRTY_START, DIRTY_WAIT_MS, 'QEMU guest first dirty line'))[0];
     const bootMs = performance.now() - b0;
     await sleep(SETTLE_MS);
-    if (s.done) throw new Error(`QEMU source exited (${await s.exited}) before the migration; stderr: ${tail(s.stderr)}`);
+    if (s.done)
+      throw new Error(`QEMU source exited (${await s.exited}) before the migration; stderr: ${tail(s.stderr)}`);
 
-    const mig = await qemuLiveMigrate(sq, uri, { downtimeLimitMs: DOWNTIME_MS, maxRounds: MAX_ROUNDS, forceAfterMs: GIVE_UP_MS, timeoutMs: MIGRATE_WAIT_MS });
+    const mig = await qemuLiveMigrate(sq, uri, {
+      downtimeLimitMs: DOWNTIME_MS,
+      maxRounds: MAX_ROUNDS,
+      forceAfterMs: GIVE_UP_MS,
+      timeoutMs: MIGRATE_WAIT_MS,
+    });
 
     // The destination starts the VM by itself (-incoming without -S).
     const end = performance.now() + AFTER_WAIT_MS;
     for (;;) {
       const st = ((await dq.execute('query-status')) as { status?: string }).status;
       if (st === 'running') break;
-      if (st !== 'inmigrate' && st !== 'paused' && st !== 'restore-vm' && st !== 'prelaunch') throw new Error(`QEMU destination: status '${st}' after the migration; stderr: ${tail(dst.stderr)}`);
-      if (performance.now() > end) throw new Error(`QEMU destination: not running ${AFTER_WAIT_MS / 1000} s after the migration (status '${st}')`);
+      if (st !== 'inmigrate' && st !== 'paused' && st !== 'restore-vm' && st !== 'prelaunch')
+        throw new Error(`QEMU destination: status '${st}' after the migration; stderr: ${tail(dst.stderr)}`);
+      if (performance.now() > end)
+        throw new Error(`QEMU destination: not running ${AFTER_WAIT_MS / 1000} s after the migration (status '${st}')`);
       await sleep(5);
     }
-    const afterLine = (await waitForText(dst, read(dlog), DIRTY_STATUS, AFTER_WAIT_MS, 'QEMU destination guest status line'))[0];
+    const afterLine = (
+      await waitForText(dst, read(dlog), DIRTY_STATUS, AFTER_WAIT_MS, 'QEMU destination guest status line')
+    )[0];
     // Events can trail the replies by a little.
     const evEnd = performance.now() + 2000;
     let stopEv: QmpEvent | undefined;
@@ -411,13 +539,26 @@ async function qemuRun(procs: Procs, binary: string, dir: string, cmdline: strin
       if ((stopEv && resumeEv) || performance.now() > evEnd) break;
       await sleep(5);
     }
-    if (!stopEv || !resumeEv) throw new Error(`QEMU: no ${stopEv ? '' : 'STOP event from the source '}${resumeEv ? '' : 'RESUME event from the destination'} seen`);
+    if (!stopEv || !resumeEv)
+      throw new Error(
+        `QEMU: no ${stopEv ? '' : 'STOP event from the source '}${resumeEv ? '' : 'RESUME event from the destination'} seen`,
+      );
     return {
-      ...mig, ok: true, rep, converged: mig.forced === null, stopToResumeMs: eventMs(resumeEv) - eventMs(stopEv), toResumeMs: eventMs(resumeEv) - mig.startedAtEpochMs,
-      bootMs, dirtyLine, afterLine,
+      ...mig,
+      ok: true,
+      rep,
+      converged: mig.forced === null,
+      stopToResumeMs: eventMs(resumeEv) - eventMs(stopEv),
+      toResumeMs: eventMs(resumeEv) - mig.startedAtEpochMs,
+      bootMs,
+      dirtyLine,
+      afterLine,
     };
   } finally {
-    for (const [t, q] of [[src, sq], [dst, dq]] as const) {
+    for (const [t, q] of [
+      [src, sq],
+      [dst, dq],
+    ] as const) {
       if (t) await stop(t, async () => q?.execute('quit', undefined, { timeoutMs: 3000 }));
       q?.close();
     }
@@ -434,33 +575,56 @@ function toEnd(phases: unknown): number {
 function xenkvmSummary(xr: (XenkvmRun | Failed)[]): VmmSummary {
   const xok = xr.filter((r): r is XenkvmRun => r.ok);
   return {
-    totalMs: range(xok.map((r) => r.totalMs)), downtimeMs: range(xok.map((r) => r.downtimeMs)), mibSent: range(xok.map((r) => r.bytes / MiB)),
-    guestDowntimeMs: range(xok.map((r) => r.guestDowntimeMs)), toEndMs: range(xok.map((r) => r.toEndMs)),
-    rounds: range(xok.map((r) => r.rounds)), ok: xok.length, failed: xr.length - xok.length, converged: xok.filter((r) => r.converged === 'downtime').length,
+    totalMs: range(xok.map((r) => r.totalMs)),
+    downtimeMs: range(xok.map((r) => r.downtimeMs)),
+    mibSent: range(xok.map((r) => r.bytes / MiB)),
+    guestDowntimeMs: range(xok.map((r) => r.guestDowntimeMs)),
+    toEndMs: range(xok.map((r) => r.toEndMs)),
+    rounds: range(xok.map((r) => r.rounds)),
+    ok: xok.length,
+    failed: xr.length - xok.length,
+    converged: xok.filter((r) => r.converged === 'downtime').length,
   };
 }
 
-function summarizeRate(rate: number, cmdline: string, xr: (XenkvmRun | Failed)[], qr: (QemuRun | Failed)[] | null, ar: (XenkvmRun | Failed)[] | null): RateResult {
+function summarizeRate(
+  rate: number,
+  cmdline: string,
+  xr: (XenkvmRun | Failed)[],
+  qr: (QemuRun | Failed)[] | null,
+  ar: (XenkvmRun | Failed)[] | null,
+): RateResult {
   const xs = xenkvmSummary(xr);
   let qs: VmmSummary | null = null;
   if (qr) {
     const qok = qr.filter((r): r is QemuRun => r.ok);
     qs = {
-      totalMs: range(qok.map((r) => r.totalMs)), downtimeMs: range(qok.map((r) => r.downtimeMs)), mibSent: range(qok.map((r) => r.bytes / MiB)),
-      rounds: range(qok.map((r) => r.syncs)), stopToResumeMs: range(qok.map((r) => r.stopToResumeMs)), toResumeMs: range(qok.map((r) => r.toResumeMs)),
-      ok: qok.length, failed: qr.length - qok.length, converged: qok.filter((r) => r.converged).length,
+      totalMs: range(qok.map((r) => r.totalMs)),
+      downtimeMs: range(qok.map((r) => r.downtimeMs)),
+      mibSent: range(qok.map((r) => r.bytes / MiB)),
+      rounds: range(qok.map((r) => r.syncs)),
+      stopToResumeMs: range(qok.map((r) => r.stopToResumeMs)),
+      toResumeMs: range(qok.map((r) => r.toResumeMs)),
+      ok: qok.length,
+      failed: qr.length - qok.length,
+      converged: qok.filter((r) => r.converged).length,
     };
   }
-  const ratio = (a: Range | null | undefined, b: Range | null | undefined) => (a && b && b.median > 0 ? a.median / b.median : null);
-  const cmp = (a: Range | null | undefined, b: Range | null | undefined, f: (x: number, y: number) => boolean) => (a && b ? f(a.median, b.median) : null);
+  const ratio = (a: Range | null | undefined, b: Range | null | undefined) =>
+    a && b && b.median > 0 ? a.median / b.median : null;
+  const cmp = (a: Range | null | undefined, b: Range | null | undefined, f: (x: number, y: number) => boolean) =>
+    a && b ? f(a.median, b.median) : null;
   return {
-    dirtyMiBs: rate, cmdline,
+    dirtyMiBs: rate,
+    cmdline,
     xenkvm: { runs: xr, summary: xs },
     alt: ar ? { bin: ALT!, runs: ar, summary: xenkvmSummary(ar) } : null,
     qemu: qr && qs ? { runs: qr, summary: qs } : null,
     ratios: {
-      totalMs: ratio(xs.totalMs, qs?.totalMs), totalVsToResume: ratio(xs.totalMs, qs?.toResumeMs),
-      sourceShare: ratio(xs.toEndMs, qs?.downtimeMs), guestPause: ratio(xs.guestDowntimeMs, qs?.stopToResumeMs),
+      totalMs: ratio(xs.totalMs, qs?.totalMs),
+      totalVsToResume: ratio(xs.totalMs, qs?.toResumeMs),
+      sourceShare: ratio(xs.toEndMs, qs?.downtimeMs),
+      guestPause: ratio(xs.guestDowntimeMs, qs?.stopToResumeMs),
     },
     targets: {
       totalBelowQemu: cmp(xs.totalMs, qs?.totalMs, (x, q) => x < q),
@@ -482,38 +646,106 @@ function fmtRatio(x: number | null): string {
 }
 
 function printTables(rates: RateResult[]): void {
-  console.log(`\nmigrate: ${MEM_MIB} MiB, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms; median (min–max) of the runs that completed`);
-  const head = ['dirty', 'vmm', 'total ms', 'to answer ms', 'guest paused ms', 'source share ms', 'MiB sent', 'rounds', 'converged', 'failed'];
+  console.log(
+    `\nmigrate: ${MEM_MIB} MiB, ${VCPUS} vCPUs, loopback TCP, downtime target ${DOWNTIME_MS} ms; median (min–max) of the runs that completed`,
+  );
+  const head = [
+    'dirty',
+    'vmm',
+    'total ms',
+    'to answer ms',
+    'guest paused ms',
+    'source share ms',
+    'MiB sent',
+    'rounds',
+    'converged',
+    'failed',
+  ];
   const lines: string[][] = [head];
-  const xenkvmLine = (dirty: string, vmm: string, x: VmmSummary) =>
-    [dirty, vmm, fmtRange(x.totalMs), fmtRange(x.downtimeMs, 1), fmtRange(x.guestDowntimeMs, 1), fmtRange(x.toEndMs, 1), fmtRange(x.mibSent, 1), fmtRange(x.rounds), `${x.converged}/${x.ok}`, String(x.failed)];
+  const xenkvmLine = (dirty: string, vmm: string, x: VmmSummary) => [
+    dirty,
+    vmm,
+    fmtRange(x.totalMs),
+    fmtRange(x.downtimeMs, 1),
+    fmtRange(x.guestDowntimeMs, 1),
+    fmtRange(x.toEndMs, 1),
+    fmtRange(x.mibSent, 1),
+    fmtRange(x.rounds),
+    `${x.converged}/${x.ok}`,
+    String(x.failed),
+  ];
   for (const r of rates) {
     const x = r.xenkvm.summary;
     lines.push(xenkvmLine(`${r.dirtyMiBs} MiB/s`, 'xenkvm', x));
     if (r.alt) lines.push(xenkvmLine('', 'xenkvm ALT', r.alt.summary));
     if (r.qemu) {
       const q = r.qemu.summary;
-      lines.push(['', 'QEMU', fmtRange(q.totalMs), '-', fmtRange(q.stopToResumeMs, 1), fmtRange(q.downtimeMs, 1), fmtRange(q.mibSent, 1), fmtRange(q.rounds), `${q.converged}/${q.ok}`, String(q.failed)]);
+      lines.push([
+        '',
+        'QEMU',
+        fmtRange(q.totalMs),
+        '-',
+        fmtRange(q.stopToResumeMs, 1),
+        fmtRange(q.downtimeMs, 1),
+        fmtRange(q.mibSent, 1),
+        fmtRange(q.rounds),
+        `${q.converged}/${q.ok}`,
+        String(q.failed),
+      ]);
       lines.push(['', 'QEMU to RESUME', fmtRange(q.toResumeMs), '', '', '', '', '', '', '']);
-      lines.push(['', 'xenkvm/QEMU', fmtRatio(r.ratios.totalMs), '', fmtRatio(r.ratios.guestPause), fmtRatio(r.ratios.sourceShare), ratioOf(x.mibSent, q.mibSent), '', '', '']);
+      lines.push([
+        '',
+        'xenkvm/QEMU',
+        fmtRatio(r.ratios.totalMs),
+        '',
+        fmtRatio(r.ratios.guestPause),
+        fmtRatio(r.ratios.sourceShare),
+        ratioOf(x.mibSent, q.mibSent),
+        '',
+        '',
+        '',
+      ]);
       lines.push(['', 'xenkvm/QEMU to RESUME', fmtRatio(r.ratios.totalVsToResume), '', '', '', '', '', '', '']);
     }
   }
   const w = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   for (const l of lines) console.log(`  ${l.map((c, i) => (i < 2 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ')}`);
   if (ALT) console.log(`  xenkvm ALT: ${ALT}`);
-  console.log('  notes: total: xenkvm from its migrate start to the destination\'s "guest running" answer back at the source; QEMU its');
-  console.log('    total-time (ends when the source is done), and "QEMU to RESUME" from `migrate` to the destination\'s RESUME event.');
-  console.log('    to answer: xenkvm from pausing the source to that answer back (the report\'s downtimeMs); QEMU has no such figure.');
-  console.log('    guest paused: xenkvm from pausing the source to a vCPU running guest code at the destination, the answer\'s one-way');
-  console.log('    trip included (guestDowntimeMs, no clocks compared); QEMU from its source STOP to its destination RESUME event (QMP');
+  console.log(
+    '  notes: total: xenkvm from its migrate start to the destination\'s "guest running" answer back at the source; QEMU its',
+  );
+  console.log(
+    '    total-time (ends when the source is done), and "QEMU to RESUME" from `migrate` to the destination\'s RESUME event.',
+  );
+  console.log(
+    "    to answer: xenkvm from pausing the source to that answer back (the report's downtimeMs); QEMU has no such figure.",
+  );
+  console.log(
+    "    guest paused: xenkvm from pausing the source to a vCPU running guest code at the destination, the answer's one-way",
+  );
+  console.log(
+    '    trip included (guestDowntimeMs, no clocks compared); QEMU from its source STOP to its destination RESUME event (QMP',
+  );
   console.log('    timestamps), which leaves out stopping the vCPUs and starting them again.');
-  console.log('    source share: xenkvm from pausing the source to END written (phases pause + finalPages + state); QEMU its own');
-  console.log('    `downtime`, from stopping the source to the source done, before its destination has loaded the state.');
-  console.log('    rounds: xenkvm pre-copy rounds (round 0 included, the paused final one not); QEMU ram.dirty-sync-count (its set-up and');
-  console.log(`    final syncs included, so ~rounds + 1). converged: runs that met the target; the others stopped at ${MAX_ROUNDS} rounds / ${GIVE_UP_MS / 1000} s`);
-  console.log('    and paused anyway (xenkvm --on-timeout pause; QEMU: the bench raised downtime-limit to its maximum).');
-  if (!SPIN) console.log('    Without Xen the guest paces `dirty` by spinning: QEMU\'s source vCPU burns a core during the migration, xenkvm\'s sleeps (1 ms ticks).');
+  console.log(
+    '    source share: xenkvm from pausing the source to END written (phases pause + finalPages + state); QEMU its own',
+  );
+  console.log(
+    '    `downtime`, from stopping the source to the source done, before its destination has loaded the state.',
+  );
+  console.log(
+    '    rounds: xenkvm pre-copy rounds (round 0 included, the paused final one not); QEMU ram.dirty-sync-count (its set-up and',
+  );
+  console.log(
+    `    final syncs included, so ~rounds + 1). converged: runs that met the target; the others stopped at ${MAX_ROUNDS} rounds / ${GIVE_UP_MS / 1000} s`,
+  );
+  console.log(
+    '    and paused anyway (xenkvm --on-timeout pause; QEMU: the bench raised downtime-limit to its maximum).',
+  );
+  if (!SPIN)
+    console.log(
+      "    Without Xen the guest paces `dirty` by spinning: QEMU's source vCPU burns a core during the migration, xenkvm's sleeps (1 ms ticks).",
+    );
 }
 
 function ratioOf(a: Range | null | undefined, b: Range | null | undefined): string {
@@ -522,15 +754,19 @@ function ratioOf(a: Range | null | undefined, b: Range | null | undefined): stri
 
 function printTargets(rates: RateResult[]): Record<string, unknown> {
   const say = (v: boolean | null) => (v === null ? 'not measured' : v ? 'MET' : 'NOT MET');
-  console.log(`\ntargets (medians; same ${DOWNTIME_MS} ms downtime target; each pair over the same span): downtime <= QEMU's, total time < QEMU's`);
+  console.log(
+    `\ntargets (medians; same ${DOWNTIME_MS} ms downtime target; each pair over the same span): downtime <= QEMU's, total time < QEMU's`,
+  );
   const out: Record<string, unknown> = {};
   for (const r of rates) {
     const x = r.xenkvm.summary;
     const q = r.qemu?.summary;
     const m = (a: Range | null | undefined) => (a ? a.median.toFixed(1) : '-');
-    console.log(`  ${String(r.dirtyMiBs).padStart(3)} MiB/s: guest paused ${say(r.targets.guestPauseNotAboveQemu)} (${m(x.guestDowntimeMs)} vs STOP->RESUME ${m(q?.stopToResumeMs)} ms),` +
-      ` source share ${say(r.targets.sourceShareNotAboveQemu)} (${m(x.toEndMs)} vs own downtime ${m(q?.downtimeMs)} ms),` +
-      ` total ${say(r.targets.totalBelowQemu)} (${m(x.totalMs)} vs ${m(q?.totalMs)} ms; vs to RESUME ${m(q?.toResumeMs)}: ${say(r.targets.totalBelowQemuToResume)})`);
+    console.log(
+      `  ${String(r.dirtyMiBs).padStart(3)} MiB/s: guest paused ${say(r.targets.guestPauseNotAboveQemu)} (${m(x.guestDowntimeMs)} vs STOP->RESUME ${m(q?.stopToResumeMs)} ms),` +
+        ` source share ${say(r.targets.sourceShareNotAboveQemu)} (${m(x.toEndMs)} vs own downtime ${m(q?.downtimeMs)} ms),` +
+        ` total ${say(r.targets.totalBelowQemu)} (${m(x.totalMs)} vs ${m(q?.totalMs)} ms; vs to RESUME ${m(q?.toResumeMs)}: ${say(r.targets.totalBelowQemuToResume)})`,
+    );
     out[`${r.dirtyMiBs}`] = r.targets;
   }
   return out;
@@ -550,7 +786,10 @@ function printTimeline(marks: Array<{ side: string; label: string; at: number }>
   let readBytes = 0;
   let lastRead = 0;
   const flushReads = (): void => {
-    if (reads > 0) rows.push(`${(lastRead - pause.at).toFixed(2).padStart(8)}  destination  ${reads} reads, ${(readBytes / 1024).toFixed(0)} KiB (last at this time)`);
+    if (reads > 0)
+      rows.push(
+        `${(lastRead - pause.at).toFixed(2).padStart(8)}  destination  ${reads} reads, ${(readBytes / 1024).toFixed(0)} KiB (last at this time)`,
+      );
     reads = 0;
     readBytes = 0;
   };
@@ -565,5 +804,7 @@ function printTimeline(marks: Array<{ side: string; label: string; at: number }>
     rows.push(`${(m.at - pause.at).toFixed(2).padStart(8)}  ${m.side.padEnd(11)}  ${m.label}`);
   }
   flushReads();
-  console.log(`      trace (ms after the source paused at ${pause.at.toFixed(3)} ms since the epoch):\n${rows.map((r) => `      ${r}`).join('\n')}`);
+  console.log(
+    `      trace (ms after the source paused at ${pause.at.toFixed(3)} ms since the epoch):\n${rows.map((r) => `      ${r}`).join('\n')}`,
+  );
 }

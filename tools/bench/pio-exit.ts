@@ -47,7 +47,13 @@ export function runPioExit(opts: { n: number; syncRegs: boolean }): CPioResult {
     return v;
   };
   return {
-    n: need('n'), syncRegs: need('sync_regs') === 1, minNs: need('min_ns'), medianNs: need('median_ns'), p99Ns: need('p99_ns'),
-    maxNs: need('max_ns'), meanNs: need('mean_ns'), tscKhz: Math.max(0, need('tsc_khz')),
+    n: need('n'),
+    syncRegs: need('sync_regs') === 1,
+    minNs: need('min_ns'),
+    medianNs: need('median_ns'),
+    p99Ns: need('p99_ns'),
+    maxNs: need('max_ns'),
+    meanNs: need('mean_ns'),
+    tscKhz: Math.max(0, need('tsc_khz')),
   };
 }

@@ -34,7 +34,8 @@ export interface PioWorkerDone {
   error: string | null;
 }
 
-const EINTR = 4, EAGAIN = 11;
+const EINTR = 4,
+  EAGAIN = 11;
 const U32 = 0xffffffffn;
 const d = workerData as PioWorkerData;
 const post = (m: PioWorkerDone): void => parentPort!.postMessage(m);
@@ -48,7 +49,13 @@ function main(): void {
   const env = {
     domain: new DomainState(),
     mem: new GuestAccess(viewOf(d.ramAddr, d.ramSize)),
-    services: { consoleWrite() {}, shutdown() {}, warnOnce(_k: string, m: string) { throw new Error(m); } },
+    services: {
+      consoleWrite() {},
+      shutdown() {},
+      warnOnce(_k: string, m: string) {
+        throw new Error(m);
+      },
+    },
   } as unknown as HypercallEnv;
   const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: 0 };
   const out = new Float64Array(d.samples);
@@ -58,7 +65,8 @@ function main(): void {
   const g32 = new Uint32Array(vcpu.gpr.buffer, vcpu.gpr.byteOffset, vcpu.gpr.length * 2);
   const dirtyWord = (vcpu.runBytes.byteOffset + offsetOf(S.kvm_run, 'kvm_dirty_regs')) / 4;
   const run32 = new Uint32Array(vcpu.runBytes.buffer);
-  const RAX = Gpr.RAX * 2, RDI = Gpr.RDI * 2;
+  const RAX = Gpr.RAX * 2,
+    RDI = Gpr.RDI * 2;
   const VERSION = (XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR;
   let prev = performance.now();
   let prevReturn = prev;
@@ -66,8 +74,12 @@ function main(): void {
     const t0 = performance.now();
     const r = vcpu.runOnce();
     const t1 = performance.now();
-    if (r === -EINTR || r === -EAGAIN) { i--; continue; }
-    if (r !== Exit.IO || vcpu.ioPort !== HYPERCALL_PORT) throw new Error(`unexpected exit ${r} (port 0x${vcpu.ioPort.toString(16)})`);
+    if (r === -EINTR || r === -EAGAIN) {
+      i--;
+      continue;
+    }
+    if (r !== Exit.IO || vcpu.ioPort !== HYPERCALL_PORT)
+      throw new Error(`unexpected exit ${r} (port 0x${vcpu.ioPort.toString(16)})`);
     if (lean) {
       // The shape a fast path in vcpu-worker.ts could take: decode from 32-bit
       // words, answer the trivial call inline, fall back to the dispatcher.
@@ -85,7 +97,11 @@ function main(): void {
       call.is64 = vcpu.syncCsLong;
       if ((vcpu.syncCsSelector & 3) !== 0) throw new Error('guest is not in ring 0');
       const a = call.args;
-      a[0] = g[Gpr.RDI]!; a[1] = g[Gpr.RSI]!; a[2] = g[Gpr.RDX]!; a[3] = g[Gpr.R10]!; a[4] = g[Gpr.R8]!;
+      a[0] = g[Gpr.RDI]!;
+      a[1] = g[Gpr.RSI]!;
+      a[2] = g[Gpr.RDX]!;
+      a[3] = g[Gpr.R10]!;
+      a[4] = g[Gpr.R8]!;
       env.mem.setPaging(vcpu.syncCr0, vcpu.syncCr3, vcpu.syncCr4, vcpu.syncEfer);
       g[Gpr.RAX] = BigInt.asUintN(64, dispatchHypercall(env, call));
       vcpu.markGprDirty();

@@ -43,9 +43,16 @@ export interface NodePioResult {
 const MEM = 2 << 20;
 /** Iterations of the spin mode's 2-instruction loop between exits. */
 const SPIN_LOOPS = 50;
-const PML4 = 0x1000, PDPT = 0x2000, PD = 0x3000, GDT = 0x4000, CODE = 0x10000, STACK = 0x20000;
+const PML4 = 0x1000,
+  PDPT = 0x2000,
+  PD = 0x3000,
+  GDT = 0x4000,
+  CODE = 0x10000,
+  STACK = 0x20000;
 // x86 architectural bits (SDM vol. 3).
-const P = 1n, RW = 2n, PS = 0x80n;
+const P = 1n,
+  RW = 2n,
+  PS = 0x80n;
 const CR0 = 0x1n | 0x2n | 0x10n | 0x20n | 0x10000n | 0x80000000n; // PE MP ET NE WP PG
 const CR4_PAE = 0x20n;
 const EFER = 0x100n | 0x400n; // LME LMA
@@ -55,15 +62,43 @@ function code(mode: PioMode): number[] {
   if (mode === 'bare') return [...out, 0xeb, 0xfc]; // jmp back 4
   if (mode === 'spin') {
     // mov $17, %eax; out; mov $SPIN_LOOPS, %ecx; 1: dec %ecx; jnz 1b; jmp start
-    return [0xb8, Hypercall.xen_version, 0, 0, 0, ...out, 0xb9, SPIN_LOOPS, 0, 0, 0, 0xff, 0xc9, 0x75, 0xfc, 0xeb, 0xee];
+    return [
+      0xb8,
+      Hypercall.xen_version,
+      0,
+      0,
+      0,
+      ...out,
+      0xb9,
+      SPIN_LOOPS,
+      0,
+      0,
+      0,
+      0xff,
+      0xc9,
+      0x75,
+      0xfc,
+      0xeb,
+      0xee,
+    ];
   }
   return [0xb8, Hypercall.xen_version, 0, 0, 0, ...out, 0xeb, 0xf7]; // mov $17, %eax; out; jmp back 9
 }
 
 function seg(selector: number, isCode: boolean): Segment {
   return {
-    base: 0n, limit: 0xffffffff, selector, type: isCode ? 0xb : 0x3, present: true, dpl: 0,
-    db: !isCode, s: true, l: isCode, g: true, avl: false, unusable: false,
+    base: 0n,
+    limit: 0xffffffff,
+    selector,
+    type: isCode ? 0xb : 0x3,
+    present: true,
+    dpl: 0,
+    db: !isCode,
+    s: true,
+    l: isCode,
+    g: true,
+    avl: false,
+    unusable: false,
   };
 }
 
@@ -87,8 +122,18 @@ export async function runNodePio(mode: PioMode, n: number, warm = 1000): Promise
     const cur = vcpu.getSregs();
     const data = seg(0x10, false);
     const sregs: SpecialRegs = {
-      ...cur, cs: seg(0x08, true), ds: data, es: data, fs: data, gs: data, ss: data,
-      gdt: { base: BigInt(GDT), limit: 23 }, cr0: CR0, cr3: BigInt(PML4), cr4: CR4_PAE, efer: EFER,
+      ...cur,
+      cs: seg(0x08, true),
+      ds: data,
+      es: data,
+      fs: data,
+      gs: data,
+      ss: data,
+      gdt: { base: BigInt(GDT), limit: 23 },
+      cr0: CR0,
+      cr3: BigInt(PML4),
+      cr4: CR4_PAE,
+      efer: EFER,
     };
     vcpu.setSregs(sregs);
     const regs = new Array<bigint>(GPR_COUNT).fill(0n);
@@ -109,7 +154,12 @@ export async function runNodePio(mode: PioMode, n: number, warm = 1000): Promise
     await worker.terminate();
     if (done.error) throw new Error(`PIO worker: ${done.error}`);
     const all = new Float64Array(samples);
-    return { mode, run: summarize(all.subarray(0, n)), iteration: summarize(all.subarray(n, 2 * n)), handler: summarize(all.subarray(2 * n)) };
+    return {
+      mode,
+      run: summarize(all.subarray(0, n)),
+      iteration: summarize(all.subarray(n, 2 * n)),
+      handler: summarize(all.subarray(2 * n)),
+    };
   } finally {
     destroyVcpuHandle(handle);
     ram.destroy();

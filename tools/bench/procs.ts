@@ -27,7 +27,10 @@ export class Procs {
   spawn(cmd: string, args: readonly string[], opts: SpawnOptions = {}): Tracked {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     const t: Tracked = {
-      child, stdout: '', stderr: '', done: false,
+      child,
+      stdout: '',
+      stderr: '',
+      done: false,
       exited: new Promise((resolve) => {
         child.once('exit', (code, signal) => {
           t.done = true;
@@ -43,8 +46,12 @@ export class Procs {
         });
       }),
     };
-    child.stdout?.on('data', (b: Buffer) => { t.stdout += b.toString('utf8'); });
-    child.stderr?.on('data', (b: Buffer) => { t.stderr += b.toString('utf8'); });
+    child.stdout?.on('data', (b: Buffer) => {
+      t.stdout += b.toString('utf8');
+    });
+    child.stderr?.on('data', (b: Buffer) => {
+      t.stderr += b.toString('utf8');
+    });
     this.#live.add(t);
     return t;
   }
@@ -73,13 +80,20 @@ export async function stop(t: Tracked, polite: () => Promise<unknown>, graceMs =
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `read()` until it matches `re`; throws with `what` and the child's output after `timeoutMs` or if it exits. */
-export async function waitForText(t: Tracked | null, read: () => string, re: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+export async function waitForText(
+  t: Tracked | null,
+  read: () => string,
+  re: RegExp,
+  timeoutMs: number,
+  what: string,
+): Promise<RegExpExecArray> {
   const end = performance.now() + timeoutMs;
   for (;;) {
     const m = re.exec(read());
     if (m) return m;
     if (t?.done) throw new Error(`${what}: the process exited (${await t.exited}) first; stderr: ${tail(t.stderr)}`);
-    if (performance.now() > end) throw new Error(`${what}: not seen within ${timeoutMs} ms${t ? `; stderr: ${tail(t.stderr)}` : ''}`);
+    if (performance.now() > end)
+      throw new Error(`${what}: not seen within ${timeoutMs} ms${t ? `; stderr: ${tail(t.stderr)}` : ''}`);
     await sleep(20);
   }
 }
@@ -102,7 +116,10 @@ export let lostGreetings = 0;
 export async function connectWhenReady(t: Tracked, path: string, timeoutMs: number, greetMs = 150): Promise<QmpClient> {
   const end = performance.now() + timeoutMs;
   for (;;) {
-    if (t.done) throw new Error(`${path}: the process exited (${await t.exited}) before its control socket appeared; stderr: ${tail(t.stderr)}`);
+    if (t.done)
+      throw new Error(
+        `${path}: the process exited (${await t.exited}) before its control socket appeared; stderr: ${tail(t.stderr)}`,
+      );
     if (existsSync(path)) {
       try {
         return await QmpClient.connect(path, { connectTimeoutMs: greetMs, commandTimeoutMs: 60_000 });
@@ -112,7 +129,8 @@ export async function connectWhenReady(t: Tracked, path: string, timeoutMs: numb
         if (performance.now() > end) throw e;
       }
     }
-    if (performance.now() > end) throw new Error(`${path}: no control socket within ${timeoutMs} ms; stderr: ${tail(t.stderr)}`);
+    if (performance.now() > end)
+      throw new Error(`${path}: no control socket within ${timeoutMs} ms; stderr: ${tail(t.stderr)}`);
     await sleep(1);
   }
 }
@@ -146,11 +164,20 @@ export function freeTcpPort(): Promise<number> {
  * from the start).  For servers that greet as soon as the socket exists
  * (QEMU); xenkvm's control socket wants connectWhenReady's retries.
  */
-export async function connectWithOptions(t: Tracked, path: string, timeoutMs: number, options: QmpClientOptions): Promise<QmpClient> {
+export async function connectWithOptions(
+  t: Tracked,
+  path: string,
+  timeoutMs: number,
+  options: QmpClientOptions,
+): Promise<QmpClient> {
   const end = performance.now() + timeoutMs;
   while (!existsSync(path)) {
-    if (t.done) throw new Error(`${path}: the process exited (${await t.exited}) before its control socket appeared; stderr: ${tail(t.stderr)}`);
-    if (performance.now() > end) throw new Error(`${path}: no control socket within ${timeoutMs} ms; stderr: ${tail(t.stderr)}`);
+    if (t.done)
+      throw new Error(
+        `${path}: the process exited (${await t.exited}) before its control socket appeared; stderr: ${tail(t.stderr)}`,
+      );
+    if (performance.now() > end)
+      throw new Error(`${path}: no control socket within ${timeoutMs} ms; stderr: ${tail(t.stderr)}`);
     await sleep(5);
   }
   return QmpClient.connect(path, { connectTimeoutMs: Math.max(1000, end - performance.now()), ...options });

@@ -20,7 +20,11 @@ const BINARY = 'qemu-system-x86_64';
 
 function version(): string | null {
   try {
-    const out = execFileSync(BINARY, ['--version'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync(BINARY, ['--version'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return out.split('\n')[0]!.trim();
   } catch {
     return null;
@@ -31,18 +35,29 @@ function version(): string | null {
 export function detectQemu(log: (s: string) => void): QemuDetect {
   const v = version();
   if (v) return { ok: true, qemu: { binary: BINARY, version: v, how: 'found' } };
-  if (process.getuid?.() !== 0) return { ok: false, reason: `${BINARY} is not installed and this is not root, so it cannot be installed (apt-get install qemu-system-x86)` };
+  if (process.getuid?.() !== 0)
+    return {
+      ok: false,
+      reason: `${BINARY} is not installed and this is not root, so it cannot be installed (apt-get install qemu-system-x86)`,
+    };
   log(`  ${BINARY} not found; installing Debian's qemu-system-x86 (apt-get, up to 3 minutes)`);
   try {
     execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86'], {
-      stdio: ['ignore', 'ignore', 'pipe'], timeout: 180_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 180_000,
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
   } catch (e) {
     const err = e as { stderr?: Buffer; message: string };
-    return { ok: false, reason: `apt-get install qemu-system-x86 failed: ${tail(err.stderr?.toString() ?? err.message, 200)}` };
+    return {
+      ok: false,
+      reason: `apt-get install qemu-system-x86 failed: ${tail(err.stderr?.toString() ?? err.message, 200)}`,
+    };
   }
   const after = version();
-  return after ? { ok: true, qemu: { binary: BINARY, version: after, how: 'installed' } } : { ok: false, reason: `apt-get installed qemu-system-x86 but ${BINARY} --version still fails` };
+  return after
+    ? { ok: true, qemu: { binary: BINARY, version: after, how: 'installed' } }
+    : { ok: false, reason: `apt-get installed qemu-system-x86 but ${BINARY} --version still fails` };
 }
 
 /**
@@ -51,11 +66,35 @@ export function detectQemu(log: (s: string) => void): QemuDetect {
  * IA32_ARCH_CAPABILITIES); qemu64 has no pdpe1gb, which the guest does not
  * use anyway (1 GiB pages triple-fault under PVM).
  */
-export function qemuArgs(o: { memMiB: number; elf: string; cmdline: string; log: string; qmp: string; incoming?: string }): string[] {
+export function qemuArgs(o: {
+  memMiB: number;
+  elf: string;
+  cmdline: string;
+  log: string;
+  qmp: string;
+  incoming?: string;
+}): string[] {
   const args = [
-    '-accel', 'kvm', '-machine', 'pc', '-cpu', 'qemu64', '-m', `${o.memMiB}M`, '-nographic', '-no-reboot',
-    '-kernel', o.elf, '-append', o.cmdline, '-debugcon', `file:${o.log}`,
-    '-qmp', `unix:${o.qmp},server=on,wait=off`, '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
+    '-accel',
+    'kvm',
+    '-machine',
+    'pc',
+    '-cpu',
+    'qemu64',
+    '-m',
+    `${o.memMiB}M`,
+    '-nographic',
+    '-no-reboot',
+    '-kernel',
+    o.elf,
+    '-append',
+    o.cmdline,
+    '-debugcon',
+    `file:${o.log}`,
+    '-qmp',
+    `unix:${o.qmp},server=on,wait=off`,
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=4',
   ];
   if (o.incoming) args.push('-incoming', o.incoming);
   return args;
@@ -63,7 +102,12 @@ export function qemuArgs(o: { memMiB: number; elf: string; cmdline: string; log:
 
 /** Checks once per run that `-cpu host` still fails here, so the note above stays true. */
 export async function cpuHostFails(procs: Procs, binary: string, elf: string, dir: string): Promise<string> {
-  const t = procs.spawn(binary, qemuArgs({ memMiB: 64, elf, cmdline: 'hello', log: `${dir}/cpu-host.log`, qmp: `${dir}/cpu-host.sock` }).map((a) => (a === 'qemu64' ? 'host' : a)));
+  const t = procs.spawn(
+    binary,
+    qemuArgs({ memMiB: 64, elf, cmdline: 'hello', log: `${dir}/cpu-host.log`, qmp: `${dir}/cpu-host.sock` }).map((a) =>
+      a === 'qemu64' ? 'host' : a,
+    ),
+  );
   const timer = setTimeout(() => t.child.kill('SIGKILL'), 15_000);
   const code = await t.exited;
   clearTimeout(timer);
@@ -101,7 +145,8 @@ export async function qemuSave(q: QmpClient, file: string): Promise<QemuSave> {
     info = (await q.execute('query-migrate')) as Record<string, unknown>;
     const s = String(info['status']);
     if (s === 'completed' && figuresIn(info, (completedAt ??= performance.now()))) break;
-    if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate to file ${s}: ${String(info['error-desc'] ?? '')}`);
+    if (s === 'failed' || s === 'cancelled')
+      throw new Error(`QEMU migrate to file ${s}: ${String(info['error-desc'] ?? '')}`);
     if (performance.now() - t0 > 60_000) throw new Error(`QEMU migrate to file: still '${s}' after 60 s`);
     await sleep(2);
   }
@@ -124,7 +169,11 @@ export interface QemuRestore {
  * polling query-status over QMP (and issuing `cont` if the load finished in
  * a paused state); then quits it.
  */
-export async function qemuRestore(procs: Procs, binary: string, o: { memMiB: number; elf: string; cmdline: string; file: string; log: string; qmp: string }): Promise<QemuRestore> {
+export async function qemuRestore(
+  procs: Procs,
+  binary: string,
+  o: { memMiB: number; elf: string; cmdline: string; file: string; log: string; qmp: string },
+): Promise<QemuRestore> {
   const t0 = performance.now();
   const t = procs.spawn(binary, qemuArgs({ ...o, incoming: `exec:cat '${o.file.replace(/'/g, "'\\''")}'` }));
   let q: QmpClient | null = null;
@@ -158,7 +207,11 @@ export async function qemuRestore(procs: Procs, binary: string, o: { memMiB: num
 }
 
 /** Boots the fill guest under QEMU and returns once it printed its fill line. */
-export async function qemuBoot(procs: Procs, binary: string, o: { memMiB: number; elf: string; cmdline: string; log: string; qmp: string }): Promise<{ t: Tracked; q: QmpClient; fillLine: string; bootMs: number }> {
+export async function qemuBoot(
+  procs: Procs,
+  binary: string,
+  o: { memMiB: number; elf: string; cmdline: string; log: string; qmp: string },
+): Promise<{ t: Tracked; q: QmpClient; fillLine: string; bootMs: number }> {
   const t0 = performance.now();
   const t = procs.spawn(binary, qemuArgs(o));
   const // No race to work around in QEMU (its monitor chardev is set up before it listens); one client at a time.
@@ -212,7 +265,11 @@ function figuresIn(info: Record<string, unknown>, completedAt: number): boolean 
  * QEMU's maximum so the migration finishes (with the downtime that takes);
  * after `timeoutMs` it cancels and throws.
  */
-export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLimitMs: number; maxRounds: number; forceAfterMs: number; timeoutMs: number; pollMs?: number }): Promise<QemuLiveMigration> {
+export async function qemuLiveMigrate(
+  q: QmpClient,
+  uri: string,
+  o: { downtimeLimitMs: number; maxRounds: number; forceAfterMs: number; timeoutMs: number; pollMs?: number },
+): Promise<QemuLiveMigration> {
   // max-bandwidth: QEMU 7.2 defaults to 32 MiB/s, which would time the throttle, not QEMU.
   await q.execute('migrate-set-parameters', { 'downtime-limit': o.downtimeLimitMs, 'max-bandwidth': 2 ** 50 });
   const t0 = performance.now();
@@ -227,10 +284,16 @@ export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLi
     const s = String(info['status']);
     const elapsed = performance.now() - t0;
     if (s === 'completed' && figuresIn(info, (completedAt ??= performance.now()))) break;
-    if (s === 'failed' || s === 'cancelled') throw new Error(`QEMU migrate ${s}: ${String(info['error-desc'] ?? '(no error-desc)')}`);
+    if (s === 'failed' || s === 'cancelled')
+      throw new Error(`QEMU migrate ${s}: ${String(info['error-desc'] ?? '(no error-desc)')}`);
     const ram = (info['ram'] ?? {}) as Record<string, unknown>;
     const syncs = Number(ram['dirty-sync-count'] ?? 0);
-    if (s === 'active') lastActive = { dirtyPagesRate: Number(ram['dirty-pages-rate'] ?? NaN), expectedDowntimeMs: Number(info['expected-downtime'] ?? NaN), syncs };
+    if (s === 'active')
+      lastActive = {
+        dirtyPagesRate: Number(ram['dirty-pages-rate'] ?? NaN),
+        expectedDowntimeMs: Number(info['expected-downtime'] ?? NaN),
+        syncs,
+      };
     if (forced === null && (syncs > o.maxRounds || elapsed > o.forceAfterMs)) {
       forced = { afterMs: elapsed, syncs, why: syncs > o.maxRounds ? 'max-rounds' : 'timeout' };
       // QEMU's ceiling (MAX_MIGRATE_DOWNTIME_SECONDS = 2000 s): completes at the next check.
@@ -238,15 +301,26 @@ export async function qemuLiveMigrate(q: QmpClient, uri: string, o: { downtimeLi
     }
     if (elapsed > o.timeoutMs) {
       await q.execute('migrate_cancel').catch(() => undefined);
-      throw new Error(`QEMU migrate: still '${s}' after ${Math.round(elapsed / 1000)} s (${syncs} dirty syncs); cancelled`);
+      throw new Error(
+        `QEMU migrate: still '${s}' after ${Math.round(elapsed / 1000)} s (${syncs} dirty syncs); cancelled`,
+      );
     }
     await sleep(o.pollMs ?? 5);
   }
   const wallMs = performance.now() - t0;
   const ram = (info['ram'] ?? {}) as Record<string, unknown>;
   return {
-    totalMs: Number(info['total-time'] ?? NaN), downtimeMs: Number(info['downtime'] ?? NaN), setupMs: Number(info['setup-time'] ?? NaN),
-    bytes: Number(ram['transferred'] ?? NaN), syncs: Number(ram['dirty-sync-count'] ?? NaN), mbps: Number(ram['mbps'] ?? NaN),
-    normalPages: Number(ram['normal'] ?? NaN), zeroPages: Number(ram['duplicate'] ?? NaN), wallMs, startedAtEpochMs, forced, lastActive,
+    totalMs: Number(info['total-time'] ?? NaN),
+    downtimeMs: Number(info['downtime'] ?? NaN),
+    setupMs: Number(info['setup-time'] ?? NaN),
+    bytes: Number(ram['transferred'] ?? NaN),
+    syncs: Number(ram['dirty-sync-count'] ?? NaN),
+    mbps: Number(ram['mbps'] ?? NaN),
+    normalPages: Number(ram['normal'] ?? NaN),
+    zeroPages: Number(ram['duplicate'] ?? NaN),
+    wallMs,
+    startedAtEpochMs,
+    forced,
+    lastActive,
   };
 }

@@ -7,7 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
-import { applyRamRecord, listRamRuns, openSnapshot, PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
+import {
+  applyRamRecord,
+  listRamRuns,
+  openSnapshot,
+  PAGE_SIZE,
+  writeRam,
+  writeSnapshotFile,
+} from '../../src/migrate/index.js';
 import { nativeCrc32, nativeCrc32Error } from '../../src/migrate/native.js';
 import { ZERO_STRATEGIES } from '../../src/migrate/ram/zero.js';
 
@@ -48,7 +55,12 @@ function benchCrc32(image: Uint8Array): void {
   const native = nativeCrc32();
   const gib = (bytes: number, s: number): string => `${(bytes / GiB / s).toFixed(1).padStart(5)} GiB/s`;
   if (!native) {
-    console.log(`  crc32 ${image.length / MiB} MiB image: node:zlib ${gib(image.length, best(3, () => zlibCrc32(image)))}; native helper not loaded (${nativeCrc32Error()})`);
+    console.log(
+      `  crc32 ${image.length / MiB} MiB image: node:zlib ${gib(
+        image.length,
+        best(3, () => zlibCrc32(image)),
+      )}; native helper not loaded (${nativeCrc32Error()})`,
+    );
     return;
   }
   const z = best(3, () => zlibCrc32(image));
@@ -58,13 +70,28 @@ function benchCrc32(image: Uint8Array): void {
   );
   const batch = image.subarray(0, 2 * MiB);
   const reps = 64;
-  const rate = (f: () => void): string => gib(batch.length * reps, best(3, () => { for (let i = 0; i < reps; i++) f(); }));
+  const rate = (f: () => void): string =>
+    gib(
+      batch.length * reps,
+      best(3, () => {
+        for (let i = 0; i < reps; i++) f();
+      }),
+    );
   const rates = Object.entries(native.variants).map(([name, f]) => `${name} ${rate(() => f(0, batch, batch.length))}`);
-  console.log(`  crc32 2 MiB batch (in cache)   node:zlib ${rate(() => zlibCrc32(batch))}   native ${rates.join('   ')}`);
+  console.log(
+    `  crc32 2 MiB batch (in cache)   node:zlib ${rate(() => zlibCrc32(batch))}   native ${rates.join('   ')}`,
+  );
   const calls = 20_000;
   const perCall = [16, 32, 64, 256, 4096].map((len) => {
     const b = image.subarray(64, 64 + len);
-    const ns = (f: () => void): string => (best(5, () => { for (let i = 0; i < calls; i++) f(); }) * 1e9 / calls).toFixed(0);
+    const ns = (f: () => void): string =>
+      (
+        (best(5, () => {
+          for (let i = 0; i < calls; i++) f();
+        }) *
+          1e9) /
+        calls
+      ).toFixed(0);
     return `${len} B ${ns(() => zlibCrc32(b))}/${ns(() => native.crc32(0, b, len))}`;
   });
   console.log(`  crc32 ns per call, node:zlib/native: ${perCall.join(', ')}`);
@@ -79,11 +106,17 @@ export async function benchRam(): Promise<void> {
   for (const [name, make] of Object.entries(ZERO_STRATEGIES)) {
     const rates = [mixed, zero].map((buf) => {
       const t = make(buf);
-      return size / GiB / best(3, () => {
-        for (let p = 0; p < pages; p++) t(p);
-      });
+      return (
+        size /
+        GiB /
+        best(3, () => {
+          for (let p = 0; p < pages; p++) t(p);
+        })
+      );
     });
-    console.log(`  zero detection ${name.padEnd(9)} 25% non-zero ${rates[0]!.toFixed(1).padStart(6)} GiB/s   all zero ${rates[1]!.toFixed(1).padStart(6)} GiB/s`);
+    console.log(
+      `  zero detection ${name.padEnd(9)} 25% non-zero ${rates[0]!.toFixed(1).padStart(6)} GiB/s   all zero ${rates[1]!.toFixed(1).padStart(6)} GiB/s`,
+    );
   }
   benchCrc32(mixed);
 
@@ -95,16 +128,26 @@ export async function benchRam(): Promise<void> {
       { label: 'deflate level 1', compress: true, level: 1, ram: mixed },
     ];
     // One unmeasured pass warms the JIT and the allocator, as a long-running VMM would be.
-    await writeSnapshotFile(join(dir, 'warm'), header, (w) => writeRam(w, mixed.subarray(0, 32 * MiB)).then(() => undefined), { sync: false });
+    await writeSnapshotFile(
+      join(dir, 'warm'),
+      header,
+      (w) => writeRam(w, mixed.subarray(0, 32 * MiB)).then(() => undefined),
+      { sync: false },
+    );
     for (const c of cases) {
       const path = join(dir, 'snap');
       for (const sync of [false, true]) {
         let encoded = 0;
         const t0 = performance.now();
-        await writeSnapshotFile(path, header, async (w) => {
-          await writeRam(w, c.ram, { compress: c.compress, level: c.level ?? 1 });
-          encoded = performance.now();
-        }, { sync });
+        await writeSnapshotFile(
+          path,
+          header,
+          async (w) => {
+            await writeRam(w, c.ram, { compress: c.compress, level: c.level ?? 1 });
+            encoded = performance.now();
+          },
+          { sync },
+        );
         const total = performance.now() - t0;
         const fileBytes = statSync(path).size;
         console.log(
@@ -122,7 +165,10 @@ export async function benchRam(): Promise<void> {
       const t2 = performance.now();
       const map = c.compress ? null : await listRamRuns(path, pages);
       const mt = performance.now() - t2;
-      console.log(`    load by copy ${lt.toFixed(0)} ms` + (map ? `; listRamRuns ${mt.toFixed(0)} ms, ${map.runs.length} runs` : ''));
+      console.log(
+        `    load by copy ${lt.toFixed(0)} ms` +
+          (map ? `; listRamRuns ${mt.toFixed(0)} ms, ${map.runs.length} runs` : ''),
+      );
       if (!Buffer.from(out).equals(Buffer.from(c.ram))) throw new Error(`bench ${c.label}: restored RAM differs`);
       rmSync(path);
     }
@@ -136,9 +182,13 @@ export async function benchRam(): Promise<void> {
     for (const level of [1, 3, 6] as const) {
       const path = join(dir, 'snap');
       const t0 = performance.now();
-      await writeSnapshotFile(path, header, (w) => writeRam(w, real, { compress: true, level }).then(() => undefined), { sync: false });
+      await writeSnapshotFile(path, header, (w) => writeRam(w, real, { compress: true, level }).then(() => undefined), {
+        sync: false,
+      });
       const dt = (performance.now() - t0) / 1000;
-      console.log(`  deflate level ${level}, 32 MiB, 25% pages of the node executable: ${(32 / dt).toFixed(0)} MB/s of guest RAM, file ${(statSync(path).size / MiB).toFixed(2)} MiB (raw 8.00)`);
+      console.log(
+        `  deflate level ${level}, 32 MiB, 25% pages of the node executable: ${(32 / dt).toFixed(0)} MB/s of guest RAM, file ${(statSync(path).size / MiB).toFixed(2)} MiB (raw 8.00)`,
+      );
       rmSync(path);
     }
   } finally {

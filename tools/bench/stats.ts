@@ -23,7 +23,14 @@ export function summarize(samples: ArrayLike<number>): Stats {
   const s = Float64Array.from(samples).sort();
   let sum = 0;
   for (const v of s) sum += v;
-  return { n: s.length, min: s[0] ?? NaN, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN, mean: sum / s.length };
+  return {
+    n: s.length,
+    min: s[0] ?? NaN,
+    p50: percentile(s, 50),
+    p99: percentile(s, 99),
+    max: s[s.length - 1] ?? NaN,
+    mean: sum / s.length,
+  };
 }
 
 /** Scales every figure of a summary (cycles -> ns, ns -> µs). */

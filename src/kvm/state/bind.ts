@@ -18,7 +18,10 @@ export interface Binding<T> {
 
 type Rd = (v: DataView, o: number) => unknown;
 type Wr = (v: DataView, o: number, x: unknown) => void;
-interface Op { readonly rd: Rd; readonly wr: Wr }
+interface Op {
+  readonly rd: Rd;
+  readonly wr: Wr;
+}
 
 const PRIM_BYTES: Record<Prim, number> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8 };
 
@@ -29,14 +32,22 @@ function scalarOp(spec: FieldSpec, prim: Prim, where: string): Op {
     throw new Error(`${where}: descriptor kind ${kind} does not match C type ${prim}`);
   }
   switch (kind as Prim) {
-    case 'u8': return { rd: (v, o) => v.getUint8(o), wr: (v, o, x) => v.setUint8(o, x as number) };
-    case 'i8': return { rd: (v, o) => v.getInt8(o), wr: (v, o, x) => v.setInt8(o, x as number) };
-    case 'u16': return { rd: (v, o) => v.getUint16(o, true), wr: (v, o, x) => v.setUint16(o, x as number, true) };
-    case 'i16': return { rd: (v, o) => v.getInt16(o, true), wr: (v, o, x) => v.setInt16(o, x as number, true) };
-    case 'u32': return { rd: (v, o) => v.getUint32(o, true), wr: (v, o, x) => v.setUint32(o, x as number, true) };
-    case 'i32': return { rd: (v, o) => v.getInt32(o, true), wr: (v, o, x) => v.setInt32(o, x as number, true) };
-    case 'u64': return { rd: (v, o) => v.getBigUint64(o, true), wr: (v, o, x) => v.setBigUint64(o, x as bigint, true) };
-    case 'i64': return { rd: (v, o) => v.getBigInt64(o, true), wr: (v, o, x) => v.setBigInt64(o, x as bigint, true) };
+    case 'u8':
+      return { rd: (v, o) => v.getUint8(o), wr: (v, o, x) => v.setUint8(o, x as number) };
+    case 'i8':
+      return { rd: (v, o) => v.getInt8(o), wr: (v, o, x) => v.setInt8(o, x as number) };
+    case 'u16':
+      return { rd: (v, o) => v.getUint16(o, true), wr: (v, o, x) => v.setUint16(o, x as number, true) };
+    case 'i16':
+      return { rd: (v, o) => v.getInt16(o, true), wr: (v, o, x) => v.setInt16(o, x as number, true) };
+    case 'u32':
+      return { rd: (v, o) => v.getUint32(o, true), wr: (v, o, x) => v.setUint32(o, x as number, true) };
+    case 'i32':
+      return { rd: (v, o) => v.getInt32(o, true), wr: (v, o, x) => v.setInt32(o, x as number, true) };
+    case 'u64':
+      return { rd: (v, o) => v.getBigUint64(o, true), wr: (v, o, x) => v.setBigUint64(o, x as bigint, true) };
+    case 'i64':
+      return { rd: (v, o) => v.getBigInt64(o, true), wr: (v, o, x) => v.setBigInt64(o, x as bigint, true) };
   }
 }
 
@@ -81,7 +92,8 @@ function fieldOp(spec: FieldSpec, f: Field, where: string): Op {
       },
     };
   }
-  if (f.count !== 0) throw new Error(`${where}: the C member is an array of ${f.count}; bind it with array() or bytes()`);
+  if (f.count !== 0)
+    throw new Error(`${where}: the C member is an array of ${f.count}; bind it with array() or bytes()`);
   return elementOp(spec, f.type, where);
 }
 
@@ -91,7 +103,11 @@ function fieldOp(spec: FieldSpec, f: Field, where: string): Op {
  * arrays (kvm_msrs, kvm_cpuid2) or need a clamp (kvm_xcrs), so their owners
  * handle them.
  */
-export function bindStruct<F extends FieldMap>(fields: F, layout: Layout, where = layout.cType): Binding<StructValue<F>> {
+export function bindStruct<F extends FieldMap>(
+  fields: F,
+  layout: Layout,
+  where = layout.cType,
+): Binding<StructValue<F>> {
   const ops: Array<{ key: string; off: number; op: Op }> = [];
   for (const [key, spec] of Object.entries(fields)) {
     if (spec.kind === 'varArray') continue;

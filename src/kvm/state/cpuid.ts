@@ -9,13 +9,29 @@ import { bindStruct } from './bind.js';
 export const MAX_CPUID_ENTRIES = 256;
 export const CPUID_BUF_SIZE = kvm_cpuid2.size + MAX_CPUID_ENTRIES * kvm_cpuid_entry2.size;
 
-export const cpuidEntryFields = { function: u32(), index: u32(), flags: u32(), eax: u32(), ebx: u32(), ecx: u32(), edx: u32() };
+export const cpuidEntryFields = {
+  function: u32(),
+  index: u32(),
+  flags: u32(),
+  eax: u32(),
+  ebx: u32(),
+  ecx: u32(),
+  edx: u32(),
+};
 export const cpuidFields = {
   cpuid_count: u32(),
   cpuid: varArray(struct(cpuidEntryFields), { lengthField: 'cpuid_count', max: MAX_CPUID_ENTRIES }),
 };
 
-type CpuidEntry = { function: number; index: number; flags: number; eax: number; ebx: number; ecx: number; edx: number };
+type CpuidEntry = {
+  function: number;
+  index: number;
+  flags: number;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+};
 const entry = bindStruct(cpuidEntryFields, kvm_cpuid_entry2);
 const at = (i: number) => kvm_cpuid2.size + i * kvm_cpuid_entry2.size;
 

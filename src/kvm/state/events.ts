@@ -6,7 +6,14 @@ import { struct, u32, u64, u8 } from '../../vmstate/index.js';
 import { kvm_vcpu_events } from '../structs.js';
 import { bindStruct } from './bind.js';
 
-export const KVM_VCPUEVENT_VALID = { NMI_PENDING: 0x1, SIPI_VECTOR: 0x2, SHADOW: 0x4, SMM: 0x8, PAYLOAD: 0x10, TRIPLE_FAULT: 0x20 } as const;
+export const KVM_VCPUEVENT_VALID = {
+  NMI_PENDING: 0x1,
+  SIPI_VECTOR: 0x2,
+  SHADOW: 0x4,
+  SMM: 0x8,
+  PAYLOAD: 0x10,
+  TRIPLE_FAULT: 0x20,
+} as const;
 
 export const eventsFields = {
   exception: struct({ injected: u8(), nr: u8(), has_error_code: u8(), pending: u8(), error_code: u32() }),

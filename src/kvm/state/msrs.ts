@@ -37,7 +37,8 @@ export function fillMsrIndices(v: DataView, indices: readonly number[]): void {
 
 export function readMsrEntries(v: DataView, n: number): MsrEntry[] {
   const out = new Array<MsrEntry>(n);
-  for (let i = 0; i < n; i++) out[i] = { index: v.getUint32(entryAt(i) + E_INDEX, true), data: v.getBigUint64(entryAt(i) + E_DATA, true) };
+  for (let i = 0; i < n; i++)
+    out[i] = { index: v.getUint32(entryAt(i) + E_INDEX, true), data: v.getBigUint64(entryAt(i) + E_DATA, true) };
   return out;
 }
 
@@ -53,7 +54,9 @@ function restoreRank(index: number): number {
 
 /** Fills `v` (a kvm_msrs) with `entries` in restore order. */
 export function fillMsrEntries(v: DataView, entries: readonly MsrEntry[]): void {
-  const order = entries.map((_, i) => i).sort((a, b) => restoreRank(entries[a]!.index) - restoreRank(entries[b]!.index) || a - b);
+  const order = entries
+    .map((_, i) => i)
+    .sort((a, b) => restoreRank(entries[a]!.index) - restoreRank(entries[b]!.index) || a - b);
   new Uint8Array(v.buffer, v.byteOffset, entryAt(entries.length)).fill(0);
   v.setUint32(0, entries.length, true);
   order.forEach((from, i) => {

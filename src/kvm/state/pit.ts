@@ -7,8 +7,18 @@ import { kvm_pit_state2 } from '../structs.js';
 import { bindStruct } from './bind.js';
 
 export const pitChannelFields = {
-  count: u32(), latched_count: u16(), count_latched: u8(), status_latched: u8(), status: u8(), read_state: u8(),
-  write_state: u8(), write_latch: u8(), rw_mode: u8(), mode: u8(), bcd: u8(), gate: u8(),
+  count: u32(),
+  latched_count: u16(),
+  count_latched: u8(),
+  status_latched: u8(),
+  status: u8(),
+  read_state: u8(),
+  write_state: u8(),
+  write_latch: u8(),
+  rw_mode: u8(),
+  mode: u8(),
+  bcd: u8(),
+  gate: u8(),
   /** Host ktime (ns) of the last count load; KVM rebases it to "now" on set. */
   count_load_time: i64(),
 };

@@ -10,8 +10,18 @@ import { kvm_sregs } from '../structs.js';
 import { bindStruct } from './bind.js';
 
 export const segmentFields = {
-  base: u64(), limit: u32(), selector: u16(), type: u8(), present: u8(), dpl: u8(),
-  db: u8(), s: u8(), l: u8(), g: u8(), avl: u8(), unusable: u8(),
+  base: u64(),
+  limit: u32(),
+  selector: u16(),
+  type: u8(),
+  present: u8(),
+  dpl: u8(),
+  db: u8(),
+  s: u8(),
+  l: u8(),
+  g: u8(),
+  avl: u8(),
+  unusable: u8(),
 };
 export const dtableFields = { base: u64(), limit: u16() };
 
@@ -19,9 +29,23 @@ const segment = () => struct(segmentFields);
 const dtable = () => struct(dtableFields);
 
 export const sregsFields = {
-  cs: segment(), ds: segment(), es: segment(), fs: segment(), gs: segment(), ss: segment(), tr: segment(), ldt: segment(),
-  gdt: dtable(), idt: dtable(),
-  cr0: u64(), cr2: u64(), cr3: u64(), cr4: u64(), cr8: u64(), efer: u64(), apic_base: u64(),
+  cs: segment(),
+  ds: segment(),
+  es: segment(),
+  fs: segment(),
+  gs: segment(),
+  ss: segment(),
+  tr: segment(),
+  ldt: segment(),
+  gdt: dtable(),
+  idt: dtable(),
+  cr0: u64(),
+  cr2: u64(),
+  cr3: u64(),
+  cr4: u64(),
+  cr8: u64(),
+  efer: u64(),
+  apic_base: u64(),
   interrupt_bitmap: array(u64(), 4),
 };
 

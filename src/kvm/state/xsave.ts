@@ -54,7 +54,8 @@ export function readXsave(buf: Uint8Array, size: number): XsaveState {
  */
 export function writeXsave(buf: Uint8Array, s: XsaveState): string | null {
   if (s.xsave.length !== XSAVE_LEGACY_SIZE) return `xsave holds ${s.xsave.length} bytes, not ${XSAVE_LEGACY_SIZE}`;
-  if (s.xsave_ext.length !== s.xsave_ext_lines) return `xsave_ext has ${s.xsave_ext.length} lines but xsave_ext_lines says ${s.xsave_ext_lines}`;
+  if (s.xsave_ext.length !== s.xsave_ext_lines)
+    return `xsave_ext has ${s.xsave_ext.length} lines but xsave_ext_lines says ${s.xsave_ext_lines}`;
   const lines = Math.ceil(Math.max(0, s.xsave_size - XSAVE_LEGACY_SIZE) / XSAVE_LINE);
   if (s.xsave_size < XSAVE_LEGACY_SIZE || s.xsave_size > XSAVE_MAX_SIZE || lines !== s.xsave_ext_lines) {
     return `xsave_size ${s.xsave_size} does not match ${s.xsave_ext_lines} extension lines`;
@@ -69,8 +70,10 @@ export function writeXsave(buf: Uint8Array, s: XsaveState): string | null {
     if (room > 0) buf.set(line.subarray(0, room), at);
     for (let j = room; j < XSAVE_LINE; j++) {
       if (line[j] !== 0) {
-        return `the XSAVE area was saved with ${s.xsave_size} bytes (KVM_CAP_XSAVE2 on the source) and holds state at byte ${at + j}, ` +
-          `beyond the ${buf.length} bytes this host's KVM takes: the destination lacks an XSAVE component the guest uses`;
+        return (
+          `the XSAVE area was saved with ${s.xsave_size} bytes (KVM_CAP_XSAVE2 on the source) and holds state at byte ${at + j}, ` +
+          `beyond the ${buf.length} bytes this host's KVM takes: the destination lacks an XSAVE component the guest uses`
+        );
       }
     }
   }
@@ -89,7 +92,8 @@ export function readXcrs(v: DataView): XcrsState {
 
 /** Returns null, or why the state cannot be written. */
 export function writeXcrs(v: DataView, s: XcrsState): string | null {
-  if (s.xcrs.length !== s.nr_xcrs || s.nr_xcrs > KVM_MAX_XCRS) return `nr_xcrs ${s.nr_xcrs} with ${s.xcrs.length} entries (at most ${KVM_MAX_XCRS})`;
+  if (s.xcrs.length !== s.nr_xcrs || s.nr_xcrs > KVM_MAX_XCRS)
+    return `nr_xcrs ${s.nr_xcrs} with ${s.xcrs.length} entries (at most ${KVM_MAX_XCRS})`;
   new Uint8Array(v.buffer, v.byteOffset, kvm_xcrs.size).fill(0);
   v.setUint32(XCRS_NR, s.nr_xcrs, true);
   s.xcrs.forEach((x, i) => xcrBinding.write(v, XCRS_AT + i * kvm_xcr.size, x));

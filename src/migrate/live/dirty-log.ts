@@ -69,7 +69,10 @@ export class DirtyLog {
 
   start(): void {
     // Before logging starts: the option decides how the slot's log begins.
-    if (this.manual) this.machine.vm.enableCap(Cap.MANUAL_DIRTY_LOG_PROTECT2, [KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | (this.initiallySet ? KVM_DIRTY_LOG_INITIALLY_SET : 0)]);
+    if (this.manual)
+      this.machine.vm.enableCap(Cap.MANUAL_DIRTY_LOG_PROTECT2, [
+        KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | (this.initiallySet ? KVM_DIRTY_LOG_INITIALLY_SET : 0),
+      ]);
     this.machine.setDirtyLogging(true);
     this.enabled = true;
   }

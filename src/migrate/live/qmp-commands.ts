@@ -26,7 +26,11 @@ export const MIGRATION_PROGRESS = 'MIGRATION_PROGRESS';
 type Status = 'none' | 'active' | 'completed' | 'failed' | 'cancelled';
 
 /** `events`: the QMP server, or a getter for it (it may not exist yet when commands are registered). */
-export function registerMigrationCommands(registry: CommandRegistry, machine: XenMachine, events: EventSink | null | (() => EventSink | null)): void {
+export function registerMigrationCommands(
+  registry: CommandRegistry,
+  machine: XenMachine,
+  events: EventSink | null | (() => EventSink | null),
+): void {
   const sink = (): EventSink | null => (typeof events === 'function' ? events() : events);
   let status: Status = 'none';
   let progress: RoundProgress | null = null;
@@ -36,7 +40,8 @@ export function registerMigrationCommands(registry: CommandRegistry, machine: Xe
 
   registry.register({
     name: 'migrate',
-    description: 'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH; TLS with tls-ca [tls-cert tls-key] or psk-file); answers when done or failed',
+    description:
+      'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH; TLS with tls-ca [tls-cert tls-key] or psk-file); answers when done or failed',
     args: {
       uri: arg.string({ maxLength: 4096 }),
       'downtime-ms': arg.optional(arg.integer({ min: 1, max: 600_000 })),
@@ -49,13 +54,24 @@ export function registerMigrationCommands(registry: CommandRegistry, machine: Xe
       'psk-file': arg.optional(arg.string({ maxLength: 4096 })),
     },
     handler: async (a, ctx) => {
-      if (status === 'active') throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
+      if (status === 'active')
+        throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
       if (machine.status === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
       const addr = parseAddress(a.uri, 'uri');
-      if (addr.kind === 'stdio') throw new InputError("uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here");
-      const security = loadSecurity({ tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] }, 'client', {
-        tlsCa: 'tls-ca', tlsCert: 'tls-cert', tlsKey: 'tls-key', pskFile: 'psk-file',
-      });
+      if (addr.kind === 'stdio')
+        throw new InputError(
+          "uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here",
+        );
+      const security = loadSecurity(
+        { tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] },
+        'client',
+        {
+          tlsCa: 'tls-ca',
+          tlsCert: 'tls-cert',
+          tlsKey: 'tls-key',
+          pskFile: 'psk-file',
+        },
+      );
       status = 'active';
       progress = null;
       report = null;
@@ -93,7 +109,8 @@ export function registerMigrationCommands(registry: CommandRegistry, machine: Xe
       } catch (e) {
         status = cancel.signal.aborted ? 'cancelled' : 'failed';
         error = e instanceof Error ? e.message : String(e);
-        if (e instanceof MigrationError) throw new MigrationError(`migration failed, the guest runs on here: ${e.message}`, { cause: e });
+        if (e instanceof MigrationError)
+          throw new MigrationError(`migration failed, the guest runs on here: ${e.message}`, { cause: e });
         throw e;
       } finally {
         cancel = null;
@@ -103,7 +120,8 @@ export function registerMigrationCommands(registry: CommandRegistry, machine: Xe
 
   registry.register({
     name: 'query-migrate',
-    description: 'status of the last migration: none, active, completed, failed or cancelled, with its progress and report',
+    description:
+      'status of the last migration: none, active, completed, failed or cancelled, with its progress and report',
     args: {},
     handler: () => {
       const out: JsonObject = { status };

@@ -46,12 +46,25 @@ export interface ReceiveStats {
  * ready to start.  Throws (with the machine destroyed) on any bad or
  * truncated input; it is then the caller's to `refuse`.
  */
-export async function receiveMachine(input: Readable | ByteSource, opts: ReceiveOptions): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
+export async function receiveMachine(
+  input: Readable | ByteSource,
+  opts: ReceiveOptions,
+): Promise<{ machine: XenMachine; stats: ReceiveStats }> {
   const t0 = performance.now();
-  const reader = await StreamReader.open(isByteSource(input) ? input : readableSource(input), { onWarning: (w) => opts.log(`migration stream: ${w.message}`), reuseRamBuffer: true, syncRecords: true });
+  const reader = await StreamReader.open(isByteSource(input) ? input : readableSource(input), {
+    onWarning: (w) => opts.log(`migration stream: ${w.message}`),
+    reuseRamBuffer: true,
+    syncRecords: true,
+  });
   const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
-  const machine = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true });
+  const machine = XenMachine.create({
+    memBytes: config.memBytes,
+    vcpus: config.vcpus,
+    console: opts.console,
+    log: opts.log,
+    incoming: true,
+  });
   opts.onMachine?.(machine);
   try {
     // While round 0 arrives, not while the guest is paused.
@@ -67,7 +80,8 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
     for await (const rec of reader) {
       if (rec.kind === 'ram' || rec.kind === 'zero') {
         // Restoring writes guest RAM (time areas): no page may land on top of it.
-        if (sections.count > 0) throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
+        if (sections.count > 0)
+          throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
         if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
         else zeroPages += applyRamRecord(ram, rec);
         if (TRACING) mark(`${rec.kind}.${rec.pfns.length}`);
@@ -94,7 +108,17 @@ export async function receiveMachine(input: Readable | ByteSource, opts: Receive
     restore.finish();
     const done = performance.now();
     mark('restored');
-    return { machine, stats: { bytes: reader.position, dataPages, zeroPages, sections: sections.count, ms: done - t0, restoreMs: done - endAt } };
+    return {
+      machine,
+      stats: {
+        bytes: reader.position,
+        dataPages,
+        zeroPages,
+        sections: sections.count,
+        ms: done - t0,
+        restoreMs: done - endAt,
+      },
+    };
   } catch (e) {
     await machine.destroy();
     throw e;

@@ -74,7 +74,15 @@ export interface MigrationReport {
    * and sending the state, then waiting for the answer, of which the
    * destination reports its restore and its start.
    */
-  phases: { pauseMs: number; finalPagesMs: number; stateMs: number; confirmMs: number; restoreMs?: number; startMs?: number; answerMs?: number };
+  phases: {
+    pauseMs: number;
+    finalPagesMs: number;
+    stateMs: number;
+    confirmMs: number;
+    restoreMs?: number;
+    startMs?: number;
+    answerMs?: number;
+  };
 }
 
 export interface MigrateOptions {
@@ -211,7 +219,12 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       const l = answer.line();
       // OK may overtake our own flush of END; the final check below reads it.
       if (l !== null && parseConfirmation(l) !== null) return;
-      if (l !== null) return fail(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination before the end of the stream: ${l.slice(0, 200)}`);
+      if (l !== null)
+        return fail(
+          l.startsWith('ERR ')
+            ? `the destination failed: ${l.slice(4)}`
+            : `unexpected answer from the destination before the end of the stream: ${l.slice(0, 200)}`,
+        );
       if (answer.gone !== null) return endSent ? undefined : fail(answer.gone);
       await answer.changed();
     }
@@ -230,11 +243,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
 
   const why = (e: unknown): string => failure ?? (e instanceof Error ? e.message : String(e));
   try {
-    const writer = await StreamWriter.start(
-      writableSink(sock),
-      machineHeader(machine),
-      { alignPages: false },
-    );
+    const writer = await StreamWriter.start(writableSink(sock), machineHeader(machine), { alignPages: false });
     const ram = machine.ram.bytes;
     // One set of batch buffers for every round, so the paused one touches no fresh memory.
     const buffers = new BatchBuffers();
@@ -258,7 +267,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
         if (failure !== null) throw new MigrationError(failure);
         if (answer.gone !== null) throw new MigrationError(answer.gone);
         const left = deadline - performance.now();
-        if (left <= 0) throw new MigrationError(`the destination did not acknowledge round ${seq} within ${confirmTimeoutMs} ms`);
+        if (left <= 0)
+          throw new MigrationError(`the destination did not acknowledge round ${seq} within ${confirmTimeoutMs} ms`);
         await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
       }
     };
@@ -281,7 +291,15 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     let rounds = 1;
     let dirtyMiBs = 0;
     let lastCollect = performance.now();
-    opts.onProgress?.({ round: 0, final: false, sentBytes, dirtyPages: dataPages, mbps, dirtyMiBs: 0, expectedDowntimeMs: 0 });
+    opts.onProgress?.({
+      round: 0,
+      final: false,
+      sentBytes,
+      dirtyPages: dataPages,
+      mbps,
+      dirtyMiBs: 0,
+      expectedDowntimeMs: 0,
+    });
     let bitmap = log.newBitmap();
     let lastRoundPages = dataPages;
     let converged: MigrationReport['converged'];
@@ -292,7 +310,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       const now = performance.now();
       dirtyMiBs = (dirty * PAGE_SIZE) / MiB / Math.max((now - lastCollect) / 1000, 1e-3);
       lastCollect = now;
-      const expectedDowntimeMs = (dirty * PAGE_SIZE) / MiB / Math.max(mbps, 1) * 1000;
+      const expectedDowntimeMs = ((dirty * PAGE_SIZE) / MiB / Math.max(mbps, 1)) * 1000;
       // Within the target, one more round still pays while each round leaves
       // less than half the pages of the one before (the guest dirties far
       // slower than we send): it costs about expectedDowntimeMs of running
@@ -307,7 +325,10 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       }
       if (rounds >= maxRounds || now - t0 >= timeoutMs) {
         converged = rounds >= maxRounds ? 'max-rounds' : 'timeout';
-        if (onTimeout === 'cancel') throw new MigrationError(`did not converge after ${rounds} rounds in ${Math.round(now - t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`);
+        if (onTimeout === 'cancel')
+          throw new MigrationError(
+            `did not converge after ${rounds} rounds in ${Math.round(now - t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`,
+          );
         break;
       }
       lastRoundPages = dirty;
@@ -318,7 +339,15 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       sentBytes = writer.position;
       // Bandwidth over every round so far, so one short round does not swing the estimate.
       mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
-      opts.onProgress?.({ round: rounds, final: false, sentBytes, dirtyPages: dirty, mbps, dirtyMiBs, expectedDowntimeMs });
+      opts.onProgress?.({
+        round: rounds,
+        final: false,
+        sentBytes,
+        dirtyPages: dirty,
+        mbps,
+        dirtyMiBs,
+        expectedDowntimeMs,
+      });
       rounds++;
     }
 
@@ -352,7 +381,15 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     const endAt = performance.now();
     markAt('ended', endAt);
     sentBytes = writer.position;
-    opts.onProgress?.({ round: rounds, final: true, sentBytes, dirtyPages: finalPages, mbps, dirtyMiBs, expectedDowntimeMs: 0 });
+    opts.onProgress?.({
+      round: rounds,
+      final: true,
+      sentBytes,
+      dirtyPages: finalPages,
+      mbps,
+      dirtyMiBs,
+      expectedDowntimeMs: 0,
+    });
 
     // The answer.
     const deadline = performance.now() + confirmTimeoutMs;
@@ -362,7 +399,11 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       if (l !== null) {
         remote = parseConfirmation(l);
         if (remote !== null) break;
-        throw new MigrationError(l.startsWith('ERR ') ? `the destination failed: ${l.slice(4)}` : `unexpected answer from the destination: ${l.slice(0, 200)}`);
+        throw new MigrationError(
+          l.startsWith('ERR ')
+            ? `the destination failed: ${l.slice(4)}`
+            : `unexpected answer from the destination: ${l.slice(0, 200)}`,
+        );
       }
       if (answer.gone !== null) throw new MigrationError(`no confirmation from the destination: ${answer.gone}`);
       const left = deadline - performance.now();
@@ -376,10 +417,23 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     sock.end();
     const downtime = end - pausedAt;
     return {
-      totalMs: end - t0, downtimeMs: downtime,
+      totalMs: end - t0,
+      downtimeMs: downtime,
       ...(remote?.answerMs !== undefined ? { guestDowntimeMs: Math.max(0, downtime - remote.answerMs) } : {}),
-      bytes: sentBytes, rounds, dataPages, zeroPages, finalPages, mbps, converged,
-      phases: { pauseMs: pausedDone - pausedAt, finalPagesMs: pagesDone - pausedDone, stateMs: endAt - pagesDone, confirmMs: end - endAt, ...(remote ?? {}) },
+      bytes: sentBytes,
+      rounds,
+      dataPages,
+      zeroPages,
+      finalPages,
+      mbps,
+      converged,
+      phases: {
+        pauseMs: pausedDone - pausedAt,
+        finalPagesMs: pagesDone - pausedDone,
+        stateMs: endAt - pagesDone,
+        confirmMs: end - endAt,
+        ...(remote ?? {}),
+      },
     };
   } catch (e) {
     sock.destroy();

@@ -87,7 +87,12 @@ export class RamLoader {
   private body: Uint8Array = new Uint8Array(0);
   private ramAddr: number | undefined;
 
-  constructor(private readonly fd: number, private readonly ram: GuestMemory, private readonly path: string, opts: RamLoaderOptions = {}) {
+  constructor(
+    private readonly fd: number,
+    private readonly ram: GuestMemory,
+    private readonly path: string,
+    opts: RamLoaderOptions = {},
+  ) {
     this.pages = Math.floor(ram.bytes.length / PAGE_SIZE);
     this.inFlight = Math.max(1, opts.inFlight ?? 3);
     this.seen = new Uint8Array(this.pages);
@@ -130,7 +135,8 @@ export class RamLoader {
     let repeat = rec.kind === 'zero';
     for (let k = 0; k < pfns.length; k++) {
       const pfn = pfns[k]!;
-      if (!(pfn >= 0 && pfn < this.pages)) throw new FormatError(`${this.path}: ${where}: page frame 0x${pfn.toString(16)} lies outside guest RAM`);
+      if (!(pfn >= 0 && pfn < this.pages))
+        throw new FormatError(`${this.path}: ${where}: page frame 0x${pfn.toString(16)} lies outside guest RAM`);
       if (this.seen[pfn] !== 0) repeat = true;
       else this.seen[pfn] = 1;
     }
@@ -144,7 +150,8 @@ export class RamLoader {
       this.applyCompressed(rec, where, (await ramModule()).applyRamRecord);
       return;
     }
-    if (rec.dataLength !== pfns.length * PAGE_SIZE) throw new FormatError(`${this.path}: ${where}: ${rec.dataLength} bytes of data for ${pfns.length} pages`);
+    if (rec.dataLength !== pfns.length * PAGE_SIZE)
+      throw new FormatError(`${this.path}: ${where}: ${rec.dataLength} bytes of data for ${pfns.length} pages`);
     if (repeat) await this.drain();
     while (this.queue.length >= this.inFlight) await this.queue.shift();
     this.check();
@@ -183,7 +190,8 @@ export class RamLoader {
       if (crc32(frame.subarray(0, 20)) !== fv.getUint32(20, true) || readU64(fv, 8) !== want - FRAME_BYTES) {
         throw new FormatError(`${this.path}: ${where}: the record changed while it was read`);
       }
-      if (this.checksum(views) !== fv.getUint32(16, true)) throw new FormatError(`${this.path}: ${where}: body checksum mismatch (corrupt data)`);
+      if (this.checksum(views) !== fv.getUint32(16, true))
+        throw new FormatError(`${this.path}: ${where}: body checksum mismatch (corrupt data)`);
     } finally {
       this.spare.push(meta);
     }
@@ -201,12 +209,19 @@ export class RamLoader {
     this.ramAddr ??= addressOf(ram);
     for (let i = 1; i < views.length; i++) {
       const v = views[i]!;
-      crc = v.buffer === ram.buffer && v.length >= NATIVE_CRC32_MIN_BYTES ? raw(crc, this.ramAddr + (v.byteOffset - ram.byteOffset), v.length) : crc32(v, crc);
+      crc =
+        v.buffer === ram.buffer && v.length >= NATIVE_CRC32_MIN_BYTES
+          ? raw(crc, this.ramAddr + (v.byteOffset - ram.byteOffset), v.length)
+          : crc32(v, crc);
     }
     return crc;
   }
 
-  private applyCompressed(rec: RamPagesRecord & { readonly offset: number }, where: string, applyRamRecord: (ram: Uint8Array, r: RamPagesRecord) => number): void {
+  private applyCompressed(
+    rec: RamPagesRecord & { readonly offset: number },
+    where: string,
+    applyRamRecord: (ram: Uint8Array, r: RamPagesRecord) => number,
+  ): void {
     const frame = new Uint8Array(FRAME_BYTES);
     this.readExactly(frame, rec.offset, where);
     const fv = new DataView(frame.buffer);

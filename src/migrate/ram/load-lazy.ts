@@ -93,7 +93,14 @@ export interface LazyRam {
  * stream order: a later copy of a page wins) puts it, and starts checking
  * `records` (`checked`).  `ram.destroy()` stops the filling first.
  */
-export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun[], records: readonly RamRecord[], ram: GuestRam, path: string): LazyRam {
+export function startLazyRam(
+  fd: number,
+  fileSize: number,
+  runs: readonly RamRun[],
+  records: readonly RamRecord[],
+  ram: GuestRam,
+  path: string,
+): LazyRam {
   const l = lib();
   if (!l) throw new Error('startLazyRam: lazyRestoreAvailable() is false');
   const index = new Uint32Array(ram.size / PAGE_SIZE).fill(NONE);
@@ -117,7 +124,8 @@ export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun
         l.free(h);
         munmap(map, mapBytes);
         if (err) reject(err);
-        else if (r !== 0 && r !== -125 /* ECANCELED: the machine went away first */) reject(new Error(`filling guest memory failed (${r})`));
+        else if (r !== 0 && r !== -125 /* ECANCELED: the machine went away first */)
+          reject(new Error(`filling guest memory failed (${r})`));
         else resolve();
       });
     });
@@ -125,7 +133,12 @@ export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun
     ram.onDestroy(() => {
       if (!finished) l.cancel(h);
     });
-    const checked = checkRecords(fd, fileSize, records.filter((r): r is RamPagesRecord & { offset: number } => r.kind === 'ram'), path);
+    const checked = checkRecords(
+      fd,
+      fileSize,
+      records.filter((r): r is RamPagesRecord & { offset: number } => r.kind === 'ram'),
+      path,
+    );
     checked.catch(() => undefined); // the caller awaits it before the guest may run
     let prefetching = false;
     return {
@@ -147,7 +160,12 @@ export function startLazyRam(fd: number, fileSize: number, runs: readonly RamRun
  * loader reports it.  Not through the mapping: a file truncated meanwhile
  * would raise SIGBUS there, where a read just comes back short.
  */
-async function checkRecords(fd: number, fileSize: number, records: ReadonlyArray<RamPagesRecord & { offset: number }>, path: string): Promise<void> {
+async function checkRecords(
+  fd: number,
+  fileSize: number,
+  records: ReadonlyArray<RamPagesRecord & { offset: number }>,
+  path: string,
+): Promise<void> {
   let next = 0;
   let failure: unknown = null;
   const readAt = async (n: number, at: number, scratch?: Uint8Array): Promise<Uint8Array> => {
@@ -168,12 +186,17 @@ async function checkRecords(fd: number, fileSize: number, records: ReadonlyArray
         const frame = await readAt(FRAME_BYTES, r.offset);
         const fv = new DataView(frame.buffer, frame.byteOffset, frame.length);
         // Checked again: the file may have changed since the reader went past it.
-        if (crc32(frame.subarray(0, 20)) !== fv.getUint32(20, true)) throw new FormatError(`${path}: record frame at offset ${r.offset} is corrupt (checksum mismatch)`);
+        if (crc32(frame.subarray(0, 20)) !== fv.getUint32(20, true))
+          throw new FormatError(`${path}: record frame at offset ${r.offset} is corrupt (checksum mismatch)`);
         const length = readU64(fv, 8);
-        if (!(r.offset + FRAME_BYTES + length <= fileSize)) throw new FormatError(`${path}: truncated inside the RAM_PAGES record at offset ${r.offset}`);
+        if (!(r.offset + FRAME_BYTES + length <= fileSize))
+          throw new FormatError(`${path}: truncated inside the RAM_PAGES record at offset ${r.offset}`);
         if (buf.length < length) buf = new Uint8Array(length);
         const body = await readAt(length, r.offset + FRAME_BYTES, buf);
-        if (crc32(body) !== fv.getUint32(16, true)) throw new FormatError(`${path}: RAM_PAGES record at offset ${r.offset}: body checksum mismatch (corrupt data)`);
+        if (crc32(body) !== fv.getUint32(16, true))
+          throw new FormatError(
+            `${path}: RAM_PAGES record at offset ${r.offset}: body checksum mismatch (corrupt data)`,
+          );
       } catch (e) {
         failure ??= e;
       }

@@ -26,22 +26,34 @@ export interface RamMap {
 export class RamRunBuilder {
   readonly runs: RamRun[] = [];
   unmappableBatches = 0;
-  constructor(readonly guestPages: number, readonly basePfn = 0) {}
+  constructor(
+    readonly guestPages: number,
+    readonly basePfn = 0,
+  ) {}
 
   add(record: StreamRecord): void {
     if (record.kind !== 'ram' && record.kind !== 'zero') return;
-    const mappable = record.kind === 'zero' || (record.encoding === RamEncoding.RAW && record.dataOffset % PAGE_SIZE === 0);
+    const mappable =
+      record.kind === 'zero' || (record.encoding === RamEncoding.RAW && record.dataOffset % PAGE_SIZE === 0);
     if (!mappable) this.unmappableBatches++;
     const { pfns } = record;
     for (let k = 0; k < pfns.length; k++) {
       const pfn = pfns[k]!;
       if (!(pfn >= this.basePfn && pfn - this.basePfn < this.guestPages)) {
-        throw new FormatError(`page frame 0x${pfn.toString(16)} in the record at offset ${record.offset} lies outside guest RAM (${this.guestPages} pages)`);
+        throw new FormatError(
+          `page frame 0x${pfn.toString(16)} in the record at offset ${record.offset} lies outside guest RAM (${this.guestPages} pages)`,
+        );
       }
       if (!mappable) continue;
       const off = record.kind === 'zero' ? null : record.dataOffset + k * PAGE_SIZE;
       const last = this.runs[this.runs.length - 1];
-      if (last && last.gpfn + last.count === pfn && (off === null ? last.fileOffset === null : last.fileOffset !== null && last.fileOffset + last.count * PAGE_SIZE === off)) {
+      if (
+        last &&
+        last.gpfn + last.count === pfn &&
+        (off === null
+          ? last.fileOffset === null
+          : last.fileOffset !== null && last.fileOffset + last.count * PAGE_SIZE === off)
+      ) {
         last.count++;
       } else {
         this.runs.push({ gpfn: pfn, count: 1, fileOffset: off });
@@ -55,7 +67,11 @@ export class RamRunBuilder {
  * lists are still checksummed).  Sections are skipped; use `openSnapshot`
  * with `skipRamData` and a RamRunBuilder to get both in one pass.
  */
-export async function listRamRuns(path: string, guestPages: number, options: ReaderOptions & { basePfn?: number } = {}): Promise<RamMap> {
+export async function listRamRuns(
+  path: string,
+  guestPages: number,
+  options: ReaderOptions & { basePfn?: number } = {},
+): Promise<RamMap> {
   const file = await openSnapshot(path, { ...options, skipRamData: true });
   try {
     const b = new RamRunBuilder(guestPages, options.basePfn ?? 0);

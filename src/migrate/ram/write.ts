@@ -118,16 +118,23 @@ export interface RamWriteStats {
 /** Data starts this far into the batch buffer: room for the head and up to a page of padding before it. */
 const SLACK = 2 * PAGE_SIZE;
 
-export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: RamWriteOptions = {}): Promise<RamWriteStats> {
-  if (ram.length % PAGE_SIZE !== 0) throw new RangeError(`guest RAM size ${ram.length} is not a multiple of ${PAGE_SIZE}`);
+export async function writeRam(
+  writer: StreamWriter,
+  ram: Uint8Array,
+  options: RamWriteOptions = {},
+): Promise<RamWriteStats> {
+  if (ram.length % PAGE_SIZE !== 0)
+    throw new RangeError(`guest RAM size ${ram.length} is not a multiple of ${PAGE_SIZE}`);
   const batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
-  if (!Number.isInteger(batchPages) || batchPages < 1 || batchPages > 16_384) throw new RangeError(`batchPages must be 1..16384, got ${batchPages}`);
+  if (!Number.isInteger(batchPages) || batchPages < 1 || batchPages > 16_384)
+    throw new RangeError(`batchPages must be 1..16384, got ${batchPages}`);
   const base = options.basePfn ?? 0;
   const compress = options.compress ?? false;
   const listZeros = (options.zeroPages ?? (options.bitmap ? 'list' : 'omit')) === 'list';
   const bitmap = options.bitmap;
   const pages = ram.length / PAGE_SIZE;
-  if (bitmap && bitmap.length * 8 < pages) throw new RangeError(`bitmap covers ${bitmap.length * 8} pages, RAM has ${pages}`);
+  if (bitmap && bitmap.length * 8 < pages)
+    throw new RangeError(`bitmap covers ${bitmap.length * 8} pages, RAM has ${pages}`);
   const isZero = zeroTest(ram);
   const stats: RamWriteStats = { scanned: 0, dataPages: 0, zeroPages: 0, dataBytes: 0 };
 
@@ -174,7 +181,9 @@ export async function writeRam(writer: StreamWriter, ram: Uint8Array, options: R
     } else {
       // Choose the body's start in `buf` so that the data, fixed at SLACK, lands on a page boundary of the stream.
       const bodyPos = writer.position + FRAME_BYTES;
-      const dataOffset = writer.alignPages ? RAM_HEAD_BYTES + ((PAGE_SIZE - ((bodyPos + RAM_HEAD_BYTES) % PAGE_SIZE)) % PAGE_SIZE) : RAM_HEAD_BYTES;
+      const dataOffset = writer.alignPages
+        ? RAM_HEAD_BYTES + ((PAGE_SIZE - ((bodyPos + RAM_HEAD_BYTES) % PAGE_SIZE)) % PAGE_SIZE)
+        : RAM_HEAD_BYTES;
       const start = SLACK - dataOffset;
       const pfnOffset = dataOffset + n * PAGE_SIZE;
       body = buf.subarray(start, start + pfnOffset + n * 8);
@@ -268,11 +277,14 @@ export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZero
   for (let k = 0; k < pfns.length; k++) {
     const idx = pfns[k]! - basePfn;
     if (!(idx >= 0 && idx < pages)) {
-      throw new FormatError(`page frame 0x${pfns[k]!.toString(16)} lies outside guest RAM (frames 0x${basePfn.toString(16)}..0x${(basePfn + pages - 1).toString(16)})`);
+      throw new FormatError(
+        `page frame 0x${pfns[k]!.toString(16)} lies outside guest RAM (frames 0x${basePfn.toString(16)}..0x${(basePfn + pages - 1).toString(16)})`,
+      );
     }
   }
   if (record.kind === 'zero') {
-    for (let k = 0; k < pfns.length; k++) ram.fill(0, (pfns[k]! - basePfn) * PAGE_SIZE, (pfns[k]! - basePfn + 1) * PAGE_SIZE);
+    for (let k = 0; k < pfns.length; k++)
+      ram.fill(0, (pfns[k]! - basePfn) * PAGE_SIZE, (pfns[k]! - basePfn + 1) * PAGE_SIZE);
     return pfns.length;
   }
   const want = pfns.length * PAGE_SIZE;
@@ -283,9 +295,12 @@ export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZero
     try {
       out = inflateSync(record.data, { out: scratch.subarray(0, want) });
     } catch (err) {
-      throw new FormatError(`RAM batch does not inflate: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new FormatError(`RAM batch does not inflate: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
-    if (out.length !== want) throw new FormatError(`RAM batch inflates to ${out.length} bytes, expected ${want} for ${pfns.length} pages`);
+    if (out.length !== want)
+      throw new FormatError(`RAM batch inflates to ${out.length} bytes, expected ${want} for ${pfns.length} pages`);
     data = out;
   } else if (record.encoding !== RamEncoding.RAW || data.length !== want) {
     throw new FormatError(`RAM batch has ${data.length} bytes in encoding ${record.encoding} for ${pfns.length} pages`);
@@ -300,14 +315,14 @@ export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZero
  * that `data` holds pfns.length pages.
  */
 export function copyPages(ram: Uint8Array, data: Uint8Array, pfns: Float64Array, basePfn = 0): void {
-  if (data.length < pfns.length * PAGE_SIZE) throw new RangeError(`copyPages: ${data.length} bytes of data for ${pfns.length} pages`);
+  if (data.length < pfns.length * PAGE_SIZE)
+    throw new RangeError(`copyPages: ${data.length} bytes of data for ${pfns.length} pages`);
   const ramAddr = addressOf(ram);
   const dataAddr = addressOf(data);
-  for (let k = 0; k < pfns.length; ) {
+  for (let k = 0; k < pfns.length;) {
     let r = 1;
     while (k + r < pfns.length && pfns[k + r] === pfns[k]! + r) r++;
     copyBytes(ramAddr + (pfns[k]! - basePfn) * PAGE_SIZE, dataAddr + k * PAGE_SIZE, r * PAGE_SIZE);
     k += r;
   }
 }
-

@@ -24,7 +24,18 @@ export function zeroTestWords32(ram: Uint8Array): ZeroTest {
     let i = index * (PAGE_SIZE >>> 2);
     const end = i + (PAGE_SIZE >>> 2);
     for (; i < end; i += 8) {
-      if ((words[i]! | words[i + 1]! | words[i + 2]! | words[i + 3]! | words[i + 4]! | words[i + 5]! | words[i + 6]! | words[i + 7]!) !== 0) return false;
+      if (
+        (words[i]! |
+          words[i + 1]! |
+          words[i + 2]! |
+          words[i + 3]! |
+          words[i + 4]! |
+          words[i + 5]! |
+          words[i + 6]! |
+          words[i + 7]!) !==
+        0
+      )
+        return false;
     }
     return true;
   };

@@ -55,11 +55,16 @@ export interface RestoreOptions {
 }
 
 /** The emulator side of a restore, loaded while guest memory is read. */
-const loadEmulator = () => Promise.all([import('../../machine/machine.js'), import('../sections-in.js'), import('../../machine/state.js')]);
+const loadEmulator = () =>
+  Promise.all([import('../../machine/machine.js'), import('../sections-in.js'), import('../../machine/state.js')]);
 
 /** Creates a machine from a checkpoint file, ready to start; nothing is left behind if the file or host is unfit. */
 export async function restoreCheckpoint(path: string, opts: RestoreOptions): Promise<XenMachine> {
-  const file = await openSnapshot(path, { onWarning: (w) => opts.log(`${path}: ${w.message}`), skipRamData: true, syncReads: true });
+  const file = await openSnapshot(path, {
+    onWarning: (w) => opts.log(`${path}: ${w.message}`),
+    skipRamData: true,
+    syncReads: true,
+  });
   const emulator = loadEmulator();
   emulator.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
   let ram: GuestRam | null = null;
@@ -91,13 +96,19 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     }
     if (records.length > 0) {
       ram = new GuestRam(config.memBytes, { hugePages: false });
-      const runs = (opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable() ? lazyRuns(records, config.memBytes / PAGE_SIZE, path) : null;
+      const runs =
+        (opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable()
+          ? lazyRuns(records, config.memBytes / PAGE_SIZE, path)
+          : null;
       if (runs) {
         // The checksums are checked (lazy.checked) while the machine is built, before it may run.
         const l = startLazyRam(fd, file.size, runs, records, ram, path);
         lazy = l;
         opts.onPhase?.('lazy');
-        void l.done.then(() => opts.onPhase?.('filled'), () => undefined);
+        void l.done.then(
+          () => opts.onPhase?.('filled'),
+          () => undefined,
+        );
       } else {
         loader = new RamLoader(fd, ram, path, opts.inFlight === undefined ? {} : { inFlight: opts.inFlight });
         for (const rec of records) {
@@ -118,7 +129,14 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     for (let i = early; i < sections.length; i++) collector.add(sections[i]!);
     opts.onPhase?.('machine');
     ram ??= new GuestRam(config.memBytes, { hugePages: false });
-    const m = XenMachine.create({ memBytes: config.memBytes, vcpus: config.vcpus, console: opts.console, log: opts.log, incoming: true, ram });
+    const m = XenMachine.create({
+      memBytes: config.memBytes,
+      vcpus: config.vcpus,
+      console: opts.console,
+      log: opts.log,
+      incoming: true,
+      ram,
+    });
     machine = m;
     assertHostCanRun(m, cpu0, path);
     opts.onProgress?.(file.size, file.size);
@@ -128,7 +146,10 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     if (lazy) {
       const l = lazy;
       // The rest of memory comes in behind the guest's own faults once it runs, not competing with the start.
-      void m.whenRunning().then(() => l.prefetch(), () => undefined);
+      void m.whenRunning().then(
+        () => l.prefetch(),
+        () => undefined,
+      );
     }
     opts.onPhase?.('done');
     return m;
@@ -137,7 +158,10 @@ export async function restoreCheckpoint(path: string, opts: RestoreOptions): Pro
     await (loader as RamLoader | null)?.settle();
     // The check reads the mapped file, unmapped once the machine is gone; and a corrupt file is
     // named as such, not by whatever its unchecked pages made the state restore trip over.
-    const checkFailure = await (lazy as LazyRam | null)?.checked.then(() => null, (err: unknown) => err);
+    const checkFailure = await (lazy as LazyRam | null)?.checked.then(
+      () => null,
+      (err: unknown) => err,
+    );
     if (machine) await (machine as XenMachine).destroy();
     else (ram as GuestRam | null)?.destroy();
     throw checkFailure instanceof FormatError ? checkFailure : e;

@@ -41,16 +41,37 @@ export async function saveCheckpoint(m: XenMachine, path: string, opts: SaveOpti
   let ram = { dataPages: 0, zeroPages: 0 };
   let written = 0;
   const compressed = opts.compress ?? false;
-  const result = await writeSnapshotFile(path, header, async (w) => {
-    await writeMachineSections(w, sections);
-    const progress = opts.onProgress;
-    const stats = await writeRam(w, m.ram.bytes, { compress: compressed, ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}) });
-    ram = { dataPages: stats.dataPages, zeroPages: m.ram.size / PAGE_SIZE - stats.dataPages };
-  }, { alignPages: !compressed, onWritten: () => { written = performance.now(); opts.onStateWritten?.(); } });
+  const result = await writeSnapshotFile(
+    path,
+    header,
+    async (w) => {
+      await writeMachineSections(w, sections);
+      const progress = opts.onProgress;
+      const stats = await writeRam(w, m.ram.bytes, {
+        compress: compressed,
+        ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}),
+      });
+      ram = { dataPages: stats.dataPages, zeroPages: m.ram.size / PAGE_SIZE - stats.dataPages };
+    },
+    {
+      alignPages: !compressed,
+      onWritten: () => {
+        written = performance.now();
+        opts.onStateWritten?.();
+      },
+    },
+  );
   const seconds = (performance.now() - t0) / 1000;
   return {
-    path, bytes: result.bytes, sections: sections.length, guestPages: m.ram.size / PAGE_SIZE, ...ram, compressed,
-    seconds, pausedSeconds: ((written || performance.now()) - t0) / 1000, mibPerSecond: m.ram.size / (1 << 20) / seconds,
+    path,
+    bytes: result.bytes,
+    sections: sections.length,
+    guestPages: m.ram.size / PAGE_SIZE,
+    ...ram,
+    compressed,
+    seconds,
+    pausedSeconds: ((written || performance.now()) - t0) / 1000,
+    mibPerSecond: m.ram.size / (1 << 20) / seconds,
   };
 }
 

@@ -19,7 +19,12 @@ export interface ByteSource {
 }
 
 export function isByteSource(x: unknown): x is ByteSource {
-  return typeof x === 'object' && x !== null && typeof (x as ByteSource).read === 'function' && typeof (x as ByteSource).skip === 'function';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as ByteSource).read === 'function' &&
+    typeof (x as ByteSource).skip === 'function'
+  );
 }
 
 const EMPTY = new Uint8Array(0);
@@ -131,21 +136,26 @@ export function readableSource(input: Readable): ByteSource {
  * of headers and sections while other threads load (a pool round trip took
  * tens of µs, ms on a loaded 2-core host); the event loop waits meanwhile.
  */
-export function fileSource(fd: number, size: number, start = 0, opts: { sync?: boolean } = {}): ByteSource & { readonly position: number } {
+export function fileSource(
+  fd: number,
+  size: number,
+  start = 0,
+  opts: { sync?: boolean } = {},
+): ByteSource & { readonly position: number } {
   let pos = start;
   const failed = (err: unknown): IoError => new IoError(`read failed: ${describeIoError(err)}`, { cause: err });
   const readAt = opts.sync
     ? async (buf: Uint8Array, at: number): Promise<number> => {
-      try {
-        return readSync(fd, buf, 0, buf.length, at);
-      } catch (err) {
-        throw failed(err);
+        try {
+          return readSync(fd, buf, 0, buf.length, at);
+        } catch (err) {
+          throw failed(err);
+        }
       }
-    }
     : (buf: Uint8Array, at: number): Promise<number> =>
-      new Promise((resolve, reject) => {
-        fsRead(fd, buf, 0, buf.length, at, (err, n) => (err ? reject(failed(err)) : resolve(n)));
-      });
+        new Promise((resolve, reject) => {
+          fsRead(fd, buf, 0, buf.length, at, (err, n) => (err ? reject(failed(err)) : resolve(n)));
+        });
   return {
     get position() {
       return pos;

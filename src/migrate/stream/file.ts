@@ -32,7 +32,8 @@ function isErrno(err: unknown): err is NodeJS.ErrnoException {
 /** Node errno errors and sink failures become one-line IoErrors naming `path`; other errors pass. */
 function asIoError(err: unknown, what: string): unknown {
   const cause = err instanceof IoError && err.cause !== undefined ? err.cause : err;
-  if (isErrno(cause) || err instanceof IoError) return new IoError(`${what}: ${describeIoError(cause)}`, { cause: err });
+  if (isErrno(cause) || err instanceof IoError)
+    return new IoError(`${what}: ${describeIoError(cause)}`, { cause: err });
   return err;
 }
 
@@ -151,7 +152,10 @@ export async function openSnapshot(path: string, options: SnapshotOpenOptions = 
     if (sync) closeSync(fd);
     else await closeP(fd);
   };
-  const named = (err: unknown): unknown => (err instanceof FormatError ? new FormatError(`${path}: ${err.message}`, { cause: err }) : asIoError(err, `cannot read snapshot ${path}`));
+  const named = (err: unknown): unknown =>
+    err instanceof FormatError
+      ? new FormatError(`${path}: ${err.message}`, { cause: err })
+      : asIoError(err, `cannot read snapshot ${path}`);
   try {
     const size = (sync ? fstatSync(fd) : await fstatP(fd)).size;
     const src = fileSource(fd, size, 0, { sync });
@@ -167,7 +171,8 @@ export async function openSnapshot(path: string, options: SnapshotOpenOptions = 
       async *[Symbol.asyncIterator]() {
         try {
           yield* reader;
-          if (src.position < size) throw new FormatError(`${size - src.position} unexpected bytes after the END record`);
+          if (src.position < size)
+            throw new FormatError(`${size - src.position} unexpected bytes after the END record`);
         } catch (err) {
           throw named(err);
         }

@@ -6,7 +6,13 @@ import type { RamPagesRecord, RamZeroRecord } from './records.js';
 import { crc32, PAGE_SIZE, RAM_HEAD_BYTES, RamEncoding, readU64, writeU64, ZERO_HEAD_BYTES } from './format.js';
 
 /** Fills the 24-byte head of a RAM_PAGES body whose pfn list is already in place. */
-export function fillRamHead(body: Uint8Array, count: number, encoding: number, dataOffset: number, dataLength: number): void {
+export function fillRamHead(
+  body: Uint8Array,
+  count: number,
+  encoding: number,
+  dataOffset: number,
+  dataLength: number,
+): void {
   const view = new DataView(body.buffer, body.byteOffset, body.length);
   const pfnOffset = dataOffset + dataLength;
   view.setUint32(0, count, true);
@@ -49,17 +55,22 @@ export interface RamHead {
 
 /** Checks a RAM_PAGES head (first 24 bytes of `head`) against the body length. */
 export function parseRamHead(head: Uint8Array, bodyLength: number, where: string, maxPages: number): RamHead {
-  if (bodyLength < RAM_HEAD_BYTES || head.length < RAM_HEAD_BYTES) throw new FormatError(`${where}: body of ${bodyLength} bytes is shorter than its ${RAM_HEAD_BYTES}-byte head`);
+  if (bodyLength < RAM_HEAD_BYTES || head.length < RAM_HEAD_BYTES)
+    throw new FormatError(`${where}: body of ${bodyLength} bytes is shorter than its ${RAM_HEAD_BYTES}-byte head`);
   const view = new DataView(head.buffer, head.byteOffset, RAM_HEAD_BYTES);
   const count = view.getUint32(0, true);
   const encoding = view.getUint8(4);
   const dataOffset = view.getUint32(8, true);
   const dataLength = view.getUint32(12, true);
   const pfnOffset = view.getUint32(16, true);
-  if (count === 0 || count > maxPages) throw new FormatError(`${where}: ${count} pages in one batch (limit maxBatchPages=${maxPages})`);
-  if (encoding !== RamEncoding.RAW && encoding !== RamEncoding.DEFLATE) throw new FormatError(`${where}: unknown page encoding ${encoding}`);
+  if (count === 0 || count > maxPages)
+    throw new FormatError(`${where}: ${count} pages in one batch (limit maxBatchPages=${maxPages})`);
+  if (encoding !== RamEncoding.RAW && encoding !== RamEncoding.DEFLATE)
+    throw new FormatError(`${where}: unknown page encoding ${encoding}`);
   if (dataOffset < RAM_HEAD_BYTES || pfnOffset !== dataOffset + dataLength || pfnOffset + count * 8 !== bodyLength) {
-    throw new FormatError(`${where}: inconsistent layout (data at ${dataOffset}+${dataLength}, pfns at ${pfnOffset}, body ${bodyLength} bytes)`);
+    throw new FormatError(
+      `${where}: inconsistent layout (data at ${dataOffset}+${dataLength}, pfns at ${pfnOffset}, body ${bodyLength} bytes)`,
+    );
   }
   if (encoding === RamEncoding.RAW && dataLength !== count * PAGE_SIZE) {
     throw new FormatError(`${where}: ${dataLength} bytes of raw data for ${count} pages`);
@@ -70,7 +81,8 @@ export function parseRamHead(head: Uint8Array, bodyLength: number, where: string
 /** Checks the head's own checksum (head and page list) and decodes the page list. */
 export function decodeRamPfns(head: Uint8Array, pfnBytes: Uint8Array, count: number, where: string): Float64Array {
   const stored = new DataView(head.buffer, head.byteOffset, RAM_HEAD_BYTES).getUint32(20, true);
-  if (crc32(pfnBytes, crc32(head.subarray(0, 20))) !== stored) throw new FormatError(`${where}: page list checksum mismatch (corrupt data)`);
+  if (crc32(pfnBytes, crc32(head.subarray(0, 20))) !== stored)
+    throw new FormatError(`${where}: page list checksum mismatch (corrupt data)`);
   return readPfns(new DataView(pfnBytes.buffer, pfnBytes.byteOffset, pfnBytes.length), 0, count, where);
 }
 
@@ -93,7 +105,9 @@ export function decodeRamZero(body: Uint8Array, offset: number, maxPages: number
   if (body.length < ZERO_HEAD_BYTES) throw new FormatError(`${where}: body of ${body.length} bytes is too short`);
   const view = new DataView(body.buffer, body.byteOffset, body.length);
   const count = view.getUint32(0, true);
-  if (count === 0 || count > maxPages) throw new FormatError(`${where}: ${count} pages in one record (limit maxBatchPages=${maxPages})`);
-  if (body.length !== ZERO_HEAD_BYTES + count * 8) throw new FormatError(`${where}: ${body.length} bytes for ${count} page numbers`);
+  if (count === 0 || count > maxPages)
+    throw new FormatError(`${where}: ${count} pages in one record (limit maxBatchPages=${maxPages})`);
+  if (body.length !== ZERO_HEAD_BYTES + count * 8)
+    throw new FormatError(`${where}: ${body.length} bytes for ${count} page numbers`);
   return { kind: 'zero', pfns: readPfns(view, ZERO_HEAD_BYTES, count, where) };
 }

@@ -6,7 +6,18 @@ import type { Readable } from 'node:stream';
 import { Decoder } from '@msgpack/msgpack';
 import { FormatError } from '../../errors.js';
 import {
-  crc32, END_BODY_BYTES, FORMAT_MAJOR, SYNC_BODY_BYTES, FRAME_BYTES, MAGIC, OPTIONAL_BIT, PREAMBLE_BYTES, RAM_HEAD_BYTES, readU64, RecordType, typeName,
+  crc32,
+  END_BODY_BYTES,
+  FORMAT_MAJOR,
+  SYNC_BODY_BYTES,
+  FRAME_BYTES,
+  MAGIC,
+  OPTIONAL_BIT,
+  PREAMBLE_BYTES,
+  RAM_HEAD_BYTES,
+  readU64,
+  RecordType,
+  typeName,
 } from './format.js';
 import type { RamPagesRecord, ReadHeader, Section, StreamCounts, StreamRecord, StreamWarning } from './records.js';
 import { decodeRamPages, decodeRamPfns, decodeRamZero, parseRamHead } from './ram-body.js';
@@ -103,17 +114,25 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     for (let i = 0; i < Math.min(pre.length, MAGIC.length); i++) {
       if (pre[i] !== MAGIC[i]) throw new FormatError('not a xenkvm stream (wrong magic)');
     }
-    if (pre.length < PREAMBLE_BYTES) throw new FormatError(`truncated: the stream ends inside its ${PREAMBLE_BYTES}-byte preamble`);
+    if (pre.length < PREAMBLE_BYTES)
+      throw new FormatError(`truncated: the stream ends inside its ${PREAMBLE_BYTES}-byte preamble`);
     const view = new DataView(pre.buffer, pre.byteOffset, pre.length);
-    if (crc32(pre.subarray(0, 12)) !== view.getUint32(12, true)) throw new FormatError('stream preamble is corrupt (checksum mismatch)');
+    if (crc32(pre.subarray(0, 12)) !== view.getUint32(12, true))
+      throw new FormatError('stream preamble is corrupt (checksum mismatch)');
     const major = view.getUint16(8, true);
     const minor = view.getUint16(10, true);
-    if (major > FORMAT_MAJOR) throw new FormatError(`file format ${major}.${minor} is newer than this xenkvm reads (${FORMAT_MAJOR}.x)`);
-    if (major < FORMAT_MAJOR) throw new FormatError(`file format ${major}.${minor} is not supported (this xenkvm reads ${FORMAT_MAJOR}.x)`);
+    if (major > FORMAT_MAJOR)
+      throw new FormatError(`file format ${major}.${minor} is newer than this xenkvm reads (${FORMAT_MAJOR}.x)`);
+    if (major < FORMAT_MAJOR)
+      throw new FormatError(`file format ${major}.${minor} is not supported (this xenkvm reads ${FORMAT_MAJOR}.x)`);
     const r = new StreamReader(src, null as unknown as ReadHeader, PREAMBLE_BYTES, limits, options);
     const first = await r.readFrame();
     if (first === null || first.type !== RecordType.HEADER) {
-      throw new FormatError(first === null ? 'truncated: the stream ends before its HEADER record' : `expected a HEADER record first, found ${typeName(first.type)}`);
+      throw new FormatError(
+        first === null
+          ? 'truncated: the stream ends before its HEADER record'
+          : `expected a HEADER record first, found ${typeName(first.type)}`,
+      );
     }
     const body = await r.readBody(first);
     (r as { header: ReadHeader }).header = decodeHeader(body, major, minor);
@@ -135,20 +154,31 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     this.started = true;
     for (;;) {
       const frame = await this.readFrame();
-      if (frame === null) throw new FormatError(`truncated: the stream ends at offset ${this.pos} after ${this.seen.records} records, without an END record`);
+      if (frame === null)
+        throw new FormatError(
+          `truncated: the stream ends at offset ${this.pos} after ${this.seen.records} records, without an END record`,
+        );
       const { type, at } = frame;
       if (type === RecordType.END) {
         this.checkEnd(await this.readBody(frame), at);
         return;
       }
-      if (++this.seen.records > this.limits.maxRecords) throw new FormatError(`more than maxRecords=${this.limits.maxRecords} records`);
+      if (++this.seen.records > this.limits.maxRecords)
+        throw new FormatError(`more than maxRecords=${this.limits.maxRecords} records`);
       if (type === RecordType.HEADER) throw new FormatError(`a second HEADER record at offset ${at}`);
       if (!KNOWN.has(type) && !this.passTypes.has(type)) {
         if ((type & OPTIONAL_BIT) === 0) {
-          throw new FormatError(`unknown mandatory record type ${typeName(type)} at offset ${at}: written by a newer xenkvm (format ${this.header.formatMajor}.${this.header.formatMinor}); cannot load it`);
+          throw new FormatError(
+            `unknown mandatory record type ${typeName(type)} at offset ${at}: written by a newer xenkvm (format ${this.header.formatMajor}.${this.header.formatMinor}); cannot load it`,
+          );
         }
         await this.skipBody(frame);
-        this.onWarning?.({ code: 'W_UNKNOWN_OPTIONAL', message: `skipped unknown optional record type ${typeName(type)} at offset ${at} (${frame.length} bytes)`, type, offset: at });
+        this.onWarning?.({
+          code: 'W_UNKNOWN_OPTIONAL',
+          message: `skipped unknown optional record type ${typeName(type)} at offset ${at} (${frame.length} bytes)`,
+          type,
+          offset: at,
+        });
         continue;
       }
       const bodyAt = this.pos;
@@ -172,7 +202,8 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
       }
       const body = await this.readBody(frame);
       if (type === RecordType.SECTION) {
-        if (++this.seen.sections > this.limits.maxSections) throw new FormatError(`more than maxSections=${this.limits.maxSections} sections`);
+        if (++this.seen.sections > this.limits.maxSections)
+          throw new FormatError(`more than maxSections=${this.limits.maxSections} sections`);
         yield { kind: 'section', section: decodeSection(body, at), offset: at };
       } else if (type === RecordType.RAM_PAGES) {
         const rec = decodeRamPages(body, bodyAt, this.limits.maxBatchPages);
@@ -193,14 +224,18 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     const f = await this.src.read(FRAME_BYTES);
     this.pos += f.length;
     if (f.length === 0) return null;
-    if (f.length < FRAME_BYTES) throw new FormatError(`truncated: the stream ends inside a record frame at offset ${at}`);
+    if (f.length < FRAME_BYTES)
+      throw new FormatError(`truncated: the stream ends inside a record frame at offset ${at}`);
     const view = new DataView(f.buffer, f.byteOffset, f.length);
-    if (crc32(f.subarray(0, 20)) !== view.getUint32(20, true)) throw new FormatError(`record frame at offset ${at} is corrupt (checksum mismatch)`);
+    if (crc32(f.subarray(0, 20)) !== view.getUint32(20, true))
+      throw new FormatError(`record frame at offset ${at} is corrupt (checksum mismatch)`);
     const type = view.getUint32(0, true);
     const length = readU64(view, 8);
     const limit = type === RecordType.HEADER ? this.limits.maxHeaderBytes : this.limits.maxRecordBytes;
     if (!(length <= limit)) {
-      throw new FormatError(`${typeName(type)} record at offset ${at} has a ${length}-byte body, above the limit ${type === RecordType.HEADER ? 'maxHeaderBytes' : 'maxRecordBytes'}=${limit}`);
+      throw new FormatError(
+        `${typeName(type)} record at offset ${at} has a ${length}-byte body, above the limit ${type === RecordType.HEADER ? 'maxHeaderBytes' : 'maxRecordBytes'}=${limit}`,
+      );
     }
     return { type, length, crc: view.getUint32(16, true), at };
   }
@@ -214,15 +249,22 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     }
     const body = await this.src.read(frame.length, scratch);
     this.pos += body.length;
-    if (body.length < frame.length) throw new FormatError(`truncated: the stream ends inside the body of the ${typeName(frame.type)} record at offset ${frame.at}`);
-    if (crc32(body) !== frame.crc) throw new FormatError(`${typeName(frame.type)} record at offset ${frame.at}: body checksum mismatch (corrupt data)`);
+    if (body.length < frame.length)
+      throw new FormatError(
+        `truncated: the stream ends inside the body of the ${typeName(frame.type)} record at offset ${frame.at}`,
+      );
+    if (crc32(body) !== frame.crc)
+      throw new FormatError(
+        `${typeName(frame.type)} record at offset ${frame.at}: body checksum mismatch (corrupt data)`,
+      );
     return body;
   }
 
   private async readRamSkippingData(frame: { type: number; length: number; at: number }): Promise<RamPagesRecord> {
     const bodyAt = this.pos;
     const where = `RAM_PAGES record at offset ${frame.at}`;
-    const truncated = (): FormatError => new FormatError(`truncated: the stream ends inside the body of the RAM_PAGES record at offset ${frame.at}`);
+    const truncated = (): FormatError =>
+      new FormatError(`truncated: the stream ends inside the body of the RAM_PAGES record at offset ${frame.at}`);
     const head = await this.src.read(Math.min(RAM_HEAD_BYTES, frame.length));
     this.pos += head.length;
     if (head.length < Math.min(RAM_HEAD_BYTES, frame.length)) throw truncated();
@@ -235,21 +277,39 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
     this.pos += pfnBytes.length;
     if (pfnBytes.length < h.count * 8) throw truncated();
     const pfns = decodeRamPfns(head, pfnBytes, h.count, where);
-    return { kind: 'ram', pfns, encoding: h.encoding, data: new Uint8Array(0), dataOffset: bodyAt + h.dataOffset, dataLength: h.dataLength };
+    return {
+      kind: 'ram',
+      pfns,
+      encoding: h.encoding,
+      data: new Uint8Array(0),
+      dataOffset: bodyAt + h.dataOffset,
+      dataLength: h.dataLength,
+    };
   }
 
   private async skipBody(frame: { type: number; length: number; at: number }): Promise<void> {
     const n = await this.src.skip(frame.length);
     this.pos += n;
-    if (n < frame.length) throw new FormatError(`truncated: the stream ends inside the body of the ${typeName(frame.type)} record at offset ${frame.at}`);
+    if (n < frame.length)
+      throw new FormatError(
+        `truncated: the stream ends inside the body of the ${typeName(frame.type)} record at offset ${frame.at}`,
+      );
   }
 
   private checkEnd(body: Uint8Array, at: number): void {
     if (body.length < END_BODY_BYTES) throw new FormatError(`END record at offset ${at} is too short`);
     const view = new DataView(body.buffer, body.byteOffset, body.length);
-    const claimed: StreamCounts = { records: readU64(view, 0), sections: readU64(view, 8), dataPages: readU64(view, 16), zeroPages: readU64(view, 24) };
+    const claimed: StreamCounts = {
+      records: readU64(view, 0),
+      sections: readU64(view, 8),
+      dataPages: readU64(view, 16),
+      zeroPages: readU64(view, 24),
+    };
     for (const k of ['sections', 'dataPages', 'zeroPages', 'records'] as const) {
-      if (claimed[k] !== this.seen[k]) throw new FormatError(`END record says ${claimed[k]} ${k} but the stream holds ${this.seen[k]}: records are missing or repeated`);
+      if (claimed[k] !== this.seen[k])
+        throw new FormatError(
+          `END record says ${claimed[k]} ${k} but the stream holds ${this.seen[k]}: records are missing or repeated`,
+        );
     }
     this.endCounts = claimed;
   }
@@ -258,11 +318,20 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
 function decodeBody(body: Uint8Array, what: string): unknown {
   // Every msgpack item takes at least one byte, so no length may exceed the body's.
   const n = body.length;
-  const decoder = new Decoder({ useBigInt64: true, maxStrLength: n, maxBinLength: n, maxArrayLength: n, maxMapLength: n, maxExtLength: n });
+  const decoder = new Decoder({
+    useBigInt64: true,
+    maxStrLength: n,
+    maxBinLength: n,
+    maxArrayLength: n,
+    maxMapLength: n,
+    maxExtLength: n,
+  });
   try {
     return decoder.decode(body);
   } catch (err) {
-    throw new FormatError(`${what}: malformed msgpack body (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+    throw new FormatError(`${what}: malformed msgpack body (${err instanceof Error ? err.message : String(err)})`, {
+      cause: err,
+    });
   }
 }
 
@@ -275,15 +344,25 @@ function decodeHeader(body: Uint8Array, major: number, minor: number): ReadHeade
   }
   if (typeof v['producer'] !== 'string') throw new FormatError('HEADER record: producer is not a string');
   if (!isPlainObject(v['schemas'])) throw new FormatError('HEADER record: schemas is not a map');
-  return { formatMajor: major, formatMinor: minor, producer: v['producer'], machine: v['machine'] ?? null, schemas: v['schemas'] };
+  return {
+    formatMajor: major,
+    formatMinor: minor,
+    producer: v['producer'],
+    machine: v['machine'] ?? null,
+    schemas: v['schemas'],
+  };
 }
 
 function decodeSection(body: Uint8Array, at: number): Section {
   const v = decodeBody(body, `SECTION record at offset ${at}`);
   if (!isPlainObject(v)) throw new FormatError(`SECTION record at offset ${at}: body is not a map`);
   const { name, instance, version } = v;
-  if (typeof name !== 'string' || name === '') throw new FormatError(`SECTION record at offset ${at}: name is not a non-empty string`);
-  if (!isCount(instance) || !isCount(version)) throw new FormatError(`SECTION record at offset ${at} (${name}): instance and version must be non-negative integers`);
+  if (typeof name !== 'string' || name === '')
+    throw new FormatError(`SECTION record at offset ${at}: name is not a non-empty string`);
+  if (!isCount(instance) || !isCount(version))
+    throw new FormatError(
+      `SECTION record at offset ${at} (${name}): instance and version must be non-negative integers`,
+    );
   if (!('payload' in v)) throw new FormatError(`SECTION record at offset ${at} (${name}): no payload`);
   return { name, instance, version, payload: v['payload'] };
 }

@@ -123,7 +123,8 @@ export function socketSource(accepted: Socket): SocketSource | null {
         release();
         await waitForData();
       }
-      if (failure !== null && tail - head < n) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
+      if (failure !== null && tail - head < n)
+        throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
       const m = Math.min(n, tail - head);
       if (m === 0) return EMPTY;
       const at = head % RING_BYTES;

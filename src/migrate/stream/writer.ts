@@ -6,7 +6,17 @@ import { FormatError, IoError } from '../../errors.js';
 import type { ByteSink } from './byte-sink.js';
 import type { Section, StreamCounts, StreamHeader } from './records.js';
 import {
-  crc32, END_BODY_BYTES, FORMAT_MAJOR, FORMAT_MINOR, FRAME_BYTES, MAGIC, PREAMBLE_BYTES, RecordType, SYNC_BODY_BYTES, typeName, writeU64,
+  crc32,
+  END_BODY_BYTES,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  FRAME_BYTES,
+  MAGIC,
+  PREAMBLE_BYTES,
+  RecordType,
+  SYNC_BODY_BYTES,
+  typeName,
+  writeU64,
 } from './format.js';
 
 export interface WriterOptions {
@@ -83,9 +93,14 @@ export class StreamWriter {
   async writeSection(section: Section): Promise<void> {
     const { name, instance, version, payload } = section;
     if (typeof name !== 'string' || name === '') throw new TypeError('section name must be a non-empty string');
-    if (!Number.isSafeInteger(instance) || instance < 0) throw new TypeError(`section ${name}: instance must be a non-negative integer`);
-    if (!Number.isSafeInteger(version) || version < 0) throw new TypeError(`section ${name}: version must be a non-negative integer`);
-    await this.writeRecord(RecordType.SECTION, this.encodeValue(`section ${name}[${instance}]`, { name, instance, version, payload }));
+    if (!Number.isSafeInteger(instance) || instance < 0)
+      throw new TypeError(`section ${name}: instance must be a non-negative integer`);
+    if (!Number.isSafeInteger(version) || version < 0)
+      throw new TypeError(`section ${name}: version must be a non-negative integer`);
+    await this.writeRecord(
+      RecordType.SECTION,
+      this.encodeValue(`section ${name}[${instance}]`, { name, instance, version, payload }),
+    );
   }
 
   /**
@@ -94,7 +109,10 @@ export class StreamWriter {
    * record types this module has no helper for.
    */
   async writeRecord(type: number, body: Uint8Array, flags = 0, release?: () => void): Promise<void> {
-    if (this.state !== 'open') throw new IoError(`cannot write a ${typeName(type)} record: the stream is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`);
+    if (this.state !== 'open')
+      throw new IoError(
+        `cannot write a ${typeName(type)} record: the stream is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`,
+      );
     if (type === RecordType.END) throw new TypeError('END is written by end()');
     if (this.busy) throw new TypeError('StreamWriter: await each write before starting the next');
     this.busy = true;
@@ -117,7 +135,10 @@ export class StreamWriter {
 
   /** Writes END with the totals and waits until the sink has everything; does not close the sink. */
   async end(): Promise<StreamCounts> {
-    if (this.state !== 'open') throw new IoError(`cannot end the stream: it is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`);
+    if (this.state !== 'open')
+      throw new IoError(
+        `cannot end the stream: it is ${this.state === 'ended' ? 'already ended' : 'broken by an earlier error'}`,
+      );
     if (this.busy) throw new TypeError('StreamWriter: await each write before ending');
     const body = new Uint8Array(END_BODY_BYTES);
     const view = new DataView(body.buffer);
@@ -161,7 +182,9 @@ export class StreamWriter {
     try {
       return this.encoder.encode(value);
     } catch (err) {
-      throw new FormatError(`cannot encode ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new FormatError(`cannot encode ${what}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
   }
 }

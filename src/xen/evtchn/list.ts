@@ -36,11 +36,21 @@ export function eventChannelList(x: XenContext): EventChannelInfo[] {
     if (type === PortType.closed) continue;
     const common = { port, vcpu: s.portVcpu(port), pending: x.isPending(port), masked: x.isMasked(port) };
     switch (type) {
-      case PortType.unbound: out.push({ ...common, type: 'unbound', remoteDomain: DOMID_SELF }); break;
-      case PortType.interdomain: out.push({ ...common, type: 'interdomain', remoteDomain: DOMID_SELF, remotePort: s.portValue(port) }); break;
-      case PortType.virq: out.push({ ...common, type: 'virq', virq: s.portValue(port) }); break;
-      case PortType.ipi: out.push({ ...common, type: 'ipi' }); break;
-      case PortType.pirq: out.push({ ...common, type: 'pirq', pirq: s.portValue(port) }); break;
+      case PortType.unbound:
+        out.push({ ...common, type: 'unbound', remoteDomain: DOMID_SELF });
+        break;
+      case PortType.interdomain:
+        out.push({ ...common, type: 'interdomain', remoteDomain: DOMID_SELF, remotePort: s.portValue(port) });
+        break;
+      case PortType.virq:
+        out.push({ ...common, type: 'virq', virq: s.portValue(port) });
+        break;
+      case PortType.ipi:
+        out.push({ ...common, type: 'ipi' });
+        break;
+      case PortType.pirq:
+        out.push({ ...common, type: 'pirq', pirq: s.portValue(port) });
+        break;
     }
   }
   return out;

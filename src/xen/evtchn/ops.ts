@@ -11,9 +11,18 @@ const isSelf = (dom: number) => dom === DOMID_SELF || dom === 0;
 
 /** Argument sizes by op: a bad pointer is -EFAULT before anything changes. */
 const ARG_SIZE: Partial<Record<number, number>> = {
-  [EvtchnOp.bind_interdomain]: 12, [EvtchnOp.bind_virq]: 12, [EvtchnOp.bind_pirq]: 12, [EvtchnOp.close]: 4,
-  [EvtchnOp.send]: 4, [EvtchnOp.status]: 24, [EvtchnOp.alloc_unbound]: 8, [EvtchnOp.bind_ipi]: 8,
-  [EvtchnOp.bind_vcpu]: 8, [EvtchnOp.unmask]: 4, [EvtchnOp.reset]: 2, [EvtchnOp.init_control]: 16,
+  [EvtchnOp.bind_interdomain]: 12,
+  [EvtchnOp.bind_virq]: 12,
+  [EvtchnOp.bind_pirq]: 12,
+  [EvtchnOp.close]: 4,
+  [EvtchnOp.send]: 4,
+  [EvtchnOp.status]: 24,
+  [EvtchnOp.alloc_unbound]: 8,
+  [EvtchnOp.bind_ipi]: 8,
+  [EvtchnOp.bind_vcpu]: 8,
+  [EvtchnOp.unmask]: 4,
+  [EvtchnOp.reset]: 2,
+  [EvtchnOp.init_control]: 16,
 };
 
 /** Lowest free port, or -1 (port 0 is reserved). */
@@ -36,7 +45,8 @@ export function closePort(x: XenContext, port: number): void {
     if (s.virqPort(v, virq) === port) s.setVirqPort(v, virq, 0);
   } else if (type === PortType.interdomain) {
     const peer = s.portValue(port);
-    if (peer !== port && s.portType(peer) === PortType.interdomain && s.portValue(peer) === port) s.setPort(peer, PortType.unbound, s.portVcpu(peer), DOMID_SELF);
+    if (peer !== port && s.portType(peer) === PortType.interdomain && s.portValue(peer) === port)
+      s.setPort(peer, PortType.unbound, s.portVcpu(peer), DOMID_SELF);
   }
   // Xen's close clears the pending bit: a reused port starts quiet.
   x.clearPending(port);
@@ -130,8 +140,10 @@ function op(x: XenContext, cmd: number, v: DataView): bigint {
       v.setUint32(12, s.portVcpu(port), true);
       for (let o = 16; o < 24; o += 4) v.setUint32(o, 0, true);
       if (type === PortType.unbound) v.setUint16(16, DOMID_SELF, true);
-      else if (type === PortType.interdomain) { v.setUint16(16, DOMID_SELF, true); v.setUint32(20, s.portValue(port), true); }
-      else if (type === PortType.virq || type === PortType.pirq) v.setUint32(16, s.portValue(port), true);
+      else if (type === PortType.interdomain) {
+        v.setUint16(16, DOMID_SELF, true);
+        v.setUint32(20, s.portValue(port), true);
+      } else if (type === PortType.virq || type === PortType.pirq) v.setUint32(16, s.portValue(port), true);
       return 0n;
     }
     case EvtchnOp.bind_vcpu: {
@@ -141,7 +153,8 @@ function op(x: XenContext, cmd: number, v: DataView): bigint {
       return s.withLock(() => {
         if (!validPort(x, port)) return err(Errno.EINVAL);
         const type = s.portType(port);
-        if (type === PortType.ipi || (type === PortType.virq && PER_VCPU_VIRQS.has(s.portValue(port)))) return err(Errno.EINVAL);
+        if (type === PortType.ipi || (type === PortType.virq && PER_VCPU_VIRQS.has(s.portValue(port))))
+          return err(Errno.EINVAL);
         s.setPortVcpu(port, vcpu);
         // An event already pending reaches the new vCPU, as Xen re-raises it.
         if (x.isPending(port) && !x.isMasked(port)) x.unmask(port);
@@ -182,9 +195,15 @@ export function eventChannelOp(env: HypercallEnv, call: HypercallCall): bigint {
   const view = new DataView(raw.buffer);
   const r = op(env.xen, cmd, view);
   // Ops with out-fields copy the argument back (Xen's copy_to_guest).
-  if (r === 0n && (cmd === EvtchnOp.bind_virq || cmd === EvtchnOp.bind_ipi || cmd === EvtchnOp.alloc_unbound || cmd === EvtchnOp.bind_interdomain || cmd === EvtchnOp.status)) {
+  if (
+    r === 0n &&
+    (cmd === EvtchnOp.bind_virq ||
+      cmd === EvtchnOp.bind_ipi ||
+      cmd === EvtchnOp.alloc_unbound ||
+      cmd === EvtchnOp.bind_interdomain ||
+      cmd === EvtchnOp.status)
+  ) {
     if (!env.mem.write(ptr, raw)) return err(Errno.EFAULT);
   }
   return r;
 }
-

@@ -1,7 +1,28 @@
 // Hypercall dispatch and the hypercalls of a booting guest.  Every argument is
 // guest-controlled: each handler validates and answers with a negated Xen
 // errno, and nothing here may throw for any register values.
-import { ConsoleIo, DOMID_SELF, Errno, HVM_NR_PARAMS, HvmOp, HvmParam, Hypercall, SCHEDOP_POLL_MAX_PORTS, SchedOp, ShutdownReason, VCPU_INFO_SIZE, XEN_EXTRAVERSION, XEN_LEGACY_MAX_VCPUS, XEN_VERSION_MAJOR, XEN_VERSION_MINOR, XenFeat, XenMapSpace, XenMem, XenVer, type ShutdownReasonName } from '../abi.js';
+import {
+  ConsoleIo,
+  DOMID_SELF,
+  Errno,
+  HVM_NR_PARAMS,
+  HvmOp,
+  HvmParam,
+  Hypercall,
+  SCHEDOP_POLL_MAX_PORTS,
+  SchedOp,
+  ShutdownReason,
+  VCPU_INFO_SIZE,
+  XEN_EXTRAVERSION,
+  XEN_LEGACY_MAX_VCPUS,
+  XEN_VERSION_MAJOR,
+  XEN_VERSION_MINOR,
+  XenFeat,
+  XenMapSpace,
+  XenMem,
+  XenVer,
+  type ShutdownReasonName,
+} from '../abi.js';
 import { eventChannelOp } from '../evtchn/ops.js';
 import { VcpuField } from '../shared.js';
 import { publishVcpuTime, publishWallclock } from '../time/clock.js';
@@ -27,7 +48,12 @@ function xenVersion(env: HypercallEnv, call: HypercallCall): bigint {
     }
     case XenVer.capabilities: {
       const buf = new Uint8Array(1024);
-      buf.set(Buffer.from(call.is64 ? 'hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p' : 'hvm-3.0-x86_32 hvm-3.0-x86_32p', 'latin1'));
+      buf.set(
+        Buffer.from(
+          call.is64 ? 'hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p' : 'hvm-3.0-x86_32 hvm-3.0-x86_32p',
+          'latin1',
+        ),
+      );
       return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
     }
     case XenVer.changeset: {
@@ -119,7 +145,8 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   const space = v.getUint32(4, true);
   const idx = call.is64 ? v.getBigUint64(8, true) : BigInt(v.getUint32(8, true));
   const gpfn = call.is64 ? v.getBigUint64(16, true) : BigInt(v.getUint32(12, true));
-  if (space !== XenMapSpace.shared_info) return space === XenMapSpace.grant_table ? err(Errno.ENOSYS) : err(Errno.EINVAL);
+  if (space !== XenMapSpace.shared_info)
+    return space === XenMapSpace.grant_table ? err(Errno.ENOSYS) : err(Errno.EINVAL);
   if (idx !== 0n) return err(Errno.EINVAL);
   const pages = BigInt(env.mem.ram.length >> 12);
   if (gpfn >= pages || gpfn < 0x100n) return err(Errno.EINVAL);
@@ -137,7 +164,10 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   return 0n;
 }
 
-const reasonNames = Object.fromEntries(Object.entries(ShutdownReason).map(([k, v]) => [v, k])) as Record<number, ShutdownReasonName>;
+const reasonNames = Object.fromEntries(Object.entries(ShutdownReason).map(([k, v]) => [v, k])) as Record<
+  number,
+  ShutdownReasonName
+>;
 
 function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
   const cmd = Number(call.args[0]);
@@ -193,7 +223,10 @@ export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigin
     return handler(env, call);
   } catch (e) {
     // A handler bug must not take the VMM down with the guest's help.
-    env.services.warnOnce(`hypercall-crash-${call.nr}`, `hypercall ${call.nr} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ""}`);
+    env.services.warnOnce(
+      `hypercall-crash-${call.nr}`,
+      `hypercall ${call.nr} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ''}`,
+    );
     return err(Errno.EINVAL);
   }
 }

@@ -26,8 +26,12 @@ import { INVALID_GPA, type XenVcpuState } from '../vcpu/state.js';
 export const KVM_XEN_ATTR_TYPE = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2 } as const;
 /** KVM_XEN_HVM_CONFIG_* flags: also what KVM_CHECK_EXTENSION(KVM_CAP_XEN_HVM) reports. */
 export const KVM_XEN_HVM_CONFIG = {
-  HYPERCALL_MSR: 1 << 0, INTERCEPT_HCALL: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, SHARED_INFO: 1 << 2, RUNSTATE: 1 << 3,
-  EVTCHN_2LEVEL: 1 << 4, EVTCHN_SEND: 1 << 5,
+  HYPERCALL_MSR: 1 << 0,
+  INTERCEPT_HCALL: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+  SHARED_INFO: 1 << 2,
+  RUNSTATE: 1 << 3,
+  EVTCHN_2LEVEL: 1 << 4,
+  EVTCHN_SEND: 1 << 5,
 } as const;
 /**
  * The only event channel priority KVM implements: ((__u32)-1) in the header,
@@ -78,7 +82,9 @@ const H = {
 const C = { flags: offsetOf(kvm_xen_hvm_config, 'flags'), msr: offsetOf(kvm_xen_hvm_config, 'msr') } as const;
 
 const VCPU_TYPE_NAMES = new Map(Object.entries(KVM_XEN_VCPU_ATTR_TYPE).map(([k, v]) => [v, k as XenVcpuAttrType]));
-const HVM_TYPE_NAMES = new Map(Object.entries(KVM_XEN_ATTR_TYPE).map(([k, v]) => [v, k as keyof typeof KVM_XEN_ATTR_TYPE]));
+const HVM_TYPE_NAMES = new Map(
+  Object.entries(KVM_XEN_ATTR_TYPE).map(([k, v]) => [v, k as keyof typeof KVM_XEN_ATTR_TYPE]),
+);
 
 const viewOf = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 function need(buf: Uint8Array, size: number, what: string): DataView {
@@ -87,7 +93,10 @@ function need(buf: Uint8Array, size: number, what: string): DataView {
 }
 
 /** Encodes `a` into `out` (zeroed first; default a new buffer) as struct kvm_xen_vcpu_attr. */
-export function encodeXenVcpuAttr(a: XenVcpuAttr, out: Uint8Array = new Uint8Array(kvm_xen_vcpu_attr.size)): Uint8Array {
+export function encodeXenVcpuAttr(
+  a: XenVcpuAttr,
+  out: Uint8Array = new Uint8Array(kvm_xen_vcpu_attr.size),
+): Uint8Array {
   const v = need(out, kvm_xen_vcpu_attr.size, 'struct kvm_xen_vcpu_attr');
   out.fill(0, 0, kvm_xen_vcpu_attr.size);
   v.setUint16(V.type, KVM_XEN_VCPU_ATTR_TYPE[a.type], true);
@@ -123,7 +132,12 @@ export function decodeXenVcpuAttr(buf: Uint8Array): XenVcpuAttr {
     case 'RUNSTATE_ADDR':
       return { type, gpa: v.getBigUint64(V.gpa, true) };
     case 'TIMER':
-      return { type, port: v.getUint32(V.port, true), priority: v.getUint32(V.priority, true), expires_ns: v.getBigUint64(V.expires, true) };
+      return {
+        type,
+        port: v.getUint32(V.port, true),
+        priority: v.getUint32(V.priority, true),
+        expires_ns: v.getBigUint64(V.expires, true),
+      };
     case 'UPCALL_VECTOR':
       return { type, vector: v.getUint8(V.vector) };
     case 'VCPU_ID':
@@ -158,7 +172,10 @@ export function decodeXenHvmAttr(buf: Uint8Array): XenHvmAttr {
  * and no blobs, the kernel itself writes the hypercall page when the guest
  * writes `msr`, and hypercalls it does not handle exit as KVM_EXIT_XEN.
  */
-export function encodeXenHvmConfig(c: XenHvmConfig, out: Uint8Array = new Uint8Array(kvm_xen_hvm_config.size)): Uint8Array {
+export function encodeXenHvmConfig(
+  c: XenHvmConfig,
+  out: Uint8Array = new Uint8Array(kvm_xen_hvm_config.size),
+): Uint8Array {
   const v = need(out, kvm_xen_hvm_config.size, 'struct kvm_xen_hvm_config');
   out.fill(0, 0, kvm_xen_hvm_config.size);
   v.setUint32(C.flags, c.interceptHcall ? KVM_XEN_HVM_CONFIG.INTERCEPT_HCALL : 0, true);
@@ -174,7 +191,8 @@ export function kernelXenUnavailable(kvm: Kvm): string | null {
   const flags = kvm.check(Cap.XEN_HVM);
   if (flags === 0) return 'KVM_CAP_XEN_HVM is 0: this kernel was built without KVM Xen support (CONFIG_KVM_XEN)';
   const want = KVM_XEN_HVM_CONFIG.INTERCEPT_HCALL | KVM_XEN_HVM_CONFIG.SHARED_INFO | KVM_XEN_HVM_CONFIG.EVTCHN_SEND;
-  if ((flags & want) !== want) return `KVM_CAP_XEN_HVM is 0x${flags.toString(16)}: lacks INTERCEPT_HCALL, SHARED_INFO or EVTCHN_SEND (needs Linux 5.18+)`;
+  if ((flags & want) !== want)
+    return `KVM_CAP_XEN_HVM is 0x${flags.toString(16)}: lacks INTERCEPT_HCALL, SHARED_INFO or EVTCHN_SEND (needs Linux 5.18+)`;
   return null;
 }
 
@@ -186,8 +204,12 @@ export interface XenAttrIo {
 
 // Safety: `attr` is a kvm_xen_vcpu_attr-sized buffer (encodeXenVcpuAttr checks), used by the kernel only during the call.
 export const kernelXenAttrIo: XenAttrIo = {
-  vcpuGet: (fd, attr) => { ioctlBuf(fd, KVM.XEN_VCPU_GET_ATTR, attr, 'KVM_XEN_VCPU_GET_ATTR'); },
-  vcpuSet: (fd, attr) => { ioctlBuf(fd, KVM.XEN_VCPU_SET_ATTR, attr, 'KVM_XEN_VCPU_SET_ATTR'); },
+  vcpuGet: (fd, attr) => {
+    ioctlBuf(fd, KVM.XEN_VCPU_GET_ATTR, attr, 'KVM_XEN_VCPU_GET_ATTR');
+  },
+  vcpuSet: (fd, attr) => {
+    ioctlBuf(fd, KVM.XEN_VCPU_SET_ATTR, attr, 'KVM_XEN_VCPU_SET_ATTR');
+  },
 };
 
 /** Reused for every attribute: calls are synchronous, so one buffer serves all vCPUs of a thread. */
@@ -212,7 +234,11 @@ const gpaOf = (a: XenVcpuAttr): bigint => ('gpa' in a ? a.gpa : KVM_XEN_INVALID_
  * the rest (default vcpu_info GPA, other VIRQs, periodic timer) from
  * `emulated`, the userspace emulator's copy.
  */
-export function kvmGetXenVcpuState(vcpuFd: number, emulated: XenVcpuState, io: XenAttrIo = kernelXenAttrIo): XenVcpuState {
+export function kvmGetXenVcpuState(
+  vcpuFd: number,
+  emulated: XenVcpuState,
+  io: XenAttrIo = kernelXenAttrIo,
+): XenVcpuState {
   const info = gpaOf(getAttr(io, vcpuFd, 'VCPU_INFO'));
   const timer = getAttr(io, vcpuFd, 'TIMER');
   const vector = getAttr(io, vcpuFd, 'UPCALL_VECTOR');
@@ -222,7 +248,8 @@ export function kvmGetXenVcpuState(vcpuFd: number, emulated: XenVcpuState, io: X
   return {
     ...emulated,
     // kvmPutXenVcpuState registers the default slot when the guest registered none: report that as none again.
-    xen_vcpu_info_gpa: info === emulated.xen_vcpu_info_default_gpa && emulated.xen_vcpu_info_gpa === INVALID_GPA ? INVALID_GPA : info,
+    xen_vcpu_info_gpa:
+      info === emulated.xen_vcpu_info_default_gpa && emulated.xen_vcpu_info_gpa === INVALID_GPA ? INVALID_GPA : info,
     xen_vcpu_time_info_gpa: gpaOf(getAttr(io, vcpuFd, 'VCPU_TIME_INFO')),
     xen_vcpu_runstate_gpa: gpaOf(getAttr(io, vcpuFd, 'RUNSTATE_ADDR')),
     xen_vcpu_callback_vector: vector.type === 'UPCALL_VECTOR' ? vector.vector : 0,
@@ -239,7 +266,12 @@ export function kvmGetXenVcpuState(vcpuFd: number, emulated: XenVcpuState, io: X
  * to VIRQ_TIMER's port with 2-level priority (port 0 stops it), and the
  * upcall vector.  The emulator keeps the other VIRQs and the periodic timer.
  */
-export function kvmPutXenVcpuState(vcpuFd: number, vcpuId: number, state: XenVcpuState, io: XenAttrIo = kernelXenAttrIo): void {
+export function kvmPutXenVcpuState(
+  vcpuFd: number,
+  vcpuId: number,
+  state: XenVcpuState,
+  io: XenAttrIo = kernelXenAttrIo,
+): void {
   setAttr(io, vcpuFd, { type: 'VCPU_ID', vcpu_id: vcpuId });
   const info = state.xen_vcpu_info_gpa !== INVALID_GPA ? state.xen_vcpu_info_gpa : state.xen_vcpu_info_default_gpa;
   setAttr(io, vcpuFd, { type: 'VCPU_INFO', gpa: info });
@@ -247,7 +279,10 @@ export function kvmPutXenVcpuState(vcpuFd: number, vcpuId: number, state: XenVcp
   setAttr(io, vcpuFd, { type: 'RUNSTATE_ADDR', gpa: state.xen_vcpu_runstate_gpa });
   const port = state.xen_virq[VIRQ_TIMER] ?? 0;
   setAttr(io, vcpuFd, {
-    type: 'TIMER', port, priority: KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, expires_ns: port !== 0 ? state.xen_singleshot_timer_ns : 0n,
+    type: 'TIMER',
+    port,
+    priority: KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL,
+    expires_ns: port !== 0 ? state.xen_singleshot_timer_ns : 0n,
   });
   setAttr(io, vcpuFd, { type: 'UPCALL_VECTOR', vector: state.xen_vcpu_callback_vector });
 }

@@ -15,8 +15,14 @@ const NS_PER_SEC = 1_000_000_000n;
 export function timeScale(tscHz: bigint): { mul: bigint; shift: number } {
   let tps = tscHz;
   let shift = 0;
-  while (tps > NS_PER_SEC * 2n) { tps >>= 1n; shift--; }
-  while (tps <= NS_PER_SEC) { tps <<= 1n; shift++; }
+  while (tps > NS_PER_SEC * 2n) {
+    tps >>= 1n;
+    shift--;
+  }
+  while (tps <= NS_PER_SEC) {
+    tps <<= 1n;
+    shift++;
+  }
   return { mul: (NS_PER_SEC << 32n) / tps, shift };
 }
 
@@ -29,7 +35,13 @@ export function scaleDelta(delta: bigint, mul: bigint, shift: number): bigint {
  * Sets the reference so that guest system time is `ns0` now.  `tscOffset` is
  * the vCPUs' guest-minus-host TSC offset; `realtimeNs` dates the wallclock.
  */
-export function setClockReference(shared: XenShared, tscKhz: number, tscOffset: bigint, ns0: bigint, realtimeNs: bigint): void {
+export function setClockReference(
+  shared: XenShared,
+  tscKhz: number,
+  tscOffset: bigint,
+  ns0: bigint,
+  realtimeNs: bigint,
+): void {
   const { mul, shift } = timeScale(BigInt(tscKhz) * 1000n);
   const guestTsc = readHostTsc() + tscOffset;
   shared.setClockWord(ClockField.mul, mul);
@@ -46,7 +58,10 @@ export function setClockReference(shared: XenShared, tscKhz: number, tscOffset: 
 export function guestNowNs(shared: XenShared): bigint {
   const tsc = readHostTsc() + shared.clockWord(ClockField.tscOffset);
   const delta = tsc - shared.clockWord(ClockField.tsc0);
-  return shared.clockWord(ClockField.ns0) + scaleDelta(delta < 0n ? 0n : delta, shared.clockWord(ClockField.mul), Number(shared.clockWord(ClockField.shift)));
+  return (
+    shared.clockWord(ClockField.ns0) +
+    scaleDelta(delta < 0n ? 0n : delta, shared.clockWord(ClockField.mul), Number(shared.clockWord(ClockField.shift)))
+  );
 }
 
 /** Writes a vcpu_time_info at `gpa` with Xen's odd/even version protocol. */
@@ -66,7 +81,8 @@ export function writeTimeInfo(ctx: XenContext, gpa: number): void {
 /** Refreshes every time area of vCPU `vcpu` (its vcpu_info's and a registered one). */
 export function publishVcpuTime(ctx: XenContext, vcpu: number): void {
   const vi = ctx.shared.vcpuInfoGpa(vcpu);
-  if (vi !== INVALID_GPA) writeTimeInfo(ctx, Number(vi) + (ctx.shared.domain.longMode ? VcpuInfo.time64 : VcpuInfo.time32));
+  if (vi !== INVALID_GPA)
+    writeTimeInfo(ctx, Number(vi) + (ctx.shared.domain.longMode ? VcpuInfo.time64 : VcpuInfo.time32));
   const extra = ctx.shared.vcpu(vcpu, VcpuField.timeInfoGpa);
   if (extra !== INVALID_GPA) writeTimeInfo(ctx, Number(extra));
 }
@@ -83,7 +99,11 @@ export function publishWallclock(ctx: XenContext): void {
   v.setUint32(ver, version, true);
   const sec = ctx.shared.clockWord(ClockField.wcSec);
   v.setUint32(si + (long ? SharedInfo.wcSec64 : SharedInfo.wcSec32), Number(sec & 0xffffffffn), true);
-  v.setUint32(si + (long ? SharedInfo.wcNsec64 : SharedInfo.wcNsec32), Number(ctx.shared.clockWord(ClockField.wcNsec)), true);
+  v.setUint32(
+    si + (long ? SharedInfo.wcNsec64 : SharedInfo.wcNsec32),
+    Number(ctx.shared.clockWord(ClockField.wcNsec)),
+    true,
+  );
   v.setUint32(si + (long ? SharedInfo.wcSecHi64 : SharedInfo.wcSecHi32), Number(sec >> 32n), true);
   v.setUint32(ver, (version + 1) >>> 0, true);
 }

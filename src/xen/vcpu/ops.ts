@@ -1,7 +1,15 @@
 // VCPUOP_*, set_timer_op and the per-vCPU parts of HVMOP: registrations
 // (vcpu_info, time area, runstate), timers, and bringing up other vCPUs.
 // Timers are deadlines in the shared vCPU table; the timer thread fires them.
-import { Errno, HVM_CONTEXT_MODES, MIN_PERIODIC_NS, VCPU_INFO_SIZE, VCPU_SSHOTTMR_future, VcpuInfo, VcpuOp } from '../abi.js';
+import {
+  Errno,
+  HVM_CONTEXT_MODES,
+  MIN_PERIODIC_NS,
+  VCPU_INFO_SIZE,
+  VCPU_SSHOTTMR_future,
+  VcpuInfo,
+  VcpuOp,
+} from '../abi.js';
 import { INVALID_GPA } from '../domain.js';
 import { HVM_CONTEXT_BYTES, VcpuField } from '../shared.js';
 import { guestNowNs, publishVcpuTime } from '../time/clock.js';
@@ -62,7 +70,8 @@ function waitOutFiring(env: HypercallEnv, vcpu: number): void {
   // Bounded: a timer thread preempted for long on a loaded host delays the
   // hypercall, never hangs it.
   const s = env.xen.shared;
-  for (let i = 0; i < 100 && s.vcpu(vcpu, VcpuField.timerFiring) !== 0n; i++) s.waitVcpuWord(vcpu, VcpuField.timerFiring, 1n, 2);
+  for (let i = 0; i < 100 && s.vcpu(vcpu, VcpuField.timerFiring) !== 0n; i++)
+    s.waitVcpuWord(vcpu, VcpuField.timerFiring, 1n, 2);
 }
 
 export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
@@ -119,7 +128,8 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
       if (!raw) return err(Errno.EFAULT);
       const v = new DataView(raw.buffer);
       const deadline = v.getBigUint64(0, true);
-      if ((v.getUint32(8, true) & VCPU_SSHOTTMR_future) !== 0 && deadline < guestNowNs(x.shared)) return err(Errno.ETIME);
+      if ((v.getUint32(8, true) & VCPU_SSHOTTMR_future) !== 0 && deadline < guestNowNs(x.shared))
+        return err(Errno.ETIME);
       // 0 would read as "disarmed": a deadline of 0 is long past, fire at once.
       setSingleshot(env, vcpu, deadline === 0n ? 1n : deadline);
       return 0n;

@@ -13,7 +13,13 @@
 // the window (libuv's pool) must not inherit the policy for good, hence
 // SCHED_RESET_ON_FORK.  Without the privilege (CAP_SYS_NICE) this does
 // nothing; XENKVM_MIGRATE_REALTIME=0 turns it off.
-import { SCHED_FIFO, SCHED_OTHER, SCHED_RESET_ON_FORK, setThreadScheduler, threadScheduler } from '../../../kvm/libc.js';
+import {
+  SCHED_FIFO,
+  SCHED_OTHER,
+  SCHED_RESET_ON_FORK,
+  setThreadScheduler,
+  threadScheduler,
+} from '../../../kvm/libc.js';
 
 /** Low among real-time priorities: above every ordinary thread, below the kernel's own. */
 const MAIN_PRIORITY = 10;
@@ -27,8 +33,15 @@ const allowed = process.env['XENKVM_MIGRATE_REALTIME'] !== '0';
  * called; a no-op when not allowed or not permitted, or already real-time.
  */
 export function realtimeWindow(helpers: readonly number[] = []): () => void {
-  if (!allowed || threadScheduler() !== SCHED_OTHER || !setThreadScheduler(SCHED_FIFO | SCHED_RESET_ON_FORK, MAIN_PRIORITY)) return () => {};
-  const raised = helpers.filter((tid) => tid > 0 && setThreadScheduler(SCHED_FIFO | SCHED_RESET_ON_FORK, HELPER_PRIORITY, tid));
+  if (
+    !allowed ||
+    threadScheduler() !== SCHED_OTHER ||
+    !setThreadScheduler(SCHED_FIFO | SCHED_RESET_ON_FORK, MAIN_PRIORITY)
+  )
+    return () => {};
+  const raised = helpers.filter(
+    (tid) => tid > 0 && setThreadScheduler(SCHED_FIFO | SCHED_RESET_ON_FORK, HELPER_PRIORITY, tid),
+  );
   let open = true;
   return () => {
     if (!open) return;

@@ -14,13 +14,22 @@ import { memorySink } from '../../stream/byte-sink.js';
 import { StreamReader } from '../../stream/reader.js';
 import { StreamWriter } from '../../stream/writer.js';
 import { writeRam } from '../../ram/write.js';
-import { restoreMachineState, sampleMachineState, saveMachineState, type SavedSection } from '../../../machine/state.js';
+import {
+  restoreMachineState,
+  sampleMachineState,
+  saveMachineState,
+  type SavedSection,
+} from '../../../machine/state.js';
 import type { XenMachine } from '../../../machine/machine.js';
 import type { DirtyLog } from '../dirty-log.js';
 import { assertHostCanRun, SectionCollector } from '../../sections-in.js';
 import { Readable } from 'node:stream';
 
-async function writeSections(sections: readonly SavedSection[], m: XenMachine, bitmap?: Uint8Array): Promise<Uint8Array> {
+async function writeSections(
+  sections: readonly SavedSection[],
+  m: XenMachine,
+  bitmap?: Uint8Array,
+): Promise<Uint8Array> {
   const sink = memorySink();
   const w = await StreamWriter.start(sink, machineHeader(m), { alignPages: false });
   if (bitmap) await writeRam(w, m.ram.bytes, { bitmap, zeroPages: 'list' });
@@ -67,7 +76,10 @@ export async function rehearseReceive(m: XenMachine, times = MIN_REHEARSALS): Pr
 
 async function rehearseReceiveOnce(m: XenMachine): Promise<void> {
   const bytes = await writeSections(saveMachineState(m), m);
-  const reader = await StreamReader.open(readableSource(Readable.from([bytes])), { syncRecords: true, reuseRamBuffer: true });
+  const reader = await StreamReader.open(readableSource(Readable.from([bytes])), {
+    syncRecords: true,
+    reuseRamBuffer: true,
+  });
   const sections = new SectionCollector('rehearsal');
   for await (const rec of reader) if (rec.kind === 'section') sections.add(rec.section);
   assertHostCanRun(m, sections.cpu0!, 'rehearsal');

@@ -33,8 +33,10 @@ export function parseAddress(text: string, what: string): MigrationAddress {
     let host = rest.slice(0, colon);
     const portText = rest.slice(colon + 1);
     if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-    if (host === '') throw new UsageError(`${what}: ${text} lacks a host (tcp:HOST:PORT; tcp:0.0.0.0:PORT listens everywhere)`);
-    if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new UsageError(`${what}: port '${portText}' is not 0..65535`);
+    if (host === '')
+      throw new UsageError(`${what}: ${text} lacks a host (tcp:HOST:PORT; tcp:0.0.0.0:PORT listens everywhere)`);
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535)
+      throw new UsageError(`${what}: port '${portText}' is not 0..65535`);
     return { kind: 'tcp', host, port: Number(portText) };
   }
   throw new UsageError(`${what}: '${text}' is not an address (${FORMS})`);
@@ -57,13 +59,21 @@ const PLAIN: StreamSecurity = { kind: 'none' };
 function describeNetError(err: unknown): string {
   const reason = (err as { reason?: unknown }).reason;
   const code = (err as { code?: unknown }).code;
-  const text = typeof reason === 'string' && reason !== '' ? (typeof code === 'string' ? `${reason} (${code})` : reason) : describeIoError(err);
+  const text =
+    typeof reason === 'string' && reason !== ''
+      ? typeof code === 'string'
+        ? `${reason} (${code})`
+        : reason
+      : describeIoError(err);
   return text.replace(/\s*[\r\n]+\s*/g, '; ').trim();
 }
 
 /** Refuses `-` with TLS: the pipe (ssh) is what protects the stream there. */
 export function checkSecurityFor(a: MigrationAddress, security: StreamSecurity, what: string): void {
-  if (a.kind === 'stdio' && security.kind !== 'none') throw new UsageError(`${what} -: TLS and pre-shared keys are for tcp: and unix: addresses; over a pipe, ssh protects the stream`);
+  if (a.kind === 'stdio' && security.kind !== 'none')
+    throw new UsageError(
+      `${what} -: TLS and pre-shared keys are for tcp: and unix: addresses; over a pipe, ssh protects the stream`,
+    );
 }
 
 /**
@@ -82,14 +92,23 @@ export function connectTo(a: MigrationAddress, timeoutMs = 10_000, security: Str
     } else {
       // Over unix: there is no host name to check; the chain is still verified.
       const name = a.kind === 'tcp' ? { servername: isIP(a.host) ? undefined : a.host } : {};
-      s = tls.connect({ ...where, ...name, allowHalfOpen: true, ...clientTlsOptions(security, a.kind === 'tcp') } as unknown as tls.ConnectionOptions);
+      s = tls.connect({
+        ...where,
+        ...name,
+        allowHalfOpen: true,
+        ...clientTlsOptions(security, a.kind === 'tcp'),
+      } as unknown as tls.ConnectionOptions);
       ready = 'secureConnect';
     }
     let connected = false;
     s.once('connect', () => (connected = true));
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new IoError(`cannot connect to ${formatAddress(a)}: no ${connected ? 'TLS handshake' : 'answer'} within ${timeoutMs} ms`));
+      reject(
+        new IoError(
+          `cannot connect to ${formatAddress(a)}: no ${connected ? 'TLS handshake' : 'answer'} within ${timeoutMs} ms`,
+        ),
+      );
     }, timeoutMs);
     s.once(ready, () => {
       clearTimeout(timer);
@@ -101,7 +120,10 @@ export function connectTo(a: MigrationAddress, timeoutMs = 10_000, security: Str
     const onError = (err: Error): void => {
       clearTimeout(timer);
       s.destroy();
-      const what = connected && security.kind !== 'none' ? `TLS handshake with ${formatAddress(a)} failed` : `cannot connect to ${formatAddress(a)}`;
+      const what =
+        connected && security.kind !== 'none'
+          ? `TLS handshake with ${formatAddress(a)} failed`
+          : `cannot connect to ${formatAddress(a)}`;
       reject(new IoError(`${what}: ${describeNetError(err)}`, { cause: err }));
     };
     s.once('error', onError);
@@ -126,7 +148,11 @@ export interface Listener {
  * our certificate after a TLS 1.3 handshake is only noticed at the handshake
  * timeout, 10 s.)
  */
-export async function listenOn(a: MigrationAddress, security: StreamSecurity = PLAIN, onReject?: (why: string) => void): Promise<Listener> {
+export async function listenOn(
+  a: MigrationAddress,
+  security: StreamSecurity = PLAIN,
+  onReject?: (why: string) => void,
+): Promise<Listener> {
   if (a.kind === 'stdio') throw new UsageError("'-' is not an address to listen on");
   const secure = security.kind !== 'none';
   const server: Server = secure
@@ -140,12 +166,15 @@ export async function listenOn(a: MigrationAddress, security: StreamSecurity = P
     });
   }
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new IoError(`cannot listen on ${formatAddress(a)}: ${describeIoError(err)}`, { cause: err })));
+    server.once('error', (err) =>
+      reject(new IoError(`cannot listen on ${formatAddress(a)}: ${describeIoError(err)}`, { cause: err })),
+    );
     if (a.kind === 'tcp') server.listen({ host: a.host, port: a.port, exclusive: true }, resolve);
     else server.listen({ path: a.path, exclusive: true }, resolve);
   });
   const bound = server.address();
-  const address: MigrationAddress = a.kind === 'tcp' && bound && typeof bound === 'object' ? { kind: 'tcp', host: a.host, port: bound.port } : a;
+  const address: MigrationAddress =
+    a.kind === 'tcp' && bound && typeof bound === 'object' ? { kind: 'tcp', host: a.host, port: bound.port } : a;
   let closed = false;
   const close = (): void => {
     if (closed) return;
