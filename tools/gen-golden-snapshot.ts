@@ -10,7 +10,7 @@
 // run (test/helpers/golden.ts).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { saveCheckpoint } from '../src/migrate/snapshot/save.js';
+import { saveSnapshot } from '../src/migrate/snapshot/save.js';
 import { XenMachine } from '../src/machine/machine.js';
 
 const out = process.argv[2];
@@ -34,6 +34,6 @@ const m = XenMachine.boot({
 m.start();
 while (!text.includes('soak: t=2s')) await new Promise((r) => setTimeout(r, 10));
 await m.pause();
-const summary = await saveCheckpoint(m, out, { compress: true });
+const summary = await saveSnapshot(m, out, { compress: true });
 await m.destroy();
 console.log(JSON.stringify(summary));

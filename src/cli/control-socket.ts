@@ -6,7 +6,7 @@ import { CommandRegistry } from '../qmp/registry.js';
 import { QmpServer } from '../qmp/server.js';
 import { emitResume, emitStop } from '../qmp/events.js';
 import { eventChannelList, injectEvent } from '../xen/evtchn/list.js';
-import { saveCheckpoint } from '../migrate/snapshot/save.js';
+import { saveSnapshot } from '../migrate/snapshot/save.js';
 import { registerMigrationCommands } from '../migrate/live/qmp-commands.js';
 import { arg } from '../qmp/schema.js';
 import type { JsonObject } from '../qmp/protocol.js';
@@ -56,7 +56,7 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
       };
       try {
         let last = 0;
-        const summary = await saveCheckpoint(machine, a.path, {
+        const summary = await saveSnapshot(machine, a.path, {
           compress: a.compress ?? false,
           // Clients draw a progress bar from these (xenkvm snapshot on a TTY).
           onProgress: (done, total) => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.js';
-import { saveCheckpoint } from '../migrate/snapshot/save.js';
+import { saveSnapshot } from '../migrate/snapshot/save.js';
 import { executeOnce } from '../qmp/client.js';
 import { XenMachine } from '../machine/machine.js';
 import { EXIT } from './exit-codes.js';
@@ -67,7 +67,7 @@ export async function demoCommand(): Promise<number> {
     m.start();
     await waitFor(() => text, /soak: t=2s/, 20000);
     await m.pause();
-    saved = await saveCheckpoint(m, a);
+    saved = await saveSnapshot(m, a);
   } finally {
     await m.destroy();
   }

@@ -144,7 +144,7 @@ export async function main(argv: string[]): Promise<void> {
               describe: 'deflate guest memory (smaller, slower; pages no longer mappable)',
             })
             .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
-            .example('$0 snapshot --qmp /tmp/vm.sock -o vm.xks', 'checkpoint the guest and let it run on'),
+            .example('$0 snapshot --qmp /tmp/vm.sock -o vm.xks', 'snapshot the guest and let it run on'),
         (a) =>
           setStatus(
             import('./snapshot.js').then((m) =>

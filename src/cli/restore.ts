@@ -1,9 +1,9 @@
-// `xenkvm restore FILE`: a fresh process resumes a checkpointed guest.
+// `xenkvm restore FILE`: a fresh process resumes a snapshotted guest.
 //
 // Reaching "guest running" fast is the point (issue 5), so this module
 // loads almost nothing itself: the emulator threads start loading first
 // (50-90 ms of CPU each, on the other core), then the file reader, and
-// the emulator (checkpoint-restore.ts) and what only matters once the guest
+// the emulator (snapshot/restore.ts) and what only matters once the guest
 // runs (run loop, control socket, migration commands) load while guest
 // memory is read.
 import type { RestorePhase as LoadPhase } from '../migrate/snapshot/restore.js';
@@ -23,13 +23,13 @@ export interface RestoreArgs {
 }
 
 export async function restoreCommand(a: RestoreArgs): Promise<number> {
-  // Every machine has a timer thread and a vCPU 0; restoreCheckpoint starts
+  // Every machine has a timer thread and a vCPU 0; restoreSnapshot starts
   // any further vCPU threads once it has read the header.
   prestartThreads(1);
   let machine: XenMachine;
   let runToCompletion: typeof import('./run.js').runToCompletion;
   try {
-    const [{ restoreCheckpoint }, { ProgressBar }] = await Promise.all([
+    const [{ restoreSnapshot }, { ProgressBar }] = await Promise.all([
       import('../migrate/snapshot/restore.js'),
       import('./progress.js'),
     ]);
@@ -37,7 +37,7 @@ export async function restoreCommand(a: RestoreArgs): Promise<number> {
     later.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     a.onPhase?.('imported');
     const bar = new ProgressBar('restoring');
-    machine = await restoreCheckpoint(a.file, {
+    machine = await restoreSnapshot(a.file, {
       memory: a.eager ? 'eager' : 'lazy',
       console: (bytes) => process.stdout.write(bytes),
       log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),

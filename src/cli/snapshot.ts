@@ -1,4 +1,4 @@
-// `xenkvm snapshot --qmp SOCK -o FILE`: asks a running xenkvm to checkpoint
+// `xenkvm snapshot --qmp SOCK -o FILE`: asks a running xenkvm to snapshot
 // its guest (the process that owns the machine writes the file).
 import { resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';

@@ -8,10 +8,10 @@ import { machineCpuState, SECTION_LIST, sectionSchemas } from '../machine/sectio
 /** `cpu` as the machine writes it: with the Xen vCPU state as mandatory subsection `cpu/xen_vcpu`. */
 export const inspectorCpuState = machineCpuState;
 
-/** What a checkpoint writes, in its order. */
+/** What a snapshot writes, in its order. */
 export const CURRENT_DESCRIPTORS: readonly AnyDescriptor[] = SECTION_LIST;
 
-/** Also decoded locally: descriptors of this build that a checkpoint does not write today (XenMachine creates no PIT). */
+/** Also decoded locally: descriptors of this build that a snapshot does not write today (XenMachine creates no PIT). */
 const OTHER_KNOWN: readonly AnyDescriptor[] = [pitState as AnyDescriptor];
 
 const BY_NAME = new Map([...CURRENT_DESCRIPTORS, ...OTHER_KNOWN].map((d) => [d.name, d]));

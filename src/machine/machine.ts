@@ -155,7 +155,7 @@ export class XenMachine {
     return m;
   }
 
-  /** The emulator state as seen from the main thread (QMP, checkpoints). */
+  /** The emulator state as seen from the main thread (QMP, snapshots). */
   get context(): XenContext {
     this.mainContext ??= new XenContext(this.resources());
     return this.mainContext;

@@ -1,4 +1,4 @@
-// The section descriptors a checkpoint writes, in the order it writes and
+// The section descriptors a snapshot writes, in the order it writes and
 // restores them: the one list that machine-state.ts (save/restore) and the
 // inspector (decode, `xenkvm schema`) share.  Pure: no KVM or machine code.
 import { defineCpuState, irqchipState, kvmclockState } from '../kvm/state/index.js';
@@ -23,7 +23,7 @@ export const SECTION_DESCRIPTORS = [
 export const SECTION_LIST: readonly AnyDescriptor[] = SECTION_DESCRIPTORS as unknown as readonly AnyDescriptor[];
 
 let schemas: Record<string, SectionSchema> | null = null;
-/** The embedded schema of every section, keyed by name: a checkpoint's header carries it, `xenkvm schema --json` prints it. */
+/** The embedded schema of every section, keyed by name: a snapshot's header carries it, `xenkvm schema --json` prints it. */
 export function sectionSchemas(): Record<string, SectionSchema> {
   schemas ??= Object.fromEntries(SECTION_LIST.map((d) => [d.name, schemaOf(d)]));
   return schemas;

@@ -1,7 +1,7 @@
 // Every component of a machine's state, each saving and restoring itself
 // through one contract (Firecracker's Persist): `save(m, i)` reads instance i
 // into plain state, `restore(m, i, state)` writes it into a fresh, not yet
-// started machine.  Checkpoint and migration iterate over this list; they
+// started machine.  Snapshot and migration iterate over this list; they
 // never look inside a component.  Restore applies components in list order,
 // after guest RAM is in place: CPUs, then Xen tables, then clocks last (the
 // KVM clock runs from the moment it is set, and the pvclock rebase needs the

@@ -44,7 +44,7 @@ for (;;) {
   const seq = Atomics.load(s.sync, SyncField.timerWake);
   if (Atomics.load(s.sync, SyncField.timerPause) !== 0) {
     // Paused with the vCPUs: a deadline passing now fires after resume, so
-    // a checkpoint never sees a timer both armed and already delivered.
+    // a snapshot never sees a timer both armed and already delivered.
     Atomics.store(s.sync, SyncField.timerParked, 1);
     Atomics.notify(s.sync, SyncField.timerParked);
     Atomics.wait(s.sync, SyncField.timerWake, seq);

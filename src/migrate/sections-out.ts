@@ -1,4 +1,4 @@
-// What every producer of a state stream (checkpoint file, live migration,
+// What every producer of a state stream (snapshot file, live migration,
 // its rehearsal) writes the same way: the HEADER describing the machine, and
 // one SECTION per component instance.  The reading side is incoming.ts.
 import { packageVersion } from '../version.js';

@@ -1,5 +1,5 @@
 // Emulator state every thread needs (vCPU threads serving hypercalls, the
-// timer thread, the main thread for QMP and checkpoints), kept in
+// timer thread, the main thread for QMP and snapshots), kept in
 // SharedArrayBuffers and attached to by each thread.  Writers that change a
 // table's structure (bind, close) take `lock`; hot readers (send, timers) read
 // single words, which JavaScript never tears.

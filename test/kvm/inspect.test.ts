@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { saveCheckpoint } from '../../src/migrate/snapshot/save.js';
+import { saveSnapshot } from '../../src/migrate/snapshot/save.js';
 import { inspectCommand } from '../../src/cli/inspect.js';
 import { diffCommand, type DiffArgs } from '../../src/cli/diff.js';
 import { schemaCheckCommand } from '../../src/cli/schema.js';
@@ -38,11 +38,11 @@ kvmTest('soak guest on 2 vCPUs saved twice, 1 s apart', async () => {
   try {
     await g.waitFor('soak: t=1s', 10000);
     await g.machine.pause();
-    await saveCheckpoint(g.machine, A);
+    await saveSnapshot(g.machine, A);
     g.machine.resume();
     await new Promise((r) => setTimeout(r, 1000));
     await g.machine.pause();
-    await saveCheckpoint(g.machine, B);
+    await saveSnapshot(g.machine, B);
   } finally {
     await g.machine.destroy();
   }

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { restoreCheckpoint, saveCheckpoint, type RestorePhase } from '../../src/migrate/snapshot/save.js';
+import { restoreSnapshot, saveSnapshot, type RestorePhase } from '../../src/migrate/snapshot/save.js';
 import { lazyRestoreAvailable } from '../../src/migrate/ram/load-lazy.js';
 import { listRamRuns } from '../../src/migrate/ram/page-runs.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
@@ -37,7 +37,7 @@ kvmTest('a 64 MiB guest with a quarter of its pages random is saved', async () =
     await g.machine.pause();
     saved = Uint8Array.from(g.machine.ram.bytes);
     file = join(dir, 'fill.xks');
-    const s = await saveCheckpoint(g.machine, file);
+    const s = await saveSnapshot(g.machine, file);
     assert.ok(s.dataPages > 3000, `about 15 MiB of random pages stored (${s.dataPages})`);
   } finally {
     await g.machine.destroy();
@@ -54,7 +54,7 @@ function differingPages(a: Uint8Array, b: Uint8Array, from: number): number[] {
 
 kvmTest('lazily restored memory reads back as saved, page by page through faults, before the guest runs', async () => {
   const phases: RestorePhase[] = [];
-  const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, onPhase: (p) => phases.push(p) });
+  const m = await restoreSnapshot(file, { console: () => {}, log: () => {}, onPhase: (p) => phases.push(p) });
   try {
     assert.ok(phases.includes('lazy'), `the lazy path was taken: ${phases.join(' ')}`);
     assert.not.ok(phases.includes('filled'), 'nothing is copied in before the guest runs but what is touched');
@@ -76,7 +76,7 @@ kvmTest('once the guest runs the rest comes in behind it, and memory is as saved
   const phases: RestorePhase[] = [];
   let filled!: () => void;
   const whenFilled = new Promise<void>((r) => (filled = r));
-  const m = await restoreCheckpoint(file, {
+  const m = await restoreSnapshot(file, {
     console: () => {},
     log: () => {},
     onPhase: (p) => {
@@ -103,14 +103,14 @@ kvmTest(
   async () => {
     const copy = join(dir, 'again.xks');
     writeFileSync(copy, readFileSync(file));
-    const m = await restoreCheckpoint(copy, { console: () => {}, log: () => {} });
+    const m = await restoreSnapshot(copy, { console: () => {}, log: () => {} });
     try {
       // The save scans every page (each a fault served from the old file) and renames the new file over it.
-      await saveCheckpoint(m, copy);
+      await saveSnapshot(m, copy);
     } finally {
       await m.destroy();
     }
-    const again = await restoreCheckpoint(copy, { console: () => {}, log: () => {}, memory: 'eager' });
+    const again = await restoreSnapshot(copy, { console: () => {}, log: () => {}, memory: 'eager' });
     try {
       assert.equal(differingPages(saved, again.ram.bytes, FILL_AT), []);
     } finally {
@@ -122,7 +122,7 @@ kvmTest(
 kvmTest(
   '--eager and the lazy default restore the same pages; a flipped data bit is refused by both before any guest runs',
   async () => {
-    const m = await restoreCheckpoint(file, { console: () => {}, log: () => {}, memory: 'eager' });
+    const m = await restoreSnapshot(file, { console: () => {}, log: () => {}, memory: 'eager' });
     try {
       assert.equal(differingPages(saved, m.ram.bytes, FILL_AT), []);
     } finally {

@@ -49,7 +49,7 @@ export const BENCHES: readonly BenchEntry[] = [
   {
     name: 'snapshot',
     summary:
-      'checkpoint to a file and restore to running, xenkvm (plain, --compress) vs QEMU migrate/-incoming, 256 MiB and 1 GiB guests',
+      'snapshot to a file and restore to running, xenkvm (plain, --compress) vs QEMU migrate/-incoming, 256 MiB and 1 GiB guests',
     quick: false,
     run: benchSnapshot,
   },

@@ -1,4 +1,4 @@
-// `npm run bench -- snapshot`: checkpoint a running guest to a file and bring
+// `npm run bench -- snapshot`: snapshot a running guest to a file and bring
 // it back in a fresh process, xenkvm (plain and --compress) against QEMU in
 // the same run, for 256 MiB and 1 GiB guests whose RAM is 25% pseudo-random
 // non-zero pages (the test guest's `fill 25`, which then idles in sti; hlt).

@@ -1,5 +1,5 @@
 // The sending half of a live migration (pre-copy).  Over one connected
-// duplex stream it writes the same record stream a checkpoint file holds:
+// duplex stream it writes the same record stream a snapshot file holds:
 //
 //   HEADER (producer, machine {memBytes, vcpus}, schemas)
 //   round 0: every non-zero page          (guest running, dirty logging on)

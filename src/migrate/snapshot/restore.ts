@@ -1,4 +1,4 @@
-// Restoring a checkpoint file (checkpoint.ts saves one) into a fresh machine
+// Restoring a snapshot file (save.ts writes one) into a fresh machine
 // in this process, checking first that the file is intact and that this host
 // can run it.
 //
@@ -58,8 +58,8 @@ export interface RestoreOptions {
 const loadEmulator = () =>
   Promise.all([import('../../machine/machine.js'), import('../sections-in.js'), import('../../machine/state.js')]);
 
-/** Creates a machine from a checkpoint file, ready to start; nothing is left behind if the file or host is unfit. */
-export async function restoreCheckpoint(path: string, opts: RestoreOptions): Promise<XenMachine> {
+/** Creates a machine from a snapshot file, ready to start; nothing is left behind if the file or host is unfit. */
+export async function restoreSnapshot(path: string, opts: RestoreOptions): Promise<XenMachine> {
   const file = await openSnapshot(path, {
     onWarning: (w) => opts.log(`${path}: ${w.message}`),
     skipRamData: true,

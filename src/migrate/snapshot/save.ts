@@ -1,14 +1,14 @@
-// A checkpoint is a migration into a file: the HEADER names the machine and
+// A snapshot is a migration into a file: the HEADER names the machine and
 // embeds every section's schema, then one SECTION per component instance
 // (src/xen/machine-state.ts), then guest RAM with zero pages left out, then
-// END.  Restore (checkpoint-restore.ts) reads it back into a fresh machine in
+// END.  Restore (snapshot/restore.ts) reads it back into a fresh machine in
 // this process, checking first that this host can run it.
 import { saveMachineState } from '../../machine/state.js';
 import type { XenMachine } from '../../machine/machine.js';
 import { machineHeader, writeMachineSections } from '../sections-out.js';
 import { PAGE_SIZE, writeRam, writeSnapshotFile } from '../index.js';
 
-export interface CheckpointSummary {
+export interface SnapshotSummary {
   path: string;
   bytes: number;
   sections: number;
@@ -34,7 +34,7 @@ export interface SaveOptions {
  * Saves a paused machine to `path` atomically (temp file, fsync, rename).
  * The summary's `pausedSeconds` is the time until onStateWritten.
  */
-export async function saveCheckpoint(m: XenMachine, path: string, opts: SaveOptions = {}): Promise<CheckpointSummary> {
+export async function saveSnapshot(m: XenMachine, path: string, opts: SaveOptions = {}): Promise<SnapshotSummary> {
   const t0 = performance.now();
   const sections = saveMachineState(m);
   const header = machineHeader(m);
@@ -75,6 +75,6 @@ export async function saveCheckpoint(m: XenMachine, path: string, opts: SaveOpti
   };
 }
 
-// Restoring lives in checkpoint-restore.ts, whose imports are kept light so
+// Restoring lives in snapshot/restore.ts, whose imports are kept light so
 // that `xenkvm restore` reads guest memory while the emulator loads.
-export { restoreCheckpoint, type RestoreOptions, type RestorePhase } from './restore.js';
+export { restoreSnapshot, type RestoreOptions, type RestorePhase } from './restore.js';

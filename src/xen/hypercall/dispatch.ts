@@ -151,7 +151,7 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   const pages = BigInt(env.mem.ram.length >> 12);
   if (gpfn >= pages || gpfn < 0x100n) return err(Errno.EINVAL);
   const gpa = Number(gpfn) << 12;
-  // shared_info lives in guest RAM at the chosen frame, so checkpoints carry
+  // shared_info lives in guest RAM at the chosen frame, so snapshots carry
   // it like any other page; the frame's previous contents are gone, as on Xen.
   env.mem.ram.fill(0, gpa, gpa + 4096);
   env.domain.sharedInfoGpa = BigInt(gpa);

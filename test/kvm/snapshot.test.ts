@@ -1,4 +1,4 @@
-// Checkpoint and restore on real KVM, proven by the soak guest that lives
+// Snapshot and restore on real KVM, proven by the soak guest that lives
 // through them: it checks for lost or duplicated events, time going
 // backwards and memory corruption, and prints its counters every second.
 import { test } from 'uvu';
@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { restoreCheckpoint, saveCheckpoint } from '../../src/migrate/snapshot/save.js';
+import { restoreSnapshot, saveSnapshot } from '../../src/migrate/snapshot/save.js';
 import { diffStates } from '../../src/vmstate/index.js';
 import { saveMachineState, type SavedSection } from '../../src/machine/state.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
@@ -17,7 +17,7 @@ import { soakStatusLines } from '../helpers/receiver.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
 const skip = kvmSkipReason();
-if (skip) console.log(`  skip checkpoint: ${skip}`);
+if (skip) console.log(`  skip snapshot: ${skip}`);
 const kvmTest = skip ? test.skip : test;
 const dir = mkdtempSync(join(tmpdir(), 'xenkvm-ckpt-'));
 
@@ -69,7 +69,7 @@ kvmTest(
         await g.machine.pause();
         const last = soakStatusLines(g.console()).at(-1)!;
         const file = join(dir, `moment-${i}.xks`);
-        await saveCheckpoint(g.machine, file);
+        await saveSnapshot(g.machine, file);
         taken.push({ file, last });
         g.machine.resume();
       }
@@ -127,11 +127,11 @@ kvmTest(
       await g.waitFor('soak: t=1s', 10000);
       await g.machine.pause();
       a = saveMachineState(g.machine);
-      await saveCheckpoint(g.machine, file);
+      await saveSnapshot(g.machine, file);
     } finally {
       await g.machine.destroy();
     }
-    const m = await restoreCheckpoint(file, { console: () => {}, log: () => {} });
+    const m = await restoreSnapshot(file, { console: () => {}, log: () => {} });
     try {
       const b = saveMachineState(m);
       assert.equal(

@@ -21,7 +21,7 @@ const split = kvmSkip ? null : await goldenRunnableHere();
 const skip =
   kvmSkip ??
   (split!.runnable.length === 0 ? `no golden snapshot runs on this host's CPU (${split!.refused[0]?.why})` : null);
-if (skip) console.log(`  skip checkpoint-badfiles (the restore part): ${skip}`);
+if (skip) console.log(`  skip snapshot-badfiles (the restore part): ${skip}`);
 const GOLDEN = split?.runnable[0] ?? goldenFiles()[0]!;
 
 const restore = (file: string) =>
