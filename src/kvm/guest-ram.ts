@@ -3,7 +3,7 @@
 // rather than a memfd because this host's kernel offers THP for anonymous
 // memory only (shmem_enabled = never), and first touch of 4 KiB pages under
 // nested KVM runs at 0.3–1 GiB/s against 6.7 GiB/s with huge pages
-// (ARCHITECTURE.md); reading a never-written anonymous page maps the zero
+// (docs/benchmarks.md); reading a never-written anonymous page maps the zero
 // page instead of allocating, so scanning a sparse guest for a snapshot is
 // cheap.  Every thread of the process shares the mapping.
 //
@@ -28,11 +28,21 @@ import {
 
 export const PAGE_SIZE = 4096;
 
+/** Bytes per view of RAM: a typed array here spans at most 2^32 elements. */
+export const RAM_VIEW_MAX = 2 ** 32;
+
+/** Views of host memory [addr, addr+size), RAM_VIEW_MAX bytes each (the last may be shorter). */
+export function viewsOf(addr: bigint, size: number): Uint8Array[] {
+  const views: Uint8Array[] = [];
+  for (let o = 0; o < size; o += RAM_VIEW_MAX) views.push(viewOf(addr + BigInt(o), Math.min(RAM_VIEW_MAX, size - o)));
+  return views;
+}
+
 export class GuestRam {
   readonly size: number;
   readonly hostAddr: bigint;
-  /** The whole of guest RAM; valid until destroy(). */
-  readonly bytes: Uint8Array;
+  /** Guest RAM by RAM offset, RAM_VIEW_MAX bytes per view (the last may be shorter); valid until destroy(). */
+  readonly chunks: readonly Uint8Array[];
   private destroyed = false;
 
   private hugePages = false;
@@ -44,8 +54,14 @@ export class GuestRam {
       throw new RangeError(`guest RAM size must be a positive multiple of 2 MiB, got ${size}`);
     this.size = size;
     this.hostAddr = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    this.bytes = viewOf(this.hostAddr, size);
+    this.chunks = viewsOf(this.hostAddr, size);
     if (opts.hugePages ?? true) this.adviseHugePages();
+  }
+
+  /** The whole of guest RAM as one view: only for RAM of at most RAM_VIEW_MAX bytes (callers that take any size use `chunks`). */
+  get bytes(): Uint8Array {
+    if (this.chunks.length !== 1) throw new RangeError(`guest RAM of ${this.size} bytes has no single view`);
+    return this.chunks[0]!;
   }
 
   /** From now on, faults in untouched 2 MiB regions get huge pages (and khugepaged may merge the rest).  Idempotent. */

@@ -2,6 +2,7 @@
 // emulator's modules so that a restore can check it (and map guest memory
 // for it) while those are still loading.
 import { FormatError } from '../errors.js';
+import { memSizeProblem } from '../xen/memory/layout.js';
 
 /** Most vCPUs a machine may have (XenMachine.create refuses more). */
 export const MAX_VCPUS = 8;
@@ -17,9 +18,8 @@ export function checkMachineConfig(machine: unknown, where: string): MachineConf
   const ok =
     c !== null &&
     typeof c === 'object' &&
-    Number.isSafeInteger(c.memBytes) &&
-    c.memBytes! > 0 &&
-    c.memBytes! % (2 << 20) === 0 &&
+    typeof c.memBytes === 'number' &&
+    memSizeProblem(c.memBytes) === null &&
     Number.isInteger(c.vcpus) &&
     c.vcpus! >= 1 &&
     c.vcpus! <= MAX_VCPUS;

@@ -21,6 +21,7 @@ import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { XenContext, type XenThreadResources } from '../xen/context.js';
 import { mark, TRACING } from '../trace.js';
+import { MemoryLayout, memSizeProblem } from '../xen/memory/layout.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -93,6 +94,11 @@ export class XenMachine {
     return this.xen.domain;
   }
 
+  /** Where guest RAM sits in guest-physical space. */
+  get layout(): MemoryLayout {
+    return this.context.phys.layout;
+  }
+
   private resources(): XenThreadResources {
     return {
       ramAddr: this.ram.hostAddr,
@@ -106,6 +112,8 @@ export class XenMachine {
   static create(opts: MachineOptions): XenMachine {
     if (!Number.isInteger(opts.vcpus) || opts.vcpus < 1 || opts.vcpus > MAX_VCPUS)
       throw new InputError(`--vcpus must be 1..${MAX_VCPUS}, got ${opts.vcpus}`);
+    const memProblem = memSizeProblem(opts.memBytes);
+    if (memProblem) throw new InputError(`--mem ${memProblem}, got ${opts.memBytes} bytes`);
     const kvm = Kvm.open();
     const cleanup: Array<() => void> = [() => kvm.close()];
     try {
@@ -117,7 +125,7 @@ export class XenMachine {
         throw new RangeError(`guest RAM of ${opts.ram.size} bytes for a machine of ${opts.memBytes}`);
       const ram = opts.ram ?? new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
       cleanup.unshift(() => ram.destroy());
-      vm.setMemory(0, 0, ram.size, ram.hostAddr);
+      mapGuestRam(vm, ram, 0);
       vm.trapMsrs([XEN_HYPERCALL_MSR], KVM_MSR_EXIT_REASON_FILTER);
       const m = new XenMachine(kvm, vm, ram, opts);
       cleanup.unshift(() => m.handles.forEach(destroyVcpuHandle));
@@ -143,7 +151,7 @@ export class XenMachine {
   static boot(opts: BootOptions): XenMachine {
     const m = XenMachine.create(opts);
     try {
-      const loaded = loadPvh(opts.elf, m.ram.bytes, opts.cmdline, opts.elfName);
+      const loaded = loadPvh(opts.elf, m.ram.chunks[0]!, m.layout, opts.cmdline, opts.elfName);
       const bsp = new KvmVcpu(m.handles[0]!);
       bsp.setSregs(loaded.sregs);
       bsp.setRegs(loaded.gpr);
@@ -177,11 +185,11 @@ export class XenMachine {
   }
 
   /**
-   * Live migration: turns KVM dirty-page logging on guest RAM (slot 0 with
+   * Live migration: turns KVM dirty-page logging on guest RAM (its slots with
    * KVM_MEM_LOG_DIRTY_PAGES) and the emulator's own dirty marks on or off.
    */
   setDirtyLogging(on: boolean): void {
-    this.vm.setMemory(0, 0, this.ram.size, this.ram.hostAddr, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    mapGuestRam(this.vm, this.ram, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     if (on) this.xen.dirty.fill(0);
     Atomics.store(this.xen.sync, SyncField.dirtyTracking, on ? 1 : 0);
   }
@@ -327,4 +335,14 @@ export class XenMachine {
     this.ram.destroy();
     this.kvm.close();
   }
+}
+
+/**
+ * Registers guest RAM with KVM: one memory slot per region of the layout
+ * (slot i = region i), each a window of the one host mapping.
+ */
+function mapGuestRam(vm: KvmVm, ram: GuestRam, flags: number): void {
+  new MemoryLayout(ram.size).regions.forEach((r, slot) =>
+    vm.setMemory(slot, r.gpa, r.size, ram.hostAddr + BigInt(r.offset), flags),
+  );
 }

@@ -3,8 +3,9 @@
 // physical addresses; hvm_start_info, the command line, the memory map and a
 // flat boot GDT go below 1 MiB, where no segment may land.  The entry state is
 // exactly the PVH ABI's: 32-bit protected mode, paging off, EBX = start_info.
+import type { MemoryLayout } from '../xen/memory/layout.js';
 import { ElfError } from '../errors.js';
-import { E820, HVM_START_MAGIC, XEN_ELFNOTE_PHYS32_ENTRY } from '../xen/abi.js';
+import { HVM_START_MAGIC, XEN_ELFNOTE_PHYS32_ENTRY } from '../xen/abi.js';
 import type { Segment, SpecialRegs } from '../kvm/types.js';
 import { GPR_COUNT, Gpr } from '../kvm/types.js';
 
@@ -178,8 +179,18 @@ export function pvhEntryState(entry: number, startInfo: number): { gpr: bigint[]
   return { gpr, sregs };
 }
 
-/** Copies the guest into `ram` and writes the boot structures.  Throws ElfError. */
-export function loadPvh(file: Uint8Array, ram: Uint8Array, cmdline: string, name = 'guest'): LoadedGuest {
+/**
+ * Copies the guest into RAM and writes the boot structures.  `ram` views the
+ * RAM from offset 0; segments must lie in the low region, where RAM offset
+ * and guest-physical address agree.  Throws ElfError.
+ */
+export function loadPvh(
+  file: Uint8Array,
+  ram: Uint8Array,
+  layout: MemoryLayout,
+  cmdline: string,
+  name = 'guest',
+): LoadedGuest {
   const { phdrs } = readPhdrs(file, name);
   const entry = findEntry(file, phdrs, name);
   if (entry === null) throw new ElfError(`${name}: no Xen PHYS32_ENTRY note: not a PVH guest`);
@@ -193,9 +204,9 @@ export function loadPvh(file: Uint8Array, ram: Uint8Array, cmdline: string, name
       throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} lies outside the file`);
     if (ph.paddr < LOW_RESERVED_END)
       throw new ElfError(`${name}: segment at 0x${ph.paddr.toString(16)} overlaps the boot area below 1 MiB`);
-    if (ph.paddr + ph.memsz > ram.length)
+    if (layout.offsetOf(ph.paddr, ph.memsz) !== ph.paddr)
       throw new ElfError(
-        `${name}: segment at 0x${ph.paddr.toString(16)} (+${ph.memsz} bytes) does not fit in ${ram.length >> 20} MiB of guest memory`,
+        `${name}: segment at 0x${ph.paddr.toString(16)} (+${ph.memsz} bytes) does not fit in the guest's RAM below 4 GiB (${Math.floor(layout.regions[0]!.size / 2 ** 20)} MiB)`,
       );
     ram.set(file.subarray(ph.offset, ph.offset + ph.filesz), ph.paddr);
     ram.fill(0, ph.paddr + ph.filesz, ph.paddr + ph.memsz);
@@ -214,11 +225,7 @@ export function loadPvh(file: Uint8Array, ram: Uint8Array, cmdline: string, name
   if (cmd.length > CMDLINE_MAX) throw new ElfError(`command line is ${cmd.length} bytes; the limit is ${CMDLINE_MAX}`);
   ram.set(cmd, CMDLINE_GPA);
   ram[CMDLINE_GPA + cmd.length] = 0;
-  const map: Array<[number, number, number]> = [
-    [0, 0xa0000, E820.ram],
-    [0xa0000, LOW_RESERVED_END - 0xa0000, E820.reserved],
-    [LOW_RESERVED_END, ram.length - LOW_RESERVED_END, E820.ram],
-  ];
+  const map = layout.e820(LOW_RESERVED_END);
   map.forEach(([addr, size, type], i) => {
     const o = MEMMAP_GPA + i * 24;
     v.setBigUint64(o, BigInt(addr), true);

@@ -40,7 +40,6 @@ const post = (m: VcpuMessage, transfer: ArrayBuffer[] = []) => port.postMessage(
 
 const vcpu = new KvmVcpu(data.handle);
 const xen = new XenContext(data);
-const ram = xen.ram;
 const domain = xen.shared.domain;
 const warned = new Set<string>();
 let outcome: Outcome | null = null;
@@ -71,7 +70,7 @@ function waitFor(done: () => boolean, deadlineNs: bigint): void {
 const env: HypercallEnv = {
   xen,
   domain,
-  mem: new GuestAccess(ram),
+  mem: new GuestAccess(xen.phys),
   services: {
     consoleWrite(bytes: Uint8Array): void {
       const copy = bytes.slice();
@@ -169,13 +168,14 @@ function onWrmsr(): void {
     return;
   }
   const gpa = vcpu.msrData;
-  if ((gpa & 0xfffn) !== 0n || gpa + 4096n > BigInt(data.ramSize)) {
+  const at = xen.phys.offsetOf(gpa, 4096);
+  if ((gpa & 0xfffn) !== 0n || at < 0) {
     vcpu.completeMsr(true);
     return;
   }
-  fillHypercallPage(ram, Number(gpa));
+  fillHypercallPage(xen.phys.bytes(at, 4096));
   domain.hypercallPageGpa = gpa;
-  // The write latches the shared_info layout (XEN-ABI.md).  Sync sregs are
+  // The write latches the shared_info layout (docs/xen-abi.md).  Sync sregs are
   // from this exit, so EFER is the guest's current one.
   domain.longMode = (vcpu.syncEfer & EFER_LMA) !== 0n;
   vcpu.completeMsr(false);

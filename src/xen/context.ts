@@ -1,12 +1,14 @@
 // One thread's handle on the emulated domain: the shared tables, views over
 // guest RAM, an MSI sender, and event delivery exactly as Xen's 2-level ABI
-// does it (XEN-ABI.md "Event channels").  Pending, mask and selector bits live
+// does it (docs/xen-abi.md "Event channels").  Pending, mask and selector bits live
 // in guest memory and are changed with atomic read-modify-writes, because the
 // guest clears them concurrently (Atomics on the mmap'd RAM view are real
 // locked instructions: measured, no lost updates across threads).
 import { MsiSender } from '../kvm/msi.js';
-import { viewOf } from '../kvm/libc.js';
-import { HvmParam, SharedInfo, VcpuInfo } from './abi.js';
+import { viewsOf } from '../kvm/guest-ram.js';
+import { GuestPhys } from './memory/guest-phys.js';
+import { MemoryLayout } from './memory/layout.js';
+import { HvmParam, SharedInfo, VCPU_INFO_SIZE, VcpuInfo } from './abi.js';
 import { INVALID_GPA } from './domain.js';
 import { trackGuestWrites } from './guest-access.js';
 import { VcpuField, XenShared, type XenSharedBuffers } from './shared.js';
@@ -23,22 +25,17 @@ export interface XenThreadResources {
 
 export class XenContext {
   readonly shared: XenShared;
-  readonly ram: Uint8Array;
-  readonly ram32: Uint32Array;
-  readonly ram64: BigUint64Array;
-  readonly ramView: DataView;
+  /** Guest RAM by RAM offset, and the layout that maps guest-physical addresses to it. */
+  readonly phys: GuestPhys;
   readonly ctl: Int32Array;
   private readonly msi: MsiSender;
 
   constructor(r: XenThreadResources) {
     this.shared = XenShared.attach(r.xen);
-    this.ram = viewOf(r.ramAddr, r.ramSize);
-    this.ram32 = new Uint32Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 2);
-    this.ram64 = new BigUint64Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 3);
-    this.ramView = new DataView(this.ram.buffer, this.ram.byteOffset, r.ramSize);
+    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), viewsOf(r.ramAddr, r.ramSize));
     this.ctl = new Int32Array(r.control);
     this.msi = new MsiSender(r.vmFd);
-    trackGuestWrites(this.ram, this.shared);
+    trackGuestWrites(this.phys, this.shared);
   }
 
   get nrVcpus(): number {
@@ -50,33 +47,42 @@ export class XenContext {
     return this.shared.domain.longMode ? 4096 : 1024;
   }
 
-  private testAndSet(gpa: number, bit: number): boolean {
+  // Bit arrays in guest memory (`at` is a RAM offset): 64-bit words for a
+  // 64-bit guest, 32-bit words for a compat one, as Xen's 2-level ABI has them.
+  private testAndSet(at: number, bit: number): boolean {
     if (this.shared.domain.longMode) {
       const m = 1n << BigInt(bit & 63);
-      return (Atomics.or(this.ram64, (gpa >> 3) + (bit >> 6), m) & m) !== 0n;
+      return (this.phys.atomicOr64(at + (bit >> 6) * 8, m) & m) !== 0n;
     }
     const m = (1 << (bit & 31)) >>> 0;
-    return (Atomics.or(this.ram32, (gpa >> 2) + (bit >> 5), m) & m) !== 0;
+    return (this.phys.atomicOr32(at + (bit >> 5) * 4, m) & m) !== 0;
   }
 
-  private testAndClear(gpa: number, bit: number): boolean {
+  private testAndClear(at: number, bit: number): boolean {
     if (this.shared.domain.longMode) {
       const m = 1n << BigInt(bit & 63);
-      return (Atomics.and(this.ram64, (gpa >> 3) + (bit >> 6), ~m & 0xffffffffffffffffn) & m) !== 0n;
+      return (this.phys.atomicAnd64(at + (bit >> 6) * 8, ~m & 0xffffffffffffffffn) & m) !== 0n;
     }
     const m = (1 << (bit & 31)) >>> 0;
-    return (Atomics.and(this.ram32, (gpa >> 2) + (bit >> 5), ~m) & m) !== 0;
+    return (this.phys.atomicAnd32(at + (bit >> 5) * 4, ~m) & m) !== 0;
   }
 
-  testBit(gpa: number, bit: number): boolean {
+  testBit(at: number, bit: number): boolean {
     if (this.shared.domain.longMode)
-      return ((Atomics.load(this.ram64, (gpa >> 3) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
-    return ((Atomics.load(this.ram32, (gpa >> 2) + (bit >> 5)) >>> (bit & 31)) & 1) !== 0;
+      return ((this.phys.atomicLoad64(at + (bit >> 6) * 8) >> BigInt(bit & 63)) & 1n) !== 0n;
+    return ((this.phys.atomicLoad32(at + (bit >> 5) * 4) >>> (bit & 31)) & 1) !== 0;
   }
 
+  /** RAM offset of shared_info, or -1 while the guest has not placed it (or placed it outside RAM). */
   private sharedInfo(): number {
     const gpa = this.shared.domain.sharedInfoGpa;
-    return gpa === INVALID_GPA ? -1 : Number(gpa);
+    return gpa === INVALID_GPA ? -1 : this.phys.offsetOf(gpa, 4096);
+  }
+
+  /** RAM offset of vCPU `v`'s vcpu_info, or -1. */
+  vcpuInfo(v: number): number {
+    const vi = this.shared.vcpuInfoGpa(v);
+    return vi === INVALID_GPA ? -1 : this.phys.offsetOf(vi, VCPU_INFO_SIZE);
   }
 
   pendingBase(si: number): number {
@@ -121,18 +127,18 @@ export class XenContext {
 
   private selectAndMark(port: number): void {
     const v = this.shared.portVcpu(port);
-    const vi = this.shared.vcpuInfoGpa(v);
-    if (vi === INVALID_GPA) return;
-    const sel = Number(vi) + (this.shared.domain.longMode ? VcpuInfo.pendingSel64 : VcpuInfo.pendingSel32);
+    const vi = this.vcpuInfo(v);
+    if (vi < 0) return;
+    const sel = vi + (this.shared.domain.longMode ? VcpuInfo.pendingSel64 : VcpuInfo.pendingSel32);
     const wordBits = this.shared.domain.longMode ? 6 : 5;
     if (!this.testAndSet(sel, port >> wordBits)) this.markVcpu(v);
   }
 
   /** Xen's vcpu_mark_events_pending: set upcall_pending; on 0→1 raise the upcall. */
   markVcpu(v: number): void {
-    const vi = this.shared.vcpuInfoGpa(v);
-    if (vi === INVALID_GPA) return;
-    if (Atomics.exchange(this.ram, Number(vi) + VcpuInfo.upcallPending, 1) !== 0) return;
+    const vi = this.vcpuInfo(v);
+    if (vi < 0) return;
+    if (this.phys.atomicExchange8(vi + VcpuInfo.upcallPending, 1) !== 0) return;
     this.raiseUpcall(v);
   }
 
@@ -163,7 +169,7 @@ export class XenContext {
   }
 
   upcallPending(v: number): boolean {
-    const vi = this.shared.vcpuInfoGpa(v);
-    return vi !== INVALID_GPA && Atomics.load(this.ram, Number(vi) + VcpuInfo.upcallPending) !== 0;
+    const vi = this.vcpuInfo(v);
+    return vi >= 0 && this.phys.atomicLoad8(vi + VcpuInfo.upcallPending) !== 0;
   }
 }

@@ -1,8 +1,9 @@
 // Guest-virtual → guest-physical translation by walking the guest's own page
 // tables in RAM.  Used for hypercall pointer arguments (a bad pointer must be
-// -EFAULT, never a host exception) and by the software engine.  Supports the
+// -EFAULT, never a host exception).  Supports the
 // modes x86-64 guests use: paging off, 4-level long mode and 3-level PAE, with
 // 4 KiB / 2 MiB / 1 GiB leaves.
+import type { GuestPhys } from './memory/guest-phys.js';
 
 const PTE_P = 1n;
 const PTE_RW = 2n;
@@ -28,13 +29,14 @@ export interface Access {
 
 export const NO_TRANSLATION = -1n;
 
-function readEntry(ram: DataView, gpa: bigint): bigint {
-  if (gpa < 0n || gpa + 8n > BigInt(ram.byteLength)) return 0n;
-  return ram.getBigUint64(Number(gpa), true);
+/** A table entry at guest-physical `gpa`; outside RAM reads as not present. */
+function readEntry(ram: GuestPhys, gpa: bigint): bigint {
+  const at = ram.offsetOf(gpa, 8);
+  return at < 0 ? 0n : ram.getU64(at);
 }
 
 /** Returns the guest-physical address of `va`, or NO_TRANSLATION. */
-export function translate(ram: DataView, regs: PagingRegs, va: bigint, access: Access = {}): bigint {
+export function translate(ram: GuestPhys, regs: PagingRegs, va: bigint, access: Access = {}): bigint {
   if ((regs.cr0 & CR0_PG) === 0n) return va & 0xffffffffn;
   if ((regs.cr4 & CR4_PAE) === 0n) return NO_TRANSLATION; // 2-level 32-bit paging: not used by our guests
   const long = (regs.efer & EFER_LMA) !== 0n;

@@ -182,11 +182,12 @@ export class XenShared {
     return new Uint8Array(this.buffers.vcpus, (v * VCPU_STRIDE + VcpuField.ctx) * 8, HVM_CONTEXT_BYTES);
   }
 
-  /** Notes an emulator write to guest-physical `gpa` while a migration tracks dirty pages (one load otherwise). */
-  noteWrite(gpa: number): void {
+  /** Notes an emulator write at RAM offset `at` while a migration tracks dirty pages (one load otherwise). */
+  noteWrite(at: number): void {
     if (Atomics.load(this.sync, SyncField.dirtyTracking) === 0) return;
-    const word = gpa >>> 17;
-    if (word < this.dirty.length) Atomics.or(this.dirty, word, 1 << ((gpa >>> 12) & 31));
+    const page = Math.floor(at / 4096);
+    const word = Math.floor(page / 32);
+    if (word < this.dirty.length) Atomics.or(this.dirty, word, 1 << (page & 31));
   }
 
   // --- clock ---

@@ -10,6 +10,8 @@ import { Exit } from '../../src/kvm/ioctls.js';
 import { viewOf } from '../../src/kvm/libc.js';
 import { Gpr } from '../../src/kvm/types.js';
 import { DomainState } from '../../src/xen/domain.js';
+import { GuestPhys } from '../../src/xen/memory/guest-phys.js';
+import { MemoryLayout } from '../../src/xen/memory/layout.js';
 import { GuestAccess } from '../../src/xen/guest-access.js';
 import { HYPERCALL_PORT } from '../../src/xen/hypercall/page.js';
 import { dispatchHypercall } from '../../src/xen/hypercall/dispatch.js';
@@ -48,7 +50,7 @@ function main(): void {
   // tie this bench to every change of the emulator's environment, hence the cast.
   const env = {
     domain: new DomainState(),
-    mem: new GuestAccess(viewOf(d.ramAddr, d.ramSize)),
+    mem: new GuestAccess(new GuestPhys(new MemoryLayout(d.ramSize), [viewOf(d.ramAddr, d.ramSize)])),
     services: {
       consoleWrite() {},
       shutdown() {},

@@ -32,7 +32,10 @@ export class DirtyLog {
   private readonly kvmAddr: bigint;
   private readonly kvmBytes: number;
   private readonly kvmWords: Uint32Array;
-  private readonly request = new Uint8Array(kvm_dirty_log.size);
+  /** One KVM_GET_DIRTY_LOG request per memory slot, each pointing at its part of the one bitmap. */
+  private readonly requests: Uint8Array[];
+  /** RAM page where each slot starts (the layout's regions, slot i = region i). */
+  private readonly slotFirstPage: number[];
   private enabled = false;
   private freed = false;
   /** KVM_CLEAR_DIRTY_LOG is in use (see the top of this file); false: KVM_GET_DIRTY_LOG re-arms. */
@@ -50,15 +53,21 @@ export class DirtyLog {
     this.kvmAddr = mmap(this.kvmBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     const view = viewOf(this.kvmAddr, this.kvmBytes);
     this.kvmWords = new Uint32Array(view.buffer, view.byteOffset, this.kvmBytes / 4);
-    const v = new DataView(this.request.buffer);
-    v.setUint32(offsetOf(kvm_dirty_log, 'slot'), 0, true); // slot 0: all of guest RAM
-    v.setBigUint64(offsetOf(kvm_dirty_log, 'dirty_bitmap'), this.kvmAddr, true);
+    // A slot's bitmap starts at its first page's bit, which must begin a
+    // 64-bit word: the low region ends on a 64-page boundary (layout.ts).
+    this.slotFirstPage = machine.layout.regions.map((r) => r.offset / PAGE_SIZE);
+    this.requests = this.slotFirstPage.map((first, slot) => {
+      const req = new Uint8Array(kvm_dirty_log.size);
+      const v = new DataView(req.buffer);
+      v.setUint32(offsetOf(kvm_dirty_log, 'slot'), slot, true);
+      v.setBigUint64(offsetOf(kvm_dirty_log, 'dirty_bitmap'), this.kvmAddr + BigInt(first / 8), true);
+      return req;
+    });
     const caps = machine.kvm.check(Cap.MANUAL_DIRTY_LOG_PROTECT2);
     this.manual = (caps & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) !== 0;
     this.initiallySet = this.manual && (caps & KVM_DIRTY_LOG_INITIALLY_SET) !== 0;
     this.clearAddr = mmap(CLEAR_RANGE_PAGES / 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     this.clearBytes = viewOf(this.clearAddr, CLEAR_RANGE_PAGES / 8);
-    this.clearView.setUint32(offsetOf(kvm_clear_dirty_log, 'slot'), 0, true);
     this.clearView.setBigUint64(offsetOf(kvm_clear_dirty_log, 'dirty_bitmap'), this.clearAddr, true);
   }
 
@@ -118,8 +127,15 @@ export class DirtyLog {
     // KVM wants whole 64-page words unless the range ends the slot; bits past `n` are zero or beyond the slot.
     const num = first + n === this.pages ? n : Math.ceil(n / 64) * 64;
     if (num > n) this.clearBytes.fill(0, bytes, num / 8);
+    // Ranges never span two slots: the low region ends on a CLEAR_RANGE_PAGES boundary.
+    const slot = this.slotOf(first);
+    this.clearView.setUint32(offsetOf(kvm_clear_dirty_log, 'slot'), slot, true);
     this.clearView.setUint32(offsetOf(kvm_clear_dirty_log, 'num_pages'), num, true);
-    this.clearView.setBigUint64(offsetOf(kvm_clear_dirty_log, 'first_page'), BigInt(first), true);
+    this.clearView.setBigUint64(
+      offsetOf(kvm_clear_dirty_log, 'first_page'),
+      BigInt(first - this.slotFirstPage[slot]!),
+      true,
+    );
     ioctlBuf(this.machine.vm.fd, KVM.CLEAR_DIRTY_LOG, this.clearRequest, 'KVM_CLEAR_DIRTY_LOG');
   }
 
@@ -129,8 +145,18 @@ export class DirtyLog {
    * tracking.  Returns how many bits `into` now has set.
    */
   collect(into: Uint8Array): number {
-    ioctlBuf(this.machine.vm.fd, KVM.GET_DIRTY_LOG, this.request, 'KVM_GET_DIRTY_LOG');
+    this.getLogs();
     return this.merge(into, true);
+  }
+
+  private getLogs(): void {
+    for (const req of this.requests) ioctlBuf(this.machine.vm.fd, KVM.GET_DIRTY_LOG, req, 'KVM_GET_DIRTY_LOG');
+  }
+
+  private slotOf(page: number): number {
+    let slot = 0;
+    while (slot + 1 < this.slotFirstPage.length && page >= this.slotFirstPage[slot + 1]!) slot++;
+    return slot;
   }
 
   /**
@@ -140,7 +166,7 @@ export class DirtyLog {
    * the merge over a 1 GiB guest's 8192 words took 0.46 ms of the pause.
    */
   rehearseCollect(into: Uint8Array): void {
-    if (this.manual) ioctlBuf(this.machine.vm.fd, KVM.GET_DIRTY_LOG, this.request, 'KVM_GET_DIRTY_LOG');
+    if (this.manual) this.getLogs();
     this.merge(into, false);
   }
 
@@ -163,10 +189,13 @@ export class DirtyLog {
   markEmulatorPages(into: Uint8Array): number {
     const x = this.machine.xen;
     let added = 0;
+    const layout = this.machine.layout;
     const mark = (gpa: bigint, len: number): void => {
       if (gpa === INVALID_GPA) return;
-      const first = Number(gpa) / PAGE_SIZE;
-      const last = (Number(gpa) + len - 1) / PAGE_SIZE;
+      const at = layout.offsetOf(gpa, len);
+      if (at < 0) return;
+      const first = at / PAGE_SIZE;
+      const last = (at + len - 1) / PAGE_SIZE;
       for (let p = Math.floor(first); p <= Math.floor(last) && p < this.pages; p++) {
         const bit = 1 << (p & 7);
         if ((into[p >> 3]! & bit) === 0) added++;

@@ -1,14 +1,14 @@
 // The hypercall page of the userspace transport: stub i is
 // `mov eax, i; out HYPERCALL_PORT, al; ret`, padded with int3, so a hypercall
-// is one PIO exit whose registers carry the call (ARCHITECTURE.md).  The port
+// is one PIO exit whose registers carry the call (docs/architecture.md "Hypercall transports").  The port
 // is an 8-bit immediate so the stub clobbers nothing but eax, which the
 // hypercall ABI returns in anyway.
 import { HYPERCALL_STUB_SIZE, HYPERCALL_STUBS } from '../abi.js';
 
 export const HYPERCALL_PORT = 0x9e;
 
-export function fillHypercallPage(ram: Uint8Array, gpa: number): void {
-  const page = ram.subarray(gpa, gpa + HYPERCALL_STUBS * HYPERCALL_STUB_SIZE);
+/** Writes the stubs into `page`, a view of the guest page the guest asked for. */
+export function fillHypercallPage(page: Uint8Array): void {
   page.fill(0xcc);
   for (let i = 0; i < HYPERCALL_STUBS; i++) {
     const o = i * HYPERCALL_STUB_SIZE;

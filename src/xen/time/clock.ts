@@ -9,6 +9,9 @@ import { INVALID_GPA } from '../domain.js';
 import { ClockField, VcpuField, type XenShared } from '../shared.js';
 import type { XenContext } from '../context.js';
 
+/** Bytes of a vcpu_time_info. */
+const TIME_INFO_SIZE = 32;
+
 const NS_PER_SEC = 1_000_000_000n;
 
 /** Xen's set_time_scale: `ns = ((tsc_delta << shift) * mul) >> 32`, shift may be negative. */
@@ -64,36 +67,39 @@ export function guestNowNs(shared: XenShared): bigint {
   );
 }
 
-/** Writes a vcpu_time_info at `gpa` with Xen's odd/even version protocol. */
-export function writeTimeInfo(ctx: XenContext, gpa: number): void {
-  const v = ctx.ramView;
+/** Writes a vcpu_time_info at RAM offset `at` with Xen's odd/even version protocol. */
+export function writeTimeInfo(ctx: XenContext, at: number): void {
+  if (at < 0) return;
+  const v = ctx.phys.view(at);
+  const o = ctx.phys.within(at);
   const s = ctx.shared;
-  const version = v.getUint32(gpa + TimeInfo.version, true) | 1;
-  v.setUint32(gpa + TimeInfo.version, version, true);
-  v.setBigUint64(gpa + TimeInfo.tscTimestamp, s.clockWord(ClockField.tsc0), true);
-  v.setBigUint64(gpa + TimeInfo.systemTime, s.clockWord(ClockField.ns0), true);
-  v.setUint32(gpa + TimeInfo.mul, Number(s.clockWord(ClockField.mul)), true);
-  v.setInt8(gpa + TimeInfo.shift, Number(s.clockWord(ClockField.shift)));
-  v.setUint8(gpa + TimeInfo.flags, PVCLOCK_TSC_STABLE_BIT);
-  v.setUint32(gpa + TimeInfo.version, (version + 1) >>> 0, true);
+  const version = v.getUint32(o + TimeInfo.version, true) | 1;
+  v.setUint32(o + TimeInfo.version, version, true);
+  v.setBigUint64(o + TimeInfo.tscTimestamp, s.clockWord(ClockField.tsc0), true);
+  v.setBigUint64(o + TimeInfo.systemTime, s.clockWord(ClockField.ns0), true);
+  v.setUint32(o + TimeInfo.mul, Number(s.clockWord(ClockField.mul)), true);
+  v.setInt8(o + TimeInfo.shift, Number(s.clockWord(ClockField.shift)));
+  v.setUint8(o + TimeInfo.flags, PVCLOCK_TSC_STABLE_BIT);
+  v.setUint32(o + TimeInfo.version, (version + 1) >>> 0, true);
 }
 
 /** Refreshes every time area of vCPU `vcpu` (its vcpu_info's and a registered one). */
 export function publishVcpuTime(ctx: XenContext, vcpu: number): void {
-  const vi = ctx.shared.vcpuInfoGpa(vcpu);
-  if (vi !== INVALID_GPA)
-    writeTimeInfo(ctx, Number(vi) + (ctx.shared.domain.longMode ? VcpuInfo.time64 : VcpuInfo.time32));
+  const vi = ctx.vcpuInfo(vcpu);
+  if (vi >= 0) writeTimeInfo(ctx, vi + (ctx.shared.domain.longMode ? VcpuInfo.time64 : VcpuInfo.time32));
   const extra = ctx.shared.vcpu(vcpu, VcpuField.timeInfoGpa);
-  if (extra !== INVALID_GPA) writeTimeInfo(ctx, Number(extra));
+  if (extra !== INVALID_GPA) writeTimeInfo(ctx, ctx.phys.offsetOf(extra, TIME_INFO_SIZE));
 }
 
 /** Writes wc_sec/wc_nsec (and wc_sec_hi) into shared_info. */
 export function publishWallclock(ctx: XenContext): void {
   const siGpa = ctx.shared.domain.sharedInfoGpa;
   if (siGpa === INVALID_GPA) return;
-  const si = Number(siGpa);
+  const at = ctx.phys.offsetOf(siGpa, 4096);
+  if (at < 0) return;
+  const si = ctx.phys.within(at);
   const long = ctx.shared.domain.longMode;
-  const v = ctx.ramView;
+  const v = ctx.phys.view(at);
   const ver = si + (long ? SharedInfo.wcVersion64 : SharedInfo.wcVersion32);
   const version = v.getUint32(ver, true) | 1;
   v.setUint32(ver, version, true);

@@ -26,31 +26,34 @@ function registerVcpuInfo(env: HypercallEnv, vcpu: number, ptr: bigint): bigint 
   const offset = v.getUint32(8, true);
   const x = env.xen;
   if (x.shared.vcpu(vcpu, VcpuField.vcpuInfoGpa) !== INVALID_GPA) return err(Errno.EBUSY);
-  if (offset > PAGE - VCPU_INFO_SIZE) return err(Errno.EINVAL);
+  // 8-byte alignment: the emulator updates its words with atomic 64-bit operations.
+  if (offset > PAGE - VCPU_INFO_SIZE || offset % 8 !== 0) return err(Errno.EINVAL);
+  if (mfn > 0xf_ffff_ffffn) return err(Errno.EINVAL);
   const gpa = (mfn << 12n) + BigInt(offset);
-  if (mfn >= BigInt(x.ram.length / PAGE)) return err(Errno.EINVAL);
-  const old = x.shared.vcpuInfoGpa(vcpu);
-  const dst = Number(gpa);
-  if (old !== INVALID_GPA) x.ram.copyWithin(dst, Number(old), Number(old) + VCPU_INFO_SIZE);
-  else x.ram.fill(0, dst, dst + VCPU_INFO_SIZE);
+  const dst = x.phys.offsetOf(gpa, VCPU_INFO_SIZE);
+  if (dst < 0) return err(Errno.EINVAL);
+  const old = x.vcpuInfo(vcpu);
+  if (old >= 0) x.phys.bytes(dst, VCPU_INFO_SIZE).set(x.phys.bytes(old, VCPU_INFO_SIZE));
+  else x.phys.fill(0, dst, VCPU_INFO_SIZE);
   x.shared.setVcpu(vcpu, VcpuField.vcpuInfoGpa, gpa);
   publishVcpuTime(x, vcpu);
   // As Xen does on a move: make the guest rescan every selector word.
   const long = x.shared.domain.longMode;
-  if (long) x.ramView.setBigUint64(dst + VcpuInfo.pendingSel64, 0xffffffffffffffffn, true);
-  else x.ramView.setUint32(dst + VcpuInfo.pendingSel32, 0xffffffff, true);
-  x.ram[dst + VcpuInfo.upcallPending] = 0;
+  if (long) x.phys.setU64(dst + VcpuInfo.pendingSel64, 0xffffffffffffffffn);
+  else x.phys.setU32(dst + VcpuInfo.pendingSel32, 0xffffffff);
+  x.phys.setU8(dst + VcpuInfo.upcallPending, 0);
   x.markVcpu(vcpu);
   return 0n;
 }
 
-/** Guest-virtual address of an area → GPA, checked to lie in RAM. */
+/** Guest-virtual address of an area → GPA, checked to lie in RAM within one page (the emulator writes it in place). */
 function areaGpa(env: HypercallEnv, ptr: bigint, size: number): bigint | null {
   const raw = env.mem.read(ptr, 8);
   if (!raw) return null;
   const va = new DataView(raw.buffer).getBigUint64(0, true);
   const gpa = env.mem.gpaOf(va, size);
-  return gpa < 0 ? null : BigInt(gpa);
+  if (gpa < 0 || (gpa % PAGE) + size > PAGE) return null;
+  return BigInt(gpa);
 }
 
 function setSingleshot(env: HypercallEnv, vcpu: number, deadline: bigint): void {
@@ -117,9 +120,9 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
       if (gpa === null) return err(Errno.EFAULT);
       x.shared.setVcpu(vcpu, VcpuField.runstateGpa, gpa);
       // state = RUNSTATE_running (0), entry time now, times zero.
-      const o = Number(gpa);
-      x.ram.fill(0, o, o + 48);
-      x.ramView.setBigUint64(o + 8, guestNowNs(x.shared), true);
+      const o = x.phys.offsetOf(gpa, 48);
+      x.phys.fill(0, o, 48);
+      x.phys.setU64(o + 8, guestNowNs(x.shared));
       return 0n;
     }
     case VcpuOp.set_singleshot_timer: {
