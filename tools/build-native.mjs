@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Builds the optional native helper: native/*.c -> dist/native/libxkcrc.so
-// (CRC-32 by carry-less multiplication, src/migrate/crc32-native.ts; lazy
-// restore of guest RAM with userfaultfd, src/migrate/lazy-ram.ts).
+// (CRC-32 by carry-less multiplication, src/migrate/native.ts; lazy
+// restore of guest RAM with userfaultfd, src/migrate/ram/load-lazy.ts).
 //   node tools/build-native.mjs             always compiles
 //   node tools/build-native.mjs --if-stale  only when the library is missing or older than a source
-// Always exits 0: without the library src/migrate/format.ts's crc32 uses
+// Always exits 0: without the library src/migrate/stream/format.ts's crc32 uses
 // node:zlib and a restore reads guest memory before the guest starts, so a
 // missing gcc or a failed build is one line, not an error.
 // test/unit/crc32.test.ts fails if the library did not load where gcc is present.

@@ -1,13 +1,14 @@
 // Writes the golden snapshot of the current format version for this host's
-// CPU vendor:
+// CPU type:
 //   node dist/tools/gen-golden-snapshot.js fixtures/snapshots/v1.0-soak-16m-intel.xks
 // A 16 MiB soak guest on 2 vCPUs, saved (compressed, to stay small) 2 s into
 // a 6 s run, so a restore runs it to its end and the guest checks itself.
 // Every format version adds its own files; old ones are never regenerated.
-// A saved guest keeps the CPU features it started with, so a host of the
-// other vendor refuses it (restore's host check): each version has one file
-// per vendor (-amd, -intel), and the restore tests take those this host can
-// run (test/helpers/golden.ts).
+// A saved guest keeps the CPU features it started with, so a host lacking
+// one of them refuses it (restore's host check): each version has one file
+// per CPU type (-amd, -intel, -amd-nossbd: an AMD host without SSBD and
+// STIBP), and the restore tests take those this host can run
+// (test/helpers/golden.ts; CONTRIBUTING.md, "Golden files").
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { saveSnapshot } from '../src/migrate/snapshot/save.js';

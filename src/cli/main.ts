@@ -3,7 +3,8 @@
 import { UsageError, XenkvmError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 // Command modules are imported when their command runs: loading all of them
-// (the emulator, the inspector, migration) cost every invocation ~150 ms.
+// (the emulator, the inspector, migration) slowed every invocation
+// (docs/benchmarks.md, "Log").
 import type { SchemaDirection } from './schema.js';
 import type { RestoreArgs } from './restore.js';
 
@@ -27,7 +28,7 @@ function fail(e: unknown): number {
 
 /**
  * `restore FILE [--qmp SOCK] [--quiet] [--eager]`, and nothing else, parsed without
- * yargs: loading yargs takes 90-120 ms here, a tenth of a restore (issue 5).
+ * yargs: loading yargs is a tenth of a restore (issue 5; docs/benchmarks.md).
  * Anything this does not recognise (--help, any other option, a repeated
  * one, a second positional, a value starting with `-`) is left to yargs,
  * so usage errors and help read as for every other command.

@@ -4,7 +4,7 @@
 // the source goes to stdout, so the guest console goes to stderr instead
 // (`ssh host xenkvm receive --listen -`).  With --tls-cert/--tls-key (and
 // --tls-ca to require a client certificate) or --psk-file the stream is TLS
-// (see migrate/live/security.ts); without, it is not authenticated: listen
+// (see migrate/live/transport/security.ts); without, it is not authenticated: listen
 // only where no one but the source can connect.
 import { checkSecurityFor, formatAddress, listenOn, parseAddress } from '../migrate/live/transport/address.js';
 import { describeSecurity, loadSecurity } from '../migrate/live/transport/security.js';
@@ -88,7 +88,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
         throw e;
       }
       from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
-      // Plain sockets are read by the kernel straight into a ring (socket-source.ts); TLS as a stream.
+      // Plain sockets are read by the kernel straight into a ring (socket-byte-source.ts); TLS as a stream.
       const direct = security.kind === 'none' ? socketSource(sock) : null;
       const conn = direct ? direct.socket : sock;
       input = direct ? direct.source : sock;

@@ -2,7 +2,7 @@
 //
 // Reaching "guest running" fast is the point (issue 5), so this module
 // loads almost nothing itself: the emulator threads start loading first
-// (50-90 ms of CPU each, on the other core), then the file reader, and
+// (on the other core; docs/benchmarks.md has the costs), then the file reader, and
 // the emulator (snapshot/restore.ts) and what only matters once the guest
 // runs (run loop, control socket, migration commands) load while guest
 // memory is read.

@@ -1,6 +1,6 @@
 // The section descriptors this build writes, by name: the inspector decodes
 // with them when a file's embedded schema matches, and `xenkvm schema` prints
-// them.  The list is src/xen/sections.ts (pure: no KVM or machine code).
+// them.  The list is src/machine/sections.ts (pure: no KVM or machine code).
 import { pitState } from '../kvm/state/index.js';
 import type { AnyDescriptor, SectionSchema } from '../vmstate/index.js';
 import { machineCpuState, SECTION_LIST, sectionSchemas } from '../machine/sections.js';

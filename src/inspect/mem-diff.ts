@@ -1,8 +1,9 @@
 // Streamed memory diff of two snapshots: both files are read in guest page
 // order, a window of pages at a time, and pages are compared byte for byte
 // (memcmp through Buffer#compare) as they arrive.  No hashing: a page read
-// once and compared at ~10 GiB/s costs less than hashing it (`npm run bench
-// -- diff` prints both), and nothing but two windows is ever in memory.
+// once and compared costs less than hashing it (`npm run bench -- diff`
+// prints both; docs/benchmarks.md), and nothing but two windows is ever in
+// memory.
 //
 // In a snapshot written by writeRam, the pages of a window lie in a few
 // contiguous stretches of the file, so a window costs a handful of large

@@ -1,9 +1,9 @@
 // Guest RAM: one anonymous private mapping registered with KVM as
 // guest-physical 0..size, with transparent huge pages requested.  Anonymous
 // rather than a memfd because this host's kernel offers THP for anonymous
-// memory only (shmem_enabled = never), and first touch of 4 KiB pages under
-// nested KVM runs at 0.3–1 GiB/s against 6.7 GiB/s with huge pages
-// (docs/benchmarks.md); reading a never-written anonymous page maps the zero
+// memory only (shmem_enabled = never), and under nested KVM first touch of
+// 4 KiB pages is several times slower than with huge pages (figures in
+// docs/benchmarks.md); reading a never-written anonymous page maps the zero
 // page instead of allocating, so scanning a sparse guest for a snapshot is
 // cheap.  Every thread of the process shares the mapping.
 //
@@ -11,8 +11,8 @@
 // for huge pages only once its pages are in (`adviseHugePages`): a write to
 // a huge-page region allocates and zeroes all 2 MiB of it, so a guest whose
 // data pages are spread over its RAM made a 1 GiB destination zero all
-// 1 GiB (58% of its CPU time, 1.5 s on memory the host had handed back),
-// where 4 KiB faults touch only the pages that arrive.
+// 1 GiB, most of its CPU time (docs/benchmarks.md), where 4 KiB faults
+// touch only the pages that arrive.
 import {
   madvise,
   MADV_HUGEPAGE,

@@ -184,7 +184,7 @@ export function viewOf(addr: bigint, len: number): Uint8Array {
  * Address of `bytes[0]`, for copyBytes.  Valid while `bytes` lives, and only
  * for off-heap backing stores (Buffer.allocUnsafeSlow, koffi views, any
  * typed array above V8's on-heap limit of 64 bytes), which V8 never moves.
- * Costs ~2 µs: take it once per buffer, not per page.
+ * Not free (docs/benchmarks.md): take it once per buffer, not per page.
  */
 export function addressOf(bytes: Uint8Array): number {
   if (bytes.byteLength <= 64)
@@ -193,9 +193,9 @@ export function addressOf(bytes: Uint8Array): number {
 }
 
 /**
- * memcpy between raw addresses: 0.5 µs per 4 KiB page where
- * `dst.set(src.subarray(...))` cost 2.6 µs, nearly all of it creating the
- * view (benchRam "page copy").  No bounds checks: callers check offsets
+ * memcpy between raw addresses: several times cheaper per 4 KiB page than
+ * `dst.set(src.subarray(...))`, whose cost is nearly all creating the view
+ * (benchRam "page copy"; docs/benchmarks.md).  No bounds checks: callers check offsets
  * against the buffers whose addresses they took.
  */
 export function copyBytes(dstAddr: number, srcAddr: number, n: number): void {

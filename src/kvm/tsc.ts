@@ -3,7 +3,8 @@
 // host_tsc (no master clock), so the emulator reads the TSC itself to compute
 // guest system time exactly as the guest's pvclock does.  Node has no rdtsc;
 // a ten-byte machine-code stub in an executable page, called through koffi
-// (~0.2 µs), is the smallest honest way to get one without a native build.
+// (well under a microsecond; docs/benchmarks.md), is the smallest honest way
+// to get one without a native build.
 //
 // Safety: the page is mapped once per thread, never written after setup and
 // never unmapped (it lives as long as the thread), so the function pointer

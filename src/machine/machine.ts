@@ -197,8 +197,8 @@ export class XenMachine {
   /**
    * Starts (or takes pre-started, thread-pool.ts) the timer thread and every
    * vCPU thread, parked: loading a Worker (koffi, the emulator modules) takes
-   * 100-250 ms here, so it overlaps with booting, restoring or receiving a
-   * guest instead of adding to its start.
+   * tens of milliseconds of CPU (docs/benchmarks.md), so it overlaps with
+   * booting, restoring or receiving a guest instead of adding to its start.
    */
   private spawnThreads(): void {
     const r = this.resources();
@@ -219,10 +219,10 @@ export class XenMachine {
    * Lets the guest run (the threads were started parked by create()).
    * `deferHugePages`: the caller calls `ram.adviseHugePages()` itself once it
    * has told whoever waits that the guest runs.  In a scheduler trace of a
-   * migration destination, the main thread slept ~4 ms inside start() with a
-   * core idle, before it could answer its source; madvise, which takes the
-   * mmap lock for writing while the just-resumed vCPUs fault guest memory
-   * in, is the call there that can sleep.
+   * migration destination, the main thread slept inside start() with a core
+   * idle, before it could answer its source (docs/benchmarks.md, "Log");
+   * madvise, which takes the mmap lock for writing while the just-resumed
+   * vCPUs fault guest memory in, is the call there that can sleep.
    */
   start(opts: { deferHugePages?: boolean } = {}): void {
     if (!opts.deferHugePages) this.ram.adviseHugePages();
@@ -259,7 +259,7 @@ export class XenMachine {
   /**
    * The OS thread ids of the threads that pause() waits for and start()
    * wakes, the vCPU threads and the timer thread, as far as they have
-   * started (for scheduling, migrate/live/realtime.ts).
+   * started (for scheduling, migrate/live/pause/realtime.ts).
    */
   pauseThreadIds(): number[] {
     const timer = this.timerThread ? Atomics.load(this.xen.sync, SyncField.timerTid) : 0;

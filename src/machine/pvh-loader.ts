@@ -124,7 +124,7 @@ function flatSegment(selector: number, type: number): Segment {
   };
 }
 
-/** The PVH entry CPU state (XEN-ABI.md "PVH boot"). */
+/** The PVH entry CPU state (docs/xen-abi.md, "PVH boot"). */
 export function pvhEntryState(entry: number, startInfo: number): { gpr: bigint[]; sregs: SpecialRegs } {
   const gpr = new Array<bigint>(GPR_COUNT).fill(0n);
   gpr[Gpr.RIP] = BigInt(entry);

@@ -1,5 +1,5 @@
 // The section descriptors a snapshot writes, in the order it writes and
-// restores them: the one list that machine-state.ts (save/restore) and the
+// restores them: the one list that state.ts (save/restore) and the
 // inspector (decode, `xenkvm schema`) share.  Pure: no KVM or machine code.
 import { defineCpuState, irqchipState, kvmclockState } from '../kvm/state/index.js';
 import { schemaOf, type AnyDescriptor, type SectionSchema, type StateOf } from '../vmstate/index.js';
@@ -9,7 +9,7 @@ import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState, xenVcpuStat
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
 export type MachineCpuState = StateOf<typeof machineCpuState>;
 
-/** Order matters for restore: CPUs, Xen tables, then clocks (see machine-state.ts). */
+/** Order matters for restore: CPUs, Xen tables, then clocks (see state.ts). */
 export const SECTION_DESCRIPTORS = [
   machineCpuState,
   xenOverlayState,

@@ -1,8 +1,8 @@
 // Emulator threads started before their machine exists.  Loading a Worker
-// (its isolate, koffi, the emulator modules) costs 100-150 ms of CPU each
-// here, 360-500 ms for a 2-vCPU machine's three threads: a migration
-// destination paid that while round 0 arrived, on a 2-core host where the
-// sender needs the other core.  `receive` starts them while it waits for a
+// (its isolate, koffi, the emulator modules) costs tens of milliseconds of
+// CPU each (docs/benchmarks.md): a migration destination paid that for
+// every thread while round 0 arrived, on a 2-core host where the sender
+// needs the other core.  `receive` starts them while it waits for a
 // connection, `restore` before it opens its file; a thread started this way
 // loads everything and then waits (thread-input.ts) for its machine's
 // resources.

@@ -1,8 +1,9 @@
 // The vCPU thread: runs KVM_RUN synchronously and serves its own exits
 // (hypercalls, console ports, the hypercall-page MSR), as Firecracker's and
 // QEMU's vCPU threads do.  A PIO exit handled here costs one koffi call and
-// no thread hand-off (ARCHITECTURE.md: 10.5 µs versus 60 µs through the main
-// thread).  Shared emulator state lives in SharedArrayBuffers (DomainState).
+// no thread hand-off, several times cheaper than serving it on the main
+// thread (docs/architecture.md, "Threads"; figures in docs/benchmarks.md).
+// Shared emulator state lives in SharedArrayBuffers (DomainState).
 import { parentPort } from 'node:worker_threads';
 import { KvmVcpu, type VcpuHandle } from '../kvm/vcpu.js';
 import { Exit } from '../kvm/ioctls.js';

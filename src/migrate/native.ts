@@ -1,9 +1,9 @@
 // The optional native CRC-32: dist/native/libxkcrc.so, built from
 // native/*.c by tools/build-native.mjs, bound with koffi.  The library is
-// loaded here, once; lazy-ram.ts binds its other functions through
+// loaded here, once; ram/load-lazy.ts binds its other functions through
 // nativeLibrary().  It computes
 // zlib's CRC-32 by carry-less multiplication (PCLMULQDQ/VPCLMULQDQ), several
-// times faster than node:zlib's.  Nothing calls it but crc32() in format.ts,
+// times faster than node:zlib's.  Nothing calls it but crc32() in stream/format.ts,
 // which falls back to node:zlib when this returns null, and the snapshot RAM
 // loader (crc32At over guest pages it read in place).
 //
@@ -27,8 +27,8 @@ export interface NativeCrc32 {
   readonly variants: Readonly<Record<string, Crc32Fn>>;
   /**
    * `crc32` over `n` bytes at a raw address (guest RAM): no view to create
-   * and pass, ~0.9 µs a call instead of ~1.2, which over 65,536 single pages
-   * is 15-20 ms.  The caller vouches that the range is mapped.
+   * and pass, which adds up over tens of thousands of single pages
+   * (docs/benchmarks.md).  The caller vouches that the range is mapped.
    */
   readonly crc32At: (prev: number, addr: number, n: number) => number;
 }

@@ -1,6 +1,6 @@
 // What every producer of a state stream (snapshot file, live migration,
 // its rehearsal) writes the same way: the HEADER describing the machine, and
-// one SECTION per component instance.  The reading side is incoming.ts.
+// one SECTION per component instance.  The reading side is sections-in.ts.
 import { packageVersion } from '../version.js';
 import { encodeState } from '../vmstate/index.js';
 import { saveMachineStateEach, type SavedSection } from '../machine/state.js';

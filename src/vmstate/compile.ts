@@ -1,7 +1,7 @@
 // Turns a field tree into a pair of closures (validate+encode, validate+decode)
 // once per (field map, written version, layout), so the per-state work is a
 // straight walk with no kind switch.  `tools/bench/vmstate.ts` compares the
-// two layouts; the codec uses 'array' (see the decision recorded there).
+// two layouts; the codec uses 'array' (docs/benchmarks.md, "State encoding").
 
 import { VmstateError } from '../errors.js';
 import { BIG_RANGES, INT_RANGES } from './fields.js';

@@ -1,4 +1,4 @@
-// Xen guest ABI numbers used by the emulator, defined once (XEN-ABI.md; Xen's
+// Xen guest ABI numbers used by the emulator, defined once (docs/xen-abi.md; Xen's
 // public headers xen/include/public/{xen,version,event_channel,sched,
 // hvm/hvm_op,hvm/params,memory}.h).
 
@@ -127,7 +127,7 @@ export const HVM_CONTEXT_MODES: ReadonlySet<number> = new Set([VCPU_HVM_MODE_32B
 /** MAX_POLL_PORTS of SCHEDOP_poll. */
 export const SCHEDOP_POLL_MAX_PORTS = 128;
 
-/** Guest layouts (XEN-ABI.md "Layouts"): 64-bit / compat. */
+/** Guest layouts (docs/xen-abi.md, "Layouts"): 64-bit / compat. */
 export const VCPU_INFO_SIZE = 64;
 export const VcpuInfo = {
   upcallPending: 0,

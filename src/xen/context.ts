@@ -1,9 +1,9 @@
 // One thread's handle on the emulated domain: the shared tables, views over
 // guest RAM, an MSI sender, and event delivery exactly as Xen's 2-level ABI
-// does it (docs/xen-abi.md "Event channels").  Pending, mask and selector bits live
-// in guest memory and are changed with atomic read-modify-writes, because the
-// guest clears them concurrently (Atomics on the mmap'd RAM view are real
-// locked instructions: measured, no lost updates across threads).
+// does it (docs/xen-abi.md, "Event channels").  Pending, mask and selector
+// bits live in guest memory and are changed with atomic read-modify-writes,
+// because the guest clears them concurrently (Atomics on the mmap'd RAM view
+// are real locked instructions; docs/architecture.md, "Shared state").
 import { MsiSender } from '../kvm/msi.js';
 import { viewsOf } from '../kvm/guest-ram.js';
 import { GuestPhys } from './memory/guest-phys.js';

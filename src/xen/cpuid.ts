@@ -1,4 +1,4 @@
-// The CPUID leaves that tell a guest it runs on Xen (XEN-ABI.md "Detection").
+// The CPUID leaves that tell a guest it runs on Xen (docs/xen-abi.md, "Detection").
 import type { CpuidLeaf } from '../kvm/types.js';
 import {
   XEN_CPUID_BASE,

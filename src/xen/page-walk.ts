@@ -1,7 +1,7 @@
 // Guest-virtual → guest-physical translation by walking the guest's own page
-// tables in RAM.  Used for hypercall pointer arguments (a bad pointer must be
-// -EFAULT, never a host exception).  Supports the
-// modes x86-64 guests use: paging off, 4-level long mode and 3-level PAE, with
+// tables in RAM, for hypercall pointer arguments (guest-access.ts: a bad
+// pointer must be -EFAULT, never a host exception).  Supports the modes
+// x86-64 guests use: paging off, 4-level long mode and 3-level PAE, with
 // 4 KiB / 2 MiB / 1 GiB leaves.
 import type { GuestPhys } from './memory/guest-phys.js';
 

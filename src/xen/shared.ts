@@ -60,7 +60,7 @@ export const SyncField = {
   timerParked: 4,
   /** 1 while a live migration tracks pages the emulator writes (GuestAccess.write marks `dirty`). */
   dirtyTracking: 5,
-  /** The timer thread's OS thread id once it runs (for scheduling, migrate/live/realtime.ts). */
+  /** The timer thread's OS thread id once it runs (for scheduling, migrate/live/pause/realtime.ts). */
   timerTid: 6,
 } as const;
 const SYNC_WORDS = 8;

@@ -1,8 +1,9 @@
 // The golden snapshots in fixtures/snapshots, and which of them this host can
 // restore.  A saved guest keeps the CPU features it was started with, so a
-// file saved on one CPU vendor's host is refused on the other's (restore's
-// own host check, incoming.ts); the fixtures hold each format version once
-// per vendor, and restore tests take the ones this host can run.
+// file saved on a host with features this one lacks is refused here
+// (restore's own host check, src/migrate/sections-in.ts); the fixtures hold
+// each format version once per CPU type, and restore tests take the ones
+// this host can run.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

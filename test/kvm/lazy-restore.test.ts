@@ -1,4 +1,4 @@
-// Lazy restore (src/migrate/lazy-ram.ts, native/lazy-ram.c): guest memory
+// Lazy restore (src/migrate/ram/load-lazy.ts, native/lazy-ram.c): guest memory
 // arrives through userfaultfd after the machine is built.  These tests read
 // every page of a restored machine before its guest ever runs, so each page
 // comes in through a fault served by the native thread, and compare it with

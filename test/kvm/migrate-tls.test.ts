@@ -264,8 +264,8 @@ kvmTest(
       try {
         await g.waitFor('soak: t=1s', 15000);
         const addr = parseAddress(await withTimeout(r.address, 10000, 'receiver listening'), 'test');
-        // Random, one run per 30 ms slice of [0, 150): a 64 MiB soak guest migrates in
-        // 110-160 ms here, so that every phase, the pause and the answer included, gets its chance.
+        // Random, one run per 30 ms slice of [0, 150), about as long as a 64 MiB soak guest's migration
+        // (docs/benchmarks.md), so that every phase, the pause and the answer included, gets its chance.
         const delay = Math.round((slice + Math.random()) * 30);
         let killed = false;
         let killedAt = '';

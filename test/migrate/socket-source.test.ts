@@ -1,4 +1,4 @@
-// The kernel-fed ring (socket-source.ts) under the record stream: records
+// The kernel-fed ring (socket-byte-source.ts) under the record stream: records
 // larger than the ring, views that must not be overwritten while held, SYNC
 // records for a live destination, and a peer that goes away mid-record.
 import { test } from 'uvu';

@@ -1,7 +1,7 @@
-// The native CRC-32 (native/crc32.c through src/migrate/crc32-native.ts)
+// The native CRC-32 (native/crc32.c through src/migrate/native.ts)
 // against node:zlib: every implementation this CPU can run, on seeded random
 // data of every length up to 300 and some of several MiB, at odd offsets and
-// chained through `prev`; then format.ts's crc32 on both sides of its
+// chained through `prev`; then stream/format.ts's crc32 on both sides of its
 // threshold.  Where gcc is installed (x86-64 Linux) the library must have
 // loaded: a build that broke silently fails here instead of making every
 // checksum quietly slower.

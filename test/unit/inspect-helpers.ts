@@ -1,6 +1,6 @@
 // Synthetic snapshots for the inspector suites: real descriptors, realistic
 // states (a 2-vCPU PVH guest in long mode with timers and ports bound), and
-// the real stream writer.  Until snapshot.ts lands, these are the files.
+// the real stream writer, so the inspector is tested without KVM.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -170,7 +170,7 @@ export async function benchHypercall(): Promise<HypercallBenchResult> {
   const node = {} as Record<PioMode, NodePioResult>;
   for (let i = 0; i < REPEATS; i++) {
     for (const mode of ['bare', 'mov', 'dispatch', 'lean', 'spin'] as const) {
-      // spin: ~80 µs per exit, so fewer of them
+      // spin exits are far slower than the others, so fewer of them
       const r = mode === 'spin' ? await runNodePio(mode, SPIN_EXITS, 200) : await runNodePio(mode, HOST_EXITS);
       const best = node[mode] as NodePioResult | undefined;
       if (!best || r.iteration.p50 < best.iteration.p50) node[mode] = r;

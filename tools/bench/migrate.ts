@@ -41,7 +41,7 @@
 // XENKVM_BENCH_MIGRATE_VMMS narrow the run; XENKVM_BENCH_MIGRATE_ALT adds
 // another build as a third VMM (a baseline for a change); with
 // XENKVM_MIGRATE_TRACE=1 each xenkvm run prints both ends' marks as one
-// timeline (src/migrate/live/trace.ts).
+// timeline (src/trace.ts).
 //
 // Without Xen the guest paces `dirty` by spinning (and brings up only vCPU 0;
 // QEMU's second vCPU stays in wait-for-SIPI), so QEMU's source burns a whole
@@ -91,7 +91,7 @@ const DEFAULT_REPS = 3;
 let DOWNTIME_MS = DEFAULT_DOWNTIME_MS;
 let REPS = DEFAULT_REPS;
 let SPIN = false;
-/** xenkvm's defaults (src/migrate/live/source.ts), applied to QEMU as well. */
+/** xenkvm's defaults (src/migrate/live/send.ts), applied to QEMU as well. */
 const MAX_ROUNDS = 30;
 const GIVE_UP_MS = 60_000;
 
@@ -773,7 +773,7 @@ function printTargets(rates: RateResult[]): Record<string, unknown> {
 }
 
 /**
- * XENKVM_MIGRATE_TRACE=1: both processes' marks (src/migrate/live/trace.ts)
+ * XENKVM_MIGRATE_TRACE=1: both processes' marks (src/trace.ts)
  * from the source's pause on, in ms after it; the destination's socket reads
  * are summed between consecutive other marks.
  */

@@ -1,7 +1,7 @@
 // Worker half of pio-node.ts: owns the vCPU and times each exit with
 // performance.now() (µs resolution is enough for ~5-10 µs events; the two
 // calls cost ~0.1 µs).  The dispatch mode repeats the hypercall hot path of
-// src/xen/vcpu-worker.ts (sync-regs read, dispatchHypercall, sync-regs write)
+// src/machine/vcpu-worker.ts (sync-regs read, dispatchHypercall, sync-regs write)
 // so that its cost is measured without the rest of a guest.
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';

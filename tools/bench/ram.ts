@@ -2,7 +2,9 @@
 // against the native helper, and per call for format.ts's threshold), and
 // encoding a 256 MiB guest image (25% random non-zero pages) to a snapshot
 // file, uncompressed and with fflate at levels 1 and 6; then reading it back.
-// The constants in src/migrate/{zero,ram,sink,format}.ts name this bench.
+// The constants in src/migrate/ram/{zero,write}.ts and
+// src/migrate/stream/{byte-sink,format}.ts name this bench; its results are
+// in docs/benchmarks.md.
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +51,7 @@ function best(runs: number, f: () => void): number {
  * CRC-32, node:zlib against the native helper: over the whole image (memory
  * bound), over one 2 MiB batch as the writer and reader see it (in cache,
  * every implementation the CPU has), and the cost of one call for short
- * inputs, which sets NATIVE_CRC32_MIN_BYTES in src/migrate/format.ts.
+ * inputs, which sets NATIVE_CRC32_MIN_BYTES in src/migrate/stream/format.ts.
  */
 function benchCrc32(image: Uint8Array): void {
   const native = nativeCrc32();

@@ -165,7 +165,7 @@ function nodeStartup(): { nodeMs: number; nodeNoExtraCaMs: number | null; cliHel
     return samples(xs).median;
   };
   // NODE_EXTRA_CA_CERTS makes node parse the whole CA bundle at start-up
-  // (60-90 ms here, where the sandbox sets it): shown apart, as it is the
+  // (docs/benchmarks.md, "The machines"): shown apart, as it is the
   // environment's and every restore in this run pays it.
   let nodeNoExtraCaMs: number | null = null;
   if (process.env['NODE_EXTRA_CA_CERTS']) {

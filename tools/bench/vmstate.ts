@@ -9,13 +9,11 @@
 //   raw    msgpack of the state objects as they are, no descriptor and no
 //          validation: the floor, to show what validation costs
 //
-// Measured here (2 shared cores, Node 20; noisy ±10%): array 62 KB/machine,
-// encode ~430 µs, decode ~370 µs; map 91 KB, ~820 / ~1010 µs; raw 91 KB,
-// ~500 / ~640 µs.  Array wins on size and both directions, even against raw
-// msgpack of the objects, because it writes no key strings.  Also tried:
-// writing u64 values below 2^53 as msgpack integers instead of bigint: 2%
-// smaller, no clear time gain within the noise, so u64 stays bigint.
-// Run: npm run bench -- vmstate (the lead wires main.ts), or
+// Array wins on size and both directions, even against raw msgpack of the
+// objects, because it writes no key strings; u64 values stay bigint, as
+// writing small ones as msgpack integers gained nothing clear (results in
+// docs/benchmarks.md, "State encoding").
+// Run: npm run bench -- vmstate, or
 //   node -e "import('./dist/tools/bench/vmstate.js').then((m) => m.benchVmstate())"
 
 import { Decoder, Encoder } from '@msgpack/msgpack';

@@ -1,5 +1,5 @@
 // The `cpu` section: everything KVM holds for one vCPU.  Fields are listed
-// in restore order (see putCpuState in ../cpu-state.ts for why).
+// in restore order (see putCpuState in ../cpu-state-io.ts for why).
 //
 // The Xen layer adds its `cpu/xen_vcpu` subsection without editing this file:
 //   export const cpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });

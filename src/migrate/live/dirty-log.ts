@@ -11,11 +11,11 @@
 // just before the sender reads its pages.  Plain KVM_GET_DIRTY_LOG re-arms
 // every page at the moment of the collect, so a page written between then
 // and its copy went with the new data and then again in the next round: at
-// 256 MiB/s of dirtying that was a third of all bytes sent.  Logging starts
+// high dirty rates a large share of all bytes sent (docs/benchmarks.md,
+// "Log").  Logging starts
 // with every page marked dirty (KVM_DIRTY_LOG_INITIALLY_SET), so switching
 // it on does not write-protect all of RAM; round 0 re-arms each range as it
-// reads it.  (The ioctls themselves are cheap here either way: 0.03-0.15 ms
-// for 1 GiB.)
+// reads it.  (The ioctls themselves are cheap either way.)
 import { ioctlBuf, MAP_ANONYMOUS, MAP_PRIVATE, mmap, munmap, PROT_READ, PROT_WRITE, viewOf } from '../../kvm/libc.js';
 import { offsetOf } from '../../kvm/layout.js';
 import { Cap, KVM, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../../kvm/ioctls.js';
@@ -163,7 +163,7 @@ export class DirtyLog {
    * collect()'s work without its effects, so that V8 has compiled it before
    * the pause (rehearse.ts): where KVM_GET_DIRTY_LOG would re-arm tracking
    * it is left out, and the emulator's bits stay where they are.  Run cold,
-   * the merge over a 1 GiB guest's 8192 words took 0.46 ms of the pause.
+   * the merge took a measurable share of the pause (docs/benchmarks.md).
    */
   rehearseCollect(into: Uint8Array): void {
     if (this.manual) this.getLogs();

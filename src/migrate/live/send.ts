@@ -117,10 +117,9 @@ const MiB = 1 << 20;
 /**
  * Final rounds of up to this many pages (256 KiB) are not worth another
  * pre-copy round (see worthAnotherRound).  Each round costs a SYNC/ACK
- * round trip of running time, but pages sent in the pause cost downtime:
- * at 256 pages the final round held 100-400 pages (about 1 ms of the
- * pause); at 64, 30-200, for 0.4 ms less pause at 64 and 256 MiB/s and
- * level total time (5-run bench, interleaved).
+ * round trip of running time, but pages sent in the pause cost downtime;
+ * 64 gave a shorter pause than 256 at level total time (chosen by
+ * `npm run bench -- migrate`; see docs/benchmarks.md, "Log").
  */
 const FINAL_PAGES_FLOOR = 64;
 
@@ -256,7 +255,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // Each round ends with a SYNC and waits for its ACK: the destination has
     // then applied the round, so the bandwidth measured is end to end, and
     // the pause never starts with megabytes still queued in socket buffers
-    // (that backlog was most of the downtime: 30-50 ms of a 60 ms pause).
+    // (that backlog was once most of the downtime; docs/benchmarks.md).
     let seq = 0;
     /** Ends a round with SYNC; syncRound then waits for its ACK. */
     const endRound = (): Promise<void> => writer.sync(++seq);
@@ -280,7 +279,7 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
     // While the destination catches up with round 0 (its SYNC is out): warm
     // the final round's code (rehearse.ts), and collect garbage now rather
     // than right before the pause, where V8's sweeping after it took a core
-    // from the paused round for 10-15 ms (gc.ts).
+    // from the paused round (gc.ts).
     await endRound();
     await rehearseSend(machine, log, () => answer.acked < seq && failure === null);
     collectAll();
@@ -316,8 +315,8 @@ export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOp
       // slower than we send): it costs about expectedDowntimeMs of running
       // time and takes most of those pages out of the pause.  The estimate
       // counts only the pages; the state and the destination's start come
-      // on top (at 64 MiB/s a final round of ~900 pages took 6-8 ms of a
-      // 20-30 ms pause; one round later it held ~200).
+      // on top (docs/migration.md, "Pre-copy rounds"; figures in
+      // docs/benchmarks.md).
       const worthAnotherRound = dirty > FINAL_PAGES_FLOOR && dirty * 2 < lastRoundPages && rounds < maxRounds;
       if (expectedDowntimeMs <= downtimeMs && !worthAnotherRound) {
         converged = 'downtime';

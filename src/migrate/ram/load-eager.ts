@@ -6,11 +6,10 @@
 // pages: its frame, head and padding and its page list go to a small buffer,
 // each run of consecutive frames is one iovec of guest RAM.  The body
 // checksum is then computed over those same bytes, in body order, before the
-// machine may start.  Measured on a 1 GiB guest with 25% random pages spread
-// one in four (65,536 pages in 128 records): reading into a reused buffer and
-// copying the pages out cost 450-610 ms, most of it 4 KiB page faults taken
-// one by one from user space (each a trip through the nested hypervisor
-// here); the kernel's own faults during readv 200-230 ms.  Several reads are
+// machine may start.  Reading into a reused buffer and copying the pages out
+// cost about twice as much, most of it 4 KiB page faults taken one by one
+// from user space (each a trip through the nested hypervisor), where readv
+// leaves only the kernel's own faults (docs/benchmarks.md).  Several reads are
 // in flight at once (on libuv's thread pool), so the faults of one record
 // are taken while the main thread checksums another.
 //
@@ -27,7 +26,7 @@ import { decodeRamPages } from '../stream/ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from '../stream/records.js';
 import { describeIoError } from '../stream/byte-sink.js';
 
-/** ram.ts (and the deflate code it brings) only for RAM_ZERO and compressed records, which a plain snapshot has none of. */
+/** write.ts (and the deflate code it brings) only for RAM_ZERO and compressed records, which a plain snapshot has none of. */
 const ramModule = () => import('./write.js');
 
 export interface GuestMemory {

@@ -3,10 +3,9 @@
 // copies each stored page in from the file as a thread touches it, and,
 // once the guest runs, the rest in guest order behind them.
 //
-// Why: under this nested KVM a 4 KiB page fault costs ~2.8 µs, so filling
-// the 65,536 stored pages of a 1 GiB guest with a quarter of its memory in
-// use took 185 ms of faults alone, and the whole RAM phase of a restore
-// 370-450 ms, all before the guest could run.  The file is still checked
+// Why: under nested KVM 4 KiB page faults are dear, so filling every stored
+// page of a large guest was most of a restore's time, all of it before the
+// guest could run (docs/benchmarks.md, "RAM encoding").  The file is still checked
 // whole before the guest runs: every record's checksum is computed over the
 // file read with pread on libuv's thread pool while the machine is built;
 // until then only the emulator's own writes (restoring state) fault pages

@@ -1,7 +1,9 @@
-// Where each guest page lives in an uncompressed snapshot file, so a restore
-// can mmap(MAP_PRIVATE) the file's pages into guest memory instead of
-// copying them.  Only raw batches whose data is page-aligned in the file can
-// be mapped; the rest are counted so the caller knows to copy instead.
+// Where each guest page lives in an uncompressed snapshot file, as runs of
+// consecutive pages: a lazy restore (load-lazy.ts) indexes them so that its
+// native thread copies each page straight from the read-only mapped file
+// into guest memory with UFFDIO_COPY.  Only raw batches whose data is
+// page-aligned in the file can be served that way; the rest are counted so
+// the caller knows to read the file eagerly instead.
 import { FormatError } from '../../errors.js';
 import { PAGE_SIZE, RamEncoding } from '../stream/format.js';
 import type { StreamRecord } from '../stream/records.js';

@@ -21,7 +21,8 @@ export const DEFAULT_DEFLATE_LEVEL = 1;
 /**
  * Before deflating a batch, deflate SAMPLE_PAGES of its pages; if they shrink
  * by less than 10%, store the batch raw.  Random pages do not compress at all
- * and deflating them ran at ~95 MB/s (benchRam "encode to file deflate").
+ * and deflating them is slow (benchRam "encode to file deflate";
+ * docs/benchmarks.md).
  */
 const SAMPLE_PAGES = 4;
 const SAMPLE_WORTH = 0.9;

@@ -5,7 +5,7 @@
 // Built for time to "guest running" from process start (issue 5): this
 // module's own imports are the file reader, the RAM loader and the guest
 // RAM mapping only.  Guest memory is mapped and filled from the file while
-// the emulator and KVM modules (~100 ms of module loading here) load, and
+// the emulator and KVM modules load (docs/migration.md, "Restore"), and
 // the vCPU and timer threads load on the other core from the header on; the
 // KVM VM is created around the filled memory, the saved state is checked
 // against this host and written, and only then may the guest start.  A file
@@ -15,7 +15,7 @@
 // Where it can (native helper, userfaultfd, raw page-aligned RAM records:
 // every uncompressed snapshot), the guest starts before its memory is in:
 // a native thread copies pages in from the file as they are touched and the
-// rest behind them once the guest runs, while lazy-ram.ts checks every
+// rest behind them once the guest runs, while ram/load-lazy.ts checks every
 // record's checksum before it may.  Otherwise RamLoader reads all of it
 // first.
 import { closeSync, openSync } from 'node:fs';
@@ -75,7 +75,7 @@ export async function restoreSnapshot(path: string, opts: RestoreOptions): Promi
   try {
     opts.onPhase?.('header');
     const config = checkMachineConfig(file.header.machine, path);
-    // The vCPU and timer threads load (50-90 ms of CPU each) while the file is read.
+    // The vCPU and timer threads load (tens of ms of CPU each) while the file is read.
     prestartThreads(config.vcpus);
     fd = openSync(path, 'r');
     // Decoded once the emulator is loaded; which came before the first RAM record matters.

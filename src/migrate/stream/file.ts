@@ -47,14 +47,14 @@ export interface SnapshotWriteOptions extends WriterOptions {
   /**
    * fsync the file and its directory (default true).  Without it the rename
    * still never exposes a partial file, but a power loss may leave an empty
-   * or old one; the fsync is about half the save time of a 256 MiB guest
-   * (benchRam).
+   * or old one; the fsync is a large share of the save time (benchRam;
+   * docs/benchmarks.md).
    */
   readonly sync?: boolean;
   /**
    * Called once every byte has been handed to the kernel, before the fsync:
    * whatever the file was made from (a paused guest) may change from here on.
-   * Measured by the snapshot bench: the fsync is 40% of a 1 GiB save.
+   * The fsync is a large share of a save (`npm run bench -- snapshot`).
    */
   readonly onWritten?: () => void;
 }

@@ -66,19 +66,20 @@ export const ZERO_HEAD_BYTES = 8;
 export const END_BODY_BYTES = 32;
 
 /**
- * Below this many bytes node:zlib is as fast: a koffi call costs 100-170 ns
- * whatever the length, and the two break even between 32 and 64 bytes
- * (benchRam, "crc32 ns per call").  Frame and preamble CRCs (20 and 12 bytes)
- * stay in zlib.
+ * Below this many bytes node:zlib is as fast: a koffi call has a fixed cost
+ * whatever the length, and the two break even below 64 bytes (benchRam,
+ * "crc32 ns per call"; docs/benchmarks.md).  Frame and preamble CRCs (20 and
+ * 12 bytes) stay in zlib.
  */
 export const NATIVE_CRC32_MIN_BYTES = 64;
 
 /**
  * CRC-32 (IEEE, as zlib and gzip) over `bytes`, continuing from `prev`: the
  * one entry point for every checksum of the format.  From 64 bytes up it runs
- * in the native helper (native/crc32.c, carry-less multiplication: ~24 GB/s
- * on a 2 MiB batch here against node:zlib's ~3 GB/s, `benchRam` prints both);
- * without it, or for short inputs, node:zlib.  Both give the same values.
+ * in the native helper (native/crc32.c, carry-less multiplication: several
+ * times node:zlib's speed; `benchRam` prints both, docs/benchmarks.md has
+ * the figures); without it, or for short inputs, node:zlib.  Both give the
+ * same values.
  */
 export function crc32(bytes: Uint8Array, prev = 0): number {
   if (bytes.length >= NATIVE_CRC32_MIN_BYTES) {

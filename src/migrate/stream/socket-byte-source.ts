@@ -1,8 +1,8 @@
 // A ByteSource that the kernel reads into directly: an accepted plain socket
 // re-opened with Node's `onread`, whose buffer is the free part of a ring.
 // Streams allocate a fresh Buffer per 64 KiB read, and the external memory
-// kept V8's major GC busy: receiving 1 GiB cost 510-560 ms of CPU with
-// 'data' events against 200-230 ms this way (measured over loopback here).
+// kept V8's major GC busy: receiving cost about 2.5 times the CPU with
+// 'data' events (docs/benchmarks.md).
 //
 // Lifetime: like every ByteSource, read() without `scratch` returns bytes
 // the caller may keep (a copy).  With `scratch` it may return a view of the

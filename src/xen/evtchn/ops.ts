@@ -1,5 +1,5 @@
 // EVTCHNOP_*: the 2-level event channel hypercalls, with Xen's checks in
-// Xen's order (XEN-ABI.md "Event channels").  The port table is shared by all
+// Xen's order (docs/xen-abi.md, "Event channels").  The port table is shared by all
 // vCPU threads; structural changes happen under the table lock.
 import { DOMID_SELF, Errno, EvtchnOp, NR_VIRQS, PER_VCPU_VIRQS } from '../abi.js';
 import { PortType } from '../shared.js';

@@ -1,7 +1,7 @@
 // Xen's names for virtual IRQ numbers (xen/include/public/xen.h), kept in one
 // table so every place that shows a VIRQ to a person (QMP, ctl, logs) agrees.
 
-/** Xen's NR_VIRQS; also exported by xen-vcpu-state.ts for the state layout. */
+/** Xen's NR_VIRQS; also exported by vcpu/state.ts for the state layout. */
 const VIRQ_COUNT = 24;
 
 /** Index = VIRQ number. Numbers Xen leaves unnamed (5, 14..23) are absent. */

@@ -1,6 +1,6 @@
 // The hypercall page of the userspace transport: stub i is
 // `mov eax, i; out HYPERCALL_PORT, al; ret`, padded with int3, so a hypercall
-// is one PIO exit whose registers carry the call (docs/architecture.md "Hypercall transports").  The port
+// is one PIO exit whose registers carry the call (docs/xen-abi.md).  The port
 // is an 8-bit immediate so the stub clobbers nothing but eax, which the
 // hypercall ABI returns in anyway.
 import { HYPERCALL_STUB_SIZE, HYPERCALL_STUBS } from '../abi.js';

@@ -1,10 +1,11 @@
 // Garbage collection at a moment of our choosing.  A migration's pause is
-// short enough that one collection inside it dominates it: traced here
-// (XENKVM_MIGRATE_TRACE), the source's V8 ran a 5-12 ms mark-compact or its
-// incremental marking inside the pause in about one run in three, and a
-// collection on the main thread also delays seeing the vCPUs park.  So the
-// source collects everything after round 0 (not just before the pause:
-// V8 then sweeps on a helper thread for 10-15 ms) and only scavenges its
+// short enough that one collection inside it dominates it: traced
+// (XENKVM_MIGRATE_TRACE), the source's V8 ran a mark-compact or its
+// incremental marking inside the pause in about one run in three
+// (docs/benchmarks.md, "Log"), and a collection on the main thread also
+// delays seeing the vCPUs park.  So the source collects everything after
+// round 0 (not just before the pause: V8 then sweeps on a helper thread
+// for a while) and only scavenges its
 // young generation right before it pauses, and the destination scavenges
 // after each round, so that the final round starts with room to allocate in.
 //
@@ -36,7 +37,7 @@ export function collectAll(): void {
   gcFunction()?.({ type: 'major', execution: 'sync' });
 }
 
-/** A scavenge of the young generation only (about 1 ms here). */
+/** A scavenge of the young generation only (about a millisecond). */
 export function collectYoung(): void {
   gcFunction()?.({ type: 'minor', execution: 'sync' });
 }

@@ -2,8 +2,8 @@
 // the source's main thread parks the vCPUs, saves and sends; the
 // destination's main thread applies, starts the vCPUs and answers; the
 // source's reads the answer.  On a host with few cores each hand-off waited
-// for the scheduler to give the woken thread a core (0.1-5 ms each in
-// scheduler traces, 10 ms once for a single vCPU to park), so for that window
+// for the scheduler to give the woken thread a core (milliseconds each in
+// scheduler traces; docs/benchmarks.md, "Log"), so for that window
 // each side's main thread runs SCHED_FIFO, and so do the vCPU and timer threads that
 // must park or start in it, one priority below so that the main thread still
 // preempts a vCPU that runs guest code.  A woken real-time thread preempts

@@ -1,13 +1,12 @@
 // A migration's final round runs with the guest paused, and it runs code the
 // rounds before it never ran: reading every component's state, encoding it,
 // framing SECTION records, decoding and restoring them.  Run cold, V8
-// interprets that code on first use: 60-80 ms of pause measured here, where
-// the same code warm takes 3-5 ms.  So each side rehearses its half while
-// the guest still runs, on data of the same shape, and throws the result
-// away, several times, because V8 compiles a function to machine code only
-// after a few runs (the source's final round: 12-15 ms after one rehearsal,
-// 7-10 ms after three, on a 256 MiB soak guest), but only as long as that
-// time is spent waiting for the other side anyway.
+// interprets that code on first use, which made the pause many times longer
+// than the same code warm (docs/benchmarks.md, "Log").  So each side
+// rehearses its half while the guest still runs, on data of the same shape,
+// and throws the result away, several times, because V8 compiles a function
+// to machine code only after a few runs, but only as long as that time is
+// spent waiting for the other side anyway.
 import { machineHeader, writeMachineSections } from '../../sections-out.js';
 import { readableSource } from '../../stream/byte-source.js';
 import { memorySink } from '../../stream/byte-sink.js';
@@ -41,8 +40,8 @@ async function writeSections(
 /**
  * The source rehearses at least MIN_REHEARSALS times and up to REHEARSALS
  * while the destination keeps it waiting anyway: after 3, perf still caught
- * V8's optimizing compiler at work inside the pause, and 12 in a row cost a
- * small guest ~100 ms of total time.  The destination rehearses
+ * V8's optimizing compiler at work inside the pause, and 12 in a row added
+ * to a small guest's total time (docs/benchmarks.md).  The destination rehearses
  * MIN_REHEARSALS times before any RAM arrives (later, a rehearsal's restore
  * could write guest pages already received), which delays round 0 there.
  */
