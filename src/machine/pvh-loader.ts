@@ -3,17 +3,18 @@
 // physical addresses; hvm_start_info, the command line, the memory map and a
 // flat boot GDT go below 1 MiB, where no segment may land.  The entry state is
 // exactly the PVH ABI's: 32-bit protected mode, paging off, EBX = start_info.
-import type { MemoryLayout } from '../xen/memory/layout.js';
+import { LEGACY_AREA_END, type MemoryLayout } from '../xen/memory/layout.js';
 import { ElfError } from '../errors.js';
 import { HVM_START_MAGIC, XEN_ELFNOTE_PHYS32_ENTRY } from '../xen/abi.js';
 import type { Segment, SpecialRegs } from '../kvm/types.js';
 import { GPR_COUNT, Gpr } from '../kvm/types.js';
 
+const EM_386 = 3;
 const EM_X86_64 = 62;
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 /** Boot structures live here; guest segments must start at or above it. */
-export const LOW_RESERVED_END = 0x100000;
+export const LOW_RESERVED_END = LEGACY_AREA_END;
 const GDT_GPA = 0x5000;
 const START_INFO_GPA = 0x6000;
 const MEMMAP_GPA = 0x6100;
@@ -46,7 +47,9 @@ function readPhdrs(file: Uint8Array, name: string): { phdrs: Phdr[] } {
   if (file[5] !== 1) throw new ElfError(`${name}: not a little-endian ELF`);
   const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const machine = v.getUint16(18, true);
-  if (machine !== EM_X86_64) throw new ElfError(`${name}: ELF machine ${machine} is not x86-64`);
+  // PVH starts every guest in 32-bit protected mode, so 32-bit images (GRUB's i386-xen_pvh) run as they are.
+  if (machine !== EM_X86_64 && machine !== EM_386)
+    throw new ElfError(`${name}: ELF machine ${machine} is neither x86-64 nor i386`);
   const is64 = cls === 2;
   if (is64 && file.length < 64) throw new ElfError(`${name}: truncated ELF header`);
   const phoff = is64 ? Number(v.getBigUint64(32, true)) : v.getUint32(28, true);
@@ -225,7 +228,7 @@ export function loadPvh(
   if (cmd.length > CMDLINE_MAX) throw new ElfError(`command line is ${cmd.length} bytes; the limit is ${CMDLINE_MAX}`);
   ram.set(cmd, CMDLINE_GPA);
   ram[CMDLINE_GPA + cmd.length] = 0;
-  const map = layout.e820(LOW_RESERVED_END);
+  const map = layout.e820();
   map.forEach(([addr, size, type], i) => {
     const o = MEMMAP_GPA + i * 24;
     v.setBigUint64(o, BigInt(addr), true);

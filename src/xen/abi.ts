@@ -82,7 +82,7 @@ export const HvmParam = {
 } as const;
 /** HVM params this emulator keeps (others: -EINVAL). */
 export const HVM_NR_PARAMS = 64;
-export const XenMem = { add_to_physmap: 7 } as const;
+export const XenMem = { add_to_physmap: 7, memory_map: 9 } as const;
 
 export const EvtchnOp = {
   bind_interdomain: 0,

@@ -36,7 +36,7 @@ test('RAM above the hole starts at 4 GiB and follows the low region in RAM offse
   assert.is(l.gpaOf(4096), 4096);
   assert.ok(l.isRamFrame(HIGH_RAM_BASE / 4096));
   assert.not.ok(l.isRamFrame(LOW_RAM_END / 4096));
-  assert.equal(l.e820(0x100000), [
+  assert.equal(l.e820(), [
     [0, 0xa0000, 1],
     [0xa0000, 0x100000 - 0xa0000, 2],
     [0x100000, LOW_RAM_END - 0x100000, 1],

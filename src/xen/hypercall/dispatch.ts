@@ -134,9 +134,43 @@ function setUpcallVector(env: HypercallEnv, ptr: bigint): bigint {
   return 0n;
 }
 
+/** Bytes of one e820 entry as XENMEM_memory_map writes it (packed: u64 addr, u64 size, u32 type). */
+const E820_ENTRY_SIZE = 20;
+
+/**
+ * XENMEM_memory_map: the guest's e820 (the layout's, as the PVH start info
+ * gives it), as many entries as the caller's buffer holds; nr_entries says
+ * how many were written.
+ */
+function memoryMap(env: HypercallEnv, call: HypercallCall): bigint {
+  const size = call.is64 ? 16 : 8;
+  const raw = env.mem.read(call.args[1]!, size);
+  if (!raw) return err(Errno.EFAULT);
+  const v = new DataView(raw.buffer);
+  const capacity = v.getUint32(0, true);
+  const buffer = call.is64 ? v.getBigUint64(8, true) : BigInt(v.getUint32(4, true));
+  const map = env.mem.ram.layout.e820();
+  const n = Math.min(capacity, map.length);
+  const out = new Uint8Array(n * E820_ENTRY_SIZE);
+  const o = new DataView(out.buffer);
+  map.slice(0, n).forEach(([addr, len, type], i) => {
+    o.setBigUint64(i * E820_ENTRY_SIZE, BigInt(addr), true);
+    o.setBigUint64(i * E820_ENTRY_SIZE + 8, BigInt(len), true);
+    o.setUint32(i * E820_ENTRY_SIZE + 16, type, true);
+  });
+  if (n > 0 && !env.mem.write(buffer, out)) return err(Errno.EFAULT);
+  v.setUint32(0, n, true);
+  if (!env.mem.write(call.args[1]!, raw.subarray(0, 4))) return err(Errno.EFAULT);
+  return 0n;
+}
+
 function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   const cmd = Number(call.args[0] & 0xffffffffn);
-  if (cmd !== XenMem.add_to_physmap) return err(Errno.ENOSYS);
+  if (cmd === XenMem.memory_map) return memoryMap(env, call);
+  if (cmd !== XenMem.add_to_physmap) {
+    env.services.warnOnce(`memory_op-${cmd}`, `guest called unimplemented memory_op ${cmd}: answering -ENOSYS`);
+    return err(Errno.ENOSYS);
+  }
   const size = call.is64 ? 24 : 16;
   const raw = env.mem.read(call.args[1]!, size);
   if (!raw) return err(Errno.EFAULT);

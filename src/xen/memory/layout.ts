@@ -16,6 +16,8 @@ export const HIGH_RAM_BASE = 2 ** 32;
 /** Smallest and largest machines accepted (the largest is what the tests boot; host memory is only spent where touched). */
 export const MIN_MEM_BYTES = 16 << 20;
 export const MAX_MEM_BYTES = 2 ** 40;
+/** End of the legacy VGA/BIOS area the e820 reserves (RAM from 0xA0000 to here is not usable). */
+export const LEGACY_AREA_END = 0x100000;
 /** Guest RAM sizes are whole 2 MiB pages. */
 export const MEM_GRANULE = 2 << 20;
 
@@ -84,11 +86,11 @@ export class MemoryLayout {
    * The PVH memory map: low RAM below the legacy VGA/BIOS area, that area
    * reserved, RAM from 1 MiB, the hole, and RAM above 4 GiB.
    */
-  e820(lowReservedEnd: number): E820Entry[] {
+  e820(): E820Entry[] {
     const map: E820Entry[] = [
       [0, 0xa0000, E820.ram],
-      [0xa0000, lowReservedEnd - 0xa0000, E820.reserved],
-      [lowReservedEnd, this.lowBytes - lowReservedEnd, E820.ram],
+      [0xa0000, LEGACY_AREA_END - 0xa0000, E820.reserved],
+      [LEGACY_AREA_END, this.lowBytes - LEGACY_AREA_END, E820.ram],
     ];
     if (this.memBytes > LOW_RAM_END) map.push([HIGH_RAM_BASE, this.memBytes - LOW_RAM_END, E820.ram]);
     return map;
