@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { InputError, UsageError } from '../errors.js';
 import { XenMachine } from '../machine/machine.js';
 import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
+import { memSizeProblem } from '../xen/memory/layout.js';
 import { parseSize } from './parse-size.js';
 import { startControlSocket } from './control-socket.js';
 import { emitShutdown } from '../qmp/events.js';
@@ -31,8 +32,8 @@ export function readGuestImage(path: string): Uint8Array {
 
 export function parseMem(text: string): number {
   const memBytes = parseSize(text, '--mem');
-  if (memBytes % (2 << 20) !== 0 || memBytes < 4 << 20)
-    throw new UsageError(`--mem must be a multiple of 2 MiB and at least 4 MiB, got ${text}`);
+  const problem = memSizeProblem(memBytes);
+  if (problem) throw new UsageError(`--mem ${problem}, got ${text}`);
   return memBytes;
 }
 
