@@ -27,6 +27,7 @@ import {
   xenTimeState,
   xenVcpuState,
 } from '../xen/state.js';
+import type { XenShared } from '../xen/shared.js';
 import type { Component } from './component.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
@@ -36,6 +37,14 @@ export type MachineCpuState = StateOf<typeof machineCpuState>;
 /** Types one entry by its own descriptor, then widens it to a list element. */
 const component = <D extends AnyDescriptor>(c: Component<D>): Component => c as unknown as Component;
 const one = () => 1;
+
+/** One machine-wide table of the Xen emulator, read from and written to its shared memory (xen/state.ts). */
+const xenTable = <D extends AnyDescriptor>(
+  desc: D,
+  save: (xen: XenShared) => StateOf<D>,
+  restore: (xen: XenShared, state: StateOf<D>) => void,
+): Component =>
+  component({ desc, instances: one, save: (m) => save(m.xen), restore: (m, _i, st) => restore(m.xen, st) });
 
 export const COMPONENTS: readonly Component[] = [
   component({
@@ -51,24 +60,9 @@ export const COMPONENTS: readonly Component[] = [
       if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
     },
   }),
-  component({
-    desc: xenOverlayState,
-    instances: one,
-    save: (m) => saveOverlay(m.xen),
-    restore: (m, _i, st) => restoreOverlay(m.xen, st),
-  }),
-  component({
-    desc: xenEvtchnState,
-    instances: one,
-    save: (m) => saveEvtchn(m.xen),
-    restore: (m, _i, st) => restoreEvtchn(m.xen, st),
-  }),
-  component({
-    desc: xenHvmState,
-    instances: one,
-    save: (m) => saveHvm(m.xen),
-    restore: (m, _i, st) => restoreHvm(m.xen, st),
-  }),
+  xenTable(xenOverlayState, saveOverlay, restoreOverlay),
+  xenTable(xenEvtchnState, saveEvtchn, restoreEvtchn),
+  xenTable(xenHvmState, saveHvm, restoreHvm),
   component({
     desc: irqchipState,
     instances: one,
