@@ -38,7 +38,6 @@ export interface MigrationTarget {
 }
 
 export function registerMigrationCommands(registry: CommandRegistry, target: MigrationTarget): void {
-  const sink = (): EventSink | null => target.events();
   let status: Status = 'none';
   let progress: RoundProgress | null = null;
   let report: MigrationReport | null = null;
@@ -96,14 +95,14 @@ export function registerMigrationCommands(registry: CommandRegistry, target: Mig
           signal: cancel.signal,
           onProgress: (p) => {
             progress = p;
-            sink()?.emitEvent(MIGRATION_PROGRESS, { ...p });
+            target.events()?.emitEvent(MIGRATION_PROGRESS, { ...p });
           },
           onPause: () => {
-            const s = sink();
+            const s = target.events();
             if (s) emitStop(s);
           },
           onResume: () => {
-            const s = sink();
+            const s = target.events();
             if (s) emitResume(s);
           },
         });
