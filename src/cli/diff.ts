@@ -50,9 +50,9 @@ export async function diffCommand(args: DiffArgs): Promise<number> {
     const [sa, sb] = opened as [LoadedSnapshot, LoadedSnapshot];
     const ca = new InspectContext(sa, sb.sections);
     const cb = new InspectContext(sb, sa.sections);
-    if (dump && dump.gpa + dump.length > Math.max(sa.pages.guestPages, sb.pages.guestPages) * PAGE_SIZE) {
+    if (dump && dump.gpa + dump.length > Math.max(sa.pages.index.guestPages, sb.pages.index.guestPages) * PAGE_SIZE) {
       throw new InputError(
-        `--hexdump ${args.hexdump}: beyond guest memory (${Math.max(sa.pages.guestPages, sb.pages.guestPages) * PAGE_SIZE} bytes)`,
+        `--hexdump ${args.hexdump}: beyond guest memory (${Math.max(sa.pages.index.guestPages, sb.pages.index.guestPages) * PAGE_SIZE} bytes)`,
       );
     }
     const d = await diffSnapshots(ca, cb, ignore);

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
 import { QmpClient } from '../qmp/client.js';
 import { ProgressBar } from './progress.js';
-import { SNAPSHOT_PROGRESS } from './control-socket.js';
+import { SNAPSHOT_PROGRESS } from '../migrate/snapshot/qmp-commands.js';
 import type { JsonObject } from '../qmp/protocol.js';
 import { EXIT } from './exit-codes.js';
 

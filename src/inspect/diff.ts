@@ -4,7 +4,7 @@ import type { JsonValue } from '../vmstate/index.js';
 import { PAGE_SIZE } from '../migrate/index.js';
 import type { InspectContext } from './context.js';
 import { diffMemory, type MemoryDiff } from './mem-diff.js';
-import type { PageIndex } from './pages.js';
+import type { PageReader } from '../migrate/index.js';
 import { changeValueText, diffSections, type IgnoreSet, type SectionsDiff } from './state-diff.js';
 import { bytesText, hex, PLAIN, type Style } from './text.js';
 
@@ -110,8 +110,8 @@ export const HEXDUMP_MAX = 64 << 10;
 
 /** Both sides of `gpa .. gpa+length`, 16 bytes a row; a row that differs shows B under A with the differing bytes marked. */
 export async function hexdumpBoth(
-  a: PageIndex,
-  b: PageIndex,
+  a: PageReader,
+  b: PageReader,
   gpa: number,
   length: number,
   st: Style = PLAIN,

@@ -1,7 +1,7 @@
 // The inspector's library: load a snapshot, summarise it, decode and render
 // its sections, diff two of them, and read and check schemas.  No printing:
 // src/cli/{inspect,diff,schema}.ts print what these return.
-export { CURRENT_DESCRIPTORS, currentSchemas, localDescriptor } from './descriptors.js';
+export { currentSchemas, localDescriptor } from './descriptors.js';
 export { configuredMemBytes, loadSnapshot, type LoadedSnapshot, type RawSection } from './snapshot.js';
 export { SectionDecoder, type DecodedSection } from './decode.js';
 export { InspectContext } from './context.js';

@@ -67,7 +67,7 @@ function machineJson(v: unknown): JsonValue {
 
 export function summarize(ctx: InspectContext): InspectSummary {
   const snap = ctx.snap;
-  const s = snap.pages.stats;
+  const s = snap.pages.index.stats;
   return {
     file: snap.path,
     fileBytes: snap.size,

@@ -9,8 +9,7 @@
 // contiguous stretches of the file, so a window costs a handful of large
 // positional reads; the next window's reads run (on libuv's pool) while the
 // current one is compared.  Pages absent from a file are zero.
-import { PAGE_SIZE } from '../migrate/index.js';
-import { ABSENT, PageIndex } from './pages.js';
+import { ABSENT, PAGE_SIZE, type PageReader } from '../migrate/index.js';
 
 /** Pages per window: 16 MiB of guest memory, at most 16 MiB read per file (bench "diff"). */
 export const DIFF_WINDOW_PAGES = 4096;
@@ -47,8 +46,8 @@ function newWindow(): Window {
 }
 
 /** Reads the stored pages of `[p0, p0+n)` of `idx` into `win`. */
-async function gather(idx: PageIndex, p0: number, n: number, win: Window): Promise<void> {
-  const { where } = idx;
+async function gather(idx: PageReader, p0: number, n: number, win: Window): Promise<void> {
+  const { where } = idx.index;
   const pos = win.pos;
   pos.fill(-1);
   // Raw pages: (slot, file offset) in offset order; snapshots are written in page order, so this is already sorted.
@@ -104,11 +103,11 @@ async function gather(idx: PageIndex, p0: number, n: number, win: Window): Promi
 }
 
 export async function diffMemory(
-  a: PageIndex,
-  b: PageIndex,
+  a: PageReader,
+  b: PageReader,
   onProgress?: (donePages: number, totalPages: number) => void,
 ): Promise<MemoryDiff> {
-  const total = Math.max(a.guestPages, b.guestPages);
+  const total = Math.max(a.index.guestPages, b.index.guestPages);
   const out: MemoryDiff = { comparedPages: total, differingPages: 0, ranges: [], zeroInA: 0, zeroInB: 0 };
   // Two windows per file: one being compared, one being read.
   const wins = [

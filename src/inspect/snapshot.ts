@@ -5,8 +5,18 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { encode } from '@msgpack/msgpack';
 import { IoError } from '../errors.js';
-import { openSnapshot, PAGE_SIZE, type ReadHeader, type StreamCounts, type StreamWarning } from '../migrate/index.js';
-import { PageIndex, PageIndexBuilder } from './pages.js';
+import {
+  openSnapshot,
+  PAGE_SIZE,
+  PageIndexBuilder,
+  PageReader,
+  type ReadHeader,
+  type StreamCounts,
+  type StreamWarning,
+} from '../migrate/index.js';
+
+/** Guest RAM the inspector indexes at most (1 TiB): a file without a machine configuration sizes it. */
+const MAX_INDEXED_PAGES = 1 << 28;
 
 export interface RawSection {
   readonly name: string;
@@ -24,7 +34,7 @@ export interface LoadedSnapshot {
   readonly size: number;
   readonly header: ReadHeader;
   readonly sections: readonly RawSection[];
-  readonly pages: PageIndex;
+  readonly pages: PageReader;
   readonly counts: Readonly<StreamCounts> | null;
   readonly warnings: readonly StreamWarning[];
   /** Guest memory size from the machine configuration, if it names one. */
@@ -70,7 +80,8 @@ export async function loadSnapshot(path: string): Promise<LoadedSnapshot> {
       });
     }
     const memBytes = configuredMemBytes(file.header.machine);
-    const pages = builder.build(memBytes === null ? null : memBytes / PAGE_SIZE, fh, path);
+    const index = builder.build(memBytes === null ? null : memBytes / PAGE_SIZE, path, MAX_INDEXED_PAGES);
+    const pages = new PageReader(index, fh, path);
     const handle = fh;
     let closed = false;
     return {

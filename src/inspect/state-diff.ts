@@ -3,7 +3,7 @@
 // `/`), `kvmclock.clock`, `cpu[0].lapic[912..915]` (bytes as ranges), and MSRs
 // by name rather than by their position in the saved list
 // (`cpu[0].msrs.IA32_TSC`), since the list's order means nothing.
-import { diffStates, type AnyDescriptor, type FieldSpec, type StateRecord } from '../vmstate/index.js';
+import { diffStates, globToRegExp, type AnyDescriptor, type FieldSpec, type StateRecord } from '../vmstate/index.js';
 import { isRecord } from '../vmstate/values.js';
 import type { InspectContext } from './context.js';
 import type { DecodedSection } from './decode.js';
@@ -49,15 +49,6 @@ export interface SectionsDiff {
   raw: string[];
 }
 
-/** Glob over paths: `*` is any run of characters; a pattern also covers everything below it. */
-function globToRegExp(glob: string): RegExp {
-  const body = glob
-    .split('*')
-    .map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${body}(?=$|[.[/])`);
-}
-
 const RANGE = /^(.*)\[(\d+)(?:\.\.(\d+))?\]$/;
 
 /** Ignore patterns, compiled: plain globs, and byte-range patterns `PATH[a..b]` that cut ranges out of byte diffs. */
@@ -70,7 +61,7 @@ export class IgnoreSet {
       const m = RANGE.exec(p);
       if (m && m[3] !== undefined)
         this.ranges.push({
-          path: new RegExp(`${globToRegExp(m[1]!).source.replace(/\(\?=.*\)$/, '')}$`),
+          path: globToRegExp(m[1]!, true),
           lo: Number(m[2]),
           hi: Number(m[3]),
         });

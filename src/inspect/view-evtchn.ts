@@ -44,7 +44,7 @@ async function shinfoBits(ctx: InspectContext, ports: number): Promise<Bits | st
   if (typeof gpa !== 'bigint') return 'no xen_overlay section';
   if (gpa === INVALID || gpa === 0n) return 'the guest had not mapped shared_info';
   const g = Number(gpa);
-  if (!Number.isSafeInteger(g) || g % PAGE_SIZE !== 0 || g / PAGE_SIZE >= ctx.snap.pages.guestPages)
+  if (!Number.isSafeInteger(g) || g % PAGE_SIZE !== 0 || g / PAGE_SIZE >= ctx.snap.pages.index.guestPages)
     return `shared_info at ${hex(gpa)} is outside guest RAM`;
   const layout = ov?.['long_mode'] === false ? SHINFO_BITS.compat : SHINFO_BITS.long;
   const bytes = Math.ceil(ports / 8);

@@ -6,7 +6,16 @@ import { MAX_VCPUS } from './config.js';
 import { GuestRam } from '../kvm/guest-ram.js';
 import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
 import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
-import { CpuStateContext, getVcpuCpuid, type CpuState } from '../kvm/cpu-state-io.js';
+import {
+  CpuStateContext,
+  getCpuState,
+  getVcpuCpuid,
+  putCpuState,
+  readCpuState,
+  type CpuState,
+} from '../kvm/cpu-state-io.js';
+import { getIrqchip, getKvmclock, putIrqchip, putKvmclock } from '../kvm/vm-state-io.js';
+import type { IrqchipState, KvmclockState } from '../kvm/state/index.js';
 import { Cap, KVM, KVM_MEM_LOG_DIRTY_PAGES, KVM_MSR_EXIT_REASON_FILTER } from '../kvm/ioctls.js';
 import { NoKvmError } from '../errors.js';
 import { XEN_HYPERCALL_MSR } from '../xen/abi.js';
@@ -16,12 +25,13 @@ import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
 import { SyncField, VcpuField, XenShared } from '../xen/shared.js';
-import { setClockReference } from '../xen/time/clock.js';
+import { guestNowNs, publishVcpuTime, publishWallclock, setClockReference } from '../xen/time/clock.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { XenContext, type XenThreadResources } from '../xen/context.js';
 import { mark, TRACING } from '../trace.js';
 import { MemoryLayout, memSizeProblem } from '../xen/memory/layout.js';
+import type { MachineStateAccess } from './component.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -61,7 +71,7 @@ const REQUIRED_CAPS: ReadonlyArray<[number, string]> = [
   [Cap.SIGNAL_MSI, 'MSI injection'],
 ];
 
-export class XenMachine {
+export class XenMachine implements MachineStateAccess {
   readonly kvm: Kvm;
   readonly vm: KvmVm;
   readonly ram: GuestRam;
@@ -182,6 +192,54 @@ export class XenMachine {
   rearmPeriodic(v: number, nowNs: bigint): void {
     const period = this.xen.vcpu(v, VcpuField.periodicPeriodNs);
     this.xen.setVcpu(v, VcpuField.periodicNextNs, period === 0n ? 0n : nowNs + period);
+  }
+
+  // What the state components (sections.ts) reach KVM and guest time through.
+
+  get vcpuCount(): number {
+    return this.handles.length;
+  }
+
+  getCpuState(v: number): CpuState {
+    return getCpuState(this.handles[v]!.fd, this.cpuStateContext);
+  }
+
+  sampleCpuState(): CpuState {
+    return readCpuState(this.cpuStateContext);
+  }
+
+  putCpuState(v: number, state: CpuState): void {
+    putCpuState(this.handles[v]!.fd, state, this.cpuStateContext, `cpu[${v}]`);
+  }
+
+  getIrqchip(): IrqchipState {
+    return getIrqchip(this.vm.fd);
+  }
+
+  putIrqchip(state: IrqchipState): void {
+    putIrqchip(this.vm.fd, state);
+  }
+
+  getKvmclock(): KvmclockState {
+    return getKvmclock(this.vm.fd);
+  }
+
+  putKvmclock(state: KvmclockState): void {
+    putKvmclock(this.vm.fd, state);
+  }
+
+  tscKhz(): number {
+    return vcpuTscKhz(this.handles[0]!.fd);
+  }
+
+  guestNowNs(): bigint {
+    return guestNowNs(this.xen);
+  }
+
+  publishTime(): void {
+    const ctx = this.context;
+    for (let v = 0; v < this.handles.length; v++) publishVcpuTime(ctx, v);
+    publishWallclock(ctx);
   }
 
   /**

@@ -1,30 +1,104 @@
-// The section descriptors a snapshot writes, in the order it writes and
-// restores them: the one list that state.ts (save/restore) and the
-// inspector (decode, `xenkvm schema`) share.  Pure: no KVM or machine code.
-import { defineCpuState, irqchipState, kvmclockState } from '../kvm/state/index.js';
+// The one list of a machine's state components: what a snapshot or a
+// migration writes, section by section, in this order, and how each is saved
+// and restored (contract: component.ts).  Snapshot, migration and the
+// inspector (decode, `xenkvm schema`) all read it from here; adding a section
+// is one entry (docs/extending.md).  Pure: the entries reach KVM only through
+// the machine passed in, so loading this list loads no KVM or emulator code.
+//
+// Order matters for restore, which applies components in list order after
+// guest RAM is in place: CPUs, then Xen tables, then clocks last (the KVM
+// clock runs from the moment it is set, and the pvclock rebase needs the
+// vCPUs' final TSC offset).
+import { defineCpuState, irqchipState, kvmclockState, MP_STATES } from '../kvm/state/index.js';
 import { schemaOf, type AnyDescriptor, type SectionSchema, type StateOf } from '../vmstate/index.js';
-import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState, xenVcpuState } from '../xen/state.js';
+import {
+  restoreEvtchn,
+  restoreHvm,
+  restoreOverlay,
+  restoreXenVcpu,
+  saveEvtchn,
+  saveHvm,
+  saveOverlay,
+  saveTime,
+  saveXenVcpu,
+  xenEvtchnState,
+  xenHvmState,
+  xenOverlayState,
+  xenTimeState,
+  xenVcpuState,
+} from '../xen/state.js';
+import type { XenShared } from '../xen/shared.js';
+import type { Component } from './component.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
 export type MachineCpuState = StateOf<typeof machineCpuState>;
 
-/** Order matters for restore: CPUs, Xen tables, then clocks (see state.ts). */
-export const SECTION_DESCRIPTORS = [
-  machineCpuState,
-  xenOverlayState,
-  xenEvtchnState,
-  xenHvmState,
-  irqchipState,
-  kvmclockState,
-  xenTimeState,
-] as const;
+/** Types one entry by its own descriptor, then widens it to a list element. */
+const component = <D extends AnyDescriptor>(c: Component<D>): Component => c as unknown as Component;
+const one = () => 1;
 
-export const SECTION_LIST: readonly AnyDescriptor[] = SECTION_DESCRIPTORS as unknown as readonly AnyDescriptor[];
+/** One machine-wide table of the Xen emulator, read from and written to its shared memory (xen/state.ts). */
+const xenTable = <D extends AnyDescriptor>(
+  desc: D,
+  save: (xen: XenShared) => StateOf<D>,
+  restore: (xen: XenShared, state: StateOf<D>) => void,
+): Component =>
+  component({ desc, instances: one, save: (m) => save(m.xen), restore: (m, _i, st) => restore(m.xen, st) });
+
+export const COMPONENTS: readonly Component[] = [
+  component({
+    desc: machineCpuState,
+    instances: (m) => m.vcpuCount,
+    save: (m, i) => ({ ...m.getCpuState(i), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    sample: (m, i) => ({ ...m.sampleCpuState(), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    restore: (m, i, st) => {
+      const { xen_vcpu, ...cpu } = st;
+      m.putCpuState(i, cpu);
+      // A vCPU still waiting for INIT was never brought up by the guest.
+      const up = i === 0 || cpu.mp_state !== MP_STATES.UNINITIALIZED;
+      if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
+    },
+  }),
+  xenTable(xenOverlayState, saveOverlay, restoreOverlay),
+  xenTable(xenEvtchnState, saveEvtchn, restoreEvtchn),
+  xenTable(xenHvmState, saveHvm, restoreHvm),
+  component({
+    desc: irqchipState,
+    instances: one,
+    save: (m) => m.getIrqchip(),
+    restore: (m, _i, st) => m.putIrqchip(st),
+  }),
+  component({
+    desc: kvmclockState,
+    instances: one,
+    save: (m) => m.getKvmclock(),
+    restore: (m, _i, st) => m.putKvmclock(st),
+  }),
+  component({
+    desc: xenTimeState,
+    instances: one,
+    save: (m) => saveTime(m.xen, m.guestNowNs(), m.tscKhz()),
+    sample: (m) => saveTime(m.xen, m.guestNowNs(), 0),
+    restore: (m, _i, st) => {
+      // Guest time resumes where it was saved: rebase the one pvclock reference
+      // on this host's TSC (PVM cannot offset the TSC, so the saved TSC is
+      // meaningless here) and republish every vCPU's time areas before they run.
+      m.setGuestTime(st.guest_ns);
+      for (let v = 0; v < m.vcpuCount; v++) m.rearmPeriodic(v, st.guest_ns);
+      m.publishTime();
+    },
+  }),
+];
+
+/** The component for a section name, or undefined (a section this build does not write). */
+export function componentFor(name: string): Component | undefined {
+  return COMPONENTS.find((c) => c.desc.name === name);
+}
 
 let schemas: Record<string, SectionSchema> | null = null;
 /** The embedded schema of every section, keyed by name: a snapshot's header carries it, `xenkvm schema --json` prints it. */
 export function sectionSchemas(): Record<string, SectionSchema> {
-  schemas ??= Object.fromEntries(SECTION_LIST.map((d) => [d.name, schemaOf(d)]));
+  schemas ??= Object.fromEntries(COMPONENTS.map((c) => [c.desc.name, schemaOf(c.desc)]));
   return schemas;
 }

@@ -30,7 +30,17 @@ export {
   type RamWriteStats,
   writeRam,
 } from './ram/write.js';
-export { listRamRuns, type RamMap, type RamRun, RamRunBuilder } from './ram/page-runs.js';
+export {
+  ABSENT,
+  listRamRuns,
+  PageIndex,
+  PageIndexBuilder,
+  type RamMap,
+  type RamRecord,
+  type RamRun,
+  type RamStats,
+} from './ram/page-index.js';
+export { PageReader } from './ram/page-reader.js';
 export {
   openSnapshot,
   type SnapshotFile,

@@ -4,9 +4,8 @@
 // host can run the saved vCPUs before any state is written.
 import { FormatError, NoKvmError } from '../errors.js';
 import { decodeState } from '../vmstate/index.js';
-import { componentFor } from '../machine/state.js';
 import type { XenMachine } from '../machine/machine.js';
-import type { MachineCpuState } from '../machine/sections.js';
+import { componentFor, type MachineCpuState } from '../machine/sections.js';
 import type { Section } from './stream/records.js';
 
 export { checkMachineConfig, type MachineConfig } from '../machine/config.js';

@@ -20,19 +20,23 @@ export interface DiffOptions {
 }
 
 export function diffStates(a: unknown, b: unknown, opts: DiffOptions = {}): StateChange[] {
-  const ignore = (opts.ignore ?? []).map(globToRegExp);
+  const ignore = (opts.ignore ?? []).map((g) => globToRegExp(g));
   const out: StateChange[] = [];
   walk(a, b, '', (path) => ignore.some((re) => re.test(path)), out);
   return out;
 }
 
-function globToRegExp(glob: string): RegExp {
+/**
+ * A path glob: `*` is any run of characters.  A match must end where a path
+ * segment ends (`cpu.tsc` covers `cpu.tsc.x`, not `cpu.tsc_deadline`), or
+ * with `whole`, at the end of the path.
+ */
+export function globToRegExp(glob: string, whole = false): RegExp {
   const body = glob
     .split('*')
     .map((s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))
     .join('.*');
-  // A match must end where a path segment ends: `cpu.tsc` ignores `cpu.tsc.x`, not `cpu.tsc_deadline`.
-  return new RegExp(`^${body}(?=$|[.[/])`);
+  return new RegExp(whole ? `^${body}$` : `^${body}(?=$|[.[/])`);
 }
 
 const join = (prefix: string, key: string): string => (prefix ? `${prefix}.${key}` : key);

@@ -18,5 +18,5 @@ export { decodeWithSchema, descriptorFromSchema, schemaOf, toJson } from './sche
 export type { FieldSchema, JsonValue, NamedFieldSchema, SectionSchema } from './schema.js';
 export { checkSchemas } from './check.js';
 export type { SchemaBreak } from './check.js';
-export { diffStates } from './diff.js';
+export { diffStates, globToRegExp } from './diff.js';
 export type { DiffOptions, StateChange } from './diff.js';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { restoreSnapshot, saveSnapshot, type RestorePhase } from '../../src/migrate/snapshot/save.js';
 import { lazyRestoreAvailable } from '../../src/migrate/ram/load-lazy.js';
-import { listRamRuns } from '../../src/migrate/ram/page-runs.js';
+import { listRamRuns } from '../../src/migrate/ram/page-index.js';
 import { bootGuest, kvmSkipReason } from '../helpers/guest.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));

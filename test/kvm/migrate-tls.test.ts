@@ -92,7 +92,12 @@ const PSK = { pskFile: f('psk.hex') };
 /** The QMP `migrate` command of `machine`, called as a client would. */
 async function qmpMigrate(g: GuestRun, args: JsonObject): Promise<JsonObject> {
   const registry = new CommandRegistry();
-  registerMigrationCommands(registry, g.machine, null);
+  registerMigrationCommands(registry, {
+    status: () => g.machine.status,
+    send: (sock, opts) => migrate(g.machine, sock, opts),
+    quit: (by) => g.machine.requestStop({ kind: 'quit', by }),
+    events: () => null,
+  });
   const ctx: CommandContext = {
     signal: new AbortController().signal,
     afterReply: () => {},

@@ -8,7 +8,7 @@ import { PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.
 import type { Section } from '../../src/migrate/index.js';
 import { encodeState, schemaOf, type AnyDescriptor, type StateRecord } from '../../src/vmstate/index.js';
 import { zeroOf } from '../../src/vmstate/values.js';
-import { inspectorCpuState } from '../../src/inspect/descriptors.js';
+import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
@@ -39,7 +39,7 @@ const seg = (selector: number, type: number, l: number) => ({
 });
 
 export function cpuState(vcpu: number): StateRecord {
-  const s = zeroState(inspectorCpuState as AnyDescriptor);
+  const s = zeroState(machineCpuState as AnyDescriptor);
   s['tsc_khz'] = 2_400_000;
   s['cpuid_count'] = 2;
   s['cpuid'] = [
@@ -168,7 +168,7 @@ export async function writeFixture(path: string, opts: FixtureOptions = {}): Pro
   const cpus = Array.from({ length: vcpus }, (_, i) => cpuState(i));
   const xen = xenSections();
   opts.edit?.(cpus, xen);
-  const cpuDesc = opts.cpu?.desc ?? (inspectorCpuState as AnyDescriptor);
+  const cpuDesc = opts.cpu?.desc ?? (machineCpuState as AnyDescriptor);
   if (opts.cpu) for (const c of cpus) opts.cpu.edit(c);
   const schemas: Record<string, unknown> = { cpu: schemaOf(cpuDesc) };
   for (const s of xen) schemas[s.desc.name] = schemaOf(s.desc);

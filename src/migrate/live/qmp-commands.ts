@@ -16,22 +16,28 @@ import type { JsonObject } from '../../qmp/protocol.js';
 import type { CommandRegistry } from '../../qmp/registry.js';
 import { arg } from '../../qmp/schema.js';
 import type { EventSink } from '../../qmp/server.js';
-import type { XenMachine } from '../../machine/machine.js';
+import type { RunState } from '../../machine/qmp-commands.js';
+import type { Duplex } from 'node:stream';
 import { connectTo, formatAddress, parseAddress } from './transport/address.js';
 import { loadSecurity } from './transport/security.js';
-import { migrate, MigrationError, type MigrationReport, type RoundProgress } from './send.js';
+import { MigrationError, type MigrateOptions, type MigrationReport, type RoundProgress } from './send.js';
 
 export const MIGRATION_PROGRESS = 'MIGRATION_PROGRESS';
 
 type Status = 'none' | 'active' | 'completed' | 'failed' | 'cancelled';
 
-/** `events`: the QMP server, or a getter for it (it may not exist yet when commands are registered). */
-export function registerMigrationCommands(
-  registry: CommandRegistry,
-  machine: XenMachine,
-  events: EventSink | null | (() => EventSink | null),
-): void {
-  const sink = (): EventSink | null => (typeof events === 'function' ? events() : events);
+/** What these commands need of a machine. */
+export interface MigrationTarget {
+  status(): RunState;
+  /** Sends the guest over `sock` (send.ts's migrate); resolves once it runs over there. */
+  send(sock: Duplex, opts: MigrateOptions): Promise<MigrationReport>;
+  /** Ends the machine here, as `quit` does; called after the reply to a migration that succeeded. */
+  quit(by: string): void;
+  /** Where MIGRATION_PROGRESS, and STOP and RESUME around the final round, go; null: nowhere (yet). */
+  events(): EventSink | null;
+}
+
+export function registerMigrationCommands(registry: CommandRegistry, target: MigrationTarget): void {
   let status: Status = 'none';
   let progress: RoundProgress | null = null;
   let report: MigrationReport | null = null;
@@ -56,7 +62,7 @@ export function registerMigrationCommands(
     handler: async (a, ctx) => {
       if (status === 'active')
         throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
-      if (machine.status === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
+      if (target.status() === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
       const addr = parseAddress(a.uri, 'uri');
       if (addr.kind === 'stdio')
         throw new InputError(
@@ -81,7 +87,7 @@ export function registerMigrationCommands(
         const sock = await connectTo(addr, 10_000, security).catch((e: unknown) => {
           throw new MigrationError(e instanceof Error ? e.message : String(e), { cause: e });
         });
-        const r = await migrate(machine, sock, {
+        const r = await target.send(sock, {
           ...(a['downtime-ms'] !== undefined ? { downtimeMs: a['downtime-ms'] } : {}),
           ...(a['max-rounds'] !== undefined ? { maxRounds: a['max-rounds'] } : {}),
           ...(a['timeout-ms'] !== undefined ? { timeoutMs: a['timeout-ms'] } : {}),
@@ -89,14 +95,14 @@ export function registerMigrationCommands(
           signal: cancel.signal,
           onProgress: (p) => {
             progress = p;
-            sink()?.emitEvent(MIGRATION_PROGRESS, { ...p });
+            target.events()?.emitEvent(MIGRATION_PROGRESS, { ...p });
           },
           onPause: () => {
-            const s = sink();
+            const s = target.events();
             if (s) emitStop(s);
           },
           onResume: () => {
-            const s = sink();
+            const s = target.events();
             if (s) emitResume(s);
           },
         });
@@ -104,7 +110,7 @@ export function registerMigrationCommands(
         report = r;
         const where = formatAddress(addr);
         // The guest lives on over there; this process ends as after `quit`.
-        ctx.afterReply(() => machine.requestStop({ kind: 'quit', by: `migration: the guest now runs at ${where}` }));
+        ctx.afterReply(() => target.quit(`migration: the guest now runs at ${where}`));
         return { status, to: where, ...r } as unknown as JsonObject;
       } catch (e) {
         status = cancel.signal.aborted ? 'cancelled' : 'failed';

@@ -15,11 +15,9 @@ import type { GuestRam } from '../../kvm/guest-ram.js';
 import { addressOf, MAP_PRIVATE, mmap, munmap, PROT_READ } from '../../kvm/libc.js';
 import { nativeLibrary } from '../native.js';
 import { crc32, FRAME_BYTES, PAGE_SIZE, readU64 } from '../stream/format.js';
-import { type RamRun, RamRunBuilder } from './page-runs.js';
+import { PageIndex, type RamRecord } from './page-index.js';
 import { fileSource } from '../stream/byte-source.js';
-import type { RamPagesRecord, RamZeroRecord } from '../stream/records.js';
-
-type RamRecord = (RamPagesRecord | RamZeroRecord) & { readonly offset: number };
+import type { RamPagesRecord } from '../stream/records.js';
 
 /** Not stored: the page is zero. */
 const NONE = 0xffff_ffff;
@@ -64,14 +62,9 @@ export function lazyRestoreAvailable(): boolean {
  * serve every one of them (raw, page-aligned data: FORMAT.md "Alignment
  * rule"), else null.  Page numbers are checked against guest RAM here.
  */
-export function lazyRuns(records: readonly RamRecord[], guestPages: number, path: string): RamRun[] | null {
-  const b = new RamRunBuilder(guestPages);
-  try {
-    for (const r of records) b.add(r);
-  } catch (e) {
-    throw e instanceof FormatError ? new FormatError(`${path}: ${e.message}`, { cause: e }) : e;
-  }
-  return b.unmappableBatches === 0 ? b.runs : null;
+export function lazyRuns(records: readonly RamRecord[], guestPages: number, path: string): PageIndex | null {
+  const index = PageIndex.of(records, guestPages, path);
+  return index.unmappableBatches === 0 ? index : null;
 }
 
 export interface LazyRam {
@@ -88,24 +81,26 @@ export interface LazyRam {
 
 /**
  * Registers `ram` (fresh, untouched) so that the native thread fills it from
- * the file mapped read-only, each page from where `runs` (lazyRuns, in
- * stream order: a later copy of a page wins) puts it, and starts checking
- * `records` (`checked`).  `ram.destroy()` stops the filling first.
+ * the file mapped read-only, each page from where `pages` (lazyRuns: every
+ * stored page raw and page-aligned) puts it, and starts checking `records`
+ * (`checked`).  `ram.destroy()` stops the filling first.
  */
 export function startLazyRam(
   fd: number,
   fileSize: number,
-  runs: readonly RamRun[],
+  pages: PageIndex,
   records: readonly RamRecord[],
   ram: GuestRam,
   path: string,
 ): LazyRam {
   const l = lib();
   if (!l) throw new Error('startLazyRam: lazyRestoreAvailable() is false');
+  // The native side's index: the file page of each guest page, NONE for zero.
   const index = new Uint32Array(ram.size / PAGE_SIZE).fill(NONE);
-  for (const { gpfn, count, fileOffset } of runs) {
-    if (fileOffset === null) index.fill(NONE, gpfn, gpfn + count);
-    else for (let k = 0; k < count; k++) index[gpfn + k] = fileOffset / PAGE_SIZE + k;
+  const { where } = pages;
+  for (let p = 0; p < where.length; p++) {
+    const w = where[p]!;
+    if (w >= 0) index[p] = w / PAGE_SIZE;
   }
   const mapBytes = Math.ceil(fileSize / PAGE_SIZE) * PAGE_SIZE;
   const map = mmap(mapBytes, PROT_READ, MAP_PRIVATE, fd, 0);

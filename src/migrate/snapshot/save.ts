@@ -1,6 +1,6 @@
 // A snapshot is a migration into a file: the HEADER names the machine and
 // embeds every section's schema, then one SECTION per component instance
-// (src/machine/state.ts), then guest RAM with zero pages left out, then
+// (src/machine/sections.ts), then guest RAM with zero pages left out, then
 // END.  Restore (snapshot/restore.ts) reads it back into a fresh machine in
 // this process, checking first that this host can run it.
 import { saveMachineState } from '../../machine/state.js';

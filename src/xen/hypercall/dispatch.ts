@@ -235,6 +235,9 @@ function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
   }
 }
 
+// Every hypercall served: one entry each (docs/extending.md).  A subsystem's
+// handlers live in its folder (evtchn/ops.ts, vcpu/ops.ts); those of a
+// booting guest that belong to no subsystem are above.
 const handlers: Partial<Record<number, Handler>> = {
   [Hypercall.xen_version]: xenVersion,
   [Hypercall.console_io]: consoleIo,
