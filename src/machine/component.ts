@@ -7,7 +7,16 @@
 import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.js';
 import type { XenShared } from '../xen/shared.js';
+import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
+
+/** What a component's check sees: the machine the stream describes, and every other decoded section. */
+export interface CheckContext {
+  readonly config: MachineConfig;
+  readonly layout: MemoryLayout;
+  /** Instance `instance` of another section; present (checkMachineState verified that first). */
+  state<D extends AnyDescriptor>(desc: D, instance?: number): StateOf<D>;
+}
 
 /** What a component may use of the machine it saves or restores. */
 export interface MachineStateAccess {
@@ -38,7 +47,7 @@ export interface MachineStateAccess {
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
   readonly desc: D;
   /** Sections of this name the machine writes (one per vCPU, or one). */
-  instances(m: MachineStateAccess): number;
+  instances(m: { readonly vcpuCount: number }): number;
   /** Reads instance `i` of a paused machine into plain state. */
   save(m: MachineStateAccess, i: number): StateOf<D>;
   /** Writes instance `i` into a fresh machine that has not started. */
@@ -50,10 +59,10 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
    */
   sample?(m: MachineStateAccess, i: number): StateOf<D>;
   /**
-   * Validates a decoded state against the machine it is to be restored into,
-   * before any machine is built, throwing a FormatError that says what is
-   * wrong; absent: anything the descriptor decodes is accepted.  No component
-   * has one yet and nothing calls it yet.
+   * Validates decoded instance `i` against the machine it is to be restored
+   * into and the other sections, before any of them is applied, throwing a
+   * FormatError that names the field; absent: anything the descriptor decodes
+   * is accepted.  The rule lives here, with the state it guards.
    */
-  check?(state: StateOf<D>, machine: MachineConfig): void;
+  check?(state: StateOf<D>, i: number, ctx: CheckContext): void;
 }

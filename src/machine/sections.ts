@@ -28,7 +28,17 @@ import {
   xenVcpuState,
 } from '../xen/state.js';
 import type { XenShared } from '../xen/shared.js';
-import type { Component } from './component.js';
+import type { CheckContext, Component } from './component.js';
+import { checkCpu } from './cpu-check.js';
+import {
+  checkEvtchn,
+  checkHvm,
+  checkOverlay,
+  checkTime,
+  checkXenVcpu,
+  type XenCheckContext,
+} from '../xen/state-checks.js';
+import { initialXenVcpuState } from '../xen/vcpu/state.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -43,8 +53,21 @@ const xenTable = <D extends AnyDescriptor>(
   desc: D,
   save: (xen: XenShared) => StateOf<D>,
   restore: (xen: XenShared, state: StateOf<D>) => void,
+  check: (state: StateOf<D>, ctx: CheckContext) => void,
 ): Component =>
-  component({ desc, instances: one, save: (m) => save(m.xen), restore: (m, _i, st) => restore(m.xen, st) });
+  component({
+    desc,
+    instances: one,
+    save: (m) => save(m.xen),
+    restore: (m, _i, st) => restore(m.xen, st),
+    check: (st, _i, ctx) => check(st, ctx),
+  });
+
+const xenCheckContext = (ctx: CheckContext): XenCheckContext => ({ vcpus: ctx.config.vcpus, layout: ctx.layout });
+
+/** Every vCPU's Xen state (a cpu section without the subsection counts as nothing registered). */
+const xenVcpusOf = (ctx: CheckContext) =>
+  Array.from({ length: ctx.config.vcpus }, (_, v) => ctx.state(machineCpuState, v).xen_vcpu ?? initialXenVcpuState());
 
 export const COMPONENTS: readonly Component[] = [
   component({
@@ -52,6 +75,10 @@ export const COMPONENTS: readonly Component[] = [
     instances: (m) => m.vcpuCount,
     save: (m, i) => ({ ...m.getCpuState(i), xen_vcpu: saveXenVcpu(m.xen, i) }),
     sample: (m, i) => ({ ...m.sampleCpuState(), xen_vcpu: saveXenVcpu(m.xen, i) }),
+    check: (st, i, ctx) => {
+      checkCpu(i, st, ctx.config);
+      if (st.xen_vcpu) checkXenVcpu(i, st.xen_vcpu, ctx.state(xenEvtchnState), xenCheckContext(ctx));
+    },
     restore: (m, i, st) => {
       const { xen_vcpu, ...cpu } = st;
       m.putCpuState(i, cpu);
@@ -60,9 +87,11 @@ export const COMPONENTS: readonly Component[] = [
       if (xen_vcpu) restoreXenVcpu(m.xen, i, xen_vcpu, up, 0n);
     },
   }),
-  xenTable(xenOverlayState, saveOverlay, restoreOverlay),
-  xenTable(xenEvtchnState, saveEvtchn, restoreEvtchn),
-  xenTable(xenHvmState, saveHvm, restoreHvm),
+  xenTable(xenOverlayState, saveOverlay, restoreOverlay, (st, ctx) => checkOverlay(st, xenCheckContext(ctx))),
+  xenTable(xenEvtchnState, saveEvtchn, restoreEvtchn, (st, ctx) =>
+    checkEvtchn(st, ctx.state(xenOverlayState), xenVcpusOf(ctx), xenCheckContext(ctx)),
+  ),
+  xenTable(xenHvmState, saveHvm, restoreHvm, (st, ctx) => checkHvm(st, ctx.state(xenEvtchnState))),
   component({
     desc: irqchipState,
     instances: one,
@@ -79,6 +108,7 @@ export const COMPONENTS: readonly Component[] = [
     desc: xenTimeState,
     instances: one,
     save: (m) => saveTime(m.xen, m.guestNowNs(), m.tscKhz()),
+    check: (st) => checkTime(st),
     sample: (m) => saveTime(m.xen, m.guestNowNs(), 0),
     restore: (m, _i, st) => {
       // Guest time resumes where it was saved: rebase the one pvclock reference

@@ -2,8 +2,11 @@
 // (sections.ts) in order, one section per component instance.  Snapshot and
 // migration call these; they never look inside a component.
 import { COMPONENTS } from './sections.js';
-import type { Component, MachineStateAccess } from './component.js';
-import type { AnyDescriptor } from '../vmstate/index.js';
+import type { CheckContext, Component, MachineStateAccess } from './component.js';
+import type { MachineConfig } from './config.js';
+import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
+import { FormatError, KvmError } from '../errors.js';
+import { MemoryLayout } from '../xen/memory/layout.js';
 
 export interface SavedSection {
   name: string;
@@ -53,7 +56,15 @@ export class MachineRestore {
       const [c, i] = this.order[this.next]!;
       const st = this.states.get(c.desc.name)?.get(i);
       if (st === undefined) return;
-      c.restore(this.m, i, st);
+      try {
+        c.restore(this.m, i, st);
+      } catch (e) {
+        // The stream passed every check, so this is KVM saying no to a state it
+        // cannot take here: bad input for the user, not a bug.
+        if (e instanceof KvmError)
+          throw new FormatError(`the saved state was refused by this host's KVM: ${e.message}`, { cause: e });
+        throw e;
+      }
       this.next++;
     }
   }
@@ -63,7 +74,7 @@ export class MachineRestore {
     this.advance();
     if (this.next < this.order.length) {
       const [c, i] = this.order[this.next]!;
-      throw new Error(`section ${c.desc.name}[${i}] is missing`);
+      throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
     }
   }
 }
@@ -81,4 +92,42 @@ export async function saveMachineStateEach(
   for (const c of COMPONENTS)
     for (let i = 0; i < c.instances(m); i++)
       await emit({ name: c.desc.name, instance: i, desc: c.desc, state: c.save(m, i) });
+}
+
+/**
+ * Validates a whole decoded machine before anything is built from it: each
+ * component's sections present exactly once per instance, as many as the
+ * header's configuration implies, then every component's own check.  Throws
+ * a FormatError prefixed with `where`.
+ */
+export function checkMachineState(
+  states: Map<string, Map<number, unknown>>,
+  config: MachineConfig,
+  where: string,
+): void {
+  const counts = { vcpuCount: config.vcpus };
+  try {
+    for (const c of COMPONENTS) {
+      const want = c.instances(counts);
+      const got = states.get(c.desc.name) ?? new Map<number, unknown>();
+      for (const i of got.keys())
+        if (!Number.isInteger(i) || i < 0 || i >= want)
+          throw new FormatError(
+            `section ${c.desc.name}[${i}] does not fit the header's machine (${want} instance(s) of ${c.desc.name})`,
+          );
+      for (let i = 0; i < want; i++) if (!got.has(i)) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+    }
+    const ctx: CheckContext = {
+      config,
+      layout: new MemoryLayout(config.memBytes),
+      state: <D extends AnyDescriptor>(desc: D, instance = 0) => states.get(desc.name)!.get(instance) as StateOf<D>,
+    };
+    for (const c of COMPONENTS) {
+      if (!c.check) continue;
+      for (let i = 0; i < c.instances(counts); i++) c.check(states.get(c.desc.name)!.get(i), i, ctx);
+    }
+  } catch (e) {
+    if (e instanceof FormatError) throw new FormatError(`${where}: ${e.message}`, { cause: e });
+    throw e;
+  }
 }

@@ -8,7 +8,7 @@
 // and the machine is destroyed here.
 import type { Readable, Writable } from 'node:stream';
 import { FormatError } from '../../errors.js';
-import { MachineRestore } from '../../machine/state.js';
+import { checkMachineState, MachineRestore } from '../../machine/state.js';
 import { collectYoung } from './pause/gc.js';
 import { rehearseReceive } from './pause/rehearse.js';
 import { mark, TRACING } from '../../trace.js';
@@ -105,6 +105,9 @@ export async function receiveMachine(
     const endAt = performance.now();
     mark('end');
     if (!hostChecked) throw new FormatError('migration stream: no cpu section');
+    // Sections were applied as they came, to a machine that has not run; the
+    // whole is checked before the last is applied and long before it may start.
+    checkMachineState(sections.states, config, 'migration stream');
     restore.finish();
     const done = performance.now();
     mark('restored');

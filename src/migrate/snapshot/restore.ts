@@ -120,13 +120,15 @@ export async function restoreSnapshot(path: string, opts: RestoreOptions): Promi
     // Every checksum is checked before the machine exists, let alone runs.
     await loader?.drain();
     opts.onPhase?.('loaded');
-    const [{ XenMachine }, { assertHostCanRun, SectionCollector }, { restoreMachineState }] = await emulator;
+    const [{ XenMachine }, { assertHostCanRun, SectionCollector }, { checkMachineState, restoreMachineState }] =
+      await emulator;
     const collector = new SectionCollector(path);
     const early = sectionsBeforeRam < 0 ? sections.length : sectionsBeforeRam;
     for (let i = 0; i < early; i++) collector.add(sections[i]!);
     const cpu0 = collector.cpu0;
     if (!cpu0) throw new FormatError(`${path}: no cpu section before guest memory`);
     for (let i = early; i < sections.length; i++) collector.add(sections[i]!);
+    checkMachineState(collector.states, config, path);
     opts.onPhase?.('machine');
     ram ??= new GuestRam(config.memBytes, { hugePages: false });
     const m = XenMachine.create({
