@@ -21,6 +21,11 @@ export interface XenThreadResources {
   control: SharedArrayBuffer;
 }
 
+/** Where upcall interrupts go: an MSI to the LAPIC with ID `apicId` (MsiSender on the VM fd). */
+export interface UpcallSender {
+  send(apicId: number, vector: number): void;
+}
+
 export class XenContext {
   readonly shared: XenShared;
   readonly ram: Uint8Array;
@@ -28,16 +33,25 @@ export class XenContext {
   readonly ram64: BigUint64Array;
   readonly ramView: DataView;
   readonly ctl: Int32Array;
-  private readonly msi: MsiSender;
+  private readonly msi: UpcallSender;
 
-  constructor(r: XenThreadResources) {
+  /**
+   * Guest RAM and the upcall path default to the VM's (its mapping at
+   * `ramAddr`, MSIs on `vmFd`); the hypercall tests pass their own, to run
+   * the handlers on plain memory without /dev/kvm.
+   */
+  constructor(
+    r: XenThreadResources,
+    ram: Uint8Array = viewOf(r.ramAddr, r.ramSize),
+    msi: UpcallSender = new MsiSender(r.vmFd),
+  ) {
     this.shared = XenShared.attach(r.xen);
-    this.ram = viewOf(r.ramAddr, r.ramSize);
+    this.ram = ram;
     this.ram32 = new Uint32Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 2);
     this.ram64 = new BigUint64Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 3);
     this.ramView = new DataView(this.ram.buffer, this.ram.byteOffset, r.ramSize);
     this.ctl = new Int32Array(r.control);
-    this.msi = new MsiSender(r.vmFd);
+    this.msi = msi;
     trackGuestWrites(this.ram, this.shared);
   }
 
