@@ -47,8 +47,8 @@ export class XenContext {
   ) {
     this.shared = XenShared.attach(r.xen);
     this.ram = ram;
-    this.ram32 = new Uint32Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 2);
-    this.ram64 = new BigUint64Array(this.ram.buffer, this.ram.byteOffset, r.ramSize >> 3);
+    this.ram32 = new Uint32Array(this.ram.buffer, this.ram.byteOffset, r.ramSize / 4);
+    this.ram64 = new BigUint64Array(this.ram.buffer, this.ram.byteOffset, r.ramSize / 8);
     this.ramView = new DataView(this.ram.buffer, this.ram.byteOffset, r.ramSize);
     this.ctl = new Int32Array(r.control);
     this.msi = msi;
@@ -64,28 +64,30 @@ export class XenContext {
     return this.shared.domain.longMode ? 4096 : 1024;
   }
 
+  // A GPA may pass 2 GiB: it is divided, never shifted (shifts work on 32
+  // signed bits).
   private testAndSet(gpa: number, bit: number): boolean {
     if (this.shared.domain.longMode) {
       const m = 1n << BigInt(bit & 63);
-      return (Atomics.or(this.ram64, (gpa >> 3) + (bit >> 6), m) & m) !== 0n;
+      return (Atomics.or(this.ram64, Math.floor(gpa / 8) + (bit >> 6), m) & m) !== 0n;
     }
     const m = (1 << (bit & 31)) >>> 0;
-    return (Atomics.or(this.ram32, (gpa >> 2) + (bit >> 5), m) & m) !== 0;
+    return (Atomics.or(this.ram32, Math.floor(gpa / 4) + (bit >> 5), m) & m) !== 0;
   }
 
   private testAndClear(gpa: number, bit: number): boolean {
     if (this.shared.domain.longMode) {
       const m = 1n << BigInt(bit & 63);
-      return (Atomics.and(this.ram64, (gpa >> 3) + (bit >> 6), ~m & 0xffffffffffffffffn) & m) !== 0n;
+      return (Atomics.and(this.ram64, Math.floor(gpa / 8) + (bit >> 6), ~m & 0xffffffffffffffffn) & m) !== 0n;
     }
     const m = (1 << (bit & 31)) >>> 0;
-    return (Atomics.and(this.ram32, (gpa >> 2) + (bit >> 5), ~m) & m) !== 0;
+    return (Atomics.and(this.ram32, Math.floor(gpa / 4) + (bit >> 5), ~m) & m) !== 0;
   }
 
   testBit(gpa: number, bit: number): boolean {
     if (this.shared.domain.longMode)
-      return ((Atomics.load(this.ram64, (gpa >> 3) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
-    return ((Atomics.load(this.ram32, (gpa >> 2) + (bit >> 5)) >>> (bit & 31)) & 1) !== 0;
+      return ((Atomics.load(this.ram64, Math.floor(gpa / 8) + (bit >> 6)) >> BigInt(bit & 63)) & 1n) !== 0n;
+    return ((Atomics.load(this.ram32, Math.floor(gpa / 4) + (bit >> 5)) >>> (bit & 31)) & 1) !== 0;
   }
 
   private sharedInfo(): number {

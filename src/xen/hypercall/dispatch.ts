@@ -148,9 +148,9 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   if (space !== XenMapSpace.shared_info)
     return space === XenMapSpace.grant_table ? err(Errno.ENOSYS) : err(Errno.EINVAL);
   if (idx !== 0n) return err(Errno.EINVAL);
-  const pages = BigInt(env.mem.ram.length >> 12);
+  const pages = BigInt(Math.floor(env.mem.ram.length / 4096));
   if (gpfn >= pages || gpfn < 0x100n) return err(Errno.EINVAL);
-  const gpa = Number(gpfn) << 12;
+  const gpa = Number(gpfn) * 4096;
   // shared_info lives in guest RAM at the chosen frame, so snapshots carry
   // it like any other page; the frame's previous contents are gone, as on Xen.
   env.mem.ram.fill(0, gpa, gpa + 4096);
