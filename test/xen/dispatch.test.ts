@@ -310,4 +310,22 @@ test('sched_op poll: the port list and timeout reach the machine; bad lists are 
   assert.is(d.polls.length, 4, 'refused polls never wait');
 });
 
+test('sched_op poll from a compat guest: the 32-bit struct sched_poll (handle, nr_ports, timeout at 8)', () => {
+  const d = fakeDomain({ mode: 'compat', vcpus: 1 });
+  const LIST = ARGS + 0x100;
+  [5, 9].forEach((p, i) => d.view.setUint32(LIST + i * 4, p, true));
+  const ptr = d.args(16, (v) => {
+    v.setUint32(0, LIST, true);
+    v.setUint32(4, 2, true);
+    v.setBigUint64(8, 7_000_000n, true);
+  });
+  assert.is(d.call(Hypercall.sched_op, [SchedOp.poll, ptr]), 0n);
+  assert.equal(d.polls, [{ vcpu: 0, ports: [5, 9], timeoutNs: 7_000_000n }]);
+  // The struct may end RAM: nothing past its 16 bytes is read.
+  const end = d.ram.length - 16;
+  d.ram.copyWithin(end, ARGS, ARGS + 16);
+  assert.is(d.call(Hypercall.sched_op, [SchedOp.poll, end]), 0n);
+  assert.equal(d.polls[1], { vcpu: 0, ports: [5, 9], timeoutNs: 7_000_000n });
+});
+
 test.run();

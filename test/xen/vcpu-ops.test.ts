@@ -263,4 +263,24 @@ test('stopping a timer the timer thread is firing waits for it, boundedly', asyn
   await w.terminate();
 });
 
+test('compat: set_timer_op takes its deadline in two halves; the runstate area is the packed 44-byte struct', () => {
+  const d = fakeDomain({ mode: 'compat', vcpus: 1 });
+  const deadline = BOOT_NS + 0x1_2345_6789n; // more than 32 bits of nanoseconds
+  assert.is(d.call(Hypercall.set_timer_op, [deadline & 0xffffffffn, deadline >> 32n]), 0n);
+  assert.is(field(d, 0, VcpuField.singleshotNs), deadline);
+  assert.is(d.call(Hypercall.set_timer_op, [0, 0]), 0n);
+  assert.is(field(d, 0, VcpuField.singleshotNs), 0n);
+
+  const area = 0x101000 - 44; // ends a page
+  d.ram.fill(0xff, area - 4, area + 48);
+  const before = guestNowNs(d.xen.shared);
+  const ptr = d.args(8, (v) => v.setBigUint64(0, BigInt(area), true));
+  assert.is(vcpuOp(d, VcpuOp.register_runstate_memory_area, 0, ptr), 0n);
+  assert.is(d.view.getUint32(area, true), 0, 'RUNSTATE_running');
+  const entry = d.view.getBigUint64(area + 4, true);
+  assert.ok(entry >= before && entry <= guestNowNs(d.xen.shared), `state_entry_time ${entry} at offset 4`);
+  for (let o = 12; o < 44; o += 8) assert.is(d.view.getBigUint64(area + o, true), 0n, `time[${(o - 12) / 8}]`);
+  assert.is(d.ram[area + 44], 0xff, 'nothing past the 44 bytes');
+});
+
 test.run();

@@ -113,13 +113,16 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
       return 0n;
     }
     case VcpuOp.register_runstate_memory_area: {
-      const gpa = areaGpa(env, ptr, 48);
+      // struct vcpu_runstate_info { int state; u64 entry_time; u64 time[4] }:
+      // 48 bytes for 64-bit callers, 44 packed (entry time at 4) for compat ones.
+      const size = call.is64 ? 48 : 44;
+      const gpa = areaGpa(env, ptr, size);
       if (gpa === null) return err(Errno.EFAULT);
       x.shared.setVcpu(vcpu, VcpuField.runstateGpa, gpa);
       // state = RUNSTATE_running (0), entry time now, times zero.
       const o = Number(gpa);
-      x.ram.fill(0, o, o + 48);
-      x.ramView.setBigUint64(o + 8, guestNowNs(x.shared), true);
+      x.ram.fill(0, o, o + size);
+      x.ramView.setBigUint64(o + (call.is64 ? 8 : 4), guestNowNs(x.shared), true);
       return 0n;
     }
     case VcpuOp.set_singleshot_timer: {
@@ -159,8 +162,8 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
   }
 }
 
-/** set_timer_op(timeout): the calling vCPU's single-shot timer; 0 stops it. */
+/** set_timer_op(timeout): the calling vCPU's single-shot timer; 0 stops it.  Compat callers pass it as (low, high). */
 export function setTimerOp(env: HypercallEnv, call: HypercallCall): bigint {
-  setSingleshot(env, call.vcpu, call.args[0]!);
+  setSingleshot(env, call.vcpu, call.is64 ? call.args[0]! : (call.args[1]! << 32n) | call.args[0]!);
   return 0n;
 }
