@@ -7,7 +7,7 @@
 // Always exits 0: without the library src/migrate/stream/format.ts's crc32 uses
 // node:zlib and a restore reads guest memory before the guest starts, so a
 // missing gcc or a failed build is one line, not an error.
-// test/unit/crc32.test.ts fails if the library did not load where gcc is present.
+// test/migrate/stream/crc32.test.ts fails if the library did not load where gcc is present.
 //
 // The file is compiled for baseline x86-64: the PCLMULQDQ and VPCLMULQDQ code
 // carries per-function target attributes and is picked at load time by

@@ -1,6 +1,6 @@
 // KVM ioctl request numbers, built like <linux/ioctl.h> does from the struct
 // layouts in structs.ts (so a struct's size is stated once), and the KVM
-// constants xenkvm uses.  test/unit/kvm-layouts.test.ts compares every number
+// constants xenkvm uses.  test/kvm/layouts.test.ts compares every number
 // with the header's macro.
 import type { Layout } from './layout.js';
 import * as S from './structs.js';

@@ -1,6 +1,6 @@
 // C struct layouts described once, with offsets computed by the C rules
 // (natural alignment, tail padding).  Every layout here is checked against the
-// kernel headers by test/unit/kvm-layouts.test.ts, which compiles an offsetof
+// kernel headers by test/kvm/layouts.test.ts, which compiles an offsetof
 // / sizeof probe with gcc: a layout is never trusted from memory.
 
 export type Prim = 'u8' | 'u16' | 'u32' | 'u64' | 'i8' | 'i16' | 'i32' | 'i64';

@@ -1,5 +1,5 @@
 // Every KVM struct xenkvm passes to the kernel, as it is in
-// <linux/kvm.h> and <asm/kvm.h> (x86-64).  test/unit/kvm-layouts.test.ts
+// <linux/kvm.h> and <asm/kvm.h> (x86-64).  test/kvm/layouts.test.ts
 // compiles an offsetof/sizeof probe against those headers for each of them.
 import { struct, union, type FieldSpec, type Layout } from './layout.js';
 

@@ -23,18 +23,32 @@ export interface XenThreadResources {
   control: SharedArrayBuffer;
 }
 
+/** Where upcall interrupts go: an MSI to the LAPIC with ID `apicId` (MsiSender on the VM fd). */
+export interface UpcallSender {
+  send(apicId: number, vector: number): void;
+}
+
 export class XenContext {
   readonly shared: XenShared;
   /** Guest RAM by RAM offset, and the layout that maps guest-physical addresses to it. */
   readonly phys: GuestPhys;
   readonly ctl: Int32Array;
-  private readonly msi: MsiSender;
+  private readonly msi: UpcallSender;
 
-  constructor(r: XenThreadResources) {
+  /**
+   * Guest RAM and the upcall path default to the VM's (its mapping at
+   * `ramAddr`, MSIs on `vmFd`); the hypercall tests pass their own, to run
+   * the handlers on plain memory without /dev/kvm.
+   */
+  constructor(
+    r: XenThreadResources,
+    ram: readonly Uint8Array[] = viewsOf(r.ramAddr, r.ramSize),
+    msi: UpcallSender = new MsiSender(r.vmFd),
+  ) {
     this.shared = XenShared.attach(r.xen);
-    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), viewsOf(r.ramAddr, r.ramSize));
+    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), ram);
     this.ctl = new Int32Array(r.control);
-    this.msi = new MsiSender(r.vmFd);
+    this.msi = msi;
     trackGuestWrites(this.phys, this.shared);
   }
 

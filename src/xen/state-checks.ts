@@ -9,6 +9,7 @@ import { FormatError } from '../errors.js';
 import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi.js';
 import { INVALID_GPA } from './domain.js';
 import type { MemoryLayout } from './memory/layout.js';
+import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
 import { PortType } from './shared.js';
 import type { XenEvtchnState, XenHvmState, XenOverlayState, XenTimeState } from './state.js';
 import type { XenVcpuState } from './vcpu/state.js';
@@ -34,12 +35,18 @@ function bad(path: string, what: string): never {
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
-/** A GPA the guest registered: unset, or `size` bytes of RAM within one page, `align`-aligned. */
-function checkArea(path: string, gpa: bigint, size: number, align: number, layout: MemoryLayout): void {
+/**
+ * A GPA the guest registered: unset, or `size` bytes of RAM, `align`-aligned,
+ * within one page when `onePage` (as the hypercall that registers it demands).
+ */
+function checkArea(path: string, gpa: bigint, size: number, align: number, layout: MemoryLayout, onePage = true): void {
   if (gpa === INVALID_GPA) return;
   if (gpa % BigInt(align) !== 0n) bad(path, `${hex(gpa)} is not ${align}-byte aligned`);
-  if (Number(gpa % BigInt(PAGE)) + size > PAGE) bad(path, `${hex(gpa)} (+${size} bytes) crosses a page`);
-  if (layout.offsetOf(gpa, size) < 0) bad(path, `${hex(gpa)} is not in guest RAM`);
+  if (onePage && Number(gpa % BigInt(PAGE)) + size > PAGE) bad(path, `${hex(gpa)} (+${size} bytes) crosses a page`);
+  const at = layout.offsetOf(gpa, size);
+  if (at < 0) bad(path, `${hex(gpa)} is not in guest RAM`);
+  if (Math.floor(at / RAM_VIEW_MAX) !== Math.floor((at + size - 1) / RAM_VIEW_MAX))
+    bad(path, `${hex(gpa)} (+${size} bytes) straddles the emulator's 4 GiB views of RAM`);
 }
 
 export function checkOverlay(st: XenOverlayState, ctx: XenCheckContext): void {
@@ -112,8 +119,8 @@ export function checkXenVcpu(v: number, st: XenVcpuState, evtchn: XenEvtchnState
   const at = `cpu[${v}]/xen_vcpu`;
   checkArea(`${at}.xen_vcpu_info_gpa`, st.xen_vcpu_info_gpa, VCPU_INFO_SIZE, 8, ctx.layout);
   checkArea(`${at}.xen_vcpu_info_default_gpa`, st.xen_vcpu_info_default_gpa, VCPU_INFO_SIZE, 8, ctx.layout);
-  checkArea(`${at}.xen_vcpu_time_info_gpa`, st.xen_vcpu_time_info_gpa, TIME_INFO_SIZE, 1, ctx.layout);
-  checkArea(`${at}.xen_vcpu_runstate_gpa`, st.xen_vcpu_runstate_gpa, RUNSTATE_SIZE, 1, ctx.layout);
+  checkArea(`${at}.xen_vcpu_time_info_gpa`, st.xen_vcpu_time_info_gpa, TIME_INFO_SIZE, 1, ctx.layout, false);
+  checkArea(`${at}.xen_vcpu_runstate_gpa`, st.xen_vcpu_runstate_gpa, RUNSTATE_SIZE, 1, ctx.layout, false);
   const vector = st.xen_vcpu_callback_vector;
   if (vector !== 0 && vector < MIN_UPCALL_VECTOR)
     bad(`${at}.xen_vcpu_callback_vector`, `vector ${vector} is below 0x10`);

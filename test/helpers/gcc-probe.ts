@@ -1,9 +1,9 @@
 // Compiles and runs a tiny C program with gcc so that layouts and constants
 // written in TypeScript can be checked against the real system headers.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './tmp.js';
 
 /** Why the probe cannot run here, or null when gcc is usable. */
 export function gccMissing(headers: string[] = []): string | null {
@@ -21,7 +21,7 @@ export function gccMissing(headers: string[] = []): string | null {
 
 /** Builds `source` and returns its stdout; throws with gcc's message on failure. */
 export function runC(source: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-probe-'));
+  const { dir, cleanup } = tempDir('probe');
   try {
     writeFileSync(join(dir, 'p.c'), source);
     const cc = spawnSync('gcc', ['-O0', '-w', '-o', join(dir, 'p'), join(dir, 'p.c')], { encoding: 'utf8' });
@@ -30,7 +30,7 @@ export function runC(source: string): string {
     if (run.status !== 0) throw new Error(`probe exited ${run.status}: ${run.stderr}`);
     return run.stdout;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   }
 }
 

@@ -6,12 +6,10 @@
 // this host can run.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { assertHostCanRun, SectionCollector } from '../../src/migrate/sections-in.js';
 import { openSnapshot } from '../../src/migrate/stream/file.js';
 import { XenMachine } from '../../src/machine/machine.js';
-
-export const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
+import { GOLDEN_DIR } from './paths.js';
 
 /** Every golden file, sorted by name. */
 export function goldenFiles(): string[] {

@@ -1,19 +1,8 @@
 // Boots the test guest through the library and collects its console, for
-// tests that need real /dev/kvm.  `kvmSkipReason` says why such tests cannot
-// run here (they are then skipped with that reason printed).
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { kvmUnavailable } from '../../src/kvm/kvm.js';
+// tests that need real /dev/kvm (they ask kvm.ts first whether they can run).
+import { readFileSync } from 'node:fs';
 import { XenMachine, type Outcome } from '../../src/machine/machine.js';
-
-export const GUEST_ELF = fileURLToPath(new URL('../../../fixtures/guest/build/guest.elf', import.meta.url));
-
-export function kvmSkipReason(): string | null {
-  const kvm = kvmUnavailable();
-  if (kvm) return kvm;
-  if (!existsSync(GUEST_ELF)) return `test guest not built (${GUEST_ELF}); run npm run build:guest`;
-  return null;
-}
+import { GUEST_ELF } from './paths.js';
 
 export interface GuestRun {
   machine: XenMachine;
@@ -82,3 +71,9 @@ export async function runGuest(
     await g.machine.destroy();
   }
 }
+
+/** The soak guest's status lines as [t, ticks, ipi, xdom]. */
+export const soakStatusLines = (text: string) =>
+  [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map(
+    (m) => m.slice(1).map(Number) as [number, number, number, number],
+  );

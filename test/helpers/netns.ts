@@ -4,8 +4,8 @@
 // lines, `xenkvm run ... --qmp` for the first and `xenkvm receive --qmp` for
 // each later one, their guest console on stdout.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { GUEST_ELF } from './guest.js';
+import { BIN } from './cli.js';
+import { GUEST_ELF } from './paths.js';
 
 export const NS_ADDR = ['10.213.7.1', '10.213.7.2'] as const;
 
@@ -81,8 +81,6 @@ export interface Peer {
   waitErr(re: RegExp, ms: number): Promise<void>;
   exit: Promise<number | null>;
 }
-
-const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
 
 /** What a peer runs: the source boots the soak guest, every later peer receives it. */
 export type PeerRole =

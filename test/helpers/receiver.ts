@@ -1,10 +1,7 @@
 // `xenkvm receive` in a child process, for migration tests: its address
-// once it listens, its output, its exit status.  Also small shared helpers
-// for tests that watch a soak guest.
+// once it listens, its output, its exit status.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
+import { BIN } from './cli.js';
 
 export interface Receiver {
   child: ChildProcess;
@@ -50,18 +47,3 @@ export function startReceiver(opts: ReceiverOptions = {}): Receiver {
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   return { child, address, out: () => out, err: () => err, exit };
 }
-
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms).unref(),
-    ),
-  ]);
-}
-
-/** The soak guest's status lines as [t, ticks, ipi, xdom]. */
-export const soakStatusLines = (text: string) =>
-  [...text.matchAll(/soak: t=(\d+)s ticks=(\d+) ipi=(\d+) xdom=(\d+)/g)].map(
-    (m) => m.slice(1).map(Number) as [number, number, number, number],
-  );

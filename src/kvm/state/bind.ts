@@ -4,7 +4,7 @@
 // member names; a descriptor may leave out members (padding, reserved), which
 // are written as zero.  The binding is checked when a module loads (a name,
 // width or length that does not match the layout throws there, not at the
-// first save), and test/unit/kvm-state.test.ts round-trips every binding.
+// first save), and test/kvm/state.test.ts round-trips every binding.
 import type { Field, Layout, Prim } from '../layout.js';
 import type { FieldMap, FieldSpec, StructValue } from '../../vmstate/index.js';
 

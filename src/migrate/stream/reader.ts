@@ -1,7 +1,7 @@
 // Reads a record stream from any ByteSource.  Bad input of any kind ends in
 // a FormatError whose message names the problem and the offset; failures of
 // the underlying file or socket are IoError.  Nothing else escapes (the fuzz
-// test in test/migrate/fuzz.test.ts holds us to it).
+// test in test/migrate/stream/fuzz.test.ts holds us to it).
 import type { Readable } from 'node:stream';
 import { Decoder } from '@msgpack/msgpack';
 import { FormatError } from '../../errors.js';

@@ -210,17 +210,18 @@ function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
     case SchedOp.block:
       return env.services.block(call.vcpu);
     case SchedOp.poll: {
-      // struct sched_poll { guest handle ports; u32 nr_ports; u64 timeout } (64-bit: 24 bytes).
-      const raw = env.mem.read(call.args[1]!, 24);
+      // struct sched_poll { guest handle ports; u32 nr_ports; u64 timeout }:
+      // 24 bytes for 64-bit callers; 16, packed, for compat ones (32-bit handle).
+      const raw = env.mem.read(call.args[1]!, call.is64 ? 24 : 16);
       if (!raw) return err(Errno.EFAULT);
       const v = new DataView(raw.buffer);
-      const nr = v.getUint32(8, true);
+      const nr = v.getUint32(call.is64 ? 8 : 4, true);
       if (nr > SCHEDOP_POLL_MAX_PORTS) return err(Errno.EINVAL);
-      const list = env.mem.read(v.getBigUint64(0, true), nr * 4);
+      const list = env.mem.read(call.is64 ? v.getBigUint64(0, true) : BigInt(v.getUint32(0, true)), nr * 4);
       if (!list) return err(Errno.EFAULT);
       const ports = Array.from({ length: nr }, (_, i) => new DataView(list.buffer).getUint32(i * 4, true));
       if (ports.some((p) => p >= env.xen.nrPorts)) return err(Errno.EINVAL);
-      return env.services.poll(call.vcpu, ports, v.getBigUint64(16, true));
+      return env.services.poll(call.vcpu, ports, v.getBigUint64(call.is64 ? 16 : 8, true));
     }
     case SchedOp.shutdown: {
       const raw = env.mem.read(call.args[1]!, 4);

@@ -6,8 +6,8 @@
 // This host's KVM has no Xen support (KVM_CAP_XEN_HVM is 0), so xenkvm runs
 // its userspace transport here; this module is what a distro kernel with
 // KVM Xen would use instead.  Its encodings are checked byte for byte
-// against <linux/kvm.h> by test/unit/xen-attr.test.ts (gcc probe); its
-// runtime test (test/kvm/state-xen-attr.test.ts) skips here with the reason.
+// against <linux/kvm.h> by test/xen/kvm-xen.test.ts (gcc probe); its
+// runtime test (test/xen/kvm-xen.kvm.test.ts) skips here with the reason.
 //
 // What the kernel keeps and what it does not: with KVM Xen the kernel owns
 // the vcpu_info, vcpu_time_info and runstate registrations, the per-vCPU

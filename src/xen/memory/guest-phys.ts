@@ -29,6 +29,15 @@ export class GuestPhys {
     return this.layout.offsetOf(gpa, len);
   }
 
+  /** Whether [offset, offset+len) is RAM inside one view (what the accessors below may touch in one go). */
+  holds(offset: number, len: number): boolean {
+    return (
+      offset >= 0 &&
+      offset + len <= this.size &&
+      Math.floor(offset / RAM_CHUNK) === Math.floor((offset + len - 1) / RAM_CHUNK)
+    );
+  }
+
   /** The bytes [offset, offset+len) of one chunk: a view, not a copy.  The range must not cross a chunk. */
   bytes(offset: number, len: number): Uint8Array {
     const c = Math.floor(offset / RAM_CHUNK);

@@ -46,14 +46,17 @@ function registerVcpuInfo(env: HypercallEnv, vcpu: number, ptr: bigint): bigint 
   return 0n;
 }
 
-/** Guest-virtual address of an area → GPA, checked to lie in RAM within one page (the emulator writes it in place). */
+/**
+ * Guest-virtual address of an area → GPA, checked to be RAM, physically
+ * contiguous and inside one of the emulator's views of RAM (it writes the
+ * area in place).
+ */
 function areaGpa(env: HypercallEnv, ptr: bigint, size: number): bigint | null {
   const raw = env.mem.read(ptr, 8);
   if (!raw) return null;
   const va = new DataView(raw.buffer).getBigUint64(0, true);
   const gpa = env.mem.gpaOf(va, size);
-  if (gpa < 0 || (gpa % PAGE) + size > PAGE) return null;
-  return BigInt(gpa);
+  return gpa < 0 || !env.mem.ram.holds(env.mem.ram.offsetOf(gpa, size), size) ? null : BigInt(gpa);
 }
 
 function setSingleshot(env: HypercallEnv, vcpu: number, deadline: bigint): void {
@@ -116,13 +119,16 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
       return 0n;
     }
     case VcpuOp.register_runstate_memory_area: {
-      const gpa = areaGpa(env, ptr, 48);
+      // struct vcpu_runstate_info { int state; u64 entry_time; u64 time[4] }:
+      // 48 bytes for 64-bit callers, 44 packed (entry time at 4) for compat ones.
+      const size = call.is64 ? 48 : 44;
+      const gpa = areaGpa(env, ptr, size);
       if (gpa === null) return err(Errno.EFAULT);
       x.shared.setVcpu(vcpu, VcpuField.runstateGpa, gpa);
       // state = RUNSTATE_running (0), entry time now, times zero.
-      const o = x.phys.offsetOf(gpa, 48);
-      x.phys.fill(0, o, 48);
-      x.phys.setU64(o + 8, guestNowNs(x.shared));
+      const o = x.phys.offsetOf(gpa, size);
+      x.phys.fill(0, o, size);
+      x.phys.setU64(o + (call.is64 ? 8 : 4), guestNowNs(x.shared));
       return 0n;
     }
     case VcpuOp.set_singleshot_timer: {
@@ -162,8 +168,8 @@ export function vcpuOp(env: HypercallEnv, call: HypercallCall): bigint {
   }
 }
 
-/** set_timer_op(timeout): the calling vCPU's single-shot timer; 0 stops it. */
+/** set_timer_op(timeout): the calling vCPU's single-shot timer; 0 stops it.  Compat callers pass it as (low, high). */
 export function setTimerOp(env: HypercallEnv, call: HypercallCall): bigint {
-  setSingleshot(env, call.vcpu, call.args[0]!);
+  setSingleshot(env, call.vcpu, call.is64 ? call.args[0]! : (call.args[1]! << 32n) | call.args[0]!);
   return 0n;
 }
