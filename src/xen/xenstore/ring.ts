@@ -173,20 +173,17 @@ export class XenstoreRing {
         return -1;
       }
       if (used === RING_SIZE) break;
-      const msg = conn.out[0]!;
+      const msg = conn.out.first()!;
       let bytes = this.encoded.get(msg);
       if (!bytes) this.encoded.set(msg, (bytes = encodeMessage(msg)));
       const at = prod & MASK;
-      const n = Math.min(RING_SIZE - used, bytes.length - conn.outUsed, RING_SIZE - at);
-      this.page.set(bytes.subarray(conn.outUsed, conn.outUsed + n), RingOffset.rsp + at);
+      const q = conn.out;
+      const n = Math.min(RING_SIZE - used, bytes.length - q.used, RING_SIZE - at);
+      this.page.set(bytes.subarray(q.used, q.used + n), RingOffset.rsp + at);
       this.store(RingOffset.rsp_prod, (prod + n) >>> 0);
       total += n;
-      conn.outUsed += n;
-      if (conn.outUsed === bytes.length) {
-        conn.out.shift();
-        conn.outBytes -= bytes.length;
-        conn.outUsed = 0;
-      }
+      q.used += n;
+      if (q.used === bytes.length) q.shift();
     }
     return total;
   }

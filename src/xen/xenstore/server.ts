@@ -4,6 +4,7 @@
 // A transport (ring.ts for a guest, direct calls for the toolstack) drains
 // the queues.  Semantics and error strings follow Xen's docs/misc/xenstore.txt
 // and the C xenstored; docs/xenstore.md lists what differs.
+import { OutQueue } from './out-queue.js';
 import { DEFAULT_QUOTAS, type XsQuotas } from './quota.js';
 import {
   XsStore,
@@ -58,11 +59,7 @@ export interface XsConnection {
   /** Next transaction id to try; ids are never 0. */
   nextTxId: number;
   /** Replies and watch events in the order they are to be sent. */
-  out: XsMessage[];
-  /** Bytes of out[0] (header included) already written to the transport. */
-  outUsed: number;
-  /** Bytes (headers included) of everything in `out`. */
-  outBytes: number;
+  out: OutQueue;
   /** A request received in part: its header and payload bytes so far. */
   inBuf: Uint8Array;
   /** A RingError value: not 0 once the connection broke the protocol; it is then ignored. */
@@ -125,9 +122,7 @@ export class XenstoreServer {
         watches: [],
         transactions: new Map(),
         nextTxId: 1,
-        out: [],
-        outUsed: 0,
-        outBytes: 0,
+        out: new OutQueue(),
         inBuf: EMPTY,
         error: 0,
       };
@@ -172,21 +167,12 @@ export class XenstoreServer {
 
   /** Removes and returns everything queued for `domid` (a transport that is not a ring). */
   take(domid: number): XsMessage[] {
-    const c = this.connection(domid);
-    const out = c.out;
-    c.out = [];
-    c.outUsed = 0;
-    c.outBytes = 0;
-    return out;
+    return this.connection(domid).out.drain();
   }
 
   /** Replies queued for `domid` and not yet fully sent: the flow-control figure. */
   pendingReplies(domid: number): number {
-    const c = this.conns.get(domid);
-    if (!c) return 0;
-    let n = 0;
-    for (const m of c.out) if (m.type !== XsType.WATCH_EVENT) n++;
-    return n;
+    return this.conns.get(domid)?.out.replies ?? 0;
   }
 
   isIntroduced(domid: number): boolean {
@@ -219,9 +205,7 @@ export class XenstoreServer {
     const c = this.connection(domid);
     c.watches = [];
     c.transactions.clear();
-    c.out = [];
-    c.outUsed = 0;
-    c.outBytes = 0;
+    c.out.drain();
     c.inBuf = EMPTY;
     c.error = error;
   }
@@ -367,7 +351,8 @@ export class XenstoreServer {
       if (conn.watches.length === 0 || !this.watchPermitted(conn.domid, path, node, oldPerms)) continue;
       for (const w of conn.watches) {
         if (exact ? path !== w.path : !isUnder(path, w.path)) continue;
-        this.queueEvent(conn, w.relative ? path.slice(domainPath(conn.domid).length + 1) : path, w.token);
+        const home = `${domainPath(conn.domid)}/`;
+        this.queueEvent(conn, w.relative && path.startsWith(home) ? path.slice(home.length) : path, w.token);
       }
     }
   }
@@ -408,10 +393,9 @@ export class XenstoreServer {
     const payload = nulJoin([path, token]);
     if (payload.length > PAYLOAD_MAX) return;
     // An identical event not yet read says nothing new (special events are always kept).
-    if (!path.startsWith('@') && conn.out.some((m) => m.type === XsType.WATCH_EVENT && sameBytes(m.payload, payload)))
-      return;
+    if (!path.startsWith('@') && conn.out.hasEvent(payload)) return;
     const size = HEADER_SIZE + payload.length;
-    if (!isPrivileged(conn.domid) && conn.outBytes + size > this.quotas.outputBytes) return;
+    if (!isPrivileged(conn.domid) && conn.out.bytes + size > this.quotas.outputBytes) return;
     const msg: XsMessage = { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload };
     this.queue(conn, msg);
     this.collected?.push({ domid: conn.domid, msg });
@@ -419,7 +403,6 @@ export class XenstoreServer {
 
   private queue(conn: XsConnection, msg: XsMessage): void {
     conn.out.push(msg);
-    conn.outBytes += HEADER_SIZE + msg.payload.length;
     this.onQueued?.(conn.domid);
   }
 
@@ -433,12 +416,6 @@ export class XenstoreServer {
     conn.transactions.set(id, tx);
     return tx;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The daemon parses domids with atoi(): leading digits, anything else is 0. */
@@ -649,9 +626,11 @@ const HANDLERS = new Map<number, Entry>([
       fn: (s, c) => {
         const args = splitStrings(c.msg.payload);
         if (args.length < 3) throw new XsFail('EINVAL');
+        const domid = atoi(args[0]!);
         const port = atoi(args[2]!) | 0;
-        if (port <= 0) throw new XsFail('EINVAL');
-        s.introduceDomain(atoi(args[0]!));
+        // A real guest only: 0 is the toolstack itself, DOMID_SELF and above are special ids.
+        if (port <= 0 || domid === 0 || domid >= DOMID_SELF) throw new XsFail('EINVAL');
+        s.introduceDomain(domid);
         return OK;
       },
     },

@@ -7,6 +7,7 @@
 // bytes kind).  `check` validates a decoded state before `restore` trusts it.
 import { FormatError } from '../../errors.js';
 import { bool, defineState, enumOf, struct, u16, u32, u64, u8, varArray, type StateOf } from '../../vmstate/index.js';
+import { OutQueue } from './out-queue.js';
 import { DEFAULT_QUOTAS, type XsQuotas } from './quota.js';
 import { XenstoreServer, type XsConnection } from './server.js';
 import {
@@ -193,7 +194,7 @@ function saveConnection(c: XsConnection): XenstoreState['connections'][number] {
     const entries = [...t.entries].map(([path, e]) => saveEntry(path, e));
     return { id: t.id, generation: BigInt(t.generation), fail: t.fail, nr_entries: entries.length, entries };
   });
-  const out = c.out.map((m) => ({
+  const out = c.out.toArray().map((m) => ({
     type: m.type,
     req_id: m.reqId,
     tx_id: m.txId,
@@ -211,7 +212,7 @@ function saveConnection(c: XsConnection): XenstoreState['connections'][number] {
     transactions,
     nr_out: out.length,
     out,
-    out_used: c.outUsed,
+    out_used: c.out.used,
     in_len: c.inBuf.length,
     in: Array.from(c.inBuf),
   };
@@ -262,14 +263,15 @@ export function restore(state: XenstoreState, opts: { quotas?: Partial<XsQuotas>
       watches: c.watches.map((w) => ({ path: text(w.path), token: text(w.token), relative: w.relative })),
       transactions: new Map(),
       nextTxId: c.next_tx_id,
-      out: c.out.map((m): XsMessage => ({
-        type: m.type,
-        reqId: m.req_id,
-        txId: m.tx_id,
-        payload: Uint8Array.from(m.payload),
-      })),
-      outUsed: c.out_used,
-      outBytes: c.out.reduce((sum, m) => sum + HEADER_SIZE + m.len, 0),
+      out: OutQueue.of(
+        c.out.map((m): XsMessage => ({
+          type: m.type,
+          reqId: m.req_id,
+          txId: m.tx_id,
+          payload: Uint8Array.from(m.payload),
+        })),
+        c.out_used,
+      ),
       inBuf: Uint8Array.from(c.in),
       error: c.error,
     };

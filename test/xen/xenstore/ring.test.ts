@@ -386,7 +386,7 @@ test('random bytes and random indexes: the backend never throws, always returns,
       }
       ring.kick();
       if (!rspGarbage && s.connection(5).error === 0) assert.ok(withinRing(guest));
-      assert.ok(s.connection(5).outBytes <= s.quotas.outputBytes + 8192);
+      assert.ok(s.connection(5).out.bytes <= s.quotas.outputBytes + 8192);
     }
     assert.is(s.internalError, null);
   }

@@ -582,10 +582,21 @@ test('quota: watch events beyond a connection’s output budget are dropped, rep
   s.take(5);
   for (let i = 0; i < 50; i++) d0.write(`/local/domain/5/data/n${i}`, '');
   const q = s.connection(5);
-  assert.ok(q.outBytes <= 200);
+  assert.ok(q.out.bytes <= 200);
   assert.ok(q.out.length > 0 && q.out.length < 50);
   const r = g.req(XsType.READ, ['data/n1']);
   assert.is(r.err, null);
+});
+
+test('a guest that never reads: 20 000 distinct events stay within the output budget, in linear time', () => {
+  const { d0, g, s } = setup();
+  g.watch('data', 't');
+  for (let i = 0; i < 20_000; i++) d0.write(`/local/domain/5/data/n${i % 500}/m${i}`, '');
+  const q = s.connection(5).out;
+  assert.ok(q.bytes <= s.quotas.outputBytes);
+  assert.ok(q.length > 1000);
+  const events = g.events();
+  assert.is(new Set(events.map(([p]) => p)).size, events.length, 'no duplicates');
 });
 
 // ---- domains ----
@@ -605,6 +616,8 @@ test('IS_DOMAIN_INTRODUCED, INTRODUCE, RELEASE and RESUME from the toolstack', (
   assert.is(intro(String(DOMID_SELF)), 'T');
   assert.is(d0.req(XsType.INTRODUCE, ['9', '1234', '0']).err, 'EINVAL', 'port 0');
   assert.is(d0.req(XsType.INTRODUCE, ['9', '1234']).err, 'EINVAL');
+  assert.is(d0.req(XsType.INTRODUCE, ['0', '1234', '3']).err, 'EINVAL', 'not the toolstack itself');
+  assert.is(d0.req(XsType.INTRODUCE, [String(DOMID_SELF), '1234', '3']).err, 'EINVAL');
   assert.is(d0.req(XsType.INTRODUCE, ['9', '1234', '3']).err, null);
   assert.is(intro('9'), 'T');
   assert.is(d0.req(XsType.RESUME, ['9']).err, null);
