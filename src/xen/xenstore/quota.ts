@@ -34,3 +34,31 @@ export const DEFAULT_QUOTAS: Readonly<XsQuotas> = {
   outstanding: 20,
   outputBytes: 2.5 * 1024 * 1024,
 };
+
+/**
+ * Limits for every domain, the toolstack included, where xenstored is
+ * bounded only by memory: they keep the state section within the element
+ * budget a schema read back from a snapshot may expand to (so `inspect`
+ * can always decode it), and a save can never overflow its arrays.  One
+ * guest at its full quotas stays well inside them.
+ */
+export const XS_LIMITS = {
+  /** Nodes in the tree (ENOSPC). */
+  nodes: 8192,
+  /** Entries in one permission list (ENOSPC). */
+  perms: 16,
+  /** Domains with a connection. */
+  connections: 64,
+  /** Watches over all connections (E2BIG). */
+  watches: 1024,
+  /** Open transactions over all connections (ENOSPC). */
+  transactions: 128,
+  /** Paths touched by all open transactions together (ENOSPC; the transaction fails). */
+  transactionEntries: 4096,
+  /** Bytes of one node's child list as a transaction holds it (ENOSPC; the transaction fails). */
+  transactionChildBytes: 4096,
+  /** Watch events waiting on one connection; more are dropped. */
+  queuedEvents: 480,
+  /** Messages waiting on all connections: each holds its events and at most `outstanding` replies. */
+  queued: 32768,
+} as const;

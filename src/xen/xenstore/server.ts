@@ -5,7 +5,8 @@
 // the queues.  Semantics and error strings follow Xen's docs/misc/xenstore.txt
 // and the C xenstored; docs/xenstore.md lists what differs.
 import { OutQueue } from './out-queue.js';
-import { DEFAULT_QUOTAS, type XsQuotas } from './quota.js';
+import { InputError } from '../../errors.js';
+import { DEFAULT_QUOTAS, XS_LIMITS, type XsQuotas } from './quota.js';
 import {
   XsStore,
   baseName,
@@ -116,6 +117,8 @@ export class XenstoreServer {
   connection(domid: number): XsConnection {
     let c = this.conns.get(domid);
     if (!c) {
+      if (this.conns.size >= XS_LIMITS.connections)
+        throw new InputError(`xenstore serves at most ${XS_LIMITS.connections} domains`);
       c = {
         domid,
         introduced: false,
@@ -198,6 +201,20 @@ export class XenstoreServer {
     this.resetConnection(domid);
     c.introduced = false;
     this.fireSpecial('@releaseDomain');
+  }
+
+  /** Paths touched by all open transactions (their shared limit). */
+  readonly countTxEntries = (): number => {
+    let n = 0;
+    for (const c of this.conns.values()) for (const t of c.transactions.values()) n += t.entries.size;
+    return n;
+  };
+
+  /** Watches or open transactions over all connections (their shared limits). */
+  total(what: 'watches' | 'transactions'): number {
+    let n = 0;
+    for (const c of this.conns.values()) n += what === 'watches' ? c.watches.length : c.transactions.size;
+    return n;
   }
 
   /** Drops a connection's watches, transactions, queued output and partial input. */
@@ -291,6 +308,7 @@ export class XenstoreServer {
     const perms: XsPermEntry[] = parent.perms.map((p) => ({ ...p }));
     if (!priv) perms[0] = { domid: c.domid, perm: perms[0]!.perm };
     if (!priv && c.view.ownedBy(c.domid) + missing.length > this.quotas.nodes) throw new XsFail('ENOSPC');
+    if (c.view.nodeCount() + missing.length > XS_LIMITS.nodes) throw new XsFail('ENOSPC');
     const newParent: XsNode = { ...parent, children: [...parent.children, baseName(missing[0]!)] };
     const made: Array<[string, XsNode]> = missing.map((p, i) => [
       p,
@@ -394,6 +412,7 @@ export class XenstoreServer {
     if (payload.length > PAYLOAD_MAX) return;
     // An identical event not yet read says nothing new (special events are always kept).
     if (!path.startsWith('@') && conn.out.hasEvent(payload)) return;
+    if (conn.out.length - conn.out.replies >= XS_LIMITS.queuedEvents) return;
     const size = HEADER_SIZE + payload.length;
     if (!isPrivileged(conn.domid) && conn.out.bytes + size > this.quotas.outputBytes) return;
     const msg: XsMessage = { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload };
@@ -412,7 +431,7 @@ export class XenstoreServer {
     while (id === 0 || conn.transactions.has(id)) id = (id + 1) >>> 0;
     conn.nextTxId = (id + 1) >>> 0;
     const limit = isPrivileged(c.domid) ? null : this.quotas.transactionNodes;
-    const tx = new Transaction(this.store, id, c.domid, this.store.nextGeneration(), limit);
+    const tx = new Transaction(this.store, id, c.domid, this.store.nextGeneration(), limit, this.countTxEntries);
     conn.transactions.set(id, tx);
     return tx;
   }
@@ -521,6 +540,7 @@ const HANDLERS = new Map<number, Entry>([
         if (args.length < 2) throw new XsFail('EINVAL');
         const priv = isPrivileged(c.domid);
         if (!priv && args.length - 1 > s.quotas.nodePerms) throw new XsFail('ENOSPC');
+        if (args.length - 1 > XS_LIMITS.perms) throw new XsFail('ENOSPC');
         const perms = args.slice(1).map(parsePerm);
         if (perms.some((p) => p === null)) throw new XsFail('EINVAL');
         const { path, node } = s.existing(c, args[0]!, XsPerm.WRITE | XsPerm.OWNER, true);
@@ -545,6 +565,7 @@ const HANDLERS = new Map<number, Entry>([
         const token = args[1]!;
         if (c.conn.watches.some((w) => w.path === path && w.token === token)) throw new XsFail('EEXIST');
         if (!isPrivileged(c.domid) && c.conn.watches.length >= s.quotas.watches) throw new XsFail('E2BIG');
+        if (s.total('watches') >= XS_LIMITS.watches) throw new XsFail('E2BIG');
         c.conn.watches.push({ path, token, relative });
         // Fired once straight away, after the reply, with the path as given.
         c.afterReply.push([relative ? args[0]! : path, token]);
@@ -573,6 +594,7 @@ const HANDLERS = new Map<number, Entry>([
       fn: (s, c) => {
         if (c.tx) throw new XsFail('EBUSY');
         if (!isPrivileged(c.domid) && c.conn.transactions.size >= s.quotas.transactions) throw new XsFail('ENOSPC');
+        if (s.total('transactions') >= XS_LIMITS.transactions) throw new XsFail('ENOSPC');
         return nulJoin([String(s.newTransaction(c).id)]);
       },
     },
@@ -592,6 +614,7 @@ const HANDLERS = new Map<number, Entry>([
           const after = tx.ownedBy(c.domid);
           if (after > s.quotas.nodes && after > s.store.ownedBy(c.domid)) throw new XsFail('ENOSPC');
         }
+        if (tx.nodeCount() > XS_LIMITS.nodes && tx.nodeCount() > s.store.size) throw new XsFail('ENOSPC');
         if (tx.conflict()) throw new XsFail('EAGAIN');
         s.commit(tx);
         return OK;

@@ -2,13 +2,35 @@
 // must find again.  The tree (values, permissions, generations), each
 // connection's watches, open transactions with their private nodes and the
 // generations they saw, replies and watch events not yet sent, the bytes of
-// a request received in part, and the node count per owner (quota use).
-// Strings and values are byte arrays (the state DSL has no variable-length
-// bytes kind).  `check` validates a decoded state before `restore` trusts it.
+// a request received in part, a stopped ring's error, and the node count
+// per owner (quota use).
+//
+// Layout: flat lists that name their connection (and transaction) rather
+// than lists nested in lists, and byte strings cut into 128-byte chunks
+// (the state DSL has no variable-length bytes kind).  A schema read back
+// from a snapshot may only expand to a bounded number of elements, each
+// chunk counting one; nesting would multiply the bounds and a byte per
+// element would exceed them.  XS_LIMITS keeps every list within its bound.
+// `check` validates a decoded state before `restore` trusts it.
 import { FormatError } from '../../errors.js';
-import { bool, defineState, enumOf, struct, u16, u32, u64, u8, varArray, type StateOf } from '../../vmstate/index.js';
+import {
+  bool,
+  bytes,
+  defineState,
+  enumOf,
+  struct,
+  u16,
+  u32,
+  u64,
+  u8,
+  varArray,
+  type IntSpec,
+  type StateOf,
+  type Typed,
+  type VarArraySpec,
+} from '../../vmstate/index.js';
 import { OutQueue } from './out-queue.js';
-import { DEFAULT_QUOTAS, type XsQuotas } from './quota.js';
+import { DEFAULT_QUOTAS, XS_LIMITS, type XsQuotas } from './quota.js';
 import { XenstoreServer, type XsConnection } from './server.js';
 import {
   NO_GENERATION,
@@ -36,74 +58,32 @@ import {
   type XsMessage,
 } from './wire.js';
 
-/** Upper bounds of the section's arrays: generous, since domain 0 has no quota. */
-export const XS_STATE_LIMITS = {
-  nodes: 1 << 20,
-  perms: 2048,
-  children: 1 << 20,
-  connections: 1 << 16,
-  watches: 1 << 16,
-  transactions: 1 << 16,
-  txEntries: 1 << 20,
-  queued: 1 << 18,
-} as const;
-
+/** Bytes per chunk of a byte string in the state. */
+export const CHUNK = 128;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+type Blob<N extends string> = { [K in `${N}_len` | `${N}_chunks`]: IntSpec & Typed<number> } & {
+  [K in N]: VarArraySpec & Typed<Uint8Array[]>;
+};
+
+/** A byte string of at most `max` bytes: its length, its chunk count, its chunks (the last zero-padded). */
+function blob<const N extends string>(name: N, max: number): Blob<N> {
+  return {
+    [`${name}_len`]: u16(),
+    [`${name}_chunks`]: u8(),
+    [name]: varArray(bytes(CHUNK), { lengthField: `${name}_chunks`, max: Math.ceil(max / CHUNK) }),
+  } as Blob<N>;
+}
 
 const perm = struct({ perm: enumOf(u8, { n: 0, r: 1, w: 2, b: 3 }), domid: u16() });
 
 /** A committed node; the list is in tree order (parents first), so child lists are rebuilt from it. */
 const node = struct({
-  path_len: u16(),
-  path: varArray(u8(), { lengthField: 'path_len', max: ABS_PATH_MAX }),
-  value_len: u16(),
-  value: varArray(u8(), { lengthField: 'value_len', max: PAYLOAD_MAX }),
-  nr_perms: u16(),
-  perms: varArray(perm, { lengthField: 'nr_perms', max: XS_STATE_LIMITS.perms }),
+  ...blob('path', ABS_PATH_MAX),
+  ...blob('value', PAYLOAD_MAX),
+  nr_perms: u8(),
+  perms: varArray(perm, { lengthField: 'nr_perms', max: XS_LIMITS.perms }),
   generation: u64(),
-});
-
-/** A path a transaction touched: its private node (children listed, NUL-separated) and what it saw. */
-const txEntry = struct({
-  path_len: u16(),
-  path: varArray(u8(), { lengthField: 'path_len', max: ABS_PATH_MAX }),
-  exists: bool(),
-  value_len: u16(),
-  value: varArray(u8(), { lengthField: 'value_len', max: PAYLOAD_MAX }),
-  nr_perms: u16(),
-  perms: varArray(perm, { lengthField: 'nr_perms', max: XS_STATE_LIMITS.perms }),
-  children_len: u32(),
-  children: varArray(u8(), { lengthField: 'children_len', max: XS_STATE_LIMITS.children }),
-  generation: u64(),
-  /** Generation of the committed node when first seen; all ones when it did not exist. */
-  observed: u64(),
-  check: bool(),
-  modified: bool(),
-  fire: enumOf(u8, Fire),
-});
-
-const transaction = struct({
-  id: u32(),
-  generation: u64(),
-  fail: bool(),
-  nr_entries: u32(),
-  entries: varArray(txEntry, { lengthField: 'nr_entries', max: XS_STATE_LIMITS.txEntries }),
-});
-
-const watch = struct({
-  path_len: u16(),
-  path: varArray(u8(), { lengthField: 'path_len', max: ABS_PATH_MAX }),
-  token_len: u16(),
-  token: varArray(u8(), { lengthField: 'token_len', max: PAYLOAD_MAX }),
-  relative: bool(),
-});
-
-const message = struct({
-  type: u32(),
-  req_id: u32(),
-  tx_id: u32(),
-  len: u16(),
-  payload: varArray(u8(), { lengthField: 'len', max: PAYLOAD_MAX }),
 });
 
 const connection = struct({
@@ -112,16 +92,47 @@ const connection = struct({
   /** RingError: not NONE once the guest broke the protocol (the connection is then ignored). */
   error: enumOf(u8, RingError),
   next_tx_id: u32(),
-  nr_watches: u32(),
-  watches: varArray(watch, { lengthField: 'nr_watches', max: XS_STATE_LIMITS.watches }),
-  nr_transactions: u32(),
-  transactions: varArray(transaction, { lengthField: 'nr_transactions', max: XS_STATE_LIMITS.transactions }),
-  nr_out: u32(),
-  out: varArray(message, { lengthField: 'nr_out', max: XS_STATE_LIMITS.queued }),
-  /** Bytes of out[0] already on the ring. */
+  /** Bytes of this connection's first queued message already on the ring. */
   out_used: u16(),
-  in_len: u16(),
-  in: varArray(u8(), { lengthField: 'in_len', max: HEADER_SIZE + PAYLOAD_MAX }),
+  /** A request received in part. */
+  ...blob('in', HEADER_SIZE + PAYLOAD_MAX),
+});
+
+/** Watches, in each connection's registration order. */
+const watch = struct({
+  domid: u16(),
+  ...blob('path', ABS_PATH_MAX),
+  ...blob('token', PAYLOAD_MAX),
+  relative: bool(),
+});
+
+const transaction = struct({ domid: u16(), id: u32(), generation: u64(), fail: bool() });
+
+/** A path a transaction touched: its private node (child names NUL-separated) and what it saw. */
+const txEntry = struct({
+  domid: u16(),
+  tx_id: u32(),
+  ...blob('path', ABS_PATH_MAX),
+  exists: bool(),
+  ...blob('value', PAYLOAD_MAX),
+  nr_perms: u8(),
+  perms: varArray(perm, { lengthField: 'nr_perms', max: XS_LIMITS.perms }),
+  ...blob('children', XS_LIMITS.transactionChildBytes),
+  generation: u64(),
+  /** Generation of the committed node when first seen; all ones when it did not exist. */
+  observed: u64(),
+  check: bool(),
+  modified: bool(),
+  fire: enumOf(u8, Fire),
+});
+
+/** Replies and events not yet sent, in each connection's order. */
+const queued = struct({
+  domid: u16(),
+  type: u32(),
+  req_id: u32(),
+  tx_id: u32(),
+  ...blob('payload', PAYLOAD_MAX),
 });
 
 export const xenstoreState = defineState({
@@ -130,24 +141,49 @@ export const xenstoreState = defineState({
   fields: {
     generation: u64(),
     nr_nodes: u32(),
-    nodes: varArray(node, { lengthField: 'nr_nodes', max: XS_STATE_LIMITS.nodes }),
-    nr_connections: u32(),
-    connections: varArray(connection, { lengthField: 'nr_connections', max: XS_STATE_LIMITS.connections }),
+    nodes: varArray(node, { lengthField: 'nr_nodes', max: XS_LIMITS.nodes }),
     /** Nodes per owning domain: the figure the nodes quota compares. */
     nr_owners: u32(),
-    owners: varArray(struct({ domid: u16(), nodes: u32() }), {
-      lengthField: 'nr_owners',
-      max: XS_STATE_LIMITS.connections,
-    }),
+    owners: varArray(struct({ domid: u16(), nodes: u32() }), { lengthField: 'nr_owners', max: XS_LIMITS.nodes }),
+    nr_connections: u32(),
+    connections: varArray(connection, { lengthField: 'nr_connections', max: XS_LIMITS.connections }),
+    nr_watches: u32(),
+    watches: varArray(watch, { lengthField: 'nr_watches', max: XS_LIMITS.watches }),
+    nr_transactions: u32(),
+    transactions: varArray(transaction, { lengthField: 'nr_transactions', max: XS_LIMITS.transactions }),
+    nr_tx_entries: u32(),
+    tx_entries: varArray(txEntry, { lengthField: 'nr_tx_entries', max: XS_LIMITS.transactionEntries }),
+    nr_queued: u32(),
+    queued: varArray(queued, { lengthField: 'nr_queued', max: XS_LIMITS.queued }),
   },
 });
 
 export type XenstoreState = StateOf<typeof xenstoreState>;
-type PermState = XenstoreState['nodes'][number]['perms'][number];
-type TxEntryState = XenstoreState['connections'][number]['transactions'][number]['entries'][number];
+type NodeState = XenstoreState['nodes'][number];
+type PermState = NodeState['perms'][number];
+type ConnState = XenstoreState['connections'][number];
+type TxEntryState = XenstoreState['tx_entries'][number];
 
-const bytes = (s: string): number[] => Array.from(stringToBytes(s));
-const text = (b: readonly number[]): string => bytesToString(Uint8Array.from(b));
+/** Cuts `b` into chunks; spreads as the three fields of a blob named `name`. */
+type BlobValue<N extends string> = { [K in `${N}_len` | `${N}_chunks`]: number } & { [K in N]: Uint8Array[] };
+
+function chunked<const N extends string>(name: N, b: Uint8Array): BlobValue<N> {
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < b.length; at += CHUNK) {
+    const c = new Uint8Array(CHUNK);
+    c.set(b.subarray(at, at + CHUNK));
+    chunks.push(c);
+  }
+  return { [`${name}_len`]: b.length, [`${name}_chunks`]: chunks.length, [name]: chunks } as BlobValue<N>;
+}
+
+function joined(len: number, chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.length * CHUNK);
+  chunks.forEach((c, i) => out.set(c, i * CHUNK));
+  return out.slice(0, len);
+}
+const text = (len: number, chunks: readonly Uint8Array[]): string => bytesToString(joined(len, chunks));
+
 const gen = (g: number): bigint => (g === NO_GENERATION ? U64_MAX : BigInt(g));
 const ungen = (g: bigint): number => (g === U64_MAX ? NO_GENERATION : Number(g));
 const permsOut = (p: readonly XsPermEntry[]): PermState[] =>
@@ -158,79 +194,78 @@ export function save(server: XenstoreServer): XenstoreState {
   const nodes: XenstoreState['nodes'] = [];
   for (const [path, n] of server.store.walk()) {
     nodes.push({
-      path_len: path.length,
-      path: bytes(path),
-      value_len: n.value.length,
-      value: Array.from(n.value),
+      ...chunked('path', stringToBytes(path)),
+      ...chunked('value', n.value),
       nr_perms: n.perms.length,
       perms: permsOut(n.perms),
       generation: gen(n.generation),
     });
   }
-  const connections = [...server.connections()].map(saveConnection);
   const owners = [...server.store.ownerCounts()]
     .sort(([a], [b]) => a - b)
     .map(([domid, count]) => ({ domid, nodes: count }));
-  return {
+  const st: XenstoreState = {
     generation: BigInt(server.store.generation),
     nr_nodes: nodes.length,
     nodes,
-    nr_connections: connections.length,
-    connections,
     nr_owners: owners.length,
     owners,
+    nr_connections: 0,
+    connections: [],
+    nr_watches: 0,
+    watches: [],
+    nr_transactions: 0,
+    transactions: [],
+    nr_tx_entries: 0,
+    tx_entries: [],
+    nr_queued: 0,
+    queued: [],
   };
+  for (const c of server.connections()) {
+    const domid = c.domid;
+    st.connections.push({
+      domid,
+      introduced: c.introduced,
+      error: c.error as ConnState['error'],
+      next_tx_id: c.nextTxId,
+      out_used: c.out.used,
+      ...chunked('in', c.inBuf),
+    });
+    for (const w of c.watches) {
+      st.watches.push({
+        domid,
+        ...chunked('path', stringToBytes(w.path)),
+        ...chunked('token', stringToBytes(w.token)),
+        relative: w.relative,
+      });
+    }
+    for (const t of c.transactions.values()) {
+      st.transactions.push({ domid, id: t.id, generation: BigInt(t.generation), fail: t.fail });
+      for (const [path, e] of t.entries) st.tx_entries.push(saveEntry(domid, t.id, path, e));
+    }
+    for (const m of c.out.toArray()) {
+      st.queued.push({ domid, type: m.type, req_id: m.reqId, tx_id: m.txId, ...chunked('payload', m.payload) });
+    }
+  }
+  st.nr_connections = st.connections.length;
+  st.nr_watches = st.watches.length;
+  st.nr_transactions = st.transactions.length;
+  st.nr_tx_entries = st.tx_entries.length;
+  st.nr_queued = st.queued.length;
+  return st;
 }
 
-function saveConnection(c: XsConnection): XenstoreState['connections'][number] {
-  const watches = c.watches.map((w) => ({
-    path_len: w.path.length,
-    path: bytes(w.path),
-    token_len: w.token.length,
-    token: bytes(w.token),
-    relative: w.relative,
-  }));
-  const transactions = [...c.transactions.values()].map((t) => {
-    const entries = [...t.entries].map(([path, e]) => saveEntry(path, e));
-    return { id: t.id, generation: BigInt(t.generation), fail: t.fail, nr_entries: entries.length, entries };
-  });
-  const out = c.out.toArray().map((m) => ({
-    type: m.type,
-    req_id: m.reqId,
-    tx_id: m.txId,
-    len: m.payload.length,
-    payload: Array.from(m.payload),
-  }));
-  return {
-    domid: c.domid,
-    introduced: c.introduced,
-    error: c.error as XenstoreState['connections'][number]['error'],
-    next_tx_id: c.nextTxId,
-    nr_watches: watches.length,
-    watches,
-    nr_transactions: transactions.length,
-    transactions,
-    nr_out: out.length,
-    out,
-    out_used: c.out.used,
-    in_len: c.inBuf.length,
-    in: Array.from(c.inBuf),
-  };
-}
-
-function saveEntry(path: string, e: TxEntry): TxEntryState {
+function saveEntry(domid: number, txId: number, path: string, e: TxEntry): TxEntryState {
   const n = e.node;
-  const children = n ? bytes(n.children.map((x) => `${x}\0`).join('')) : [];
   return {
-    path_len: path.length,
-    path: bytes(path),
+    domid,
+    tx_id: txId,
+    ...chunked('path', stringToBytes(path)),
     exists: n !== null,
-    value_len: n ? n.value.length : 0,
-    value: n ? Array.from(n.value) : [],
+    ...chunked('value', n ? n.value : new Uint8Array(0)),
     nr_perms: n ? n.perms.length : 0,
     perms: n ? permsOut(n.perms) : [],
-    children_len: children.length,
-    children,
+    ...chunked('children', stringToBytes(n ? n.children.map((x) => `${x}\0`).join('') : '')),
     generation: n ? gen(n.generation) : 0n,
     observed: gen(e.observed),
     check: e.check,
@@ -244,55 +279,73 @@ export function restore(state: XenstoreState, opts: { quotas?: Partial<XsQuotas>
   const store = new XsStore();
   // Nodes come parents first: each is appended to its parent's child list in order.
   const children = new Map<string, string[]>();
-  const pending: Array<[string, Omit<XsNode, 'children'>]> = [];
+  const made: Array<[string, Omit<XsNode, 'children'>]> = [];
   for (const n of state.nodes) {
-    const path = text(n.path);
+    const path = text(n.path_len, n.path);
     children.set(path, []);
     if (path !== '/' && !path.startsWith('@')) children.get(parentOf(path))?.push(baseName(path));
-    pending.push([path, { value: Uint8Array.from(n.value), perms: permsIn(n.perms), generation: ungen(n.generation) }]);
+    made.push([
+      path,
+      { value: joined(n.value_len, n.value), perms: permsIn(n.perms), generation: ungen(n.generation) },
+    ]);
   }
-  for (const [path, n] of pending) store.set(path, { ...n, children: children.get(path)! });
+  for (const [path, n] of made) store.set(path, { ...n, children: children.get(path)! });
   store.generation = Number(state.generation);
 
   const quotas = { ...DEFAULT_QUOTAS, ...opts.quotas };
   const server = new XenstoreServer({ quotas, store });
+  const conns = new Map<number, XsConnection>();
+  const queuedBy = new Map<number, XsMessage[]>();
+  for (const q of state.queued) {
+    const list = queuedBy.get(q.domid) ?? [];
+    list.push({ type: q.type, reqId: q.req_id, txId: q.tx_id, payload: joined(q.payload_len, q.payload) });
+    queuedBy.set(q.domid, list);
+  }
   for (const c of state.connections) {
     const conn: XsConnection = {
       domid: c.domid,
       introduced: c.introduced,
-      watches: c.watches.map((w) => ({ path: text(w.path), token: text(w.token), relative: w.relative })),
+      watches: [],
       transactions: new Map(),
       nextTxId: c.next_tx_id,
-      out: OutQueue.of(
-        c.out.map((m): XsMessage => ({
-          type: m.type,
-          reqId: m.req_id,
-          txId: m.tx_id,
-          payload: Uint8Array.from(m.payload),
-        })),
-        c.out_used,
-      ),
-      inBuf: Uint8Array.from(c.in),
+      out: OutQueue.of(queuedBy.get(c.domid) ?? [], c.out_used),
+      inBuf: joined(c.in_len, c.in),
       error: c.error,
     };
-    const limit = isPrivileged(c.domid) ? null : quotas.transactionNodes;
-    for (const t of c.transactions) {
-      const tx = new Transaction(store, t.id, c.domid, Number(t.generation), limit);
-      tx.fail = t.fail;
-      for (const e of t.entries) tx.entries.set(text(e.path), restoreEntry(e));
-      conn.transactions.set(t.id, tx);
-    }
+    conns.set(c.domid, conn);
     server.adoptConnection(conn);
+  }
+  for (const w of state.watches) {
+    conns.get(w.domid)!.watches.push({
+      path: text(w.path_len, w.path),
+      token: text(w.token_len, w.token),
+      relative: w.relative,
+    });
+  }
+  for (const t of state.transactions) {
+    const limit = isPrivileged(t.domid) ? null : quotas.transactionNodes;
+    const tx = new Transaction(store, t.id, t.domid, Number(t.generation), limit, server.countTxEntries);
+    tx.fail = t.fail;
+    conns.get(t.domid)!.transactions.set(t.id, tx);
+  }
+  for (const e of state.tx_entries) {
+    const tx = conns.get(e.domid)!.transactions.get(e.tx_id)!;
+    tx.entries.set(text(e.path_len, e.path), restoreEntry(e));
   }
   return server;
 }
 
 function restoreEntry(e: TxEntryState): TxEntry {
-  const names = text(e.children).split('\0');
+  const names = text(e.children_len, e.children).split('\0');
   names.pop();
   return {
     node: e.exists
-      ? { value: Uint8Array.from(e.value), children: names, perms: permsIn(e.perms), generation: ungen(e.generation) }
+      ? {
+          value: joined(e.value_len, e.value),
+          children: names,
+          perms: permsIn(e.perms),
+          generation: ungen(e.generation),
+        }
       : null,
     observed: ungen(e.observed),
     check: e.check,
@@ -320,11 +373,22 @@ function checkCount(at: string, count: number, list: readonly unknown[]): void {
   if (count !== list.length) fail(at, `count ${count} but ${list.length} entries`);
 }
 
+/** A blob's length, chunk count and zero padding agree; returns its bytes. */
+function checkBlob(at: string, name: string, len: number, count: number, chunks: readonly Uint8Array[]): Uint8Array {
+  checkCount(`${at}.${name}_chunks`, count, chunks);
+  if (chunks.length !== Math.ceil(len / CHUNK))
+    fail(`${at}.${name}_len`, `${len} bytes do not fill ${chunks.length} chunks of ${CHUNK}`);
+  const last = chunks[chunks.length - 1];
+  if (last)
+    for (let i = len - (chunks.length - 1) * CHUNK; i < CHUNK; i++)
+      if (last[i] !== 0) fail(`${at}.${name}`, 'padding is not zero');
+  return joined(len, chunks);
+}
+
 /** An absolute node path as the daemon would have canonicalized it, or a special path. */
-function checkPath(at: string, raw: readonly number[], special: 'allow' | 'forbid'): string {
-  const path = text(raw);
+function checkPath(at: string, path: string): string {
   if (path.startsWith('@')) {
-    if (special === 'forbid' || !/^[A-Za-z0-9\-/_@]+$/.test(path)) fail(at, `bad special path ${JSON.stringify(path)}`);
+    if (!/^[A-Za-z0-9\-/_@]+$/.test(path)) fail(at, `bad special path ${JSON.stringify(path)}`);
     return path;
   }
   if (!path.startsWith('/') || typeof canonicalize(path, 0, false, null) === 'string')
@@ -345,8 +409,9 @@ function checkGeneration(at: string, g: bigint, global: bigint, absentOk: boolea
 /**
  * Refuses a state `restore` could not serve from: counts that disagree,
  * paths a request could not have made, a tree with a missing parent or a
- * duplicate, quota use that does not match the tree, a transaction or a
- * queued message that cannot exist.  Throws FormatError naming the field.
+ * duplicate, quota use that does not match the tree, a watch, transaction
+ * or queued message of no connection, a message that cannot exist.
+ * Throws FormatError naming the field.
  */
 export function check(state: XenstoreState, where = 'xenstore'): void {
   try {
@@ -363,9 +428,8 @@ function checkState(s: XenstoreState): void {
   const owned = new Map<number, number>();
   s.nodes.forEach((n, i) => {
     const at = `nodes[${i}]`;
-    checkCount(`${at}.path_len`, n.path_len, n.path);
-    checkCount(`${at}.value_len`, n.value_len, n.value);
-    const path = checkPath(`${at}.path`, n.path, 'allow');
+    const path = checkPath(`${at}.path`, bytesToString(checkBlob(at, 'path', n.path_len, n.path_chunks, n.path)));
+    checkBlob(at, 'value', n.value_len, n.value_chunks, n.value);
     if (i === 0 && path !== '/') fail(`${at}.path`, 'the first node must be the root');
     if (seen.has(path)) fail(`${at}.path`, `${path} appears twice`);
     if (path !== '/' && !path.startsWith('@') && !seen.has(parentOf(path)))
@@ -389,88 +453,96 @@ function checkState(s: XenstoreState): void {
   for (const [domid] of owned) if (!listed.has(domid)) fail('owners', `domain ${domid} owns nodes but is not listed`);
 
   checkCount('nr_connections', s.nr_connections, s.connections);
-  const domids = new Set<number>();
+  const conns = new Map<number, ConnState>();
   s.connections.forEach((c, i) => {
     const at = `connections[${i}]`;
-    if (domids.has(c.domid)) fail(`${at}.domid`, `domain ${c.domid} has two connections`);
-    domids.add(c.domid);
-    checkConnection(at, c, s.generation);
+    if (conns.has(c.domid)) fail(`${at}.domid`, `domain ${c.domid} has two connections`);
+    conns.set(c.domid, c);
+    const input = checkBlob(at, 'in', c.in_len, c.in_chunks, c.in);
+    if (input.length >= HEADER_SIZE) {
+      const len = decodeHeader(input).len;
+      if (len > PAYLOAD_MAX) fail(`${at}.in`, `a partial request claims ${len} payload bytes`);
+      if (input.length >= HEADER_SIZE + len) fail(`${at}.in`, 'a complete request was left unprocessed');
+    }
   });
-}
+  const connOf = (at: string, domid: number): ConnState =>
+    conns.get(domid) ?? fail(`${at}.domid`, `domain ${domid} has no connection`);
 
-function checkConnection(at: string, c: XenstoreState['connections'][number], global: bigint): void {
-  checkCount(`${at}.nr_watches`, c.nr_watches, c.watches);
+  checkCount('nr_watches', s.nr_watches, s.watches);
   const watches = new Set<string>();
-  c.watches.forEach((w, i) => {
-    const wat = `${at}.watches[${i}]`;
-    checkCount(`${wat}.path_len`, w.path_len, w.path);
-    checkCount(`${wat}.token_len`, w.token_len, w.token);
-    const path = checkPath(`${wat}.path`, w.path, 'allow');
-    if (w.token.includes(0)) fail(`${wat}.token`, 'a token cannot hold a NUL');
-    if (w.relative && !path.startsWith(`${domainPath(c.domid)}/`))
-      fail(`${wat}.relative`, `${path} is not below domain ${c.domid}'s home`);
-    const key = `${path}\0${text(w.token)}`;
-    if (watches.has(key)) fail(`${wat}`, 'the same watch twice');
+  s.watches.forEach((w, i) => {
+    const at = `watches[${i}]`;
+    connOf(at, w.domid);
+    const path = checkPath(`${at}.path`, bytesToString(checkBlob(at, 'path', w.path_len, w.path_chunks, w.path)));
+    const token = checkBlob(at, 'token', w.token_len, w.token_chunks, w.token);
+    if (token.includes(0)) fail(`${at}.token`, 'a token cannot hold a NUL');
+    if (w.relative && !path.startsWith(`${domainPath(w.domid)}/`))
+      fail(`${at}.relative`, `${path} is not below domain ${w.domid}'s home`);
+    const key = `${w.domid}\0${path}\0${bytesToString(token)}`;
+    if (watches.has(key)) fail(at, 'the same watch twice');
     watches.add(key);
   });
 
-  checkCount(`${at}.nr_transactions`, c.nr_transactions, c.transactions);
-  const ids = new Set<number>();
-  c.transactions.forEach((t, i) => {
-    const tat = `${at}.transactions[${i}]`;
-    if (t.id === 0) fail(`${tat}.id`, 'transaction id 0 means "none"');
-    if (ids.has(t.id)) fail(`${tat}.id`, `transaction ${t.id} twice`);
-    ids.add(t.id);
-    checkGeneration(`${tat}.generation`, t.generation, global, false);
-    checkCount(`${tat}.nr_entries`, t.nr_entries, t.entries);
-    const paths = new Set<string>();
-    t.entries.forEach((e, j) => checkEntry(`${tat}.entries[${j}]`, e, paths, global));
+  checkCount('nr_transactions', s.nr_transactions, s.transactions);
+  const txs = new Set<string>();
+  s.transactions.forEach((t, i) => {
+    const at = `transactions[${i}]`;
+    connOf(at, t.domid);
+    if (t.id === 0) fail(`${at}.id`, 'transaction id 0 means "none"');
+    if (txs.has(`${t.domid}:${t.id}`)) fail(`${at}.id`, `transaction ${t.id} of domain ${t.domid} twice`);
+    txs.add(`${t.domid}:${t.id}`);
+    checkGeneration(`${at}.generation`, t.generation, s.generation, false);
   });
 
-  checkCount(`${at}.nr_out`, c.nr_out, c.out);
-  c.out.forEach((m, i) => {
-    checkCount(`${at}.out[${i}].len`, m.len, m.payload);
-    if (m.type >= XS_TYPE_COUNT) fail(`${at}.out[${i}].type`, `unknown message type ${m.type}`);
+  checkCount('nr_tx_entries', s.nr_tx_entries, s.tx_entries);
+  const entries = new Set<string>();
+  s.tx_entries.forEach((e, i) => {
+    const at = `tx_entries[${i}]`;
+    if (!txs.has(`${e.domid}:${e.tx_id}`)) fail(`${at}.tx_id`, `domain ${e.domid} has no transaction ${e.tx_id}`);
+    const path = checkPath(`${at}.path`, bytesToString(checkBlob(at, 'path', e.path_len, e.path_chunks, e.path)));
+    const key = `${e.domid}:${e.tx_id}:${path}`;
+    if (entries.has(key)) fail(`${at}.path`, `${path} twice in one transaction`);
+    entries.add(key);
+    checkEntry(at, e, path, s.generation);
   });
-  const first = c.out[0];
-  if (first ? c.out_used >= HEADER_SIZE + first.len : c.out_used !== 0)
-    fail(`${at}.out_used`, `${c.out_used} bytes sent of a message that is not that long`);
 
-  checkCount(`${at}.in_len`, c.in_len, c.in);
-  if (c.in.length >= HEADER_SIZE) {
-    const len = decodeHeader(Uint8Array.from(c.in)).len;
-    if (len > PAYLOAD_MAX) fail(`${at}.in`, `a partial request claims ${len} payload bytes`);
-    if (c.in.length >= HEADER_SIZE + len) fail(`${at}.in`, 'a complete request was left unprocessed');
-  }
+  checkCount('nr_queued', s.nr_queued, s.queued);
+  const firstOf = new Map<number, number>();
+  s.queued.forEach((m, i) => {
+    const at = `queued[${i}]`;
+    connOf(at, m.domid);
+    checkBlob(at, 'payload', m.payload_len, m.payload_chunks, m.payload);
+    if (m.type >= XS_TYPE_COUNT) fail(`${at}.type`, `unknown message type ${m.type}`);
+    if (!firstOf.has(m.domid)) firstOf.set(m.domid, HEADER_SIZE + m.payload_len);
+  });
+  s.connections.forEach((c, i) => {
+    const size = firstOf.get(c.domid);
+    if (size === undefined ? c.out_used !== 0 : c.out_used >= size)
+      fail(`connections[${i}].out_used`, `${c.out_used} bytes sent of a message that is not that long`);
+  });
 }
 
-function checkEntry(at: string, e: TxEntryState, paths: Set<string>, global: bigint): void {
-  checkCount(`${at}.path_len`, e.path_len, e.path);
-  checkCount(`${at}.value_len`, e.value_len, e.value);
-  checkCount(`${at}.children_len`, e.children_len, e.children);
-  const path = checkPath(`${at}.path`, e.path, 'allow');
-  if (paths.has(path)) fail(`${at}.path`, `${path} twice`);
-  paths.add(path);
+function checkEntry(at: string, e: TxEntryState, path: string, global: bigint): void {
+  const value = checkBlob(at, 'value', e.value_len, e.value_chunks, e.value);
+  const list = checkBlob(at, 'children', e.children_len, e.children_chunks, e.children);
   checkGeneration(`${at}.observed`, e.observed, global, true);
   if (!e.exists) {
-    if (e.value.length || e.perms.length || e.children.length) fail(`${at}`, 'an absent node with contents');
+    if (value.length || e.perms.length || list.length) fail(at, 'an absent node with contents');
     return;
   }
   checkPerms(at, e.nr_perms, e.perms);
   checkGeneration(`${at}.generation`, e.generation, global, false);
-  if (e.children.length > 0 && e.children[e.children.length - 1] !== 0)
-    fail(`${at}.children`, 'the child list must end with a NUL');
-  const names = text(e.children).split('\0');
+  if (list.length > 0 && list[list.length - 1] !== 0) fail(`${at}.children`, 'the child list must end with a NUL');
+  const names = bytesToString(list).split('\0');
   names.pop();
   const unique = new Set<string>();
   for (const name of names) {
-    if (
+    const bad =
       name === '' ||
       name.includes('/') ||
       name.startsWith('@') ||
-      typeof canonicalize(childPath(path, name), 0, false, null) === 'string'
-    )
-      fail(`${at}.children`, `bad child name ${JSON.stringify(name)}`);
+      typeof canonicalize(childPath(path, name), 0, false, null) === 'string';
+    if (bad) fail(`${at}.children`, `bad child name ${JSON.stringify(name)}`);
     if (unique.has(name)) fail(`${at}.children`, `child ${name} twice`);
     unique.add(name);
   }

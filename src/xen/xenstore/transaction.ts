@@ -5,6 +5,7 @@
 // path whose committed generation moved since it was first seen makes the
 // end fail with EAGAIN: the rule of the daemon's generation counts, which
 // compares every node the transaction read or wrote (a write reads first).
+import { XS_LIMITS } from './quota.js';
 import { NO_GENERATION, type XsNode, type XsStore } from './store.js';
 import type { XsError } from './wire.js';
 
@@ -42,6 +43,8 @@ export interface NodeView {
   remove(path: string): void;
   /** Node count of `domid` as this view sees it (committed plus own changes). */
   ownedBy(domid: number): number;
+  /** Nodes in the tree as this view sees it. */
+  nodeCount(): number;
   readonly store: XsStore;
 }
 
@@ -59,6 +62,9 @@ export class CommittedView implements NodeView {
   ownedBy(domid: number): number {
     return this.store.ownedBy(domid);
   }
+  nodeCount(): number {
+    return this.store.size;
+  }
 }
 
 export class Transaction implements NodeView {
@@ -68,6 +74,7 @@ export class Transaction implements NodeView {
   /**
    * @param maxEntries paths one transaction may touch (the transaction-nodes
    *   quota), or null when unlimited
+   * @param allEntries paths touched by every open transaction together
    */
   constructor(
     readonly store: XsStore,
@@ -75,6 +82,7 @@ export class Transaction implements NodeView {
     readonly domid: number,
     readonly generation: number,
     private readonly maxEntries: number | null,
+    private readonly allEntries: () => number,
   ) {}
 
   get(path: string): XsNode | undefined {
@@ -82,6 +90,7 @@ export class Transaction implements NodeView {
     if (e) return e.node ?? undefined;
     this.admit();
     const node = this.store.get(path);
+    if (node) this.fits(node);
     this.entries.set(path, {
       node: node ?? null,
       observed: node ? node.generation : NO_GENERATION,
@@ -93,6 +102,7 @@ export class Transaction implements NodeView {
   }
 
   put(path: string, node: XsNode): void {
+    this.fits(node);
     const e = this.entry(path);
     e.node = { ...node, generation: this.store.nextGeneration() };
     e.modified = true;
@@ -102,6 +112,15 @@ export class Transaction implements NodeView {
     const e = this.entry(path);
     e.node = null;
     e.modified = true;
+  }
+
+  /** Nodes in the tree if the transaction committed now. */
+  nodeCount(): number {
+    let n = this.store.size;
+    for (const [path, e] of this.entries) {
+      if (e.modified) n += (e.node ? 1 : 0) - (this.store.get(path) ? 1 : 0);
+    }
+    return n;
   }
 
   /** Nodes `domid` would own if the transaction committed now. */
@@ -148,9 +167,19 @@ export class Transaction implements NodeView {
   }
 
   private admit(): void {
-    if (this.maxEntries !== null && this.entries.size >= this.maxEntries) {
-      this.fail = true;
-      throw new XsFail('ENOSPC');
-    }
+    const mine = this.maxEntries !== null && this.entries.size >= this.maxEntries;
+    if (mine || this.allEntries() >= XS_LIMITS.transactionEntries) this.refuse();
+  }
+
+  /** A child list longer than a transaction may hold. */
+  private fits(node: XsNode): void {
+    let bytes = 0;
+    for (const c of node.children) bytes += c.length + 1;
+    if (bytes > XS_LIMITS.transactionChildBytes) this.refuse();
+  }
+
+  private refuse(): never {
+    this.fail = true;
+    throw new XsFail('ENOSPC');
   }
 }

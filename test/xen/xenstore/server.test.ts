@@ -3,6 +3,8 @@
 // daemon), permissions, watches, transactions and quotas.  No KVM, no ring.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { InputError } from '../../../src/errors.js';
+import { XS_LIMITS } from '../../../src/xen/xenstore/quota.js';
 import { XenstoreServer } from '../../../src/xen/xenstore/server.js';
 import { DOMID_SELF, PAYLOAD_MAX, XsType, stringToBytes } from '../../../src/xen/xenstore/wire.js';
 import { Client } from './xs-client.js';
@@ -588,15 +590,61 @@ test('quota: watch events beyond a connection’s output budget are dropped, rep
   assert.is(r.err, null);
 });
 
-test('a guest that never reads: 20 000 distinct events stay within the output budget, in linear time', () => {
+test('a guest that never reads: 480 distinct events wait at most, duplicates are dropped, in linear time', () => {
   const { d0, g, s } = setup();
+  for (let i = 0; i < 2000; i++) d0.write(`/local/domain/5/data/d${i % 40}/n${i}`, '');
   g.watch('data', 't');
-  for (let i = 0; i < 20_000; i++) d0.write(`/local/domain/5/data/n${i % 500}/m${i}`, '');
+  g.events();
+  for (let i = 0; i < 20_000; i++) d0.write(`/local/domain/5/data/d${i % 40}/n${i % 2000}`, String(i));
   const q = s.connection(5).out;
+  assert.is(q.length, XS_LIMITS.queuedEvents);
   assert.ok(q.bytes <= s.quotas.outputBytes);
-  assert.ok(q.length > 1000);
   const events = g.events();
   assert.is(new Set(events.map(([p]) => p)).size, events.length, 'no duplicates');
+});
+
+test('limits for everyone, the toolstack included, keep the state bounded', () => {
+  const { d0, s } = setup();
+  // Nodes in the tree.
+  let i = 0;
+  while (s.store.size < XS_LIMITS.nodes) assert.is(d0.write(`/n/d${i >> 8}/x${i++}`, ''), 'OK');
+  assert.is(d0.write('/one-more', ''), 'ENOSPC');
+  assert.is(d0.write('/n/d0/x0', 'changing is fine'), 'OK');
+  // Permissions per node.
+  const perms = Array.from({ length: XS_LIMITS.perms }, (_, k) => `r${k}`);
+  assert.is(d0.setPerms('/n', perms), 'OK');
+  assert.is(d0.setPerms('/n', [...perms, 'r99']), 'ENOSPC');
+  // Watches over all connections.
+  for (let k = 0; k < XS_LIMITS.watches; k++) assert.is(d0.watch('/n', `w${k}`), 'OK');
+  assert.is(d0.watch('/n', 'one-more'), 'E2BIG');
+  assert.is(new Client(s, 5).watch('data', 'guest'), 'E2BIG', 'the guest shares the limit');
+  // Open transactions over all connections.
+  for (let k = 0; k < XS_LIMITS.transactions; k++) d0.start();
+  assert.is(d0.req(XsType.TRANSACTION_START, ['']).err, 'ENOSPC');
+});
+
+test('limits on what open transactions hold: paths touched in all, and child lists', () => {
+  const { d0, s } = setup();
+  for (let k = 0; k < 300; k++) d0.write(`/wide/${'c'.repeat(12)}${k}`, '');
+  const tx = d0.start();
+  assert.equal(d0.ls('/wide', tx), ['ENOSPC'], 'a child list of more than 4096 bytes');
+  assert.is(d0.end(tx), 'ENOMEM');
+  const t1 = d0.start();
+  let touched = 0;
+  while (d0.read(`/p${touched}`, t1) === 'ENOENT') touched++;
+  assert.is(d0.read(`/p${touched}`, t1), 'ENOSPC');
+  assert.is(s.countTxEntries(), XS_LIMITS.transactionEntries);
+  assert.is(d0.end(t1, false), 'OK');
+  assert.is(s.countTxEntries(), 0);
+});
+
+test('a 65th domain is refused a connection', () => {
+  const s = new XenstoreServer();
+  for (let d = 1; d < XS_LIMITS.connections; d++) s.connection(d);
+  assert.throws(
+    () => s.connection(1000),
+    (e: unknown) => e instanceof InputError && /at most 64/.test(e.message),
+  );
 });
 
 // ---- domains ----

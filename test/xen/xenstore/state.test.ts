@@ -7,10 +7,17 @@ import { decode, encode } from '@msgpack/msgpack';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FormatError } from '../../../src/errors.js';
-import { MSGPACK_OPTIONS, decodeState, encodeState } from '../../../src/vmstate/index.js';
+import {
+  MSGPACK_OPTIONS,
+  decodeState,
+  decodeWithSchema,
+  descriptorFromSchema,
+  encodeState,
+  schemaOf,
+} from '../../../src/vmstate/index.js';
 import { XenstoreRing } from '../../../src/xen/xenstore/ring.js';
 import { XenstoreServer } from '../../../src/xen/xenstore/server.js';
-import { check, restore, save, xenstoreState, type XenstoreState } from '../../../src/xen/xenstore/state.js';
+import { CHUNK, check, restore, save, xenstoreState, type XenstoreState } from '../../../src/xen/xenstore/state.js';
 import { RingError, RingOffset, XsType, encodeMessage, stringToBytes } from '../../../src/xen/xenstore/wire.js';
 import { Client } from './xs-client.js';
 
@@ -71,10 +78,15 @@ test('save → msgpack → check → restore → save gives the same state', () 
   const st = save(s);
   check(st);
   assert.ok(st.nodes.length > 10);
-  assert.ok(st.connections.find((c) => c.domid === 5)!.transactions[0]!.entries.length > 3);
-  assert.ok(st.connections.find((c) => c.domid === 5)!.out.length > 0, 'queued events travel');
-  assert.is(st.connections.find((c) => c.domid === 5)!.in.length, 20, 'the partial request travels');
+  assert.is(st.transactions.length, 1);
+  assert.ok(st.tx_entries.length > 3);
+  assert.ok(
+    st.queued.some((q) => q.domid === 5),
+    'queued events travel',
+  );
+  assert.is(st.connections.find((c) => c.domid === 5)!.in_len, 20, 'the partial request travels');
   assert.is(st.connections.find((c) => c.domid === 7)!.error, RingError.PROTO);
+  assert.ok(st.watches.length >= 4);
   const back = roundTrip(st);
   assert.equal(back, st);
   assert.equal(save(restore(back)), st);
@@ -163,13 +175,28 @@ test('a connection stopped for a protocol error stays stopped after a restore', 
 // ---- check ----
 
 type Damage = (st: XenstoreState) => void;
-const nodeAt = (st: XenstoreState, path: string): number =>
-  st.nodes.findIndex((n) => String.fromCharCode(...n.path) === path);
-const setPath = (o: { path: number[]; path_len: number }, p: string): void => {
-  o.path = Array.from(stringToBytes(p));
-  o.path_len = o.path.length;
+type Blobby = Record<string, unknown>;
+/** Replaces the blob `name` of a record with `b`, chunked as save does. */
+function setBlob(o: Blobby, name: string, b: Uint8Array): void {
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < b.length; at += CHUNK) {
+    const c = new Uint8Array(CHUNK);
+    c.set(b.subarray(at, at + CHUNK));
+    chunks.push(c);
+  }
+  o[`${name}_len`] = b.length;
+  o[`${name}_chunks`] = chunks.length;
+  o[name] = chunks;
+}
+const blobText = (o: Blobby, name: string): string => {
+  const chunks = o[name] as Uint8Array[];
+  return String.fromCharCode(...chunks.flatMap((c) => Array.from(c))).slice(0, o[`${name}_len`] as number);
 };
+const setPath = (o: object, p: string): void => setBlob(o as Blobby, 'path', stringToBytes(p));
+const nodeAt = (st: XenstoreState, path: string): number => st.nodes.findIndex((n) => blobText(n, 'path') === path);
 const conn5 = (st: XenstoreState): XenstoreState['connections'][number] => st.connections.find((c) => c.domid === 5)!;
+const watch5 = (st: XenstoreState): XenstoreState['watches'][number] =>
+  st.watches.find((w) => w.domid === 5 && w.relative)!;
 
 const DAMAGE: Array<[string, RegExp, Damage]> = [
   ['a count that disagrees', /xenstore\.nr_nodes: count/, (st) => (st.nr_nodes += 1)],
@@ -194,6 +221,13 @@ const DAMAGE: Array<[string, RegExp, Damage]> = [
   ['a trailing slash', /bad path/, (st) => setPath(st.nodes[1]!, '/tool/')],
   ['a relative path', /bad path/, (st) => setPath(st.nodes[1]!, 'tool')],
   [
+    'a length that does not fill its chunks',
+    /nodes\[1\]\.path_len: 300 bytes do not fill 1 chunks/,
+    (st) => (st.nodes[1]!.path_len = 300),
+  ],
+  ['a chunk count that disagrees', /nodes\[1\]\.value_chunks: count/, (st) => (st.nodes[1]!.value_chunks = 2)],
+  ['padding that is not zero', /nodes\[1\]\.path: padding is not zero/, (st) => (st.nodes[1]!.path[0]![CHUNK - 1] = 1)],
+  [
     'a node without permissions',
     /perms: a node needs at least its owner/,
     (st) => {
@@ -201,7 +235,6 @@ const DAMAGE: Array<[string, RegExp, Damage]> = [
       st.nodes[1]!.nr_perms = 0;
     },
   ],
-  ['a length that disagrees', /nodes\[1\]\.value_len: count/, (st) => (st.nodes[1]!.value_len = 3)],
   ['a generation from the future', /generation \d+ is beyond/, (st) => (st.nodes[1]!.generation = st.generation + 1n)],
   [
     'a missing special node',
@@ -229,71 +262,85 @@ const DAMAGE: Array<[string, RegExp, Damage]> = [
       st.nr_connections++;
     },
   ],
+  ['a watch of no connection', /watches\[\d+\]\.domid: domain 9 has no connection/, (st) => (st.watches[0]!.domid = 9)],
   [
     'a relative watch outside its home',
-    /watches\[0\]\.relative: .* is not below domain 5/,
-    (st) => setPath(conn5(st).watches[0]!, '/elsewhere'),
+    /watches\[\d+\]\.relative: .* is not below domain 5/,
+    (st) => setPath(watch5(st), '/elsewhere'),
   ],
-  ['a watch with a bad path', /watches\[0\]\.path: bad path/, (st) => setPath(conn5(st).watches[0]!, '/a//b')],
+  ['a watch with a bad path', /watches\[\d+\]\.path: bad path/, (st) => setPath(watch5(st), '/a//b')],
   [
     'a token with a NUL',
-    /watches\[0\]\.token: a token cannot hold a NUL/,
+    /watches\[\d+\]\.token: a token cannot hold a NUL/,
+    (st) => setBlob(watch5(st), 'token', Uint8Array.of(65, 0, 66)),
+  ],
+  [
+    'the same watch twice',
+    /watches\[\d+\]: the same watch twice/,
     (st) => {
-      conn5(st).watches[0]!.token = [65, 0, 66];
-      conn5(st).watches[0]!.token_len = 3;
+      st.watches.push(structuredClone(st.watches[0]!));
+      st.nr_watches++;
     },
   ],
-  ['transaction id 0', /transactions\[0\]\.id: transaction id 0/, (st) => (conn5(st).transactions[0]!.id = 0)],
+  ['transaction id 0', /transactions\[0\]\.id: transaction id 0/, (st) => (st.transactions[0]!.id = 0)],
+  [
+    'an entry of no transaction',
+    /tx_entries\[0\]\.tx_id: domain 5 has no transaction 99/,
+    (st) => (st.tx_entries[0]!.tx_id = 99),
+  ],
   [
     'a transaction path twice',
-    /entries\[1\]\.path: .* twice/,
-    (st) => {
-      const t = conn5(st).transactions[0]!;
-      t.entries[1] = structuredClone(t.entries[0]!);
-    },
+    /tx_entries\[1\]\.path: .* twice in one transaction/,
+    (st) => (st.tx_entries[1] = structuredClone(st.tx_entries[0]!)),
   ],
   [
     'a child name with a slash',
     /children: bad child name/,
-    (st) => {
-      const e = conn5(st).transactions[0]!.entries.find((x) => x.exists)!;
-      e.children = Array.from(stringToBytes('a/b\0'));
-      e.children_len = e.children.length;
-    },
+    (st) =>
+      setBlob(
+        st.tx_entries.find((x) => x.exists)!,
+        'children',
+        stringToBytes('a/b\0'),
+      ),
+  ],
+  [
+    'a child list without its final NUL',
+    /children: the child list must end with a NUL/,
+    (st) =>
+      setBlob(
+        st.tx_entries.find((x) => x.exists)!,
+        'children',
+        stringToBytes('a'),
+      ),
   ],
   [
     'an absent node with contents',
-    /entries\[\d+\]: an absent node with contents/,
-    (st) => {
-      const e = conn5(st).transactions[0]!.entries.find((x) => !x.exists)!;
-      e.value = [1];
-      e.value_len = 1;
-    },
+    /tx_entries\[\d+\]: an absent node with contents/,
+    (st) =>
+      setBlob(
+        st.tx_entries.find((x) => !x.exists)!,
+        'value',
+        Uint8Array.of(1),
+      ),
   ],
   [
     'more sent than the message holds',
-    /out_used: \d+ bytes sent/,
-    (st) => (conn5(st).out_used = 16 + conn5(st).out[0]!.len),
+    /connections\[\d\]\.out_used: \d+ bytes sent/,
+    (st) => (conn5(st).out_used = 16 + st.queued.find((q) => q.domid === 5)!.payload_len),
   ],
-  ['a queued message of no known type', /out\[0\]\.type: unknown message type/, (st) => (conn5(st).out[0]!.type = 99)],
+  ['a queued message of no known type', /queued\[\d+\]\.type: unknown message type/, (st) => (st.queued[0]!.type = 99)],
   [
     'a complete request left unprocessed',
     /in: a complete request was left unprocessed/,
-    (st) => {
-      const c = conn5(st);
-      c.in = Array.from(encodeMessage({ type: 2, reqId: 1, txId: 0, payload: stringToBytes('x\0') }));
-      c.in_len = c.in.length;
-    },
+    (st) => setBlob(conn5(st), 'in', encodeMessage({ type: 2, reqId: 1, txId: 0, payload: stringToBytes('x\0') })),
   ],
   [
     'a partial request claiming too much',
     /in: a partial request claims 5000 payload bytes/,
     (st) => {
-      const c = conn5(st);
       const h = encodeMessage({ type: 2, reqId: 1, txId: 0, payload: new Uint8Array(0) });
       new DataView(h.buffer).setUint32(12, 5000, true);
-      c.in = Array.from(h);
-      c.in_len = c.in.length;
+      setBlob(conn5(st), 'in', h);
     },
   ],
 ];
@@ -312,6 +359,24 @@ for (const [what, re, damage] of DAMAGE) {
     }
   });
 }
+
+test('the schema a snapshot embeds can be read back within the decoder limits (inspect can decode it)', () => {
+  const schema = JSON.parse(JSON.stringify(schemaOf(xenstoreState))) as unknown;
+  descriptorFromSchema(schema);
+  const st = save(busy().s);
+  const rec = decodeWithSchema(
+    schema,
+    decode(encode(encodeState(xenstoreState, st), MSGPACK_OPTIONS), MSGPACK_OPTIONS),
+  );
+  assert.is(rec.nr_nodes, st.nr_nodes);
+});
+
+test('a snapshot is compact: a value is stored as bytes, not as a list of numbers', () => {
+  const s = new XenstoreServer();
+  new Client(s, 0).write('/big', 'x'.repeat(4000));
+  const size = encode(encodeState(xenstoreState, save(s)), MSGPACK_OPTIONS).length;
+  assert.ok(size < 4000 + 1500, `${size} bytes`);
+});
 
 test('check names the section it was told', () => {
   const st = save(busy().s);
