@@ -90,6 +90,7 @@ export function dispatch(c: Ctx): Uint8Array {
   return entry.fn(c.d, c);
 }
 
+/** The request's path made absolute, or EINVAL (bad characters, slashes, length; @ where not allowed). */
 export function canon(c: Ctx, raw: string | null, allowSpecial: boolean): Canonical {
   const r = canonicalize(raw, c.domid, allowSpecial, isPrivileged(c.domid) ? null : c.d.quotas.pathLength);
   if (typeof r === 'string') throw new XsFail(r);
@@ -121,6 +122,7 @@ function errnoFromParents(c: Ctx, path: string, err: XsError, perm: number): XsE
   return 'EACCES';
 }
 
+/** An existing node the caller holds `perm` on, or the error (ENOENT, EACCES, EINVAL). */
 export function existing(
   c: Ctx,
   raw: string | null,
