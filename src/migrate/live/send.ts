@@ -25,7 +25,7 @@ import { machineHeader, streamMachineState } from '../sections-out.js';
 import { BatchBuffers, writeRam } from '../ram/write.js';
 import { writableSink } from '../stream/byte-sink.js';
 import { StreamWriter } from '../stream/writer.js';
-import { type DestinationTimes, parseConfirmation } from './receive.js';
+import { type DestinationTimes, parseConfirmation } from './answers.js';
 import { DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './pause/rehearse.js';
 import { collectAll, collectYoung } from './pause/gc.js';
