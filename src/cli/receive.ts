@@ -7,23 +7,11 @@
 // (see migrate/live/transport/security.ts); without, it is not authenticated:
 // listen only where no one but the source can connect.  The protocol is
 // migrate/live/receive.ts's; this parses, wires and prints.
-import {
-  type MigrationAddress,
-  checkSecurityFor,
-  formatAddress,
-  listenOn,
-  parseAddress,
-} from '../migrate/live/transport/address.js';
-import { describeSecurity, loadSecurity, type StreamSecurity } from '../migrate/live/transport/security.js';
-import {
-  type IncomingConnection,
-  type IncomingMigration,
-  receiveMigration,
-  socketConnection,
-} from '../migrate/live/receive.js';
+import type { MigrationAddress } from '../migrate/live/transport/address.js';
+import type { StreamSecurity } from '../migrate/live/transport/security.js';
+import type { IncomingConnection, IncomingMigration } from '../migrate/live/receive.js';
 import { EXIT } from './exit-codes.js';
-import { prestartThreads } from '../machine/thread-pool.js';
-import { runToCompletion } from './run.js';
+import { defineCommand } from './command.js';
 
 export interface ReceiveArgs {
   listen: string;
@@ -36,19 +24,78 @@ export interface ReceiveArgs {
   pskFile?: string | undefined;
 }
 
+export const command = defineCommand({
+  command: 'receive',
+  describe: 'Wait for one incoming live migration and run the guest (console on stdout; on stderr with --listen -)',
+  builder: (y) =>
+    y
+      .option('listen', {
+        type: 'string',
+        demandOption: true,
+        describe: 'tcp:HOST:PORT, unix:PATH, or - (stream on stdin, answer on stdout)',
+      })
+      .option('qmp', { type: 'string', describe: 'open a QMP control socket at this path once the guest runs' })
+      .option('quiet', {
+        type: 'boolean',
+        default: false,
+        describe: 'no closing status line on a clean shutdown',
+      })
+      .option('tls-cert', { type: 'string', describe: "TLS: this destination's certificate (PEM)" })
+      .option('tls-key', { type: 'string', describe: 'TLS: its private key (PEM)' })
+      .option('tls-ca', { type: 'string', describe: 'TLS: require a source certificate signed by this CA (PEM)' })
+      .option('psk-file', {
+        type: 'string',
+        describe:
+          'TLS 1.2 with a pre-shared key instead of certificates: file with the key in hex (openssl rand -hex 32)',
+      })
+      .example('$0 receive --listen tcp:0.0.0.0:4444 --qmp /tmp/vm.sock', 'accept one guest on port 4444')
+      .example('$0 receive --listen tcp:0.0.0.0:4444 --tls-cert dest.pem --tls-key dest.key', 'the same over TLS')
+      .epilogue(
+        'Without --tls-cert/--tls-key or --psk-file the stream is NOT authenticated or encrypted: listen only where just the source can connect. TLS is for tcp: and unix: addresses.\n\nExit status as for run; 1 when the migration failed (nothing runs here), 130 interrupted.',
+      ),
+  run: (a) =>
+    receiveCommand({
+      listen: a.listen,
+      qmp: a.qmp,
+      quiet: a.quiet,
+      tlsCert: a['tls-cert'],
+      tlsKey: a['tls-key'],
+      tlsCa: a['tls-ca'],
+      pskFile: a['psk-file'],
+    }),
+});
+
+/** What receiving needs, loaded when the command runs (command.ts). */
+const load = () =>
+  Promise.all([
+    import('../migrate/live/transport/address.js'),
+    import('../migrate/live/transport/security.js'),
+    import('../migrate/live/receive.js'),
+    import('../machine/thread-pool.js'),
+    import('./run-to-completion.js'),
+  ]).then(([address, security, receive, threads, run]) => ({
+    ...address,
+    ...security,
+    ...receive,
+    ...threads,
+    ...run,
+  }));
+type Loaded = Awaited<ReturnType<typeof load>>;
+
 const say = (line: string): void => {
   process.stderr.write(`xenkvm: ${line}\n`);
 };
 
 /** Listens on `addr` for the source; null when interrupted first. */
 async function acceptSource(
+  lib: Loaded,
   addr: MigrationAddress,
   security: StreamSecurity,
   signal: AbortSignal,
 ): Promise<{ conn: IncomingConnection; from: string } | null> {
-  const listener = await listenOn(addr, security, (why) => say(why));
+  const listener = await lib.listenOn(addr, security, (why) => say(why));
   say(
-    `waiting for a guest on ${formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${describeSecurity(security)})`}`,
+    `waiting for a guest on ${lib.formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${lib.describeSecurity(security)})`}`,
   );
   let sock;
   try {
@@ -58,15 +105,19 @@ async function acceptSource(
     throw e;
   }
   const from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
-  return { conn: socketConnection(sock, security.kind === 'none', signal), from };
+  return { conn: lib.socketConnection(sock, security.kind === 'none', signal), from };
 }
 
 export async function receiveCommand(a: ReceiveArgs): Promise<number> {
-  const addr = parseAddress(a.listen, '--listen');
-  const security = loadSecurity({ tlsCert: a.tlsCert, tlsKey: a.tlsKey, tlsCa: a.tlsCa, pskFile: a.pskFile }, 'server');
-  checkSecurityFor(addr, security, '--listen');
+  const lib = await load();
+  const addr = lib.parseAddress(a.listen, '--listen');
+  const security = lib.loadSecurity(
+    { tlsCert: a.tlsCert, tlsKey: a.tlsKey, tlsCa: a.tlsCa, pskFile: a.pskFile },
+    'server',
+  );
+  lib.checkSecurityFor(addr, security, '--listen');
   // While we wait for the source: the guest's threads load (most guests have 1-2 vCPUs; more start on demand).
-  prestartThreads(2);
+  lib.prestartThreads(2);
   const stdio = addr.kind === 'stdio';
   const consoleOut = stdio ? process.stderr : process.stdout;
   const interrupted = new AbortController();
@@ -76,14 +127,14 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   try {
     const source = stdio
       ? { conn: { input: process.stdin, output: process.stdout, endOutput: false }, from: 'stdin' }
-      : await acceptSource(addr, security, interrupted.signal);
+      : await acceptSource(lib, addr, security, interrupted.signal);
     if (!source) {
       say('interrupted: no guest received');
       return EXIT.interrupted;
     }
     let r: IncomingMigration;
     try {
-      r = await receiveMigration(source.conn, {
+      r = await lib.receiveMigration(source.conn, {
         console: (bytes) => consoleOut.write(bytes),
         log: (msg) => say(msg),
         onHeader: (h) =>
@@ -101,7 +152,7 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     // runToCompletion starts the guest; the source hears "OK running" right after, and only then stops its copy.
-    return await runToCompletion(r.machine, a.quiet, a.qmp, r.confirm);
+    return await lib.runToCompletion(r.machine, a.quiet, a.qmp, r.confirm);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

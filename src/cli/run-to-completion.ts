@@ -1,40 +1,13 @@
-// `xenkvm run`: boot a PVH guest and stream its console to stdout.
-import { readFileSync } from 'node:fs';
-import { InputError, UsageError } from '../errors.js';
-import { XenMachine } from '../machine/machine.js';
+// Runs a machine until its guest stops: the console is already wired, this
+// adds Ctrl-C, the control socket (--qmp), the closing line and the exit
+// status.  Shared by run, restore and receive; its imports (the control
+// socket and what it serves) are what those commands load to run a guest.
+import type { XenMachine } from '../machine/machine.js';
 import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
-import { parseSize } from './parse-size.js';
 import { startControlSocket } from './control-socket.js';
 import { emitShutdown } from '../qmp/events.js';
 import type { QmpServer } from '../qmp/server.js';
 import { mark } from '../trace.js';
-
-export interface RunArgs {
-  elf: string;
-  mem: string;
-  vcpus: number;
-  cmdline: string;
-  quiet: boolean;
-  qmp?: string | undefined;
-}
-
-export function readGuestImage(path: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new InputError(`${path}: no such file`);
-    if (code === 'EISDIR') throw new InputError(`${path}: is a directory, not a guest image`);
-    throw new InputError(`${path}: cannot read (${code ?? (e as Error).message})`);
-  }
-}
-
-export function parseMem(text: string): number {
-  const memBytes = parseSize(text, '--mem');
-  if (memBytes % (2 << 20) !== 0 || memBytes < 4 << 20)
-    throw new UsageError(`--mem must be a multiple of 2 MiB and at least 4 MiB, got ${text}`);
-  return memBytes;
-}
 
 /**
  * Runs `machine` (with a control socket at `qmpPath`) until its guest stops or
@@ -88,19 +61,4 @@ export async function runToCompletion(
     await qmp?.close();
     await machine.destroy();
   }
-}
-
-export async function runCommand(args: RunArgs): Promise<number> {
-  const memBytes = parseMem(args.mem);
-  const elf = readGuestImage(args.elf);
-  const machine = XenMachine.boot({
-    elf,
-    elfName: args.elf,
-    cmdline: args.cmdline,
-    memBytes,
-    vcpus: args.vcpus,
-    console: (bytes) => process.stdout.write(bytes),
-    log: (msg) => process.stderr.write(`xenkvm: ${msg}\n`),
-  });
-  return runToCompletion(machine, args.quiet, args.qmp);
 }
