@@ -5,9 +5,10 @@
 // server answered with an error, 2 bad usage or no server to talk to.
 
 import { QmpError, XenkvmError } from '../errors.js';
-import { QmpClient } from '../qmp/client.js';
+import type { QmpClient } from '../qmp/client.js';
 import { isJsonObject, type JsonObject, type JsonValue } from '../qmp/protocol.js';
 import { EXIT } from './exit-codes.js';
+import { defineCommand } from './command.js';
 
 export const CTL_EXIT = { ok: EXIT.ok, commandFailed: 1, usage: EXIT.usage } as const;
 
@@ -25,6 +26,32 @@ export interface CtlArgs {
   readonly err?: (text: string) => void;
 }
 
+export const command = defineCommand({
+  command: 'ctl <socket> <cmd> [args]',
+  describe: "Send one command to a running xenkvm's control socket and print the answer",
+  builder: (y) =>
+    y
+      .positional('socket', {
+        type: 'string',
+        demandOption: true,
+        describe: 'control socket (xenkvm run --qmp PATH)',
+      })
+      .positional('cmd', {
+        type: 'string',
+        demandOption: true,
+        describe: 'query-status, stop, cont, quit, xen-event-list, xen-event-inject, query-commands',
+      })
+      .positional('args', {
+        type: 'string',
+        describe: 'command arguments as a JSON object, e.g. \'{"port": 3}\'',
+      })
+      .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON result' })
+      .example('$0 ctl /tmp/vm.sock xen-event-list', 'show every event channel of the running guest')
+      .example('$0 ctl /tmp/vm.sock xen-event-inject \'{"port": 3}\'', 'make port 3 pending')
+      .epilogue('Exit status: 0 success, 1 the command failed, 2 bad usage or no xenkvm listening.'),
+  run: (a) => ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json }),
+});
+
 /** Human forms by command name; a formatter returns null for a shape it does not know. */
 const PRETTY: ReadonlyMap<string, (v: JsonValue) => string | null> = new Map([
   ['query-status', formatStatus],
@@ -32,6 +59,8 @@ const PRETTY: ReadonlyMap<string, (v: JsonValue) => string | null> = new Map([
 ]);
 
 export async function ctlCommand(args: CtlArgs): Promise<number> {
+  // Loaded when the command runs (command.ts).
+  const { QmpClient } = await import('../qmp/client.js');
   const out = args.out ?? ((t: string) => void process.stdout.write(t));
   const err = args.err ?? ((t: string) => void process.stderr.write(t));
   let commandArgs: JsonObject | undefined;

@@ -2,16 +2,20 @@
 // boots the soak guest (which checks itself for lost events, time going
 // backwards and memory corruption), snapshots it, restores the snapshot in
 // a new process, snapshots that one too, and diffs the two saved states.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.js';
-import { saveSnapshot } from '../migrate/snapshot/save.js';
-import { executeOnce } from '../qmp/client.js';
-import { XenMachine } from '../machine/machine.js';
 import { EXIT } from './exit-codes.js';
+import { defineCommand } from './command.js';
+
+export const command = defineCommand({
+  command: 'demo',
+  describe: 'Boot the bundled test guest and run its self-test (what `npm start` does)',
+  builder: (y) => y,
+  run: () => demoCommand(),
+});
 
 export const GUEST_ELF = fileURLToPath(new URL('../../../fixtures/guest/build/guest.elf', import.meta.url));
 const BIN = fileURLToPath(new URL('../../../bin/xenkvm.js', import.meta.url));
@@ -37,7 +41,32 @@ async function waitFor(get: () => string, re: RegExp, ms: number): Promise<void>
   }
 }
 
+/** What the demo needs, loaded when it runs (command.ts). */
+const load = () =>
+  Promise.all([
+    import('node:child_process'),
+    import('../migrate/snapshot/save.js'),
+    import('../qmp/client.js'),
+    import('../machine/machine.js'),
+  ]).then(([childProcess, save, client, machine]) => ({ ...childProcess, ...save, ...client, ...machine }));
+type Loaded = Awaited<ReturnType<typeof load>>;
+
+/** `xenkvm diff A B --ignore-volatile` in a child process; its first lines, indented. */
+async function showDiff({ spawn }: Loaded, a: string, b: string): Promise<void> {
+  const diff = spawn(process.execPath, [BIN, 'diff', a, b, '--ignore-volatile'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let diffOut = '';
+  diff.stdout.setEncoding('utf8').on('data', (d: string) => (diffOut += d));
+  await new Promise((resolve) => diff.on('close', resolve));
+  const diffLines = diffOut.trimEnd().split('\n');
+  for (const l of diffLines.slice(0, 12)) process.stdout.write(`  ${l}\n`);
+  if (diffLines.length > 12) process.stdout.write(`  ... (${diffLines.length - 12} more lines)\n`);
+}
+
 export async function demoCommand(): Promise<number> {
+  const lib = await load();
+  const { executeOnce, saveSnapshot, spawn, XenMachine } = lib;
   if (!existsSync(GUEST_ELF))
     throw new InputError(`test guest not built: run npm run build:guest (needs gcc and make)`);
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-demo-'));
@@ -98,15 +127,7 @@ export async function demoCommand(): Promise<number> {
   const after = lastStatus(restored);
   const clean = status === 0 && /RESULT: PASS/.test(restored) && !/VIOLATION/.test(text + restored);
   say(`5. xenkvm diff ${a} ${b} --ignore-volatile  (what the guest changed in between; clocks and TSC left out)`);
-  const diff = spawn(process.execPath, [BIN, 'diff', a, b, '--ignore-volatile'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let diffOut = '';
-  diff.stdout.setEncoding('utf8').on('data', (d: string) => (diffOut += d));
-  await new Promise((resolve) => diff.on('close', resolve));
-  const diffLines = diffOut.trimEnd().split('\n');
-  for (const l of diffLines.slice(0, 12)) process.stdout.write(`  ${l}\n`);
-  if (diffLines.length > 12) process.stdout.write(`  ... (${diffLines.length - 12} more lines)\n`);
+  await showDiff(lib, a, b);
   say(
     `6. the guest continued: ticks ${before?.[2] ?? '?'} at t=${before?.[1] ?? '?'}s before the snapshot, ${after?.[2] ?? '?'} at t=${after?.[1] ?? '?'}s after the restore; ${clean ? 'no violation, RESULT: PASS' : 'FAILED (see above)'}`,
   );

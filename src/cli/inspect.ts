@@ -3,16 +3,7 @@
 // with one line on stderr for any bad input (unreadable, truncated, corrupt
 // file, unknown section).
 import { XenkvmError } from '../errors.js';
-import {
-  colorFor,
-  InspectContext,
-  inspectSection,
-  jsonText,
-  loadSnapshot,
-  renderSummary,
-  style,
-  summarize,
-} from '../inspect/index.js';
+import { defineCommand } from './command.js';
 
 export interface InspectArgs {
   readonly file: string;
@@ -26,13 +17,52 @@ export interface InspectArgs {
   readonly color?: boolean;
 }
 
+export const command = defineCommand({
+  command: 'inspect <file>',
+  describe: 'Show what a snapshot holds (versions, machine, sections, memory), or one section decoded',
+  builder: (y) =>
+    y
+      .positional('file', {
+        type: 'string',
+        demandOption: true,
+        describe: 'snapshot file (xenkvm snapshot -o FILE)',
+      })
+      .option('section', {
+        alias: 's',
+        type: 'string',
+        describe:
+          'decode one section: cpu, cpu[1], cpu/xen_vcpu, cpu[0]/xen_vcpu, xen_evtchn, kvmclock, ... (names as the summary lists them)',
+      })
+      .option('json', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'print JSON for scripts: 64-bit state values as decimal strings, bytes as hex, addresses in views as "0x…" strings',
+      })
+      .example('$0 inspect vm.xks', 'format and producer versions, machine, sections with sizes, memory statistics')
+      .example('$0 inspect vm.xks -s cpu', 'registers of every vCPU side by side, in hex; segments; MSRs by name')
+      .example(
+        "$0 inspect vm.xks -s 'cpu[1]/xen_vcpu'",
+        "vCPU 1's VIRQ bindings and Xen timers (time left at the save)",
+      )
+      .example('$0 inspect vm.xks -s xen_evtchn', 'event channel ports: type, vCPU, VIRQ, remote port, pending, masked')
+      .epilogue(
+        'Sections this build has no descriptor for (or of another version) are decoded with the schema embedded in the file.\n\nExit status: 0 success, 2 unreadable, truncated or corrupt file, or no such section.',
+      ),
+  run: (a) => inspectCommand({ file: a.file, section: a.section, json: a.json }),
+});
+
 export interface Printers {
   out: (text: string) => void;
   err: (text: string) => void;
   color: boolean;
 }
 
-export function printers(args: { out?: (t: string) => void; err?: (t: string) => void; color?: boolean }): Printers {
+/** Output defaults; `colorFor` is the inspector's (loaded with it). */
+export function printers(
+  args: { out?: (t: string) => void; err?: (t: string) => void; color?: boolean },
+  colorFor: (stream: { isTTY?: boolean }) => boolean,
+): Printers {
   return {
     out: args.out ?? ((t) => void process.stdout.write(t)),
     err: args.err ?? ((t) => void process.stderr.write(t)),
@@ -55,7 +85,10 @@ export function reportError(e: unknown, err: (t: string) => void): number {
 }
 
 export async function inspectCommand(args: InspectArgs): Promise<number> {
-  const p = printers(args);
+  // Loaded when the command runs (command.ts).
+  const { colorFor, InspectContext, inspectSection, jsonText, loadSnapshot, renderSummary, style, summarize } =
+    await import('../inspect/index.js');
+  const p = printers(args, colorFor);
   const st = style(p.color && !args.json);
   try {
     const snap = await loadSnapshot(args.file);

@@ -1,14 +1,9 @@
 // `xenkvm run`: boot a PVH guest and stream its console to stdout.
 import { readFileSync } from 'node:fs';
 import { InputError, UsageError } from '../errors.js';
-import { XenMachine } from '../machine/machine.js';
-import { describeOutcome, exitCodeFor, EXIT } from './exit-codes.js';
+import { defineCommand } from './command.js';
 import { memSizeProblem } from '../xen/memory/layout.js';
 import { parseSize } from './parse-size.js';
-import { startControlSocket } from './control-socket.js';
-import { emitShutdown } from '../qmp/events.js';
-import type { QmpServer } from '../qmp/server.js';
-import { mark } from '../trace.js';
 
 export interface RunArgs {
   elf: string;
@@ -18,6 +13,39 @@ export interface RunArgs {
   quiet: boolean;
   qmp?: string | undefined;
 }
+
+export const command = defineCommand({
+  command: 'run <elf>',
+  describe: 'Boot a PVH guest ELF; its console goes to stdout',
+  builder: (y) =>
+    y
+      .positional('elf', {
+        type: 'string',
+        demandOption: true,
+        describe: 'guest image: an ELF with a Xen PHYS32_ENTRY note',
+      })
+      .option('mem', { type: 'string', default: '64M', describe: 'guest memory (e.g. 64M, 1G)' })
+      .option('vcpus', { type: 'number', default: 1, describe: 'number of vCPUs (1-8)' })
+      .option('cmdline', {
+        type: 'string',
+        default: '',
+        describe: 'guest command line (the test guest runs the program it names)',
+      })
+      .option('quiet', {
+        type: 'boolean',
+        default: false,
+        describe: 'no closing status line on a clean shutdown',
+      })
+      .option('qmp', {
+        type: 'string',
+        describe: 'open a QMP control socket at this path (owner-only); see xenkvm ctl',
+      })
+      .example('$0 run fixtures/guest/build/guest.elf --cmdline selftest', 'boot the test guest and run its self-test')
+      .epilogue(
+        'Exit status: 0 guest powered off, 1 guest crashed, 2 bad usage or input, 3 reboot, 4 suspend, 5 watchdog, 6 soft_reset, 7 halted with nothing to wake it, 8 guest fault (triple fault, KVM error), 70 internal error, 130 interrupted.',
+      ),
+  run: (a) => runCommand({ elf: a.elf, mem: a.mem, vcpus: a.vcpus, cmdline: a.cmdline, quiet: a.quiet, qmp: a.qmp }),
+});
 
 export function readGuestImage(path: string): Uint8Array {
   try {
@@ -37,61 +65,11 @@ export function parseMem(text: string): number {
   return memBytes;
 }
 
-/**
- * Runs `machine` (with a control socket at `qmpPath`) until its guest stops or
- * the user interrupts; returns the exit status.  `onStarted` runs right after
- * the guest is let go, and the control socket opens once it has settled (a
- * migration destination confirms to its source there).
- */
-export async function runToCompletion(
-  machine: XenMachine,
-  quiet: boolean,
-  qmpPath?: string,
-  onStarted?: () => void | Promise<void>,
-): Promise<number> {
-  let interrupted = false;
-  const onSignal = () => {
-    interrupted = true;
-    process.stderr.write('\nxenkvm: interrupted: stopping the guest\n');
-    machine.requestStop({ kind: 'quit', by: 'a signal' });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  let qmp: QmpServer | null = null;
-  try {
-    // The guest first: opening the socket takes tens of ms, which a restored
-    // or migrated guest would otherwise spend paused (clients retry anyway),
-    // and a migration's confirmation waits for nothing else either.
-    mark('start');
-    machine.start({ deferHugePages: onStarted !== undefined });
-    mark('started');
-    await onStarted?.();
-    machine.ram.adviseHugePages();
-    if (qmpPath) qmp = await startControlSocket(machine, qmpPath);
-    const outcome = await machine.waitForOutcome();
-    if (qmp)
-      emitShutdown(
-        qmp,
-        outcome.kind === 'quit'
-          ? interrupted
-            ? 'host-signal'
-            : 'host-qmp-quit'
-          : outcome.kind === 'shutdown'
-            ? 'guest-shutdown'
-            : 'guest-panic',
-      );
-    if (interrupted) return EXIT.interrupted;
-    if (!quiet || outcome.kind !== 'shutdown') process.stderr.write(`xenkvm: ${describeOutcome(outcome)}\n`);
-    return exitCodeFor(outcome);
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await qmp?.close();
-    await machine.destroy();
-  }
-}
-
 export async function runCommand(args: RunArgs): Promise<number> {
+  const [{ XenMachine }, { runToCompletion }] = await Promise.all([
+    import('../machine/machine.js'),
+    import('./run-to-completion.js'),
+  ]);
   const memBytes = parseMem(args.mem);
   const elf = readGuestImage(args.elf);
   const machine = XenMachine.boot({

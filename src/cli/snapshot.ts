@@ -2,11 +2,9 @@
 // its guest (the process that owns the machine writes the file).
 import { resolve } from 'node:path';
 import { XenkvmError } from '../errors.js';
-import { QmpClient } from '../qmp/client.js';
-import { ProgressBar } from './progress.js';
-import { SNAPSHOT_PROGRESS } from '../migrate/snapshot/qmp-commands.js';
 import type { JsonObject } from '../qmp/protocol.js';
 import { EXIT } from './exit-codes.js';
+import { defineCommand } from './command.js';
 
 export interface SnapshotArgs {
   qmp: string;
@@ -16,7 +14,40 @@ export interface SnapshotArgs {
   json: boolean;
 }
 
+export const command = defineCommand({
+  command: 'snapshot',
+  describe: 'Save a running guest to a file (through its control socket)',
+  builder: (y) =>
+    y
+      .option('qmp', {
+        type: 'string',
+        demandOption: true,
+        describe: 'control socket of the running xenkvm (run --qmp PATH)',
+      })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        demandOption: true,
+        describe: 'snapshot file to write (atomically: temp file, fsync, rename)',
+      })
+      .option('stop', { type: 'boolean', default: false, describe: 'leave the guest paused after saving' })
+      .option('compress', {
+        type: 'boolean',
+        default: false,
+        describe: 'deflate guest memory (smaller, slower; pages no longer mappable)',
+      })
+      .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' })
+      .example('$0 snapshot --qmp /tmp/vm.sock -o vm.xks', 'snapshot the guest and let it run on'),
+  run: (a) => snapshotCommand({ qmp: a.qmp, output: a.output, stop: a.stop, compress: a.compress, json: a.json }),
+});
+
 export async function snapshotCommand(a: SnapshotArgs): Promise<number> {
+  // Loaded when the command runs (command.ts).
+  const [{ QmpClient }, { SNAPSHOT_PROGRESS }, { ProgressBar }] = await Promise.all([
+    import('../qmp/client.js'),
+    import('../migrate/snapshot/qmp-commands.js'),
+    import('./progress.js'),
+  ]);
   const path = resolve(a.output);
   let r: JsonObject;
   const bar = new ProgressBar('saving');

@@ -58,24 +58,14 @@ export class QmpClient {
     };
 
     socket.on('data', (chunk: Buffer) => {
-      for (const item of splitter.push(chunk)) {
-        if (item.kind === 'overflow') {
-          fail(new IoError(`reply from ${path} is longer than the ${options.maxLineBytes ?? 64 << 20}-byte limit`));
-          socket.destroy();
-          return;
-        }
-        if (item.text.trim() === '') continue;
-        let message: unknown;
-        try {
-          message = JSON.parse(item.text);
-        } catch {
-          fail(new IoError(`${path} sent something that is not JSON; is it a xenkvm control socket?`));
-          socket.destroy();
-          return;
-        }
-        if (!isJsonObject(message)) continue;
+      const { messages, error } = messagesIn(splitter, chunk, path, options.maxLineBytes ?? 64 << 20);
+      for (const message of messages) {
         if (client) client.#onMessage(message, options.onEvent);
         else if (waiter) waiter(message);
+      }
+      if (error) {
+        fail(error);
+        socket.destroy();
       }
     });
     socket.on('error', (err) => fail(connectionError(path, err)));
@@ -96,21 +86,7 @@ export class QmpClient {
       });
 
     let timer: NodeJS.Timeout | undefined;
-    const handshake = (async () => {
-      const greeting = await nextMessage();
-      if (!isJsonObject(greeting['QMP'])) {
-        const err = greeting['error'];
-        const desc = isJsonObject(err) && typeof err['desc'] === 'string' ? `: ${err['desc']}` : '';
-        throw new IoError(`${path} did not greet like a xenkvm control socket${desc}`);
-      }
-      const reply = new Promise<JsonObject>((resolve, reject) => {
-        void nextMessage().then(resolve, reject);
-      });
-      socket.write(encodeLine({ execute: CAPABILITIES_COMMAND }));
-      const answer = await reply;
-      if (!('return' in answer)) throw serverError(answer, CAPABILITIES_COMMAND);
-      return greeting as unknown as QmpGreeting;
-    })();
+    const handshake = greet(path, socket, nextMessage);
     try {
       const greeting = await Promise.race([
         handshake,
@@ -190,6 +166,52 @@ export class QmpClient {
     }
     this.#pending.clear();
   }
+}
+
+/**
+ * The JSON objects on the complete lines of `chunk`, up to a line longer
+ * than `limit` or one that is not JSON (then `error`).
+ */
+function messagesIn(
+  splitter: LineSplitter,
+  chunk: Buffer,
+  path: string,
+  limit: number,
+): { messages: JsonObject[]; error: IoError | null } {
+  const messages: JsonObject[] = [];
+  for (const item of splitter.push(chunk)) {
+    if (item.kind === 'overflow')
+      return { messages, error: new IoError(`reply from ${path} is longer than the ${limit}-byte limit`) };
+    if (item.text.trim() === '') continue;
+    let message: unknown;
+    try {
+      message = JSON.parse(item.text);
+    } catch {
+      return {
+        messages,
+        error: new IoError(`${path} sent something that is not JSON; is it a xenkvm control socket?`),
+      };
+    }
+    if (isJsonObject(message)) messages.push(message);
+  }
+  return { messages, error: null };
+}
+
+/** Reads the greeting and negotiates capabilities; resolves with the greeting. */
+async function greet(path: string, socket: Socket, nextMessage: () => Promise<JsonObject>): Promise<QmpGreeting> {
+  const greeting = await nextMessage();
+  if (!isJsonObject(greeting['QMP'])) {
+    const err = greeting['error'];
+    const desc = isJsonObject(err) && typeof err['desc'] === 'string' ? `: ${err['desc']}` : '';
+    throw new IoError(`${path} did not greet like a xenkvm control socket${desc}`);
+  }
+  const reply = new Promise<JsonObject>((resolve, reject) => {
+    void nextMessage().then(resolve, reject);
+  });
+  socket.write(encodeLine({ execute: CAPABILITIES_COMMAND }));
+  const answer = await reply;
+  if (!('return' in answer)) throw serverError(answer, CAPABILITIES_COMMAND);
+  return greeting as unknown as QmpGreeting;
 }
 
 /** Connects, runs one command and disconnects. */

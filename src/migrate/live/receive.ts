@@ -2,21 +2,29 @@
 // comes (StreamReader over the socket), creates the machine when the HEADER
 // names it, writes RAM records into guest memory as they arrive (a later
 // round's page, or its RAM_ZERO, overwrites an earlier copy), decodes the
-// sections sent in the final round, and at END restores them.  The caller
-// then starts the guest and confirms with `confirmRunning`; on any failure
-// `refuse` tells the source (`ERR <message>`) so that it resumes its guest,
-// and the machine is destroyed here.
+// sections sent in the final round, and at END restores them.
+//
+// `receiveMigration` holds the destination's side of the protocol around
+// that: an `ACK <seq>` for each round's SYNC, the real-time window from the
+// first ACK until the answer is out (pause/realtime.ts), `ERR <message>` on
+// any failure (the source then resumes its guest, and the machine is
+// destroyed here), and once the caller has started the guest, `OK running`
+// with this side's times, then a moment for the source to hang up.
+import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { FormatError } from '../../errors.js';
+import { FormatError, XenkvmError } from '../../errors.js';
 import { checkMachineState, MachineRestore } from '../../machine/state.js';
 import { collectYoung } from './pause/gc.js';
 import { rehearseReceive } from './pause/rehearse.js';
-import { mark, TRACING } from '../../trace.js';
+import { flushTrace, mark, TRACING } from '../../trace.js';
+import { realtimeWindow } from './pause/realtime.js';
 import { XenMachine } from '../../machine/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../sections-in.js';
 import { applyRamRecord } from '../ram/write.js';
 import { type ByteSource, isByteSource, readableSource } from '../stream/byte-source.js';
 import { StreamReader } from '../stream/reader.js';
+import { socketSource } from '../stream/socket-byte-source.js';
+import { confirmRunning, refuse, sendAck } from './answers.js';
 
 export interface ReceiveOptions {
   console: (bytes: Uint8Array) => void;
@@ -128,55 +136,158 @@ export async function receiveMachine(
   }
 }
 
-function writeLine(out: Writable, line: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (out.destroyed || !out.writable) return reject(new Error('the connection to the source is closed'));
-    out.write(`${line}\n`, (err) => (err ? reject(err) : resolve()));
+/** A migration that did not complete here; the source was told (`ERR <message>`) and keeps its guest. */
+export class ReceiveError extends XenkvmError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_IO', message, options);
+  }
+}
+
+/** Where one migration stream comes from, and where the destination's answers go. */
+export interface IncomingConnection {
+  readonly input: Readable | ByteSource;
+  readonly output: Writable;
+  /** Whether this side ends `output` when done with it (a socket, not stdout). */
+  readonly endOutput: boolean;
+}
+
+/**
+ * An accepted socket as a migration connection; aborting `signal` destroys
+ * it.  A plain socket is read by the kernel straight into a ring
+ * (socket-byte-source.ts), TLS as a stream.
+ */
+export function socketConnection(sock: Socket, plain: boolean, signal: AbortSignal): IncomingConnection {
+  const direct = plain ? socketSource(sock) : null;
+  const conn = direct ? direct.socket : sock;
+  signal.addEventListener('abort', () => conn.destroy(new Error('interrupted')), { once: true });
+  return { input: direct ? direct.source : sock, output: conn, endOutput: true };
+}
+
+export interface IncomingOptions extends Pick<ReceiveOptions, 'console' | 'log' | 'onHeader'> {
+  /** Aborted: the migration fails (the source is told), before the guest starts. */
+  signal: AbortSignal;
+  /** Called once the source has the confirmation (and has hung up, or had its moment to). */
+  onConfirmed?: () => void;
+}
+
+export interface IncomingMigration {
+  machine: XenMachine;
+  stats: ReceiveStats;
+  /**
+   * To run right after the guest is started (runToCompletion's onStarted):
+   * once a vCPU runs guest code, tells the source.  If the answer cannot be
+   * handed over, the source resumes its guest, so this copy is stopped (a
+   * fault) instead of running on.
+   */
+  confirm: () => Promise<void>;
+}
+
+/** How long the destination holds back its own start-up work for the source to hang up. */
+const SOURCE_GONE_WAIT_MS = 500;
+
+/** Resolves when the peer of `conn` has ended or closed it, or after `ms`. */
+function sourceGone(conn: Writable, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      conn.off('end', done);
+      conn.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    conn.on('end', done);
+    conn.on('close', done);
+    if (conn.destroyed || (conn as { readableEnded?: boolean }).readableEnded === true) done();
   });
 }
 
-/** Acknowledges a SYNC (best effort: a broken connection shows up on the next read or answer). */
-export function sendAck(out: Writable, seq: number): void {
-  if (!out.destroyed && out.writable) out.write(`ACK ${seq}\n`);
-}
-
-/** This side's share of the downtime, sent with the confirmation for the source's report. */
-export interface DestinationTimes {
-  restoreMs: number;
-  /** From start() to a vCPU running guest code. */
-  startMs: number;
-  /** From a vCPU running guest code to this answer handed to the socket. */
-  answerMs: number;
-}
-
-const OK = 'OK running';
-
-/** Tells the source that the guest runs here.  Rejects if the line cannot be handed over. */
-export function confirmRunning(out: Writable, times?: DestinationTimes): Promise<void> {
-  return writeLine(out, times ? `${OK} ${JSON.stringify(times)}` : OK);
-}
-
-/** The destination's times if `line` is its confirmation (`OK running` with optional JSON), else null. */
-export function parseConfirmation(line: string): Partial<DestinationTimes> | null {
-  if (line === OK) return {};
-  if (!line.startsWith(`${OK} {`)) return null;
+/**
+ * The destination's side of one migration over `conn`: receives the machine,
+ * restored and ready to start, acknowledging each round.  On any failure
+ * tells the source and throws ReceiveError with what it told it.
+ */
+export async function receiveMigration(conn: IncomingConnection, opts: IncomingOptions): Promise<IncomingMigration> {
+  const { output, endOutput } = conn;
+  /** Set at the first ACK: ends the real-time window (realtime.ts). */
+  let leaveRealtime = null as (() => void) | null;
+  let incoming: XenMachine | null = null;
+  let received: { machine: XenMachine; stats: ReceiveStats };
   try {
-    const v = JSON.parse(line.slice(OK.length + 1)) as Record<string, unknown>;
-    const out: Partial<DestinationTimes> = {};
-    if (typeof v['restoreMs'] === 'number') out.restoreMs = v['restoreMs'];
-    if (typeof v['startMs'] === 'number') out.startMs = v['startMs'];
-    if (typeof v['answerMs'] === 'number') out.answerMs = v['answerMs'];
-    return out;
-  } catch {
-    return {};
+    received = await receiveMachine(conn.input, {
+      console: opts.console,
+      log: opts.log,
+      onMachine: (im) => {
+        incoming = im;
+      },
+      // From the first round's end until the answer is out: the pause comes after one of these (realtime.ts).
+      ack: (seq) => {
+        sendAck(output, seq);
+        leaveRealtime ??= realtimeWindow(incoming?.pauseThreadIds() ?? []);
+      },
+      onHeader: opts.onHeader,
+    });
+    mark('received');
+    if (opts.signal.aborted) {
+      await received.machine.destroy();
+      throw new Error('interrupted');
+    }
+  } catch (e) {
+    leaveRealtime?.();
+    const msg = opts.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
+    await refuse(output, msg);
+    if (endOutput) output.end();
+    throw new ReceiveError(msg, { cause: e });
   }
+  return { ...received, confirm: confirmation(received, conn, leaveRealtime, opts.onConfirmed) };
 }
 
-/** Tells the source that the migration failed here (best effort). */
-export async function refuse(out: Writable, message: string): Promise<void> {
-  try {
-    await writeLine(out, `ERR ${message.replace(/[\r\n]+/g, ' ').slice(0, 1000)}`);
-  } catch {
-    /* the source is gone: it resumes on its own */
-  }
+/** IncomingMigration's `confirm` for `received` over `conn`; `leaveRealtime` ends the real-time window. */
+function confirmation(
+  received: { machine: XenMachine; stats: ReceiveStats },
+  conn: IncomingConnection,
+  leaveRealtime: (() => void) | null,
+  onConfirmed: (() => void) | undefined,
+): () => Promise<void> {
+  const { output, endOutput } = conn;
+  const m = received.machine;
+  const restoreMs = received.stats.restoreMs;
+  return (): Promise<void> => {
+    const t = performance.now();
+    mark('confirm');
+    return m
+      .whenRunning()
+      .then(() => {
+        const runningAt = performance.now();
+        mark('running');
+        const p = confirmRunning(output, {
+          restoreMs,
+          startMs: runningAt - t,
+          answerMs: performance.now() - runningAt,
+        });
+        mark('okWrite');
+        return p;
+      })
+      .then(
+        async () => {
+          mark('okWritten');
+          leaveRealtime?.();
+          if (endOutput) {
+            output.end();
+            // The source stops its copy once it has read the answer; until it hangs up, leave
+            // the CPU to it: opening the control socket next (loading and compiling its
+            // modules) took cycles from the source exactly while it waited for them.
+            await sourceGone(output, SOURCE_GONE_WAIT_MS);
+          }
+          flushTrace('destination');
+          onConfirmed?.();
+        },
+        (e: Error) => {
+          leaveRealtime?.();
+          m.requestStop({
+            kind: 'fault',
+            detail: `the source did not get the confirmation (${e.message}); it keeps the guest, this copy is discarded`,
+          });
+        },
+      );
+  };
 }

@@ -25,7 +25,7 @@ import { machineHeader, streamMachineState } from '../sections-out.js';
 import { BatchBuffers, writeRam } from '../ram/write.js';
 import { writableSink } from '../stream/byte-sink.js';
 import { StreamWriter } from '../stream/writer.js';
-import { parseConfirmation } from './receive.js';
+import { type DestinationTimes, parseConfirmation } from './answers.js';
 import { DirtyLog } from './dirty-log.js';
 import { rehearseSend } from './pause/rehearse.js';
 import { collectAll, collectYoung } from './pause/gc.js';
@@ -117,9 +117,10 @@ const MiB = 1 << 20;
 /**
  * Final rounds of up to this many pages (256 KiB) are not worth another
  * pre-copy round (see worthAnotherRound).  Each round costs a SYNC/ACK
- * round trip of running time, but pages sent in the pause cost downtime;
- * 64 gave a shorter pause than 256 at level total time (chosen by
- * `npm run bench -- migrate`; see docs/benchmarks.md, "Log").
+ * round trip of running time, but pages sent in the pause cost downtime:
+ * at 256 pages the final round held 100-400 pages (about 1 ms of the
+ * pause); at 64, 30-200, for 0.4 ms less pause at 64 and 256 MiB/s and
+ * level total time (5-run bench, interleaved).
  */
 const FINAL_PAGES_FLOOR = 64;
 
@@ -174,6 +175,38 @@ class PeerAnswer {
   changed(): Promise<void> {
     return new Promise((r) => this.waiters.push(r));
   }
+  /**
+   * Resolves with what `ready()` returns once that is not null; `ready` is
+   * asked first and after every change, and may throw to give up.  Rejects
+   * when the peer is gone (`gone(why)` says so) or after `ms` (`late()`).
+   */
+  async until<T>(ready: () => T | null, ms: number, gone: (why: string) => string, late: () => string): Promise<T> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const v = ready();
+      if (v !== null) return v;
+      if (this.ended !== null) throw new MigrationError(gone(this.ended));
+      const left = deadline - performance.now();
+      if (left <= 0) throw new MigrationError(late());
+      await Promise.race([this.changed(), new Promise((r) => setTimeout(r, left).unref())]);
+    }
+  }
+}
+
+/** MigrateOptions' limits, defaults filled in. */
+type Limits = Required<
+  Pick<MigrateOptions, 'downtimeMs' | 'maxRounds' | 'timeoutMs' | 'onTimeout' | 'confirmTimeoutMs' | 'stallMs'>
+>;
+
+function limitsOf(opts: MigrateOptions): Limits {
+  return {
+    downtimeMs: opts.downtimeMs ?? 300,
+    maxRounds: opts.maxRounds ?? 30,
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    onTimeout: opts.onTimeout ?? 'pause',
+    confirmTimeoutMs: opts.confirmTimeoutMs ?? 30_000,
+    stallMs: opts.stallMs ?? 20_000,
+  };
 }
 
 /**
@@ -183,274 +216,401 @@ class PeerAnswer {
  * here as before.
  */
 export async function migrate(machine: XenMachine, sock: Duplex, opts: MigrateOptions = {}): Promise<MigrationReport> {
-  const downtimeMs = opts.downtimeMs ?? 300;
-  const maxRounds = opts.maxRounds ?? 30;
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  const onTimeout = opts.onTimeout ?? 'pause';
-  const confirmTimeoutMs = opts.confirmTimeoutMs ?? 30_000;
-  const stallMs = opts.stallMs ?? 20_000;
+  const limits = limitsOf(opts);
   if (machine.status === 'shutdown') throw new MigrationError('the guest has stopped: nothing to migrate');
-  const wasRunning = machine.status === 'running';
+  const m = new Migration(machine, sock, opts, limits);
+  try {
+    const writer = await m.sendHeader();
+    const converged = await m.precopy(writer);
+    await m.finalRound(writer);
+    return m.report(converged, await m.confirmation());
+  } catch (e) {
+    throw m.abandon(e);
+  } finally {
+    m.close();
+  }
+}
 
-  const t0 = performance.now();
-  const answer = new PeerAnswer(sock);
-  const log = new DirtyLog(machine);
-  let paused = false;
-  let pausedAt = 0;
-  let endSent = false;
-  let leaveRealtime = (): void => {};
-  // Anything that must end the transfer at once destroys the socket: pending writes then fail.
-  let failure: string | null = null;
-  const fail = (why: string): void => {
-    if (failure !== null) return;
-    failure = why;
-    sock.destroy();
-  };
+/**
+ * One migration, phase by phase: connected (the constructor listens for the
+ * destination's answers, a cancel and a stalled transfer), the HEADER, the
+ * pre-copy rounds, the final round with the guest paused, and the
+ * destination's answer.  Anything that must end the transfer at once
+ * destroys the socket, so that pending writes fail, and leaves its reason in
+ * `failure`.
+ */
+class Migration {
+  private readonly wasRunning: boolean;
+  private readonly t0: number;
+  private readonly answer: PeerAnswer;
+  private readonly log: DirtyLog;
+  private paused = false;
+  private endSent = false;
+  private leaveRealtime = (): void => {};
+  private failure: string | null = null;
   // Once END is out the destination may already run the guest: a cancel then would risk two copies.
-  const onAbort = (): void => {
-    if (!endSent) fail('cancelled');
+  private readonly onAbort = (): void => {
+    if (!this.endSent) this.fail('cancelled');
   };
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  if (opts.signal?.aborted) onAbort();
-  // The destination answers early only to refuse (ERR) or by going away.
-  const watchAnswer = (async () => {
-    while (failure === null && !endSent) {
+  private readonly stallTimer: NodeJS.Timeout;
+
+  /** The last SYNC sent; its ACK ends the round. */
+  private seq = 0;
+  // One set of batch buffers for every round, so the paused one touches no fresh memory.
+  private readonly buffers = new BatchBuffers();
+  /** The pages of the next round (of the final round once the rounds are done). */
+  private bitmap: Uint8Array = new Uint8Array(0);
+  private dataPages = 0;
+  private zeroPages = 0;
+  private sentBytes = 0;
+  private sendMs = 0;
+  private mbps = 0;
+  /** Rounds sent while running, round 0 included. */
+  private rounds = 0;
+  private dirtyMiBs = 0;
+  private lastCollect = 0;
+  private lastRoundPages = 0;
+  private finalPages = 0;
+  // The final round's steps, for the report's phases.
+  private pausedAt = 0;
+  private pausedDone = 0;
+  private pagesDone = 0;
+  private endAt = 0;
+
+  constructor(
+    private readonly machine: XenMachine,
+    private readonly sock: Duplex,
+    private readonly opts: MigrateOptions,
+    private readonly limits: Limits,
+  ) {
+    this.wasRunning = machine.status === 'running';
+    this.t0 = performance.now();
+    this.answer = new PeerAnswer(sock);
+    this.log = new DirtyLog(machine);
+    opts.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (opts.signal?.aborted) this.onAbort();
+    void this.watchForRefusal();
+    this.stallTimer = this.watchForStall();
+  }
+
+  private fail(why: string): void {
+    if (this.failure !== null) return;
+    this.failure = why;
+    this.sock.destroy();
+  }
+
+  private check(): void {
+    if (this.failure !== null) throw new MigrationError(this.failure);
+  }
+
+  /** The destination answers early only to refuse (ERR) or by going away. */
+  private async watchForRefusal(): Promise<void> {
+    const answer = this.answer;
+    while (this.failure === null && !this.endSent) {
       const l = answer.line();
       // OK may overtake our own flush of END; the final check below reads it.
       if (l !== null && parseConfirmation(l) !== null) return;
       if (l !== null)
-        return fail(
+        return this.fail(
           l.startsWith('ERR ')
             ? `the destination failed: ${l.slice(4)}`
             : `unexpected answer from the destination before the end of the stream: ${l.slice(0, 200)}`,
         );
-      if (answer.gone !== null) return endSent ? undefined : fail(answer.gone);
+      if (answer.gone !== null) return this.endSent ? undefined : this.fail(answer.gone);
       await answer.changed();
     }
-  })();
-  // A destination that stops reading leaves writes waiting for 'drain' for ever.
-  let lastWritten = -1;
-  let lastMove = performance.now();
-  const stallTimer = setInterval(() => {
-    const w = (sock as { bytesWritten?: number }).bytesWritten ?? 0;
-    const now = performance.now();
-    if (w !== lastWritten || sock.writableLength === 0) {
-      lastWritten = w;
-      lastMove = now;
-    } else if (now - lastMove > stallMs) fail(`the destination stopped reading for ${Math.round(stallMs / 1000)} s`);
-  }, 500);
+  }
 
-  const why = (e: unknown): string => failure ?? (e instanceof Error ? e.message : String(e));
-  try {
-    const writer = await StreamWriter.start(writableSink(sock), machineHeader(machine), { alignPages: false });
-    const ram = machine.ram.bytes;
-    // One set of batch buffers for every round, so the paused one touches no fresh memory.
-    const buffers = new BatchBuffers();
-    let dataPages = 0;
-    let zeroPages = 0;
-    const tally = (s: { dataPages: number; zeroPages: number }): void => {
-      dataPages += s.dataPages;
-      zeroPages += s.zeroPages;
-    };
-    // Each round ends with a SYNC and waits for its ACK: the destination has
-    // then applied the round, so the bandwidth measured is end to end, and
-    // the pause never starts with megabytes still queued in socket buffers
-    // (that backlog was once most of the downtime; docs/benchmarks.md).
-    let seq = 0;
-    /** Ends a round with SYNC; syncRound then waits for its ACK. */
-    const endRound = (): Promise<void> => writer.sync(++seq);
-    const syncRound = async (alreadyEnded = false): Promise<void> => {
-      if (!alreadyEnded) await endRound();
-      const deadline = performance.now() + confirmTimeoutMs;
-      while (answer.acked < seq) {
-        if (failure !== null) throw new MigrationError(failure);
-        if (answer.gone !== null) throw new MigrationError(answer.gone);
-        const left = deadline - performance.now();
-        if (left <= 0)
-          throw new MigrationError(`the destination did not acknowledge round ${seq} within ${confirmTimeoutMs} ms`);
-        await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
-      }
-    };
+  /** A destination that stops reading leaves writes waiting for 'drain' for ever. */
+  private watchForStall(): NodeJS.Timeout {
+    const sock = this.sock;
+    const stallMs = this.limits.stallMs;
+    let lastWritten = -1;
+    let lastMove = performance.now();
+    return setInterval(() => {
+      const w = (sock as { bytesWritten?: number }).bytesWritten ?? 0;
+      const now = performance.now();
+      if (w !== lastWritten || sock.writableLength === 0) {
+        lastWritten = w;
+        lastMove = now;
+      } else if (now - lastMove > stallMs)
+        this.fail(`the destination stopped reading for ${Math.round(stallMs / 1000)} s`);
+    }, 500);
+  }
+
+  /** Phase 1: the HEADER (producer, machine, schemas). */
+  sendHeader(): Promise<StreamWriter> {
+    return StreamWriter.start(writableSink(this.sock), machineHeader(this.machine), { alignPages: false });
+  }
+
+  private tally(s: { dataPages: number; zeroPages: number }): void {
+    this.dataPages += s.dataPages;
+    this.zeroPages += s.zeroPages;
+  }
+
+  // Each round ends with a SYNC and waits for its ACK: the destination has
+  // then applied the round, so the bandwidth measured is end to end, and
+  // the pause never starts with megabytes still queued in socket buffers
+  // (that backlog was most of the downtime: 30-50 ms of a 60 ms pause).
+
+  /** Ends a round with SYNC; awaitAck then waits for its ACK. */
+  private endRound(writer: StreamWriter): Promise<void> {
+    return writer.sync(++this.seq);
+  }
+
+  private async awaitAck(): Promise<void> {
+    const seq = this.seq;
+    const ms = this.limits.confirmTimeoutMs;
+    await this.answer.until(
+      () => {
+        if (this.answer.acked >= seq) return true;
+        this.check();
+        return null;
+      },
+      ms,
+      (gone) => gone,
+      () => `the destination did not acknowledge round ${seq} within ${ms} ms`,
+    );
+  }
+
+  /**
+   * Phase 2: round 0, then the pages dirtied meanwhile, round after round,
+   * until the rest would fit in the target pause, or the limits end it.
+   */
+  async precopy(writer: StreamWriter): Promise<MigrationReport['converged']> {
+    await this.firstRound(writer);
+    for (;;) {
+      this.check();
+      const bitmap = this.bitmap;
+      bitmap.fill(0);
+      const dirty = this.log.collect(bitmap);
+      const now = performance.now();
+      this.dirtyMiBs = (dirty * PAGE_SIZE) / MiB / Math.max((now - this.lastCollect) / 1000, 1e-3);
+      this.lastCollect = now;
+      const expectedDowntimeMs = ((dirty * PAGE_SIZE) / MiB / Math.max(this.mbps, 1)) * 1000;
+      const converged = this.converged(dirty, expectedDowntimeMs, now);
+      if (converged) return converged;
+      await this.nextRound(writer, dirty, expectedDowntimeMs);
+    }
+  }
+
+  /** Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out. */
+  private async firstRound(writer: StreamWriter): Promise<void> {
+    const { machine, log, opts } = this;
     log.start();
-    // Round 0: everything; the destination's fresh RAM is zero, so zero pages are left out.
-    let roundStart = performance.now();
+    const roundStart = performance.now();
     // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
-    tally(await writeRam(writer, ram, { zeroPages: 'omit', buffers, ...log.rearmBeforeRead() }));
+    this.tally(
+      await writeRam(writer, machine.ram.bytes, { zeroPages: 'omit', buffers: this.buffers, ...log.rearmBeforeRead() }),
+    );
     // While the destination catches up with round 0 (its SYNC is out): warm
     // the final round's code (rehearse.ts), and collect garbage now rather
     // than right before the pause, where V8's sweeping after it took a core
-    // from the paused round (gc.ts).
-    await endRound();
-    await rehearseSend(machine, log, () => answer.acked < seq && failure === null);
+    // from the paused round for 10-15 ms (gc.ts).
+    await this.endRound(writer);
+    await rehearseSend(machine, log, () => this.answer.acked < this.seq && this.failure === null);
     collectAll();
-    await syncRound(true);
-    let sendMs = performance.now() - roundStart;
-    let sentBytes = writer.position;
-    let mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
-    let rounds = 1;
-    let dirtyMiBs = 0;
-    let lastCollect = performance.now();
+    await this.awaitAck();
+    this.sendMs = performance.now() - roundStart;
+    this.sentBytes = writer.position;
+    this.mbps = this.sentBytes / MiB / Math.max(this.sendMs / 1000, 1e-3);
+    this.rounds = 1;
+    this.dirtyMiBs = 0;
+    this.lastCollect = performance.now();
     opts.onProgress?.({
       round: 0,
       final: false,
-      sentBytes,
-      dirtyPages: dataPages,
-      mbps,
+      sentBytes: this.sentBytes,
+      dirtyPages: this.dataPages,
+      mbps: this.mbps,
       dirtyMiBs: 0,
       expectedDowntimeMs: 0,
     });
-    let bitmap = log.newBitmap();
-    let lastRoundPages = dataPages;
-    let converged: MigrationReport['converged'];
-    for (;;) {
-      if (failure !== null) throw new MigrationError(failure);
-      bitmap.fill(0);
-      const dirty = log.collect(bitmap);
-      const now = performance.now();
-      dirtyMiBs = (dirty * PAGE_SIZE) / MiB / Math.max((now - lastCollect) / 1000, 1e-3);
-      lastCollect = now;
-      const expectedDowntimeMs = ((dirty * PAGE_SIZE) / MiB / Math.max(mbps, 1)) * 1000;
-      // Within the target, one more round still pays while each round leaves
-      // less than half the pages of the one before (the guest dirties far
-      // slower than we send): it costs about expectedDowntimeMs of running
-      // time and takes most of those pages out of the pause.  The estimate
-      // counts only the pages; the state and the destination's start come
-      // on top (docs/migration.md, "Pre-copy rounds"; figures in
-      // docs/benchmarks.md).
-      const worthAnotherRound = dirty > FINAL_PAGES_FLOOR && dirty * 2 < lastRoundPages && rounds < maxRounds;
-      if (expectedDowntimeMs <= downtimeMs && !worthAnotherRound) {
-        converged = 'downtime';
-        break;
-      }
-      if (rounds >= maxRounds || now - t0 >= timeoutMs) {
-        converged = rounds >= maxRounds ? 'max-rounds' : 'timeout';
-        if (onTimeout === 'cancel')
-          throw new MigrationError(
-            `did not converge after ${rounds} rounds in ${Math.round(now - t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`,
-          );
-        break;
-      }
-      lastRoundPages = dirty;
-      roundStart = performance.now();
-      tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers, ...log.rearmBeforeRead(bitmap) }));
-      await syncRound();
-      sendMs += performance.now() - roundStart;
-      sentBytes = writer.position;
-      // Bandwidth over every round so far, so one short round does not swing the estimate.
-      mbps = sentBytes / MiB / Math.max(sendMs / 1000, 1e-3);
-      opts.onProgress?.({
-        round: rounds,
-        final: false,
-        sentBytes,
-        dirtyPages: dirty,
-        mbps,
-        dirtyMiBs,
-        expectedDowntimeMs,
-      });
-      rounds++;
-    }
+    this.bitmap = log.newBitmap();
+    this.lastRoundPages = this.dataPages;
+  }
 
-    // Final round, paused: pages dirtied since the last collect, plus every page the emulator owns.
-    if (failure !== null) throw new MigrationError(failure);
+  /** Why the rounds stop with `dirty` pages left, or null for another round. */
+  private converged(dirty: number, expectedDowntimeMs: number, now: number): MigrationReport['converged'] | null {
+    const { downtimeMs, maxRounds, timeoutMs, onTimeout } = this.limits;
+    const rounds = this.rounds;
+    // Within the target, one more round still pays while each round leaves
+    // less than half the pages of the one before (the guest dirties far
+    // slower than we send): it costs about expectedDowntimeMs of running
+    // time and takes most of those pages out of the pause.  The estimate
+    // counts only the pages; the state and the destination's start come
+    // on top (at 64 MiB/s a final round of ~900 pages took 6-8 ms of a
+    // 20-30 ms pause; one round later it held ~200).
+    const worthAnotherRound = dirty > FINAL_PAGES_FLOOR && dirty * 2 < this.lastRoundPages && rounds < maxRounds;
+    if (expectedDowntimeMs <= downtimeMs && !worthAnotherRound) return 'downtime';
+    if (rounds >= maxRounds || now - this.t0 >= timeoutMs) {
+      if (onTimeout === 'cancel')
+        throw new MigrationError(
+          `did not converge after ${rounds} rounds in ${Math.round(now - this.t0)} ms (${dirty} pages dirty, about ${Math.round(expectedDowntimeMs)} ms to send; limit ${downtimeMs} ms); cancelled, the guest runs on here`,
+        );
+      return rounds >= maxRounds ? 'max-rounds' : 'timeout';
+    }
+    return null;
+  }
+
+  /** One more round while running: the `dirty` pages collected into the bitmap. */
+  private async nextRound(writer: StreamWriter, dirty: number, expectedDowntimeMs: number): Promise<void> {
+    const bitmap = this.bitmap;
+    this.lastRoundPages = dirty;
+    const roundStart = performance.now();
+    this.tally(
+      await writeRam(writer, this.machine.ram.bytes, {
+        bitmap,
+        zeroPages: 'list',
+        buffers: this.buffers,
+        ...this.log.rearmBeforeRead(bitmap),
+      }),
+    );
+    await this.endRound(writer);
+    await this.awaitAck();
+    this.sendMs += performance.now() - roundStart;
+    this.sentBytes = writer.position;
+    // Bandwidth over every round so far, so one short round does not swing the estimate.
+    this.mbps = this.sentBytes / MiB / Math.max(this.sendMs / 1000, 1e-3);
+    this.opts.onProgress?.({
+      round: this.rounds,
+      final: false,
+      sentBytes: this.sentBytes,
+      dirtyPages: dirty,
+      mbps: this.mbps,
+      dirtyMiBs: this.dirtyMiBs,
+      expectedDowntimeMs,
+    });
+    this.rounds++;
+  }
+
+  /**
+   * Phase 3, the guest paused: the pages dirtied since the last collect plus
+   * every page the emulator owns, every SECTION, END.  Tuned step by step
+   * (see README, Benchmarks): nothing may be added or reordered here.
+   */
+  async finalRound(writer: StreamWriter): Promise<void> {
+    const { machine, log, opts, bitmap, sock } = this;
+    this.check();
     // While the guest still runs, so that no scavenge falls into the pause (gc.ts).
     collectYoung();
     mark('collectedGarbage');
-    leaveRealtime = realtimeWindow(machine.pauseThreadIds());
-    pausedAt = performance.now();
-    if (wasRunning) {
+    this.leaveRealtime = realtimeWindow(machine.pauseThreadIds());
+    const pausedAt = performance.now();
+    this.pausedAt = pausedAt;
+    if (this.wasRunning) {
       await machine.pause();
-      paused = true;
+      this.paused = true;
       opts.onPause?.();
     }
     const pausedDone = performance.now();
     markAt('pause', pausedAt);
     markAt('paused', pausedDone);
-    // Logging stays on until the answer (close() in finally; the catch stops
+    // Logging stays on until the answer (close() at the end; abandon() stops
     // it before resuming): switching it off rewrites the memslot, in the pause.
     // Counted as they are merged: a separate count ran cold (first use in the pause).
     const finalPages = log.collect(bitmap) + log.markEmulatorPages(bitmap);
     mark('collected');
-    tally(await writeRam(writer, ram, { bitmap, zeroPages: 'list', buffers }));
+    this.tally(await writeRam(writer, machine.ram.bytes, { bitmap, zeroPages: 'list', buffers: this.buffers }));
     const pagesDone = performance.now();
     markAt('pages', pagesDone);
     if (TRACING) mark(`queued.${sock.writableLength}`);
     await streamMachineState(writer, machine);
     await writer.end();
-    endSent = true;
+    this.endSent = true;
     const endAt = performance.now();
     markAt('ended', endAt);
-    sentBytes = writer.position;
+    this.sentBytes = writer.position;
     opts.onProgress?.({
-      round: rounds,
+      round: this.rounds,
       final: true,
-      sentBytes,
+      sentBytes: this.sentBytes,
       dirtyPages: finalPages,
-      mbps,
-      dirtyMiBs,
+      mbps: this.mbps,
+      dirtyMiBs: this.dirtyMiBs,
       expectedDowntimeMs: 0,
     });
+    this.pausedDone = pausedDone;
+    this.pagesDone = pagesDone;
+    this.endAt = endAt;
+    this.finalPages = finalPages;
+  }
 
-    // The answer.
-    const deadline = performance.now() + confirmTimeoutMs;
-    let remote: ReturnType<typeof parseConfirmation> = null;
-    for (;;) {
-      const l = answer.line();
-      if (l !== null) {
-        remote = parseConfirmation(l);
-        if (remote !== null) break;
-        throw new MigrationError(
-          l.startsWith('ERR ')
-            ? `the destination failed: ${l.slice(4)}`
-            : `unexpected answer from the destination: ${l.slice(0, 200)}`,
-        );
-      }
-      if (answer.gone !== null) throw new MigrationError(`no confirmation from the destination: ${answer.gone}`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new MigrationError(`no confirmation from the destination within ${confirmTimeoutMs} ms`);
-      await Promise.race([answer.changed(), new Promise((r) => setTimeout(r, left).unref())]);
-    }
-    const end = performance.now();
+  /** Phase 4: the destination's answer to END, its confirmation (with its times) or ERR; and when it came. */
+  async confirmation(): Promise<{ remote: Partial<DestinationTimes>; end: number }> {
+    const answer = this.answer;
+    const ms = this.limits.confirmTimeoutMs;
+    let end = 0;
+    const remote = await answer.until(
+      () => {
+        const l = answer.line();
+        if (l === null) return null;
+        const r = parseConfirmation(l);
+        if (r === null)
+          throw new MigrationError(
+            l.startsWith('ERR ')
+              ? `the destination failed: ${l.slice(4)}`
+              : `unexpected answer from the destination: ${l.slice(0, 200)}`,
+          );
+        end = performance.now();
+        return r;
+      },
+      ms,
+      (gone) => `no confirmation from the destination: ${gone}`,
+      () => `no confirmation from the destination within ${ms} ms`,
+    );
     markAt('answered', end);
-    leaveRealtime();
+    this.leaveRealtime();
     flushTrace('source');
-    sock.end();
-    const downtime = end - pausedAt;
+    this.sock.end();
+    return { remote, end };
+  }
+
+  report(
+    converged: MigrationReport['converged'],
+    { remote, end }: { remote: Partial<DestinationTimes>; end: number },
+  ): MigrationReport {
+    const downtime = end - this.pausedAt;
     return {
-      totalMs: end - t0,
+      totalMs: end - this.t0,
       downtimeMs: downtime,
-      ...(remote?.answerMs !== undefined ? { guestDowntimeMs: Math.max(0, downtime - remote.answerMs) } : {}),
-      bytes: sentBytes,
-      rounds,
-      dataPages,
-      zeroPages,
-      finalPages,
-      mbps,
+      ...(remote.answerMs !== undefined ? { guestDowntimeMs: Math.max(0, downtime - remote.answerMs) } : {}),
+      bytes: this.sentBytes,
+      rounds: this.rounds,
+      dataPages: this.dataPages,
+      zeroPages: this.zeroPages,
+      finalPages: this.finalPages,
+      mbps: this.mbps,
       converged,
       phases: {
-        pauseMs: pausedDone - pausedAt,
-        finalPagesMs: pagesDone - pausedDone,
-        stateMs: endAt - pagesDone,
-        confirmMs: end - endAt,
-        ...(remote ?? {}),
+        pauseMs: this.pausedDone - this.pausedAt,
+        finalPagesMs: this.pagesDone - this.pausedDone,
+        stateMs: this.endAt - this.pagesDone,
+        confirmMs: end - this.endAt,
+        ...remote,
       },
     };
-  } catch (e) {
-    sock.destroy();
-    log.stop();
+  }
+
+  /** After a failure: the guest runs here again.  Returns the error to throw. */
+  abandon(e: unknown): MigrationError {
+    this.sock.destroy();
+    this.log.stop();
     // Before the vCPUs run again: real-time vCPUs running guest code would crowd out the rest.
-    leaveRealtime();
-    if (paused) {
-      machine.resume();
-      opts.onResume?.();
+    this.leaveRealtime();
+    if (this.paused) {
+      this.machine.resume();
+      this.opts.onResume?.();
     }
-    if (e instanceof MigrationError) throw e;
-    throw new MigrationError(why(e), { cause: e });
-  } finally {
-    clearInterval(stallTimer);
-    opts.signal?.removeEventListener('abort', onAbort);
-    endSent = true;
-    failure ??= 'done';
-    log.close();
-    void watchAnswer;
+    if (e instanceof MigrationError) return e;
+    return new MigrationError(this.failure ?? (e instanceof Error ? e.message : String(e)), { cause: e });
+  }
+
+  close(): void {
+    clearInterval(this.stallTimer);
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+    this.endSent = true;
+    this.failure ??= 'done';
+    this.log.close();
   }
 }

@@ -119,118 +119,46 @@ export interface RamWriteStats {
 /** Data starts this far into the batch buffer: room for the head and up to a page of padding before it. */
 const SLACK = 2 * PAGE_SIZE;
 
-export async function writeRam(
-  writer: StreamWriter,
-  ram: Uint8Array,
-  options: RamWriteOptions = {},
-): Promise<RamWriteStats> {
+/** RamWriteOptions checked, with their defaults. */
+interface RamPlan {
+  readonly batchPages: number;
+  readonly base: number;
+  readonly compress: boolean;
+  readonly level: DeflateLevel;
+  readonly listZeros: boolean;
+  readonly bitmap: Uint8Array | undefined;
+  readonly pages: number;
+}
+
+function planRam(ram: Uint8Array, options: RamWriteOptions): RamPlan {
   if (ram.length % PAGE_SIZE !== 0)
     throw new RangeError(`guest RAM size ${ram.length} is not a multiple of ${PAGE_SIZE}`);
   const batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
   if (!Number.isInteger(batchPages) || batchPages < 1 || batchPages > 16_384)
     throw new RangeError(`batchPages must be 1..16384, got ${batchPages}`);
-  const base = options.basePfn ?? 0;
-  const compress = options.compress ?? false;
-  const listZeros = (options.zeroPages ?? (options.bitmap ? 'list' : 'omit')) === 'list';
   const bitmap = options.bitmap;
   const pages = ram.length / PAGE_SIZE;
   if (bitmap && bitmap.length * 8 < pages)
     throw new RangeError(`bitmap covers ${bitmap.length * 8} pages, RAM has ${pages}`);
-  const isZero = zeroTest(ram);
-  const stats: RamWriteStats = { scanned: 0, dataPages: 0, zeroPages: 0, dataBytes: 0 };
-
-  const pfns = new Float64Array(batchPages);
-  const zeros = new Float64Array(ZERO_BATCH);
-  let nData = 0;
-  let nZero = 0;
-  // Raw mode fills the record buffer in place; compress mode fills a scratch it deflates from.
-  // Raw batch buffers come back through the sink's release callback and are reused: fresh 2 MiB
-  // allocations cost a page fault per 4 KiB under nested KVM and doubled encode time (benchRam).
-  const rawBytes = SLACK + batchPages * (PAGE_SIZE + 8);
-  const pool = options.buffers ?? new BatchBuffers();
-  const takeRaw = (): Uint8Array => pool.take(rawBytes);
-  let buf = compress ? new Uint8Array(batchPages * PAGE_SIZE) : takeRaw();
-  let bufData = pool.addressOf(buf) + (compress ? 0 : SLACK);
-  const ramAddr = addressOf(ram);
-
-  // Consecutive data pages (a dirty round's usual shape) are copied with one memcpy per run.
-  let runFrom = 0; // guest page of the run's first page
-  let runAt = 0; // batch slot of the run's first page
-  let runLen = 0;
-  const copyRun = (): void => {
-    // In bounds: the run's pages are < pages, its slots < batchPages, and `buf` holds SLACK + batchPages pages.
-    if (runLen > 0) copyBytes(bufData + runAt * PAGE_SIZE, ramAddr + runFrom * PAGE_SIZE, runLen * PAGE_SIZE);
-    runLen = 0;
+  return {
+    batchPages,
+    base: options.basePfn ?? 0,
+    compress: options.compress ?? false,
+    level: options.level ?? DEFAULT_DEFLATE_LEVEL,
+    listZeros: (options.zeroPages ?? (bitmap ? 'list' : 'omit')) === 'list',
+    bitmap,
+    pages,
   };
+}
 
-  const flushData = async (): Promise<void> => {
-    copyRun();
-    const n = nData;
-    nData = 0;
-    let body: Uint8Array;
-    if (compress) {
-      const level = options.level ?? DEFAULT_DEFLATE_LEVEL;
-      const plain = buf.subarray(0, n * PAGE_SIZE);
-      const packed = worthDeflating(plain, n, level) ? deflateSync(plain, { level }) : plain;
-      const raw = packed.length >= plain.length; // incompressible: store as is rather than grow
-      const data = raw ? plain : packed;
-      body = new Uint8Array(RAM_HEAD_BYTES + data.length + n * 8);
-      body.set(data, RAM_HEAD_BYTES);
-      writePfns(body, RAM_HEAD_BYTES + data.length, pfns, n);
-      fillRamHead(body, n, raw ? RamEncoding.RAW : RamEncoding.DEFLATE, RAM_HEAD_BYTES, data.length);
-      stats.dataBytes += data.length;
-    } else {
-      // Choose the body's start in `buf` so that the data, fixed at SLACK, lands on a page boundary of the stream.
-      const bodyPos = writer.position + FRAME_BYTES;
-      const dataOffset = writer.alignPages
-        ? RAM_HEAD_BYTES + ((PAGE_SIZE - ((bodyPos + RAM_HEAD_BYTES) % PAGE_SIZE)) % PAGE_SIZE)
-        : RAM_HEAD_BYTES;
-      const start = SLACK - dataOffset;
-      const pfnOffset = dataOffset + n * PAGE_SIZE;
-      body = buf.subarray(start, start + pfnOffset + n * 8);
-      body.fill(0, 0, dataOffset);
-      writePfns(body, pfnOffset, pfns, n);
-      fillRamHead(body, n, RamEncoding.RAW, dataOffset, n * PAGE_SIZE);
-      stats.dataBytes += n * PAGE_SIZE;
-      const sent = buf;
-      buf = takeRaw(); // the sink owns `sent` until it releases it
-      bufData = pool.addressOf(buf) + SLACK;
-      await writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => pool.give(sent));
-      return;
-    }
-    await writer.writeRecord(RecordType.RAM_PAGES, body);
-  };
-  const flushZero = async (): Promise<void> => {
-    const body = encodeZeroBody(zeros, nZero);
-    nZero = 0;
-    await writer.writeRecord(RecordType.RAM_ZERO, body);
-  };
-
-  // Synchronous per page; an await per page would cost more than the scan (benchRam).
-  const visit = (i: number): boolean => {
-    stats.scanned++;
-    if (isZero(i)) {
-      stats.zeroPages++;
-      if (!listZeros) return false;
-      zeros[nZero++] = base + i;
-      return nZero === ZERO_BATCH;
-    }
-    if (runLen > 0 && i === runFrom + runLen) runLen++;
-    else {
-      copyRun();
-      runFrom = i;
-      runAt = nData;
-      runLen = 1;
-    }
-    pfns[nData++] = base + i;
-    stats.dataPages++;
-    return nData === batchPages;
-  };
-  const flushFull = async (): Promise<void> => {
-    if (nData === batchPages) await flushData();
-    if (nZero === ZERO_BATCH) await flushZero();
-  };
-
+export async function writeRam(
+  writer: StreamWriter,
+  ram: Uint8Array,
+  options: RamWriteOptions = {},
+): Promise<RamWriteStats> {
+  const plan = planRam(ram, options);
+  const { bitmap, pages } = plan;
+  const batch = new RamBatch(writer, ram, plan, options.buffers ?? new BatchBuffers());
   const ranges = options.beforeRange;
   const rangePages = ranges?.rangePages ?? Infinity;
   let rangeEnd = ranges ? 0 : Infinity; // first page past the range last announced
@@ -239,29 +167,177 @@ export async function writeRam(
     ranges!.call(first, rangePages);
     rangeEnd = first + rangePages;
   };
-
   if (bitmap) {
     for (let byte = 0; byte < bitmap.length; byte++) {
       for (let bits = bitmap[byte]!; bits !== 0; bits &= bits - 1) {
         const i = byte * 8 + (31 - Math.clz32(bits & -bits));
         if (i >= pages) continue;
         if (i >= rangeEnd) enterRange(i);
-        if (visit(i)) await flushFull();
+        if (batch.visit(i)) await batch.flushFull();
       }
     }
   } else {
     const progress = options.onProgress;
     for (let i = 0; i < pages; i++) {
       if (i >= rangeEnd) enterRange(i);
-      if (visit(i)) await flushFull();
+      if (batch.visit(i)) await batch.flushFull();
       if (progress && (i & 0xffff) === 0xffff) progress(i + 1, pages);
     }
   }
-  if (nData > 0) await flushData();
-  if (nZero > 0) await flushZero();
-  if (!compress) pool.give(buf);
+  await batch.finish();
+  const stats = batch.stats;
   options.onProgress?.(stats.scanned, bitmap ? stats.scanned : pages);
   return stats;
+}
+
+/**
+ * The records one writeRam call fills as it scans: a batch of data pages
+ * for RAM_PAGES and a list of zero pages for RAM_ZERO, each written when
+ * full.  visit() is synchronous per page: an await per page would cost
+ * more than the scan (benchRam).
+ */
+class RamBatch {
+  readonly stats: RamWriteStats = { scanned: 0, dataPages: 0, zeroPages: 0, dataBytes: 0 };
+  private readonly isZero: (page: number) => boolean;
+  private readonly batchPages: number;
+  private readonly base: number;
+  private readonly listZeros: boolean;
+  private readonly pfns: Float64Array;
+  private readonly zeros = new Float64Array(ZERO_BATCH);
+  private nData = 0;
+  private nZero = 0;
+  private readonly rawBytes: number;
+  // Raw mode fills the record buffer in place; compress mode fills a scratch it deflates from.
+  // Raw batch buffers come back through the sink's release callback and are reused: fresh 2 MiB
+  // allocations cost a page fault per 4 KiB under nested KVM and doubled encode time (benchRam).
+  private buf: Uint8Array;
+  private bufData: number;
+  private readonly ramAddr: number;
+  // Consecutive data pages (a dirty round's usual shape) are copied with one memcpy per run.
+  private runFrom = 0; // guest page of the run's first page
+  private runAt = 0; // batch slot of the run's first page
+  private runLen = 0;
+
+  constructor(
+    private readonly writer: StreamWriter,
+    ram: Uint8Array,
+    private readonly plan: RamPlan,
+    private readonly pool: BatchBuffers,
+  ) {
+    this.isZero = zeroTest(ram);
+    this.batchPages = plan.batchPages;
+    this.base = plan.base;
+    this.listZeros = plan.listZeros;
+    this.pfns = new Float64Array(plan.batchPages);
+    this.rawBytes = SLACK + plan.batchPages * (PAGE_SIZE + 8);
+    this.buf = plan.compress ? new Uint8Array(plan.batchPages * PAGE_SIZE) : pool.take(this.rawBytes);
+    this.bufData = pool.addressOf(this.buf) + (plan.compress ? 0 : SLACK);
+    this.ramAddr = addressOf(ram);
+  }
+
+  /** Takes page `i` into a batch; true when a batch is full (flushFull). */
+  visit(i: number): boolean {
+    this.stats.scanned++;
+    if (this.isZero(i)) {
+      this.stats.zeroPages++;
+      if (!this.listZeros) return false;
+      this.zeros[this.nZero++] = this.base + i;
+      return this.nZero === ZERO_BATCH;
+    }
+    if (this.runLen > 0 && i === this.runFrom + this.runLen) this.runLen++;
+    else {
+      this.copyRun();
+      this.runFrom = i;
+      this.runAt = this.nData;
+      this.runLen = 1;
+    }
+    this.pfns[this.nData++] = this.base + i;
+    this.stats.dataPages++;
+    return this.nData === this.batchPages;
+  }
+
+  async flushFull(): Promise<void> {
+    if (this.nData === this.batchPages) await this.flushData();
+    if (this.nZero === ZERO_BATCH) await this.flushZero();
+  }
+
+  /** Writes what is left and gives the batch buffer back. */
+  async finish(): Promise<void> {
+    if (this.nData > 0) await this.flushData();
+    if (this.nZero > 0) await this.flushZero();
+    if (!this.plan.compress) this.pool.give(this.buf);
+  }
+
+  private copyRun(): void {
+    // In bounds: the run's pages are < pages, its slots < batchPages, and `buf` holds SLACK + batchPages pages.
+    if (this.runLen > 0)
+      copyBytes(
+        this.bufData + this.runAt * PAGE_SIZE,
+        this.ramAddr + this.runFrom * PAGE_SIZE,
+        this.runLen * PAGE_SIZE,
+      );
+    this.runLen = 0;
+  }
+
+  private async flushData(): Promise<void> {
+    this.copyRun();
+    const n = this.nData;
+    this.nData = 0;
+    if (this.plan.compress) {
+      const { body, dataBytes } = deflatedBody(this.buf, n, this.pfns, this.plan.level);
+      this.stats.dataBytes += dataBytes;
+      await this.writer.writeRecord(RecordType.RAM_PAGES, body);
+      return;
+    }
+    const body = rawBody(this.buf, n, this.pfns, this.writer);
+    this.stats.dataBytes += n * PAGE_SIZE;
+    const sent = this.buf;
+    this.buf = this.pool.take(this.rawBytes); // the sink owns `sent` until it releases it
+    this.bufData = this.pool.addressOf(this.buf) + SLACK;
+    await this.writer.writeRecord(RecordType.RAM_PAGES, body, 0, () => this.pool.give(sent));
+  }
+
+  private async flushZero(): Promise<void> {
+    const body = encodeZeroBody(this.zeros, this.nZero);
+    this.nZero = 0;
+    await this.writer.writeRecord(RecordType.RAM_ZERO, body);
+  }
+}
+
+/** A RAM_PAGES body for the first `n` pages of `plain`, deflated unless that does not pay. */
+function deflatedBody(
+  plain: Uint8Array,
+  n: number,
+  pfns: Float64Array,
+  level: DeflateLevel,
+): { body: Uint8Array; dataBytes: number } {
+  const pagesData = plain.subarray(0, n * PAGE_SIZE);
+  const packed = worthDeflating(pagesData, n, level) ? deflateSync(pagesData, { level }) : pagesData;
+  const raw = packed.length >= pagesData.length; // incompressible: store as is rather than grow
+  const data = raw ? pagesData : packed;
+  const body = new Uint8Array(RAM_HEAD_BYTES + data.length + n * 8);
+  body.set(data, RAM_HEAD_BYTES);
+  writePfns(body, RAM_HEAD_BYTES + data.length, pfns, n);
+  fillRamHead(body, n, raw ? RamEncoding.RAW : RamEncoding.DEFLATE, RAM_HEAD_BYTES, data.length);
+  return { body, dataBytes: data.length };
+}
+
+/**
+ * The RAM_PAGES body around the `n` pages at SLACK in `buf`, in place: its
+ * start is chosen so that the data lands on a page boundary of the stream.
+ */
+function rawBody(buf: Uint8Array, n: number, pfns: Float64Array, writer: StreamWriter): Uint8Array {
+  const bodyPos = writer.position + FRAME_BYTES;
+  const dataOffset = writer.alignPages
+    ? RAM_HEAD_BYTES + ((PAGE_SIZE - ((bodyPos + RAM_HEAD_BYTES) % PAGE_SIZE)) % PAGE_SIZE)
+    : RAM_HEAD_BYTES;
+  const start = SLACK - dataOffset;
+  const pfnOffset = dataOffset + n * PAGE_SIZE;
+  const body = buf.subarray(start, start + pfnOffset + n * 8);
+  body.fill(0, 0, dataOffset);
+  writePfns(body, pfnOffset, pfns, n);
+  fillRamHead(body, n, RamEncoding.RAW, dataOffset, n * PAGE_SIZE);
+  return body;
 }
 
 let scratch = new Uint8Array(0);

@@ -5,7 +5,7 @@
 // Built for time to "guest running" from process start (issue 5): this
 // module's own imports are the file reader, the RAM loader and the guest
 // RAM mapping only.  Guest memory is mapped and filled from the file while
-// the emulator and KVM modules load (docs/migration.md, "Restore"), and
+// the emulator and KVM modules (~100 ms of module loading here) load, and
 // the vCPU and timer threads load on the other core from the header on; the
 // KVM VM is created around the filled memory, the saved state is checked
 // against this host and written, and only then may the guest start.  A file
@@ -15,7 +15,7 @@
 // Where it can (native helper, userfaultfd, raw page-aligned RAM records:
 // every uncompressed snapshot), the guest starts before its memory is in:
 // a native thread copies pages in from the file as they are touched and the
-// rest behind them once the guest runs, while ram/load-lazy.ts checks every
+// rest behind them once the guest runs, while lazy-ram.ts checks every
 // record's checksum before it may.  Otherwise RamLoader reads all of it
 // first.
 import { closeSync, openSync } from 'node:fs';
@@ -23,12 +23,13 @@ import { FormatError } from '../../errors.js';
 import { GuestRam } from '../../kvm/guest-ram.js';
 import { prestartThreads } from '../../machine/thread-pool.js';
 import type { XenMachine } from '../../machine/machine.js';
+import type { SectionCollector } from '../sections-in.js';
 import type { RamPagesRecord, RamZeroRecord, Section } from '../stream/records.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { checkMachineConfig } from '../../machine/config.js';
 import { RamLoader } from '../ram/load-eager.js';
 import { type LazyRam, lazyRestoreAvailable, lazyRuns, startLazyRam } from '../ram/load-lazy.js';
-import { openSnapshot } from '../stream/file.js';
+import { openSnapshot, type SnapshotFile } from '../stream/file.js';
 
 export type RestorePhase = 'header' | 'ram' | 'lazy' | 'loaded' | 'machine' | 'state' | 'done' | 'filled';
 
@@ -58,6 +59,17 @@ export interface RestoreOptions {
 const loadEmulator = () =>
   Promise.all([import('../../machine/machine.js'), import('../sections-in.js'), import('../../machine/state.js')]);
 
+/** What a restore has made so far: undone if it fails (undoRestore), closed either way. */
+interface Restoring {
+  ram: GuestRam | null;
+  machine: XenMachine | null;
+  loader: RamLoader | null;
+  lazy: LazyRam | null;
+  fd: number;
+}
+
+type RamRecordAt = (RamPagesRecord | RamZeroRecord) & { offset: number };
+
 /** Creates a machine from a snapshot file, ready to start; nothing is left behind if the file or host is unfit. */
 export async function restoreSnapshot(path: string, opts: RestoreOptions): Promise<XenMachine> {
   const file = await openSnapshot(path, {
@@ -67,22 +79,18 @@ export async function restoreSnapshot(path: string, opts: RestoreOptions): Promi
   });
   const emulator = loadEmulator();
   emulator.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
-  let ram: GuestRam | null = null;
-  let machine: XenMachine | null = null;
-  let loader: RamLoader | null = null;
-  let lazy: LazyRam | null = null;
-  let fd = -1;
+  const job: Restoring = { ram: null, machine: null, loader: null, lazy: null, fd: -1 };
   try {
     opts.onPhase?.('header');
     const config = checkMachineConfig(file.header.machine, path);
-    // The vCPU and timer threads load (tens of ms of CPU each) while the file is read.
+    // The vCPU and timer threads load (50-90 ms of CPU each) while the file is read.
     prestartThreads(config.vcpus);
-    fd = openSync(path, 'r');
+    job.fd = openSync(path, 'r');
     // Decoded once the emulator is loaded; which came before the first RAM record matters.
     const sections: Section[] = [];
     let sectionsBeforeRam = -1;
     // Page lists only: the data is read (or mapped) once the whole file is known good.
-    const records: Array<(RamPagesRecord | RamZeroRecord) & { offset: number }> = [];
+    const records: RamRecordAt[] = [];
     for await (const rec of file) {
       if (rec.kind === 'section') {
         sections.push(rec.section);
@@ -94,82 +102,105 @@ export async function restoreSnapshot(path: string, opts: RestoreOptions): Promi
         records.push(rec);
       }
     }
-    if (records.length > 0) {
-      ram = new GuestRam(config.memBytes, { hugePages: false });
-      const runs =
-        (opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable()
-          ? lazyRuns(records, config.memBytes / PAGE_SIZE, path)
-          : null;
-      if (runs) {
-        // The checksums are checked (lazy.checked) while the machine is built, before it may run.
-        const l = startLazyRam(fd, file.size, runs, records, ram, path);
-        lazy = l;
-        opts.onPhase?.('lazy');
-        void l.done.then(
-          () => opts.onPhase?.('filled'),
-          () => undefined,
-        );
-      } else {
-        loader = new RamLoader(fd, ram, path, opts.inFlight === undefined ? {} : { inFlight: opts.inFlight });
-        for (const rec of records) {
-          await loader.apply(rec);
-          opts.onProgress?.(rec.offset, file.size);
-        }
-      }
-    }
+    if (records.length > 0) await fillRam(job, file, records, config.memBytes, path, opts);
     // Every checksum is checked before the machine exists, let alone runs.
-    await loader?.drain();
+    await job.loader?.drain();
     opts.onPhase?.('loaded');
     const [{ XenMachine }, { assertHostCanRun, SectionCollector }, { checkMachineState, restoreMachineState }] =
       await emulator;
-    const collector = new SectionCollector(path);
     const early = sectionsBeforeRam < 0 ? sections.length : sectionsBeforeRam;
-    for (let i = 0; i < early; i++) collector.add(sections[i]!);
-    const cpu0 = collector.cpu0;
-    if (!cpu0) throw new FormatError(`${path}: no cpu section before guest memory`);
-    for (let i = early; i < sections.length; i++) collector.add(sections[i]!);
+    const { collector, cpu0 } = collectSections(new SectionCollector(path), sections, early, path);
     checkMachineState(collector.states, config, path);
     opts.onPhase?.('machine');
-    ram ??= new GuestRam(config.memBytes, { hugePages: false });
+    job.ram ??= new GuestRam(config.memBytes, { hugePages: false });
     const m = XenMachine.create({
       memBytes: config.memBytes,
       vcpus: config.vcpus,
       console: opts.console,
       log: opts.log,
       incoming: true,
-      ram,
+      ram: job.ram,
     });
-    machine = m;
+    job.machine = m;
     assertHostCanRun(m, cpu0, path);
     opts.onProgress?.(file.size, file.size);
     opts.onPhase?.('state');
     restoreMachineState(m, collector.states);
-    await lazy?.checked;
+    await job.lazy?.checked;
+    const lazy = job.lazy;
     if (lazy) {
-      const l = lazy;
       // The rest of memory comes in behind the guest's own faults once it runs, not competing with the start.
       void m.whenRunning().then(
-        () => l.prefetch(),
+        () => lazy.prefetch(),
         () => undefined,
       );
     }
     opts.onPhase?.('done');
     return m;
   } catch (e) {
-    // Reads in flight write into guest RAM: they end before it is unmapped.
-    await (loader as RamLoader | null)?.settle();
-    // The check reads the mapped file, unmapped once the machine is gone; and a corrupt file is
-    // named as such, not by whatever its unchecked pages made the state restore trip over.
-    const checkFailure = await (lazy as LazyRam | null)?.checked.then(
-      () => null,
-      (err: unknown) => err,
-    );
-    if (machine) await (machine as XenMachine).destroy();
-    else (ram as GuestRam | null)?.destroy();
-    throw checkFailure instanceof FormatError ? checkFailure : e;
+    throw await undoRestore(job, e);
   } finally {
-    await (loader as RamLoader | null)?.settle();
-    if (fd >= 0) closeSync(fd);
+    await job.loader?.settle();
+    if (job.fd >= 0) closeSync(job.fd);
     await file.close();
   }
+}
+
+/**
+ * Maps guest memory and fills it from the file's RAM records: lazily where
+ * it can (the checksums are checked, lazy.checked, while the machine is
+ * built, before it may run), else all of it now.
+ */
+async function fillRam(
+  job: Restoring,
+  file: SnapshotFile,
+  records: readonly RamRecordAt[],
+  memBytes: number,
+  path: string,
+  opts: RestoreOptions,
+): Promise<void> {
+  const ram = new GuestRam(memBytes, { hugePages: false });
+  job.ram = ram;
+  const runs =
+    (opts.memory ?? 'lazy') === 'lazy' && lazyRestoreAvailable() ? lazyRuns(records, memBytes / PAGE_SIZE, path) : null;
+  if (runs) {
+    const l = startLazyRam(job.fd, file.size, runs, records, ram, path);
+    job.lazy = l;
+    opts.onPhase?.('lazy');
+    void l.done.then(
+      () => opts.onPhase?.('filled'),
+      () => undefined,
+    );
+  } else {
+    const loader = new RamLoader(job.fd, ram, path, opts.inFlight === undefined ? {} : { inFlight: opts.inFlight });
+    job.loader = loader;
+    for (const rec of records) {
+      await loader.apply(rec);
+      opts.onProgress?.(rec.offset, file.size);
+    }
+  }
+}
+
+/** Decodes `sections`; the first `early` of them (before any RAM) must include vCPU 0's. */
+function collectSections(collector: SectionCollector, sections: readonly Section[], early: number, path: string) {
+  for (let i = 0; i < early; i++) collector.add(sections[i]!);
+  const cpu0 = collector.cpu0;
+  if (!cpu0) throw new FormatError(`${path}: no cpu section before guest memory`);
+  for (let i = early; i < sections.length; i++) collector.add(sections[i]!);
+  return { collector, cpu0 };
+}
+
+/** Undoes a failed restore; returns the error to throw. */
+async function undoRestore(job: Restoring, e: unknown): Promise<unknown> {
+  // Reads in flight write into guest RAM: they end before it is unmapped.
+  await job.loader?.settle();
+  // The check reads the mapped file, unmapped once the machine is gone; and a corrupt file is
+  // named as such, not by whatever its unchecked pages made the state restore trip over.
+  const checkFailure = await job.lazy?.checked.then(
+    () => null,
+    (err: unknown) => err,
+  );
+  if (job.machine) await job.machine.destroy();
+  else job.ram?.destroy();
+  return checkFailure instanceof FormatError ? checkFailure : e;
 }

@@ -37,97 +37,113 @@ const LOW_WATER = 4 << 20;
  * stream, and bytes after the END record stay buffered in this source.
  */
 export function readableSource(input: Readable): ByteSource {
-  // Flowing mode with our own queue and watermarks: the async iterator paid
-  // a promise per 64 KiB chunk and, past the stream's 16 KiB highWaterMark,
-  // stopped and restarted the socket's reads over and over.
-  const queue: Uint8Array[] = [];
-  let head = 0; // bytes of queue[0] already consumed
-  let buffered = 0;
-  let done = false;
-  let failure: unknown = null;
-  let wake: (() => void) | null = null;
-  const notify = (): void => {
-    const w = wake;
-    wake = null;
+  return new ReadableSource(input);
+}
+
+/**
+ * Flowing mode with our own queue and watermarks: the async iterator paid
+ * a promise per 64 KiB chunk and, past the stream's 16 KiB highWaterMark,
+ * stopped and restarted the socket's reads over and over.
+ */
+class ReadableSource implements ByteSource {
+  private readonly queue: Uint8Array[] = [];
+  private head = 0; // bytes of queue[0] already consumed
+  private buffered = 0;
+  private done = false;
+  private failure: unknown = null;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly input: Readable) {
+    input.on('data', (raw: Uint8Array | string) => this.onData(raw));
+    input.once('end', () => this.onEnd());
+    input.once('close', () => this.onEnd());
+    input.once('error', (err: unknown) => {
+      this.failure ??= err;
+      this.done = true;
+      this.notify();
+    });
+  }
+
+  async read(n: number, scratch?: Uint8Array): Promise<Uint8Array> {
+    while (this.buffered < n && !this.done) await this.pull();
+    const m = Math.min(n, this.buffered);
+    if (m === 0) return EMPTY;
+    const first = this.queue[0]!;
+    if (first.length - this.head >= m) {
+      const view = first.subarray(this.head, this.head + m);
+      this.take(m, null);
+      return view;
+    }
+    const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
+    this.take(m, out);
+    return out;
+  }
+
+  async skip(n: number): Promise<number> {
+    let left = n;
+    while (left > 0) {
+      if (this.buffered === 0) {
+        if (this.done) break;
+        await this.pull();
+        continue;
+      }
+      const k = Math.min(left, this.buffered);
+      this.take(k, null);
+      left -= k;
+    }
+    return n - left;
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
     w?.();
-  };
-  const onData = (raw: Uint8Array | string): void => {
+  }
+
+  private onData(raw: Uint8Array | string): void {
     // Plain Uint8Array views, not Buffers: decoded msgpack bin fields are views of these, and callers expect Uint8Array.
     const b = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
     if (b.length === 0) return;
-    queue.push(new Uint8Array(b.buffer, b.byteOffset, b.length));
-    buffered += b.length;
-    if (buffered >= HIGH_WATER) input.pause();
-    notify();
-  };
-  const onEnd = (): void => {
-    done = true;
-    notify();
-  };
-  const onError = (err: unknown): void => {
-    failure ??= err;
-    done = true;
-    notify();
-  };
-  input.on('data', onData);
-  input.once('end', onEnd);
-  input.once('close', onEnd);
-  input.once('error', onError);
-  const pull = async (): Promise<void> => {
-    if (failure !== null) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
-    if (done) return;
-    if (input.isPaused()) input.resume();
+    this.queue.push(new Uint8Array(b.buffer, b.byteOffset, b.length));
+    this.buffered += b.length;
+    if (this.buffered >= HIGH_WATER) this.input.pause();
+    this.notify();
+  }
+
+  private onEnd(): void {
+    this.done = true;
+    this.notify();
+  }
+
+  private async pull(): Promise<void> {
+    if (this.failure !== null)
+      throw new IoError(`read failed: ${describeIoError(this.failure)}`, { cause: this.failure });
+    if (this.done) return;
+    if (this.input.isPaused()) this.input.resume();
     await new Promise<void>((resolve) => {
-      wake = resolve;
+      this.wake = resolve;
     });
-    if (failure !== null) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
-  };
-  const take = (n: number, out: Uint8Array | null): void => {
+    if (this.failure !== null)
+      throw new IoError(`read failed: ${describeIoError(this.failure)}`, { cause: this.failure });
+  }
+
+  /** Consumes `n` buffered bytes, copying them to `out` if given. */
+  private take(n: number, out: Uint8Array | null): void {
     let off = 0;
     while (off < n) {
-      const c = queue[0]!;
-      const k = Math.min(n - off, c.length - head);
-      if (out) out.set(c.subarray(head, head + k), off);
+      const c = this.queue[0]!;
+      const k = Math.min(n - off, c.length - this.head);
+      if (out) out.set(c.subarray(this.head, this.head + k), off);
       off += k;
-      head += k;
-      if (head === c.length) {
-        queue.shift();
-        head = 0;
+      this.head += k;
+      if (this.head === c.length) {
+        this.queue.shift();
+        this.head = 0;
       }
     }
-    buffered -= n;
-    if (buffered < LOW_WATER && input.isPaused() && !done) input.resume();
-  };
-  return {
-    async read(n, scratch) {
-      while (buffered < n && !done) await pull();
-      const m = Math.min(n, buffered);
-      if (m === 0) return EMPTY;
-      const first = queue[0]!;
-      if (first.length - head >= m) {
-        const view = first.subarray(head, head + m);
-        take(m, null);
-        return view;
-      }
-      const out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
-      take(m, out);
-      return out;
-    },
-    async skip(n) {
-      let left = n;
-      while (left > 0) {
-        if (buffered === 0) {
-          if (done) break;
-          await pull();
-          continue;
-        }
-        const k = Math.min(left, buffered);
-        take(k, null);
-        left -= k;
-      }
-      return n - left;
-    },
-  };
+    this.buffered -= n;
+    if (this.buffered < LOW_WATER && this.input.isPaused() && !this.done) this.input.resume();
+  }
 }
 
 /**

@@ -35,20 +35,7 @@ export interface SocketSource {
 export function socketSource(accepted: Socket): SocketSource | null {
   const fd = (accepted as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return null;
-  const ring = new Uint8Array(RING_BYTES);
-  let head = 0; // absolute offset of the next unread byte
-  let tail = 0; // absolute offset one past the last byte received
-  let held = 0; // start of the bytes handed out by the last read (in use until the next)
-  let ended = false;
-  let failure: unknown = null;
-  let paused = false;
-  let wake: (() => void) | null = null;
-  const notify = (): void => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  const free = (): number => RING_BYTES - (tail - held);
+  const source = new RingSource();
   // A dup keeps the connection open once the accepted socket closes its own descriptor.
   // `onread` is a documented constructor option that @types/node 20 lists only for connect().
   const socket = new Socket({
@@ -57,102 +44,144 @@ export function socketSource(accepted: Socket): SocketSource | null {
     writable: true,
     allowHalfOpen: true,
     onread: {
-      buffer: () => {
-        const at = tail % RING_BYTES;
-        return ring.subarray(at, at + Math.min(RING_BYTES - at, free()));
-      },
-      callback: (n: number) => {
-        if (TRACING) mark(`read.${n}`);
-        tail += n;
-        notify();
-        paused = free() < MIN_FREE;
-        return !paused;
-      },
+      buffer: () => source.space(),
+      callback: (n: number) => source.received(n),
     },
   } as ConstructorParameters<typeof Socket>[0]);
   accepted.destroy();
-  socket.once('end', () => {
-    ended = true;
-    notify();
-  });
-  socket.once('close', () => {
-    ended = true;
-    notify();
-  });
-  socket.on('error', (err) => {
-    failure ??= err;
-    ended = true;
-    notify();
-  });
-  const release = (): void => {
-    held = head;
-    if (paused && free() >= RESUME) {
-      paused = false;
-      socket.resume();
-    }
-  };
-  const waitForData = async (): Promise<void> => {
-    if (failure !== null) throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
-    if (ended) return;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
+  source.watch(socket);
+  return { source, socket };
+}
+
+/** The ring the kernel reads a socket into, read out as a ByteSource. */
+class RingSource implements ByteSource {
+  private readonly ring = new Uint8Array(RING_BYTES);
+  private head = 0; // absolute offset of the next unread byte
+  private tail = 0; // absolute offset one past the last byte received
+  private held = 0; // start of the bytes handed out by the last read (in use until the next)
+  private ended = false;
+  private failure: unknown = null;
+  private paused = false;
+  private wake: (() => void) | null = null;
+  private socket: Socket | null = null;
+
+  /** Where the kernel reads next (onread's buffer): the free part of the ring from the tail on. */
+  space(): Uint8Array {
+    const at = this.tail % RING_BYTES;
+    return this.ring.subarray(at, at + Math.min(RING_BYTES - at, this.free()));
+  }
+
+  /** `n` bytes arrived at the tail (onread's callback); false asks the socket to stop reading. */
+  received(n: number): boolean {
+    if (TRACING) mark(`read.${n}`);
+    this.tail += n;
+    this.notify();
+    this.paused = this.free() < MIN_FREE;
+    return !this.paused;
+  }
+
+  /** Listens for the end of `socket`'s input and its errors, and resumes it once there is room. */
+  watch(socket: Socket): void {
+    this.socket = socket;
+    socket.once('end', () => {
+      this.ended = true;
+      this.notify();
     });
-  };
-  const copyOut = (out: Uint8Array, from: number): void => {
+    socket.once('close', () => {
+      this.ended = true;
+      this.notify();
+    });
+    socket.on('error', (err) => {
+      this.failure ??= err;
+      this.ended = true;
+      this.notify();
+    });
+  }
+
+  async read(n: number, scratch?: Uint8Array): Promise<Uint8Array> {
+    this.release();
+    // More than the ring holds cannot arrive while the caller holds nothing: read in pieces.
+    if (n > RING_BYTES - RESUME) return this.readInPieces(n, scratch);
+    while (this.tail - this.head < n && !this.ended) {
+      this.release();
+      await this.waitForData();
+    }
+    if (this.failure !== null && this.tail - this.head < n)
+      throw new IoError(`read failed: ${describeIoError(this.failure)}`, { cause: this.failure });
+    const m = Math.min(n, this.tail - this.head);
+    if (m === 0) return EMPTY;
+    const at = this.head % RING_BYTES;
+    let out: Uint8Array;
+    if (scratch !== undefined && at + m <= RING_BYTES) out = this.ring.subarray(at, at + m);
+    else {
+      out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
+      this.copyOut(out, this.head);
+    }
+    this.head += m;
+    return out;
+  }
+
+  async skip(n: number): Promise<number> {
+    let left = n;
+    while (left > 0) {
+      this.release();
+      if (this.tail === this.head) {
+        if (this.ended) break;
+        await this.waitForData();
+        continue;
+      }
+      const k = Math.min(left, this.tail - this.head);
+      this.head += k;
+      left -= k;
+    }
+    this.release();
+    return n - left;
+  }
+
+  private async readInPieces(n: number, scratch: Uint8Array | undefined): Promise<Uint8Array> {
+    const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const part = await this.read(Math.min(n - got, RESUME));
+      if (part.length === 0) break;
+      out.set(part, got);
+      got += part.length;
+    }
+    return got === n ? out : out.subarray(0, got);
+  }
+
+  private free(): number {
+    return RING_BYTES - (this.tail - this.held);
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** The caller is done with what the last read handed out. */
+  private release(): void {
+    this.held = this.head;
+    if (this.paused && this.free() >= RESUME) {
+      this.paused = false;
+      this.socket!.resume();
+    }
+  }
+
+  private async waitForData(): Promise<void> {
+    if (this.failure !== null)
+      throw new IoError(`read failed: ${describeIoError(this.failure)}`, { cause: this.failure });
+    if (this.ended) return;
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  private copyOut(out: Uint8Array, from: number): void {
     const at = from % RING_BYTES;
     const first = Math.min(out.length, RING_BYTES - at);
-    out.set(ring.subarray(at, at + first), 0);
-    if (first < out.length) out.set(ring.subarray(0, out.length - first), first);
-  };
-  const source: ByteSource = {
-    async read(n, scratch) {
-      release();
-      // More than the ring holds cannot arrive while the caller holds nothing: read in pieces.
-      if (n > RING_BYTES - RESUME) {
-        const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : new Uint8Array(n);
-        let got = 0;
-        while (got < n) {
-          const part = await source.read(Math.min(n - got, RESUME));
-          if (part.length === 0) break;
-          out.set(part, got);
-          got += part.length;
-        }
-        return got === n ? out : out.subarray(0, got);
-      }
-      while (tail - head < n && !ended) {
-        release();
-        await waitForData();
-      }
-      if (failure !== null && tail - head < n)
-        throw new IoError(`read failed: ${describeIoError(failure)}`, { cause: failure });
-      const m = Math.min(n, tail - head);
-      if (m === 0) return EMPTY;
-      const at = head % RING_BYTES;
-      let out: Uint8Array;
-      if (scratch !== undefined && at + m <= RING_BYTES) out = ring.subarray(at, at + m);
-      else {
-        out = scratch && scratch.length >= m ? scratch.subarray(0, m) : new Uint8Array(m);
-        copyOut(out, head);
-      }
-      head += m;
-      return out;
-    },
-    async skip(n) {
-      let left = n;
-      while (left > 0) {
-        release();
-        if (tail === head) {
-          if (ended) break;
-          await waitForData();
-          continue;
-        }
-        const k = Math.min(left, tail - head);
-        head += k;
-        left -= k;
-      }
-      release();
-      return n - left;
-    },
-  };
-  return { source, socket };
+    out.set(this.ring.subarray(at, at + first), 0);
+    if (first < out.length) out.set(this.ring.subarray(0, out.length - first), first);
+  }
 }

@@ -28,108 +28,102 @@ const DATA = 0xc93;
 const CODE64 = 0xa9b;
 const TSS = 0x8b;
 
+/** cpu_regs is a union at offset 8: the 32-bit or the 64-bit layout, as the mode field says. */
+const REGS = 8;
+
 export function hvmContextToState(ctx: Uint8Array): { gpr: bigint[]; sregs: SpecialRegs } {
   const v = new DataView(ctx.buffer, ctx.byteOffset, ctx.byteLength);
   const gpr = new Array<bigint>(GPR_COUNT).fill(0n);
-  const r = 8; // cpu_regs union
-  const is32 = v.getUint32(0, true) === VCPU_HVM_MODE_32B;
-  let sregs: SpecialRegs;
-  if (is32) {
-    const u32 = (o: number) => BigInt(v.getUint32(r + o, true));
-    [
-      gpr[Gpr.RAX],
-      gpr[Gpr.RCX],
-      gpr[Gpr.RDX],
-      gpr[Gpr.RBX],
-      gpr[Gpr.RSP],
-      gpr[Gpr.RBP],
-      gpr[Gpr.RSI],
-      gpr[Gpr.RDI],
-      gpr[Gpr.RIP],
-      gpr[Gpr.RFLAGS],
-    ] = [0, 4, 8, 12, 16, 20, 24, 28, 32, 36].map(u32);
-    const seg = (sel: number, baseOff: number, limitOff: number, arOff: number, fb: number) =>
-      segment(sel, u32(baseOff), v.getUint32(r + limitOff, true), v.getUint16(r + arOff, true), fb);
-    const data = seg(0x18, 68, 88, 106, DATA);
-    sregs = {
-      cs: seg(0x10, 64, 84, 104, CODE32),
-      ds: data,
-      es: seg(0x18, 76, 96, 110, DATA),
-      fs: { ...data },
-      gs: { ...data },
-      ss: seg(0x18, 72, 92, 108, DATA),
-      tr: seg(0x40, 80, 100, 112, TSS),
-      ldt: {
-        base: 0n,
-        limit: 0xffff,
-        selector: 0,
-        type: 2,
-        present: false,
-        dpl: 0,
-        db: false,
-        s: false,
-        l: false,
-        g: false,
-        avl: false,
-        unusable: true,
-      },
-      gdt: { base: 0n, limit: 0xffff },
-      idt: { base: 0n, limit: 0xffff },
-      cr0: u32(40),
-      cr2: 0n,
-      cr3: u32(44),
-      cr4: u32(48),
-      cr8: 0n,
-      efer: v.getBigUint64(r + 56, true),
-      apicBase: 0n,
-    };
-  } else {
-    const u64 = (o: number) => v.getBigUint64(r + o, true);
-    [
-      gpr[Gpr.RAX],
-      gpr[Gpr.RCX],
-      gpr[Gpr.RDX],
-      gpr[Gpr.RBX],
-      gpr[Gpr.RSP],
-      gpr[Gpr.RBP],
-      gpr[Gpr.RSI],
-      gpr[Gpr.RDI],
-      gpr[Gpr.RIP],
-      gpr[Gpr.RFLAGS],
-    ] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 72].map(u64);
-    const flat = (sel: number, ar: number) => segment(sel, 0n, 0xffffffff, ar, ar);
-    sregs = {
-      cs: flat(0x10, CODE64),
-      ds: flat(0x18, DATA),
-      es: flat(0x18, DATA),
-      fs: flat(0x18, DATA),
-      gs: flat(0x18, DATA),
-      ss: flat(0x18, DATA),
-      tr: { ...flat(0x40, TSS), limit: 0x67 },
-      ldt: {
-        base: 0n,
-        limit: 0xffff,
-        selector: 0,
-        type: 2,
-        present: false,
-        dpl: 0,
-        db: false,
-        s: false,
-        l: false,
-        g: false,
-        avl: false,
-        unusable: true,
-      },
-      gdt: { base: 0n, limit: 0xffff },
-      idt: { base: 0n, limit: 0xffff },
-      cr0: u64(80),
-      cr2: 0n,
-      cr3: u64(88),
-      cr4: u64(96),
-      cr8: 0n,
-      efer: u64(104),
-      apicBase: 0n,
-    };
-  }
+  const sregs = v.getUint32(0, true) === VCPU_HVM_MODE_32B ? state32(v, gpr) : state64(v, gpr);
   return { gpr, sregs };
+}
+
+/** The GPRs in the order both layouts list them. */
+function setGprs(gpr: bigint[], values: bigint[]): void {
+  [
+    gpr[Gpr.RAX],
+    gpr[Gpr.RCX],
+    gpr[Gpr.RDX],
+    gpr[Gpr.RBX],
+    gpr[Gpr.RSP],
+    gpr[Gpr.RBP],
+    gpr[Gpr.RSI],
+    gpr[Gpr.RDI],
+    gpr[Gpr.RIP],
+    gpr[Gpr.RFLAGS],
+  ] = values;
+}
+
+/** No LDT; a fresh object per vCPU state. */
+function unusableLdt(): Segment {
+  return {
+    base: 0n,
+    limit: 0xffff,
+    selector: 0,
+    type: 2,
+    present: false,
+    dpl: 0,
+    db: false,
+    s: false,
+    l: false,
+    g: false,
+    avl: false,
+    unusable: true,
+  };
+}
+
+/** struct vcpu_hvm_x86_32: segments with bases, limits and attributes of their own. */
+function state32(v: DataView, gpr: bigint[]): SpecialRegs {
+  const r = REGS;
+  const u32 = (o: number) => BigInt(v.getUint32(r + o, true));
+  setGprs(gpr, [0, 4, 8, 12, 16, 20, 24, 28, 32, 36].map(u32));
+  const seg = (sel: number, baseOff: number, limitOff: number, arOff: number, fb: number) =>
+    segment(sel, u32(baseOff), v.getUint32(r + limitOff, true), v.getUint16(r + arOff, true), fb);
+  const data = seg(0x18, 68, 88, 106, DATA);
+  return {
+    cs: seg(0x10, 64, 84, 104, CODE32),
+    ds: data,
+    es: seg(0x18, 76, 96, 110, DATA),
+    fs: { ...data },
+    gs: { ...data },
+    ss: seg(0x18, 72, 92, 108, DATA),
+    tr: seg(0x40, 80, 100, 112, TSS),
+    ldt: unusableLdt(),
+    gdt: { base: 0n, limit: 0xffff },
+    idt: { base: 0n, limit: 0xffff },
+    cr0: u32(40),
+    cr2: 0n,
+    cr3: u32(44),
+    cr4: u32(48),
+    cr8: 0n,
+    efer: v.getBigUint64(r + 56, true),
+    apicBase: 0n,
+  };
+}
+
+/** struct vcpu_hvm_x86_64: flat 64-bit segments. */
+function state64(v: DataView, gpr: bigint[]): SpecialRegs {
+  const r = REGS;
+  const u64 = (o: number) => v.getBigUint64(r + o, true);
+  setGprs(gpr, [0, 8, 16, 24, 32, 40, 48, 56, 64, 72].map(u64));
+  const flat = (sel: number, ar: number) => segment(sel, 0n, 0xffffffff, ar, ar);
+  return {
+    cs: flat(0x10, CODE64),
+    ds: flat(0x18, DATA),
+    es: flat(0x18, DATA),
+    fs: flat(0x18, DATA),
+    gs: flat(0x18, DATA),
+    ss: flat(0x18, DATA),
+    tr: { ...flat(0x40, TSS), limit: 0x67 },
+    ldt: unusableLdt(),
+    gdt: { base: 0n, limit: 0xffff },
+    idt: { base: 0n, limit: 0xffff },
+    cr0: u64(80),
+    cr2: 0n,
+    cr3: u64(88),
+    cr4: u64(96),
+    cr8: 0n,
+    efer: u64(104),
+    apicBase: 0n,
+  };
 }
