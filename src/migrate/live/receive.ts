@@ -20,7 +20,7 @@ import { flushTrace, mark, TRACING } from '../../trace.js';
 import { realtimeWindow } from './pause/realtime.js';
 import { XenMachine } from '../../machine/machine.js';
 import { assertHostCanRun, checkMachineConfig, SectionCollector } from '../sections-in.js';
-import { applyRamRecord } from '../ram/write.js';
+import { applyRamRecordChunks } from '../ram/chunked.js';
 import { type ByteSource, isByteSource, readableSource } from '../stream/byte-source.js';
 import { StreamReader } from '../stream/reader.js';
 import { socketSource } from '../stream/socket-byte-source.js';
@@ -77,7 +77,7 @@ export async function receiveMachine(
   try {
     // While round 0 arrives, not while the guest is paused.
     await rehearseReceive(machine);
-    const ram = machine.ram.bytes;
+    const ram = machine.ram.chunks;
     const sections = new SectionCollector('migration stream');
     // Each section is applied as it arrives, while the source still saves
     // and sends the next; the host check comes first, with vCPU 0's state.
@@ -90,8 +90,8 @@ export async function receiveMachine(
         // Restoring writes guest RAM (time areas): no page may land on top of it.
         if (sections.count > 0)
           throw new FormatError(`migration stream: RAM record at offset ${rec.offset} after the state sections`);
-        if (rec.kind === 'ram') dataPages += applyRamRecord(ram, rec);
-        else zeroPages += applyRamRecord(ram, rec);
+        if (rec.kind === 'ram') dataPages += applyRamRecordChunks(ram, rec);
+        else zeroPages += applyRamRecordChunks(ram, rec);
         if (TRACING) mark(`${rec.kind}.${rec.pfns.length}`);
         opts.onProgress?.(reader.position);
       } else if (rec.kind === 'section') {

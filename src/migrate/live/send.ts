@@ -22,7 +22,8 @@ import { XenkvmError } from '../../errors.js';
 import type { XenMachine } from '../../machine/machine.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { machineHeader, streamMachineState } from '../sections-out.js';
-import { BatchBuffers, writeRam } from '../ram/write.js';
+import { BatchBuffers } from '../ram/write.js';
+import { writeRamChunks } from '../ram/chunked.js';
 import { writableSink } from '../stream/byte-sink.js';
 import { StreamWriter } from '../stream/writer.js';
 import { type DestinationTimes, parseConfirmation } from './answers.js';
@@ -401,7 +402,11 @@ class Migration {
     const roundStart = performance.now();
     // Manual dirty logging starting all-dirty (dirty-log.ts): each range is re-armed as round 0 reaches it.
     this.tally(
-      await writeRam(writer, machine.ram.bytes, { zeroPages: 'omit', buffers: this.buffers, ...log.rearmBeforeRead() }),
+      await writeRamChunks(writer, machine.ram.chunks, {
+        zeroPages: 'omit',
+        buffers: this.buffers,
+        ...log.rearmBeforeRead(),
+      }),
     );
     // While the destination catches up with round 0 (its SYNC is out): warm
     // the final round's code (rehearse.ts), and collect garbage now rather
@@ -459,7 +464,7 @@ class Migration {
     this.lastRoundPages = dirty;
     const roundStart = performance.now();
     this.tally(
-      await writeRam(writer, this.machine.ram.bytes, {
+      await writeRamChunks(writer, this.machine.ram.chunks, {
         bitmap,
         zeroPages: 'list',
         buffers: this.buffers,
@@ -511,7 +516,7 @@ class Migration {
     // Counted as they are merged: a separate count ran cold (first use in the pause).
     const finalPages = log.collect(bitmap) + log.markEmulatorPages(bitmap);
     mark('collected');
-    this.tally(await writeRam(writer, machine.ram.bytes, { bitmap, zeroPages: 'list', buffers: this.buffers }));
+    this.tally(await writeRamChunks(writer, machine.ram.chunks, { bitmap, zeroPages: 'list', buffers: this.buffers }));
     const pagesDone = performance.now();
     markAt('pages', pagesDone);
     if (TRACING) mark(`queued.${sock.writableLength}`);

@@ -26,11 +26,12 @@ import { decodeRamPages } from '../stream/ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from '../stream/records.js';
 import { describeIoError } from '../stream/byte-sink.js';
 
-/** write.ts (and the deflate code it brings) only for RAM_ZERO and compressed records, which a plain snapshot has none of. */
-const ramModule = () => import('./write.js');
+/** chunked.ts (and the deflate code it brings) only for RAM_ZERO and compressed records, which a plain snapshot has none of. */
+const ramModule = () => import('./chunked.js');
 
+/** Guest RAM as views of at most RAM_VIEW_MAX bytes each (GuestRam.chunks). */
 export interface GuestMemory {
-  readonly bytes: Uint8Array;
+  readonly chunks: readonly Uint8Array[];
 }
 
 export interface RamLoaderOptions {
@@ -84,7 +85,10 @@ export class RamLoader {
   private readonly spare: Uint8Array[] = [];
   private failure: unknown = null;
   private body: Uint8Array = new Uint8Array(0);
-  private ramAddr: number | undefined;
+  /** Each RAM view's address, for the native checksum over pages read in place. */
+  private ramAddrs: number[] | undefined;
+  /** Pages per RAM view (all views but the last are full). */
+  private readonly viewPages: number;
 
   constructor(
     private readonly fd: number,
@@ -92,7 +96,8 @@ export class RamLoader {
     private readonly path: string,
     opts: RamLoaderOptions = {},
   ) {
-    this.pages = Math.floor(ram.bytes.length / PAGE_SIZE);
+    this.pages = ram.chunks.reduce((n, c) => n + Math.floor(c.length / PAGE_SIZE), 0);
+    this.viewPages = Math.floor(ram.chunks[0]!.length / PAGE_SIZE);
     this.inFlight = Math.max(1, opts.inFlight ?? 3);
     this.seen = new Uint8Array(this.pages);
   }
@@ -141,12 +146,12 @@ export class RamLoader {
     }
     if (rec.kind === 'zero') {
       await this.drain();
-      (await ramModule()).applyRamRecord(this.ram.bytes, rec);
+      (await ramModule()).applyRamRecordChunks(this.ram.chunks, rec);
       return;
     }
     if (rec.encoding !== RamEncoding.RAW) {
       await this.drain();
-      this.applyCompressed(rec, where, (await ramModule()).applyRamRecord);
+      this.applyCompressed(rec, where, (await ramModule()).applyRamRecordChunks);
       return;
     }
     if (rec.dataLength !== pfns.length * PAGE_SIZE)
@@ -172,11 +177,15 @@ export class RamLoader {
     try {
       const frame = meta.subarray(0, FRAME_BYTES);
       const iov: Uint8Array[] = [frame, meta.subarray(FRAME_BYTES, headBytes)];
-      const ram = this.ram.bytes;
+      const vp = this.viewPages;
       for (let k = 0; k < pfns.length;) {
+        // A run of consecutive frames, cut where one RAM view ends.
+        const first = pfns[k]!;
+        const view = Math.floor(first / vp);
         let r = 1;
-        while (k + r < pfns.length && pfns[k + r] === pfns[k]! + r) r++;
-        iov.push(ram.subarray(pfns[k]! * PAGE_SIZE, (pfns[k]! + r) * PAGE_SIZE));
+        while (k + r < pfns.length && pfns[k + r] === first + r && Math.floor((first + r) / vp) === view) r++;
+        const at = first - view * vp;
+        iov.push(this.ram.chunks[view]!.subarray(at * PAGE_SIZE, (at + r) * PAGE_SIZE));
         k += r;
       }
       iov.push(meta.subarray(headBytes, headBytes + tailBytes));
@@ -199,19 +208,17 @@ export class RamLoader {
   /** CRC-32 of views[1..] in order (views[0] is the frame): raw addresses for guest RAM runs when the native helper is there. */
   private checksum(views: Uint8Array[]): number {
     const raw = nativeCrc32()?.crc32At ?? null;
-    const ram = this.ram.bytes;
+    const chunks = this.ram.chunks;
     let crc = 0;
     if (raw === null) {
       for (let i = 1; i < views.length; i++) crc = crc32(views[i]!, crc);
       return crc;
     }
-    this.ramAddr ??= addressOf(ram);
+    this.ramAddrs ??= chunks.map((c) => addressOf(c));
     for (let i = 1; i < views.length; i++) {
       const v = views[i]!;
-      crc =
-        v.buffer === ram.buffer && v.length >= NATIVE_CRC32_MIN_BYTES
-          ? raw(crc, this.ramAddr + (v.byteOffset - ram.byteOffset), v.length)
-          : crc32(v, crc);
+      const c = v.length >= NATIVE_CRC32_MIN_BYTES ? chunks.findIndex((ch) => ch.buffer === v.buffer) : -1;
+      crc = c >= 0 ? raw(crc, this.ramAddrs[c]! + (v.byteOffset - chunks[c]!.byteOffset), v.length) : crc32(v, crc);
     }
     return crc;
   }
@@ -219,7 +226,7 @@ export class RamLoader {
   private applyCompressed(
     rec: RamPagesRecord & { readonly offset: number },
     where: string,
-    applyRamRecord: (ram: Uint8Array, r: RamPagesRecord) => number,
+    applyRamRecord: (ram: readonly Uint8Array[], r: RamPagesRecord) => number,
   ): void {
     const frame = new Uint8Array(FRAME_BYTES);
     this.readExactly(frame, rec.offset, where);
@@ -231,6 +238,6 @@ export class RamLoader {
     const body = this.body.subarray(0, bodyLength);
     this.readExactly(body, bodyAt, where);
     if (crc32(body) !== bodyCrc) throw new FormatError(`${this.path}: ${where}: body checksum mismatch (corrupt data)`);
-    applyRamRecord(this.ram.bytes, decodeRamPages(body, bodyAt, rec.pfns.length));
+    applyRamRecord(this.ram.chunks, decodeRamPages(body, bodyAt, rec.pfns.length));
   }
 }

@@ -6,7 +6,8 @@
 import { saveMachineState } from '../../machine/state.js';
 import type { XenMachine } from '../../machine/machine.js';
 import { machineHeader, writeMachineSections } from '../sections-out.js';
-import { PAGE_SIZE, writeRam, writeSnapshotFile } from '../index.js';
+import { PAGE_SIZE, writeSnapshotFile } from '../index.js';
+import { writeRamChunks } from '../ram/chunked.js';
 
 export interface SnapshotSummary {
   path: string;
@@ -47,7 +48,7 @@ export async function saveSnapshot(m: XenMachine, path: string, opts: SaveOption
     async (w) => {
       await writeMachineSections(w, sections);
       const progress = opts.onProgress;
-      const stats = await writeRam(w, m.ram.bytes, {
+      const stats = await writeRamChunks(w, m.ram.chunks, {
         compress: compressed,
         ...(progress ? { onProgress: (n: number, total: number) => progress(n * PAGE_SIZE, total * PAGE_SIZE) } : {}),
       });

@@ -12,7 +12,7 @@ import { readableSource } from '../../stream/byte-source.js';
 import { memorySink } from '../../stream/byte-sink.js';
 import { StreamReader } from '../../stream/reader.js';
 import { StreamWriter } from '../../stream/writer.js';
-import { writeRam } from '../../ram/write.js';
+import { writeRamChunks } from '../../ram/chunked.js';
 import {
   restoreMachineState,
   sampleMachineState,
@@ -31,7 +31,7 @@ async function writeSections(
 ): Promise<Uint8Array> {
   const sink = memorySink();
   const w = await StreamWriter.start(sink, machineHeader(m), { alignPages: false });
-  if (bitmap) await writeRam(w, m.ram.bytes, { bitmap, zeroPages: 'list' });
+  if (bitmap) await writeRamChunks(w, m.ram.chunks, { bitmap, zeroPages: 'list' });
   await writeMachineSections(w, sections);
   await w.end();
   return sink.bytes();
