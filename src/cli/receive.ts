@@ -86,26 +86,49 @@ const say = (line: string): void => {
   process.stderr.write(`xenkvm: ${line}\n`);
 };
 
-/** Listens on `addr` for the source; null when interrupted first. */
-async function acceptSource(
+type Source = { conn: IncomingConnection; from: string };
+
+/**
+ * Where sources come from: stdin once, or a listener that hands out one
+ * connection at a time (null when interrupted first) until it is closed.
+ */
+async function sourcesFrom(
   lib: Loaded,
   addr: MigrationAddress,
   security: StreamSecurity,
   signal: AbortSignal,
-): Promise<{ conn: IncomingConnection; from: string } | null> {
+): Promise<{ next(): Promise<Source | null>; close(): void; again: boolean }> {
+  if (addr.kind === 'stdio') {
+    let given = false;
+    return {
+      again: false,
+      close: () => {},
+      next: async () => {
+        if (given) return null;
+        given = true;
+        return { conn: { input: process.stdin, output: process.stdout, endOutput: false }, from: 'stdin' };
+      },
+    };
+  }
   const listener = await lib.listenOn(addr, security, (why) => say(why));
   say(
     `waiting for a guest on ${lib.formatAddress(listener.address)}${security.kind === 'none' ? '' : ` (${lib.describeSecurity(security)})`}`,
   );
-  let sock;
-  try {
-    sock = await listener.accept(signal);
-  } catch (e) {
-    if (signal.aborted) return null;
-    throw e;
-  }
-  const from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
-  return { conn: lib.socketConnection(sock, security.kind === 'none', signal), from };
+  return {
+    again: true,
+    close: () => listener.close(),
+    next: async () => {
+      let sock;
+      try {
+        sock = await listener.accept(signal);
+      } catch (e) {
+        if (signal.aborted) return null;
+        throw e;
+      }
+      const from = `${sock.remoteAddress ?? 'a local peer'}${sock.remotePort ? `:${sock.remotePort}` : ''}`;
+      return { conn: lib.socketConnection(sock, security.kind === 'none', signal), from };
+    },
+  };
 }
 
 export async function receiveCommand(a: ReceiveArgs): Promise<number> {
@@ -124,37 +147,56 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
   const onSignal = (): void => interrupted.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const sources = await sourcesFrom(lib, addr, security, interrupted.signal);
   try {
-    const source = stdio
-      ? { conn: { input: process.stdin, output: process.stdout, endOutput: false }, from: 'stdin' }
-      : await acceptSource(lib, addr, security, interrupted.signal);
-    if (!source) {
-      say('interrupted: no guest received');
-      return EXIT.interrupted;
+    let source: Source | null;
+    let r: IncomingMigration | null = null;
+    // A connection that fails before a guest is here (a scan, garbage, a sender
+    // that stalls) is reported, and the listener waits on for a proper one.
+    while (r === null) {
+      source = await sources.next();
+      if (!source) {
+        say('interrupted: no guest received');
+        return EXIT.interrupted;
+      }
+      r = await receiveOne(lib, source, interrupted.signal, consoleOut);
+      if (r === null && (interrupted.signal.aborted || !sources.again))
+        return interrupted.signal.aborted ? EXIT.interrupted : EXIT.crash;
+      if (r === null) say('waiting for another connection');
     }
-    let r: IncomingMigration;
-    try {
-      r = await lib.receiveMigration(source.conn, {
-        console: (bytes) => consoleOut.write(bytes),
-        log: (msg) => say(msg),
-        onHeader: (h) =>
-          say(
-            `receiving a guest from ${source.from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`,
-          ),
-        signal: interrupted.signal,
-        onConfirmed: () => say(`guest running (migrated from ${source.from})`),
-      });
-    } catch (e) {
-      say(`migration failed: ${(e as Error).message}; nothing runs here`);
-      return interrupted.signal.aborted ? EXIT.interrupted : EXIT.crash;
-    }
+    sources.close();
     say(`received ${(r.stats.bytes / (1 << 20)).toFixed(1)} MiB in ${r.stats.ms.toFixed(0)} ms; starting the guest`);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     // runToCompletion starts the guest; the source hears "OK running" right after, and only then stops its copy.
     return await lib.runToCompletion(r.machine, a.quiet, a.qmp, r.confirm);
   } finally {
+    sources.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** One migration from `source`: the machine, or null when it failed (said on stderr; the source was told). */
+async function receiveOne(
+  lib: Loaded,
+  source: Source,
+  signal: AbortSignal,
+  consoleOut: NodeJS.WritableStream,
+): Promise<IncomingMigration | null> {
+  try {
+    return await lib.receiveMigration(source.conn, {
+      console: (bytes) => consoleOut.write(bytes),
+      log: (msg) => say(msg),
+      onHeader: (h) =>
+        say(
+          `receiving a guest from ${source.from} (${h.producer}, ${h.memBytes / (1 << 20)} MiB, ${h.vcpus} vCPU${h.vcpus === 1 ? '' : 's'})`,
+        ),
+      signal,
+      onConfirmed: () => say(`guest running (migrated from ${source.from})`),
+    });
+  } catch (e) {
+    say(`migration from ${source.from} failed: ${(e as Error).message}; nothing runs here`);
+    return null;
   }
 }

@@ -35,6 +35,8 @@ export interface ReceiveOptions {
   onMachine?: (machine: XenMachine) => void;
   /** Called per RAM record with the stream bytes read so far. */
   onProgress?: (bytesRead: number) => void;
+  /** Called when the HEADER and then each record has been read: the stream is alive. */
+  onRecord?: () => void;
   /** Answers a SYNC record (everything before it is applied): write `ACK <seq>` to the source. */
   ack: (seq: number) => void;
 }
@@ -64,6 +66,7 @@ export async function receiveMachine(
     reuseRamBuffer: true,
     syncRecords: true,
   });
+  opts.onRecord?.();
   const config = checkMachineConfig(reader.header.machine, 'migration stream');
   opts.onHeader?.({ producer: reader.header.producer, ...config });
   const machine = XenMachine.create({
@@ -86,6 +89,7 @@ export async function receiveMachine(
     let dataPages = 0;
     let zeroPages = 0;
     for await (const rec of reader) {
+      opts.onRecord?.();
       if (rec.kind === 'ram' || rec.kind === 'zero') {
         // Restoring writes guest RAM (time areas): no page may land on top of it.
         if (sections.count > 0)
@@ -168,6 +172,8 @@ export interface IncomingOptions extends Pick<ReceiveOptions, 'console' | 'log' 
   signal: AbortSignal;
   /** Called once the source has the confirmation (and has hung up, or had its moment to). */
   onConfirmed?: () => void;
+  /** Drop a source that completes no record for this long (default STALL_MS). */
+  stallMs?: number;
 }
 
 export interface IncomingMigration {
@@ -184,6 +190,29 @@ export interface IncomingMigration {
 
 /** How long the destination holds back its own start-up work for the source to hang up. */
 const SOURCE_GONE_WAIT_MS = 500;
+
+/**
+ * A source that completes no record for this long (sends nothing, stops
+ * mid-record, or dribbles a few bytes at a time) is dropped.  A healthy
+ * source completes a record at least every round of a migration, and a
+ * RAM batch (2 MiB) in well under a second on any link worth migrating over.
+ */
+export const STALL_MS = 10_000;
+
+/** Calls `onStall` once when `alive()` has not been called for `ms`; returns the alive function and a stop. */
+function stallWatch(ms: number, onStall: () => void): { alive: () => void; stop: () => void } {
+  let last = performance.now();
+  const timer = setInterval(
+    () => {
+      if (performance.now() - last < ms) return;
+      clearInterval(timer);
+      onStall();
+    },
+    Math.min(1000, ms / 4),
+  );
+  timer.unref();
+  return { alive: () => void (last = performance.now()), stop: () => clearInterval(timer) };
+}
 
 /** Resolves when the peer of `conn` has ended or closed it, or after `ms`. */
 function sourceGone(conn: Writable, ms: number): Promise<void> {
@@ -212,10 +241,22 @@ export async function receiveMigration(conn: IncomingConnection, opts: IncomingO
   let leaveRealtime = null as (() => void) | null;
   let incoming: XenMachine | null = null;
   let received: { machine: XenMachine; stats: ReceiveStats };
+  let stalled = false;
+  const stallMs = opts.stallMs ?? STALL_MS;
+  const stallMessage = `the source sent no complete record for ${(stallMs / 1000).toFixed(0)} s; dropped`;
+  const watch = stallWatch(stallMs, () => {
+    stalled = true;
+    // Tell the source first: ending the reader also ends the connection.
+    void refuse(output, stallMessage).finally(() => {
+      (output as Writable & { destroy(e?: Error): void }).destroy(new Error('stalled'));
+      if ('destroy' in conn.input && typeof conn.input.destroy === 'function') conn.input.destroy();
+    });
+  });
   try {
     received = await receiveMachine(conn.input, {
       console: opts.console,
       log: opts.log,
+      onRecord: watch.alive,
       onMachine: (im) => {
         incoming = im;
       },
@@ -233,10 +274,18 @@ export async function receiveMigration(conn: IncomingConnection, opts: IncomingO
     }
   } catch (e) {
     leaveRealtime?.();
-    const msg = opts.signal.aborted ? 'interrupted on the destination' : e instanceof Error ? e.message : String(e);
+    const msg = opts.signal.aborted
+      ? 'interrupted on the destination'
+      : stalled
+        ? stallMessage
+        : e instanceof Error
+          ? e.message
+          : String(e);
     await refuse(output, msg);
     if (endOutput) output.end();
     throw new ReceiveError(msg, { cause: e });
+  } finally {
+    watch.stop();
   }
   return { ...received, confirm: confirmation(received, conn, leaveRealtime, opts.onConfirmed) };
 }

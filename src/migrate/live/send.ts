@@ -138,6 +138,8 @@ class PeerAnswer {
   private waiters: Array<() => void> = [];
   /** Highest SYNC sequence number acknowledged. */
   acked = 0;
+  /** Highest SYNC sequence number sent: an ACK beyond it, or out of turn, is no answer a destination gives. */
+  synced = 0;
   constructor(sock: Duplex) {
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
@@ -147,8 +149,13 @@ class PeerAnswer {
         const l = this.pending.slice(0, nl).replace(/\r$/, '');
         this.pending = this.pending.slice(nl + 1);
         const ack = /^ACK (\d{1,15})$/.exec(l);
-        if (ack) this.acked = Math.max(this.acked, Number(ack[1]));
-        else this.answer = l;
+        const n = ack ? Number(ack[1]) : 0;
+        if (!ack) this.answer = l;
+        // A destination acknowledges each SYNC once, in order, after it was sent; anything
+        // else ends the transfer now, not at a timeout with the guest paused.
+        else if (n !== this.acked + 1 || n > this.synced)
+          this.answer = `out-of-turn ACK ${n} (acknowledged ${this.acked}, sent ${this.synced})`;
+        else this.acked = n;
       }
       // A peer that babbles without newlines: its text is the answer (and not OK).
       if (this.answer === null && this.pending.length > 4096) this.answer = this.pending.slice(0, 200);
@@ -356,7 +363,8 @@ class Migration {
 
   /** Ends a round with SYNC; awaitAck then waits for its ACK. */
   private endRound(writer: StreamWriter): Promise<void> {
-    return writer.sync(++this.seq);
+    this.answer.synced = ++this.seq;
+    return writer.sync(this.seq);
   }
 
   private async awaitAck(): Promise<void> {

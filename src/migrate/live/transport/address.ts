@@ -136,7 +136,11 @@ export function connectTo(a: MigrationAddress, timeoutMs = 10_000, security: Str
 export interface Listener {
   /** The address actually bound (tcp port 0 becomes the chosen port). */
   readonly address: MigrationAddress;
-  /** The first connection; the listener stops listening once it arrives. */
+  /**
+   * The next connection.  The listener keeps listening until close(): a
+   * connection that arrives while nobody waits in accept() (a migration is
+   * in progress) is told so and closed.
+   */
   accept(signal?: AbortSignal): Promise<Socket>;
   close(): void;
 }
@@ -181,23 +185,36 @@ export async function listenOn(
     closed = true;
     server.close();
   };
+  let waiting: ((s: Socket) => void) | null = null;
+  server.on(secure ? 'secureConnection' : 'connection', (s: Socket) => {
+    if (waiting) {
+      const take = waiting;
+      waiting = null;
+      s.setNoDelay(true);
+      take(s);
+      return;
+    }
+    const from = s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'a local peer';
+    onReject?.(`refused a connection from ${from}: a migration is already in progress`);
+    s.end('ERR a migration to this destination is already in progress\n');
+    s.setTimeout(1000, () => s.destroy());
+  });
   return {
     address,
     close,
     accept: (signal) =>
       new Promise<Socket>((resolve, reject) => {
         const onAbort = (): void => {
+          waiting = null;
           close();
           reject(new IoError('interrupted while waiting for an incoming migration'));
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
-        server.once(secure ? 'secureConnection' : 'connection', (s: Socket) => {
+        waiting = (s) => {
           signal?.removeEventListener('abort', onAbort);
-          close();
-          s.setNoDelay(true);
           resolve(s);
-        });
+        };
       }),
   };
 }
