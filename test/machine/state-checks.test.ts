@@ -10,21 +10,13 @@ import { componentFor } from '../../src/machine/sections.js';
 import { openSnapshot } from '../../src/migrate/stream/file.js';
 import { decodeState } from '../../src/vmstate/index.js';
 import { PortType } from '../../src/xen/shared.js';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { goldenFiles } from '../helpers/golden.js';
 
 type States = Map<string, Map<number, unknown>>;
 // Decoded states are plain objects; the tests reach into them by field name.
 type Any = { [k: string]: any };
 
-const GOLDEN_DIR = fileURLToPath(new URL('../../../fixtures/snapshots/', import.meta.url));
-const golden = join(
-  GOLDEN_DIR,
-  readdirSync(GOLDEN_DIR)
-    .filter((f) => f.endsWith('.xks'))
-    .sort()[0]!,
-);
+const golden = goldenFiles()[0]!;
 const snap = await openSnapshot(golden);
 const config = snap.header.machine as { memBytes: number; vcpus: number };
 const decoded: States = new Map();

@@ -244,6 +244,59 @@ test('memory_op add_to_physmap: refused arguments change nothing', () => {
   assert.is(d.env.domain.sharedInfoGpa, 0x100000n);
 });
 
+test('memory_op memory_map: the e820, as many entries as the buffer holds, and how many', () => {
+  const d = fakeDomain();
+  const BUF = ARGS + 0x100;
+  const map = (capacity: number, buffer: bigint | number = BUF) =>
+    d.call(Hypercall.memory_op, [
+      XenMem.memory_map,
+      d.args(16, (v) => {
+        v.setUint32(0, capacity, true);
+        v.setBigUint64(8, BigInt(buffer), true);
+      }),
+    ]);
+  const entry = (i: number) => [
+    Number(d.view.getBigUint64(BUF + i * 20, true)),
+    Number(d.view.getBigUint64(BUF + i * 20 + 8, true)),
+    d.view.getUint32(BUF + i * 20 + 16, true),
+  ];
+  d.ram.fill(0xee, BUF, BUF + 200);
+  assert.is(map(8), 0n);
+  assert.is(d.out().getUint32(0, true), 3, 'nr_entries: the three written');
+  assert.equal(entry(0), [0, 0xa0000, 1]);
+  assert.equal(entry(1), [0xa0000, 0x60000, 2], 'the legacy area reserved');
+  assert.equal(entry(2), [0x100000, d.ram.length - 0x100000, 1]);
+  assert.is(d.ram[BUF + 60], 0xee, 'nothing past the last entry');
+  d.ram.fill(0xee, BUF, BUF + 200);
+  assert.is(map(2), 0n);
+  assert.is(d.out().getUint32(0, true), 2);
+  assert.is(d.ram[BUF + 40], 0xee, 'a short buffer gets the first entries only');
+  assert.is(map(0, VA.hole), 0n, 'no room: the buffer is not touched');
+  assert.is(d.out().getUint32(0, true), 0);
+  assert.is(map(3, VA.hole), E('EFAULT'));
+  assert.is(map(3, VA.readOnly), E('EFAULT'));
+  assert.is(d.call(Hypercall.memory_op, [XenMem.memory_map, VA.hole]), E('EFAULT'));
+
+  const c = fakeDomain({ mode: 'compat' });
+  const r = c.call(Hypercall.memory_op, [
+    XenMem.memory_map,
+    c.args(8, (v) => {
+      v.setUint32(0, 3, true);
+      v.setUint32(4, BUF, true);
+    }),
+  ]);
+  assert.is(r, 0n, 'compat: a 32-bit buffer handle at offset 4');
+  assert.is(c.out().getUint32(0, true), 3);
+  assert.is(c.view.getUint32(BUF + 20 + 16, true), 2);
+});
+
+test('an unknown memory_op is -ENOSYS, warned about once', () => {
+  const d = fakeDomain();
+  assert.is(d.call(Hypercall.memory_op, [0, ARGS]), E('ENOSYS'));
+  assert.is(d.call(Hypercall.memory_op, [0, ARGS]), E('ENOSYS'));
+  assert.match(d.warnings.get('memory_op-0')!, /memory_op 0/);
+});
+
 test('sched_op: yield, block, shutdown reasons, unknown commands', () => {
   const d = fakeDomain({ vcpus: 2 });
   const sched = (cmd: number, ptr: bigint | number = 0, vcpu = 0) => d.call(Hypercall.sched_op, [cmd, ptr], vcpu);
