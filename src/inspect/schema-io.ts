@@ -7,6 +7,7 @@ import { openSnapshot } from '../migrate/index.js';
 import {
   checkSchemas,
   descriptorFromSchema,
+  schemaOf,
   type FieldSchema,
   type NamedFieldSchema,
   type SchemaBreak,
@@ -33,22 +34,27 @@ export function schemaSetJson(set: SchemaSet): { sections: Record<string, Sectio
   return { sections: { ...set.sections } };
 }
 
-/** Each schema must rebuild into a descriptor: checkSchemas trusts shapes. */
+/**
+ * Each schema must rebuild into a descriptor, and what is checked is the
+ * schema of that descriptor: checkSchemas trusts shapes, and a schema the
+ * rebuild accepts may still leave out parts (no `subsections` list reads as
+ * none) or carry keys it ignores.
+ */
 function validated(source: string, raw: unknown): Record<string, SectionSchema> {
   if (!isRecord(raw)) throw new InputError(`${source}: 'sections' must map section names to schemas`);
   const out: Record<string, SectionSchema> = {};
   for (const [name, s] of Object.entries(raw)) {
+    let schema: SectionSchema;
     try {
-      descriptorFromSchema(s);
+      schema = schemaOf(descriptorFromSchema(s));
     } catch (e) {
       throw new InputError(
         `${source}: the schema of section ${name} is invalid: ${e instanceof Error ? e.message : String(e)}`,
         { cause: e },
       );
     }
-    if ((s as SectionSchema).name !== name)
-      throw new InputError(`${source}: the schema under '${name}' is named '${(s as SectionSchema).name}'`);
-    out[name] = s as SectionSchema;
+    if (schema.name !== name) throw new InputError(`${source}: the schema under '${name}' is named '${schema.name}'`);
+    out[name] = schema;
   }
   return out;
 }
@@ -68,10 +74,13 @@ export async function loadSchemaSet(path: string): Promise<SchemaSet> {
     );
   }
   if (bytes.subarray(0, MAGIC_PREFIX.length).equals(MAGIC_PREFIX)) {
-    // A snapshot: only its header is needed (openSnapshot checks preamble and HEADER).
-    const f = await openSnapshot(path);
+    // A snapshot: the schemas are in its header, but a file that is cut short or damaged
+    // further on is no snapshot to vouch for, so it is read to its END (page data skipped).
+    const f = await openSnapshot(path, { skipRamData: true });
     try {
-      return { source: path, sections: validated(path, f.header.schemas), single: false };
+      const sections = validated(path, f.header.schemas);
+      for await (const _ of f);
+      return { source: path, sections, single: false };
     } finally {
       await f.close();
     }

@@ -53,6 +53,19 @@ export interface QmpLimits {
   readonly maxQueuedRequests: number;
   /** Replies and events buffered for a client that does not read; past it, it is dropped. */
   readonly maxPendingOutputBytes: number;
+  /**
+   * A client that has not negotiated capabilities this long after connecting
+   * is told so and dropped: clients that connect and say nothing must not
+   * hold the slots `xenkvm ctl` needs.  0 = never.
+   */
+  readonly negotiationTimeoutMs: number;
+  /**
+   * With every slot taken, a new client takes the slot of the one that has
+   * been idle longest (no request running, none sent for this long), which
+   * is told so and disconnected; without such a client the new one is
+   * refused.  0 = never evict.
+   */
+  readonly evictIdleMs: number;
 }
 
 export const DEFAULT_QMP_LIMITS: QmpLimits = {
@@ -63,6 +76,10 @@ export const DEFAULT_QMP_LIMITS: QmpLimits = {
   maxQueuedRequests: 64,
   // Larger than any reply (a full 4096-port xen-event-list is ~600 KiB).
   maxPendingOutputBytes: 8 << 20,
+  // `xenkvm ctl` negotiates within milliseconds; a person typing into socat within seconds.
+  negotiationTimeoutMs: 10_000,
+  // Long enough that a script pausing between commands keeps its slot while others come and go.
+  evictIdleMs: 30_000,
 };
 
 /** The first command every client must send, as in QEMU. */

@@ -117,6 +117,7 @@ export class QmpServer implements EventSink {
       socket.destroy();
       return;
     }
+    if (this.#sessions.size >= this.#limits.maxClients) this.#evictIdlest();
     if (this.#sessions.size >= this.#limits.maxClients) {
       socket.on('error', () => {});
       const refusal = encodeLine({
@@ -134,5 +135,19 @@ export class QmpServer implements EventSink {
     });
     this.#sessions.add(session);
     session.send(this.#greeting);
+  }
+
+  /** Frees the slot of the client idle longest, if it has been idle for evictIdleMs (see QmpLimits). */
+  #evictIdlest(): void {
+    const min = this.#limits.evictIdleMs;
+    if (min <= 0) return;
+    let idlest: QmpSession | null = null;
+    for (const s of this.#sessions) {
+      if (!s.busy && s.idleMs >= min && (idlest === null || s.idleMs > idlest.idleMs)) idlest = s;
+    }
+    if (idlest === null) return;
+    // Its socket closes in a moment; the slot is free now.
+    this.#sessions.delete(idlest);
+    idlest.drop(`idle for ${Math.round(idlest.idleMs / 1000)} s and every slot is taken: a new client gets this one`);
   }
 }

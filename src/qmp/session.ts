@@ -43,6 +43,9 @@ export class QmpSession {
   #closed = false;
   readonly #gone: Promise<void>;
   #markGone!: () => void;
+  /** When the client connected or last sent a request (performance.now()). */
+  #lastActive = performance.now();
+  #negotiationTimer: NodeJS.Timeout | null = null;
 
   constructor(socket: Socket, registry: CommandRegistry, limits: QmpLimits, hooks: SessionHooks) {
     this.#socket = socket;
@@ -61,7 +64,17 @@ export class QmpSession {
     });
     // EPIPE/ECONNRESET from a client that vanished: 'close' follows and cleans up.
     socket.on('error', () => {});
+    if (limits.negotiationTimeoutMs > 0) {
+      this.#negotiationTimer = setTimeout(() => {
+        this.#negotiationTimer = null;
+        if (this.#phase === 'negotiation' && !this.#running) {
+          this.drop(`no capabilities negotiation within ${limits.negotiationTimeoutMs} ms of connecting`);
+        }
+      }, limits.negotiationTimeoutMs);
+      this.#negotiationTimer.unref();
+    }
     socket.on('close', () => {
+      if (this.#negotiationTimer) clearTimeout(this.#negotiationTimer);
       this.#closed = true;
       this.#queue = [];
       this.#abort.abort(new QmpError('GenericError', 'client disconnected'));
@@ -108,6 +121,26 @@ export class QmpSession {
     this.#socket.destroy();
   }
 
+  /** Whether a request is running or queued. */
+  get busy(): boolean {
+    return this.#running !== null || this.#queue.length > 0;
+  }
+
+  /** Milliseconds since the client connected or last sent a request. */
+  get idleMs(): number {
+    return performance.now() - this.#lastActive;
+  }
+
+  /** Tells the client why (an error line, as for a refused connection) and disconnects it. */
+  drop(why: string): void {
+    if (this.#closed || this.#socket.destroyed) return;
+    this.#stopReading();
+    this.#queue = [];
+    this.#socket.end(encodeLine({ error: { class: 'GenericError', desc: `${why}; disconnected` } }), () =>
+      this.#socket.destroy(),
+    );
+  }
+
   #write(line: string): void {
     this.#socket.write(line);
     if (this.#socket.writableLength > this.#limits.maxPendingOutputBytes) {
@@ -123,6 +156,7 @@ export class QmpSession {
 
   #enqueue(items: SplitItem[]): void {
     if (this.#closed || this.#readingStopped) return;
+    if (items.length > 0) this.#lastActive = performance.now();
     for (const item of items) this.#queue.push(item);
     // Backpressure rather than refusal: a client pipelining many requests
     // simply waits, and the queue stays bounded (by one chunk's worth).
@@ -200,6 +234,8 @@ export class QmpSession {
       afterReply: (fn) => void after.push(fn),
       enterCommandMode: () => {
         this.#phase = 'command';
+        if (this.#negotiationTimer) clearTimeout(this.#negotiationTimer);
+        this.#negotiationTimer = null;
       },
     };
     let reply: object;

@@ -238,6 +238,13 @@ export class RamLoader {
     const body = this.body.subarray(0, bodyLength);
     this.readExactly(body, bodyAt, where);
     if (crc32(body) !== bodyCrc) throw new FormatError(`${this.path}: ${where}: body checksum mismatch (corrupt data)`);
-    applyRamRecord(this.ram.chunks, decodeRamPages(body, bodyAt, rec.pfns.length));
+    let pages: RamPagesRecord;
+    try {
+      // Inflated here, and no further than the batch's size (decodeRamPages).
+      pages = decodeRamPages(body, bodyAt, rec.pfns.length);
+    } catch (e) {
+      throw e instanceof FormatError ? new FormatError(`${this.path}: ${e.message}`, { cause: e }) : e;
+    }
+    applyRamRecord(this.ram.chunks, pages);
   }
 }

@@ -2,7 +2,19 @@
 // directory, fsync, rename, fsync of the directory) so a crash or a full disk
 // leaves either the old file or the new one at `path`, never a mix.
 import { randomBytes } from 'node:crypto';
-import { close, closeSync, fstat, fstatSync, fsync, open, openSync, rename, unlink } from 'node:fs';
+import {
+  close,
+  closeSync,
+  fstat,
+  fstatSync,
+  fsync,
+  lstatSync,
+  open,
+  openSync,
+  rename,
+  type Stats,
+  unlink,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormatError, IoError } from '../../errors.js';
@@ -59,12 +71,47 @@ export interface SnapshotWriteOptions extends WriterOptions {
   readonly onWritten?: () => void;
 }
 
+/** What a non-regular file is, for the message that refuses it. */
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) return 'a symbolic link (name the file it points to)';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Refuses a snapshot target that is not a regular file or absent: the file
+ * is written beside it and renamed over it, which would replace a device
+ * node, a FIFO or a symbolic link (not write through it) and fails on a
+ * directory.  A symbolic link is refused rather than followed: renaming
+ * over its target would need the target's directory to be writable and
+ * the same file system, and the user may not know where it points.
+ */
+export function checkSnapshotTarget(path: string): void {
+  const what = `cannot write snapshot ${path === '' ? "''" : path}`;
+  if (path === '') throw new IoError(`${what}: empty path`);
+  if (path.endsWith('/')) throw new IoError(`${what}: the name ends in '/' (a directory)`);
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if (isErrno(err) && err.code === 'ENOENT') return;
+    throw asIoError(err, what);
+  }
+  if (!st.isFile())
+    throw new IoError(`${what}: it is ${fileKind(st)}, not a snapshot file${st.isDirectory() ? ' (EISDIR)' : ''}`);
+}
+
 export async function writeSnapshotFile(
   path: string,
   header: StreamHeader,
   produce: (writer: StreamWriter) => Promise<void>,
   options: SnapshotWriteOptions = {},
 ): Promise<SnapshotWriteResult> {
+  checkSnapshotTarget(path);
   const sync = options.sync ?? true;
   const what = `cannot write snapshot ${path}`;
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(4).toString('hex')}`);
@@ -83,6 +130,8 @@ export async function writeSnapshotFile(
     const f = fd;
     fd = -1;
     await closeP(f);
+    // Again: something may have taken the name while the file was written.
+    checkSnapshotTarget(path);
     await renameP(tmp, path);
     renamed = true;
     if (sync) await fsyncDir(dirname(path));

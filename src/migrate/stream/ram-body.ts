@@ -1,6 +1,7 @@
 // Encoding and decoding of RAM_PAGES and RAM_ZERO bodies (FORMAT.md "RAM
 // records").  Decoding trusts nothing: every length and offset is checked
 // against the body before a view is made.
+import { inflateRawSync } from 'node:zlib';
 import { FormatError } from '../../errors.js';
 import type { RamPagesRecord, RamZeroRecord } from './records.js';
 import { crc32, PAGE_SIZE, RAM_HEAD_BYTES, RamEncoding, readU64, writeU64, ZERO_HEAD_BYTES } from './format.js';
@@ -86,15 +87,50 @@ export function decodeRamPfns(head: Uint8Array, pfnBytes: Uint8Array, count: num
   return readPfns(new DataView(pfnBytes.buffer, pfnBytes.byteOffset, pfnBytes.length), 0, count, where);
 }
 
-/** `offset` is the body's offset in the stream, for messages and `dataOffset`. */
+/**
+ * The pages of a deflated batch: `packed` must inflate to exactly
+ * `pages * 4096` bytes (FORMAT.md "RAM_PAGES").  Inflating stops as soon as
+ * the output passes that, so a small record that would inflate to
+ * gigabytes costs no more than a good one; anything else wrong with the data
+ * is a FormatError naming `where` as well.
+ */
+export function inflateRamData(packed: Uint8Array, pages: number, where: string): Uint8Array {
+  const want = pages * PAGE_SIZE;
+  let out: Buffer;
+  try {
+    out = inflateRawSync(packed, { maxOutputLength: want, chunkSize: INFLATE_CHUNK });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new FormatError(`${where}: deflated data inflates to more than ${want} bytes (${pages} pages)`, {
+        cause: err,
+      });
+    throw new FormatError(
+      `${where}: deflated data does not inflate (${err instanceof Error ? err.message : String(err)})`,
+      { cause: err },
+    );
+  }
+  if (out.length !== want)
+    throw new FormatError(`${where}: deflated data inflates to ${out.length} bytes, expected ${want} (${pages} pages)`);
+  return out;
+}
+
+/** Output chunk of a bounded inflate: how far past the limit it may get before it stops. */
+const INFLATE_CHUNK = 64 << 10;
+
+/**
+ * `offset` is the body's offset in the stream, for messages and `dataOffset`.
+ * A deflated batch comes back inflated (checked by inflateRamData), as
+ * encoding RAW: whoever reads page data gets pages.
+ */
 export function decodeRamPages(body: Uint8Array, offset: number, maxPages: number): RamPagesRecord {
   const where = `RAM_PAGES record at offset ${offset}`;
   const h = parseRamHead(body, body.length, where, maxPages);
+  const stored = body.subarray(h.dataOffset, h.pfnOffset);
   return {
     kind: 'ram',
     pfns: decodeRamPfns(body, body.subarray(h.pfnOffset), h.count, where),
-    encoding: h.encoding,
-    data: body.subarray(h.dataOffset, h.pfnOffset),
+    encoding: RamEncoding.RAW,
+    data: h.encoding === RamEncoding.DEFLATE ? inflateRamData(stored, h.count, where) : stored,
     dataOffset: offset + h.dataOffset,
     dataLength: h.dataLength,
   };

@@ -315,6 +315,35 @@ export class StreamReader implements AsyncIterable<StreamRecord> {
   }
 }
 
+/**
+ * Deepest nesting of arrays and maps a body may hold: what @msgpack/msgpack's
+ * encoder writes at most, so anything read can be written again (the
+ * inspector re-encodes payloads).  xenkvm's own bodies nest about ten deep.
+ */
+export const MAX_MSGPACK_DEPTH = 100;
+
+function isContainer(v: unknown): v is object {
+  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array);
+}
+
+/**
+ * Whether some value inside `root` lies deeper than `max`, counted as the
+ * encoder counts (the root is at depth 1); iterative, since a hostile value
+ * may nest millions deep.
+ */
+function nestsDeeper(root: unknown, max: number): boolean {
+  if (!isContainer(root)) return false;
+  const stack: Array<[object, number]> = [[root, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    const children = Array.isArray(v) ? (v as unknown[]) : Object.values(v);
+    if (children.length === 0) continue;
+    if (depth + 1 > max) return true;
+    for (const child of children) if (isContainer(child)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function decodeBody(body: Uint8Array, what: string): unknown {
   // Every msgpack item takes at least one byte, so no length may exceed the body's.
   const n = body.length;
@@ -326,13 +355,17 @@ function decodeBody(body: Uint8Array, what: string): unknown {
     maxMapLength: n,
     maxExtLength: n,
   });
+  let value: unknown;
   try {
-    return decoder.decode(body);
+    value = decoder.decode(body);
   } catch (err) {
     throw new FormatError(`${what}: malformed msgpack body (${err instanceof Error ? err.message : String(err)})`, {
       cause: err,
     });
   }
+  if (nestsDeeper(value, MAX_MSGPACK_DEPTH))
+    throw new FormatError(`${what}: msgpack values nested more than ${MAX_MSGPACK_DEPTH} levels deep`);
+  return value;
 }
 
 function decodeHeader(body: Uint8Array, major: number, minor: number): ReadHeader {

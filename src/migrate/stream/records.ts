@@ -36,18 +36,23 @@ export interface StreamCounts {
   zeroPages: number;
 }
 
-/** A batch of pages with data; `data` is a view into the record body. */
+/** A batch of pages with data; `data` is a view into the record body (or the pages inflated from it). */
 export interface RamPagesRecord {
   readonly kind: 'ram';
   /** Page frame numbers, in the order their pages appear in `data`. */
   readonly pfns: Float64Array;
-  /** 0 = raw pages, 1 = deflate (raw DEFLATE, no zlib wrapper). */
+  /**
+   * How `data` is encoded: 0 = raw pages, 1 = deflate (raw DEFLATE, no zlib
+   * wrapper).  A reader that reads page data inflates deflated batches
+   * (each must inflate to exactly count * 4096 bytes) and hands them over
+   * as 0; with `skipRamData` this is how the batch is stored.
+   */
   readonly encoding: number;
   /** Raw: count * 4096 bytes; deflate: the compressed bytes.  Empty when the reader skipped it (`skipRamData`). */
   readonly data: Uint8Array;
   /** Length of the data in the stream, also when it was skipped. */
   readonly dataLength: number;
-  /** Offset in the stream of the first byte of `data`. */
+  /** Offset in the stream of the first byte of the data as stored. */
   readonly dataOffset: number;
 }
 
