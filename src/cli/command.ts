@@ -1,9 +1,8 @@
 // One xenkvm command as main.ts hands it to yargs: its usage, what it does,
-// its options, examples and epilogue, and what runs it.  main.ts loads every
-// command module to parse a command line (--help lists them all), so a
-// command module's own imports stay light: what the command needs to run
-// (the emulator, migration, the inspector: 70-170 ms of module loading
-// each) is imported when it runs.
+// its options, examples and epilogue, and what runs it.  main.ts loads
+// command modules just to parse a command line (--help loads them all), so
+// a command module's own imports stay light: what the command needs to run
+// (the emulator, migration, the inspector) is imported when it runs.
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 export interface CliCommand<A = object> {

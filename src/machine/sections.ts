@@ -77,7 +77,8 @@ export const COMPONENTS: readonly Component[] = [
     sample: (m, i) => ({ ...m.sampleCpuState(), xen_vcpu: saveXenVcpu(m.xen, i) }),
     check: (st, i, ctx) => {
       checkCpu(i, st, ctx.config);
-      if (st.xen_vcpu) checkXenVcpu(i, st.xen_vcpu, ctx.state(xenEvtchnState), xenCheckContext(ctx));
+      if (st.xen_vcpu)
+        checkXenVcpu(i, st.xen_vcpu, ctx.state(xenEvtchnState), xenCheckContext(ctx), ctx.state(xenOverlayState));
     },
     restore: (m, i, st) => {
       const { xen_vcpu, ...cpu } = st;

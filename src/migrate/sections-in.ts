@@ -26,6 +26,11 @@ export class SectionCollector {
     let byInstance = this.states.get(name);
     if (!byInstance) this.states.set(name, (byInstance = new Map()));
     if (byInstance.has(instance)) throw new FormatError(`${this.where}: section ${name}[${instance}] appears twice`);
+    const inner = (section.payload as { v?: unknown } | null)?.v;
+    if (inner !== version)
+      throw new FormatError(
+        `${this.where}: section ${name}[${instance}] says version ${version} but carries a version ${String(inner)} state`,
+      );
     byInstance.set(instance, decodeState(c.desc, section.payload));
     this.count++;
   }

@@ -115,8 +115,17 @@ export function checkEvtchn(
   });
 }
 
-export function checkXenVcpu(v: number, st: XenVcpuState, evtchn: XenEvtchnState, ctx: XenCheckContext): void {
+export function checkXenVcpu(
+  v: number,
+  st: XenVcpuState,
+  evtchn: XenEvtchnState,
+  ctx: XenCheckContext,
+  overlay?: XenOverlayState,
+): void {
   const at = `cpu[${v}]/xen_vcpu`;
+  // The default vcpu_info slots are in shared_info: they exist only once it is placed.
+  if (overlay && overlay.shinfo_gpa === INVALID_GPA && st.xen_vcpu_info_default_gpa !== INVALID_GPA)
+    bad(`${at}.xen_vcpu_info_default_gpa`, 'is set while shared_info is not placed (xen_overlay.shinfo_gpa)');
   checkArea(`${at}.xen_vcpu_info_gpa`, st.xen_vcpu_info_gpa, VCPU_INFO_SIZE, 8, ctx.layout);
   checkArea(`${at}.xen_vcpu_info_default_gpa`, st.xen_vcpu_info_default_gpa, VCPU_INFO_SIZE, 8, ctx.layout);
   checkArea(`${at}.xen_vcpu_time_info_gpa`, st.xen_vcpu_time_info_gpa, TIME_INFO_SIZE, 1, ctx.layout, false);
@@ -163,7 +172,7 @@ export function checkXenState(
 ): void {
   checkOverlay(s.overlay, ctx);
   checkEvtchn(s.evtchn, s.overlay, s.xenVcpus, ctx);
-  s.xenVcpus.forEach((st, v) => checkXenVcpu(v, st, s.evtchn, ctx));
+  s.xenVcpus.forEach((st, v) => checkXenVcpu(v, st, s.evtchn, ctx, s.overlay));
   checkHvm(s.hvm, s.evtchn);
   checkTime(s.time);
 }

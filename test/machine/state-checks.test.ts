@@ -115,6 +115,14 @@ test('shared_info at all ones, unaligned or outside RAM (defect 3)', () => {
     );
 });
 
+test('shared_info of all ones (unset) while the vCPUs use its default vcpu_info slots (defect 3)', () => {
+  refused(
+    damaged((s) => (get(s, 'xen_overlay').shinfo_gpa = 0xffff_ffff_ffff_ffffn)),
+    config,
+    /xen_vcpu_info_default_gpa: is set while shared_info is not placed/,
+  );
+});
+
 test('hypercall page and runstate areas outside RAM; upcall vectors 0..15 (defect 3)', () => {
   refused(
     damaged((s) => (get(s, 'xen_overlay').hypercall_page_gpa = BigInt(config.memBytes) + 4096n)),

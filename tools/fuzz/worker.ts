@@ -107,6 +107,9 @@ async function runInProcess(c: Case, argv: string[], timeoutMs: number): Promise
     if (c.command === 'receive') {
       const m = await cap.waitErr(/waiting for a guest on tcp:([\d.]+):(\d+)/, 10_000);
       if (m) sent = await sendStream(m[1]!, Number(m[2]), c.send!, timeoutMs);
+      // A refused source leaves receive listening for the next one: once it says so, stop it as a user would.
+      if (sent?.answer?.startsWith('ERR') && (await cap.waitErr(/waiting for another connection/, 10_000)))
+        process.emit('SIGINT');
     }
     await done;
     const exit = typeof process.exitCode === 'number' ? process.exitCode : 0;
@@ -134,12 +137,18 @@ function runAsProcess(c: Case, argv: string[], timeoutMs: number): Promise<Outco
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    let stopped = false;
     let sending: Promise<Awaited<ReturnType<typeof sendStream>>> | null = null;
     child.stdout.on('data', (d: Buffer) => (stdout = (stdout + d.toString('latin1')).slice(-20_000)));
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('latin1')).slice(-20_000);
       const m = c.command === 'receive' && !sending ? /waiting for a guest on tcp:([\d.]+):(\d+)/.exec(stderr) : null;
       if (m) sending = sendStream(m[1]!, Number(m[2]), c.send!, timeoutMs);
+      // A refused source leaves receive listening for the next one: stop it as a user would.
+      if (c.command === 'receive' && !stopped && /waiting for another connection/.test(stderr)) {
+        stopped = true;
+        child.kill('SIGINT');
+      }
     });
     const timer = setTimeout(() => {
       timedOut = true;

@@ -3,9 +3,9 @@
 // (GuestRam.chunks); pages keep one numbering across them (RAM offset / 4096),
 // so a stream does not show where one view ends.  A guest within one view
 // takes the single-view code path unchanged.
-import { inflateSync } from 'fflate';
 import { FormatError } from '../../errors.js';
 import { PAGE_SIZE, RamEncoding } from '../stream/format.js';
+import { inflateRamData } from '../stream/ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from '../stream/records.js';
 import type { StreamWriter } from '../stream/writer.js';
 import { applyRamRecord, writeRam, type RamWriteOptions, type RamWriteStats } from './write.js';
@@ -70,19 +70,8 @@ export function applyRamRecordChunks(chunks: readonly Uint8Array[], record: RamP
   if (record.kind === 'ram') {
     const want = pfns.length * PAGE_SIZE;
     if (record.encoding === RamEncoding.DEFLATE) {
-      // Bounded: a batch may not inflate past its page count (FORMAT.md).
-      const out = new Uint8Array(want + 1);
-      let got: Uint8Array;
-      try {
-        got = inflateSync(record.data, { out });
-      } catch (err) {
-        throw new FormatError(`RAM batch does not inflate: ${err instanceof Error ? err.message : String(err)}`, {
-          cause: err,
-        });
-      }
-      if (got.length !== want)
-        throw new FormatError(`RAM batch inflates to more or less than the ${want} bytes of its ${pfns.length} pages`);
-      data = got;
+      // Exactly the batch's pages, and no further (FORMAT.md).
+      data = inflateRamData(record.data, pfns.length, 'RAM batch');
     } else if (record.encoding === RamEncoding.RAW && record.data.length === want) data = record.data;
     else
       throw new FormatError(

@@ -4,8 +4,8 @@
 // inspector reads this way (shared_info for the port table, memory diff,
 // hexdump); a restore loads or maps whole files instead (load-eager.ts,
 // load-lazy.ts).
+import { inflateRamData } from '../stream/ram-body.js';
 import type { FileHandle } from 'node:fs/promises';
-import { inflateSync } from 'fflate';
 import { FormatError } from '../../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { ABSENT, type DeflatedBatch, type PageIndex } from './page-index.js';
@@ -36,20 +36,8 @@ export class PageReader {
     if (b === this.cacheBatch) return this.cache;
     const packed = new Uint8Array(batch.dataLength);
     await this.readAt(packed, 0, batch.dataLength, batch.dataOffset);
-    const want = batch.pages * PAGE_SIZE;
-    let out: Uint8Array;
-    try {
-      out = inflateSync(packed, { out: new Uint8Array(want) });
-    } catch (err) {
-      throw new FormatError(
-        `${this.path}: RAM batch at offset ${batch.dataOffset} does not inflate (${err instanceof Error ? err.message : String(err)})`,
-        { cause: err },
-      );
-    }
-    if (out.length !== want)
-      throw new FormatError(
-        `${this.path}: RAM batch at offset ${batch.dataOffset} inflates to ${out.length} bytes, expected ${want}`,
-      );
+    // Exactly the batch's pages, and no further: an over-long batch is refused unread.
+    const out = inflateRamData(packed, batch.pages, `${this.path}: RAM batch at offset ${batch.dataOffset}`);
     this.cacheBatch = b;
     this.cache = out;
     return out;

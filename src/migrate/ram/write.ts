@@ -3,10 +3,10 @@
 // into the record before it is checksummed, so a vCPU writing the page in the
 // meantime (live migration) cannot make a record lie: the page is dirty again
 // and goes in a later round.
-import { deflateSync, inflateSync } from 'fflate';
+import { deflateSync } from 'fflate';
 import { FormatError } from '../../errors.js';
 import { FRAME_BYTES, PAGE_SIZE, RAM_HEAD_BYTES, RamEncoding, RecordType } from '../stream/format.js';
-import { encodeZeroBody, fillRamHead, writePfns } from '../stream/ram-body.js';
+import { encodeZeroBody, fillRamHead, inflateRamData, writePfns } from '../stream/ram-body.js';
 import type { RamPagesRecord, RamZeroRecord } from '../stream/records.js';
 import type { StreamWriter } from '../stream/writer.js';
 import { zeroTest } from './zero.js';
@@ -340,8 +340,6 @@ function rawBody(buf: Uint8Array, n: number, pfns: Float64Array, writer: StreamW
   return body;
 }
 
-let scratch = new Uint8Array(0);
-
 /**
  * Copies (or inflates) one RAM record into `ram`, whose first page is
  * `basePfn`.  Every page number is checked before the first byte is
@@ -367,18 +365,8 @@ export function applyRamRecord(ram: Uint8Array, record: RamPagesRecord | RamZero
   const want = pfns.length * PAGE_SIZE;
   let data = record.data;
   if (record.encoding === RamEncoding.DEFLATE) {
-    if (scratch.length < want) scratch = new Uint8Array(want);
-    let out: Uint8Array;
-    try {
-      out = inflateSync(record.data, { out: scratch.subarray(0, want) });
-    } catch (err) {
-      throw new FormatError(`RAM batch does not inflate: ${err instanceof Error ? err.message : String(err)}`, {
-        cause: err,
-      });
-    }
-    if (out.length !== want)
-      throw new FormatError(`RAM batch inflates to ${out.length} bytes, expected ${want} for ${pfns.length} pages`);
-    data = out;
+    // Exactly the batch's pages, and no further (FORMAT.md).
+    data = inflateRamData(record.data, pfns.length, 'RAM batch');
   } else if (record.encoding !== RamEncoding.RAW || data.length !== want) {
     throw new FormatError(`RAM batch has ${data.length} bytes in encoding ${record.encoding} for ${pfns.length} pages`);
   }
