@@ -2,7 +2,7 @@
 // migration writes, section by section, in this order, and how each is saved
 // and restored (contract: component.ts).  Snapshot, migration and the
 // inspector (decode, `xenkvm schema`) all read it from here; adding a section
-// is one entry (docs/extending.md).  Pure: the entries reach KVM only through
+// is one entry (docs/architecture.md "How to extend").  Pure: the entries reach KVM only through
 // the machine passed in, so loading this list loads no KVM or emulator code.
 //
 // Order matters for restore, which applies components in list order after

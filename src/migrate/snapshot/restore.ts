@@ -15,7 +15,7 @@
 // Where it can (native helper, userfaultfd, raw page-aligned RAM records:
 // every uncompressed snapshot), the guest starts before its memory is in:
 // a native thread copies pages in from the file as they are touched and the
-// rest behind them once the guest runs, while lazy-ram.ts checks every
+// rest behind them once the guest runs, while ram/load-lazy.ts checks every
 // record's checksum before it may.  Otherwise RamLoader reads all of it
 // first.
 import { closeSync, openSync } from 'node:fs';

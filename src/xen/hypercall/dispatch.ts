@@ -236,7 +236,7 @@ function schedOp(env: HypercallEnv, call: HypercallCall): bigint {
   }
 }
 
-// Every hypercall served: one entry each (docs/extending.md).  A subsystem's
+// Every hypercall served: one entry each (docs/architecture.md "How to extend").  A subsystem's
 // handlers live in its folder (evtchn/ops.ts, vcpu/ops.ts); those of a
 // booting guest that belong to no subsystem are above.
 const handlers: Partial<Record<number, Handler>> = {
