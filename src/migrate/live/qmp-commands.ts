@@ -14,12 +14,12 @@ import { InputError } from '../../errors.js';
 import { emitResume, emitStop } from '../../qmp/events.js';
 import type { JsonObject } from '../../qmp/protocol.js';
 import type { CommandRegistry } from '../../qmp/registry.js';
-import { arg } from '../../qmp/schema.js';
+import { arg, type ArgsOf } from '../../qmp/schema.js';
 import type { EventSink } from '../../qmp/server.js';
 import type { RunState } from '../../machine/qmp-commands.js';
 import type { Duplex } from 'node:stream';
-import { connectTo, formatAddress, parseAddress } from './transport/address.js';
-import { loadSecurity } from './transport/security.js';
+import { connectTo, formatAddress, parseAddress, type MigrationAddress } from './transport/address.js';
+import { loadSecurity, type StreamSecurity } from './transport/security.js';
 import { MigrationError, type MigrateOptions, type MigrationReport, type RoundProgress } from './send.js';
 
 export const MIGRATION_PROGRESS = 'MIGRATION_PROGRESS';
@@ -37,6 +37,64 @@ export interface MigrationTarget {
   events(): EventSink | null;
 }
 
+/** The migrate command's arguments. */
+const MIGRATE_ARGS = {
+  uri: arg.string({ maxLength: 4096 }),
+  'downtime-ms': arg.optional(arg.integer({ min: 1, max: 600_000 })),
+  'max-rounds': arg.optional(arg.integer({ min: 1, max: 10_000 })),
+  'timeout-ms': arg.optional(arg.integer({ min: 1, max: 86_400_000 })),
+  'on-timeout': arg.optional(arg.enum(['pause', 'cancel'] as const)),
+  'tls-ca': arg.optional(arg.string({ maxLength: 4096 })),
+  'tls-cert': arg.optional(arg.string({ maxLength: 4096 })),
+  'tls-key': arg.optional(arg.string({ maxLength: 4096 })),
+  'psk-file': arg.optional(arg.string({ maxLength: 4096 })),
+};
+
+type MigrateArgs = ArgsOf<typeof MIGRATE_ARGS>;
+
+/** Where to send the guest, and how to secure the connection (tls-*, psk-file as the CLI's flags). */
+function destinationOf(a: MigrateArgs): { addr: MigrationAddress; security: StreamSecurity } {
+  const addr = parseAddress(a.uri, 'uri');
+  if (addr.kind === 'stdio')
+    throw new InputError(
+      "uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here",
+    );
+  const security = loadSecurity(
+    { tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] },
+    'client',
+    { tlsCa: 'tls-ca', tlsCert: 'tls-cert', tlsKey: 'tls-key', pskFile: 'psk-file' },
+  );
+  return { addr, security };
+}
+
+/** The limits given, and only those (the sender's defaults stand for the rest). */
+function limitsOf(a: MigrateArgs): Partial<MigrateOptions> {
+  return {
+    ...(a['downtime-ms'] !== undefined ? { downtimeMs: a['downtime-ms'] } : {}),
+    ...(a['max-rounds'] !== undefined ? { maxRounds: a['max-rounds'] } : {}),
+    ...(a['timeout-ms'] !== undefined ? { timeoutMs: a['timeout-ms'] } : {}),
+    ...(a['on-timeout'] !== undefined ? { onTimeout: a['on-timeout'] } : {}),
+  };
+}
+
+/** Progress, pause and resume as QMP events (MIGRATION_PROGRESS, STOP, RESUME) on the target's sink. */
+function eventsFor(target: MigrationTarget, onProgress: (p: RoundProgress) => void): Partial<MigrateOptions> {
+  return {
+    onProgress: (p) => {
+      onProgress(p);
+      target.events()?.emitEvent(MIGRATION_PROGRESS, { ...p });
+    },
+    onPause: () => {
+      const s = target.events();
+      if (s) emitStop(s);
+    },
+    onResume: () => {
+      const s = target.events();
+      if (s) emitResume(s);
+    },
+  };
+}
+
 export function registerMigrationCommands(registry: CommandRegistry, target: MigrationTarget): void {
   let status: Status = 'none';
   let progress: RoundProgress | null = null;
@@ -48,36 +106,12 @@ export function registerMigrationCommands(registry: CommandRegistry, target: Mig
     name: 'migrate',
     description:
       'live-migrate the guest to a listening xenkvm receive (uri tcp:HOST:PORT or unix:PATH; TLS with tls-ca [tls-cert tls-key] or psk-file); answers when done or failed',
-    args: {
-      uri: arg.string({ maxLength: 4096 }),
-      'downtime-ms': arg.optional(arg.integer({ min: 1, max: 600_000 })),
-      'max-rounds': arg.optional(arg.integer({ min: 1, max: 10_000 })),
-      'timeout-ms': arg.optional(arg.integer({ min: 1, max: 86_400_000 })),
-      'on-timeout': arg.optional(arg.enum(['pause', 'cancel'] as const)),
-      'tls-ca': arg.optional(arg.string({ maxLength: 4096 })),
-      'tls-cert': arg.optional(arg.string({ maxLength: 4096 })),
-      'tls-key': arg.optional(arg.string({ maxLength: 4096 })),
-      'psk-file': arg.optional(arg.string({ maxLength: 4096 })),
-    },
+    args: MIGRATE_ARGS,
     handler: async (a, ctx) => {
       if (status === 'active')
         throw new InputError('a migration is already in progress (query-migrate; migrate-cancel)');
       if (target.status() === 'shutdown') throw new InputError('the guest has stopped: nothing to migrate');
-      const addr = parseAddress(a.uri, 'uri');
-      if (addr.kind === 'stdio')
-        throw new InputError(
-          "uri '-' is for xenkvm migrate --to - (it relays the stream); give tcp:HOST:PORT or unix:PATH here",
-        );
-      const security = loadSecurity(
-        { tlsCa: a['tls-ca'], tlsCert: a['tls-cert'], tlsKey: a['tls-key'], pskFile: a['psk-file'] },
-        'client',
-        {
-          tlsCa: 'tls-ca',
-          tlsCert: 'tls-cert',
-          tlsKey: 'tls-key',
-          pskFile: 'psk-file',
-        },
-      );
+      const { addr, security } = destinationOf(a);
       status = 'active';
       progress = null;
       report = null;
@@ -88,23 +122,9 @@ export function registerMigrationCommands(registry: CommandRegistry, target: Mig
           throw new MigrationError(e instanceof Error ? e.message : String(e), { cause: e });
         });
         const r = await target.send(sock, {
-          ...(a['downtime-ms'] !== undefined ? { downtimeMs: a['downtime-ms'] } : {}),
-          ...(a['max-rounds'] !== undefined ? { maxRounds: a['max-rounds'] } : {}),
-          ...(a['timeout-ms'] !== undefined ? { timeoutMs: a['timeout-ms'] } : {}),
-          ...(a['on-timeout'] !== undefined ? { onTimeout: a['on-timeout'] } : {}),
+          ...limitsOf(a),
           signal: cancel.signal,
-          onProgress: (p) => {
-            progress = p;
-            target.events()?.emitEvent(MIGRATION_PROGRESS, { ...p });
-          },
-          onPause: () => {
-            const s = target.events();
-            if (s) emitStop(s);
-          },
-          onResume: () => {
-            const s = target.events();
-            if (s) emitResume(s);
-          },
+          ...eventsFor(target, (p) => (progress = p)),
         });
         status = 'completed';
         report = r;
