@@ -68,6 +68,7 @@ export function parseRamHead(head: Uint8Array, bodyLength: number, where: string
     throw new FormatError(`${where}: ${count} pages in one batch (limit maxBatchPages=${maxPages})`);
   if (encoding !== RamEncoding.RAW && encoding !== RamEncoding.DEFLATE)
     throw new FormatError(`${where}: unknown page encoding ${encoding}`);
+  if ((view.getUint32(4, true) & 0xffffff00) !== 0) throw new FormatError(`${where}: reserved head bytes are not zero`);
   if (dataOffset < RAM_HEAD_BYTES || pfnOffset !== dataOffset + dataLength || pfnOffset + count * 8 !== bodyLength) {
     throw new FormatError(
       `${where}: inconsistent layout (data at ${dataOffset}+${dataLength}, pfns at ${pfnOffset}, body ${bodyLength} bytes)`,
