@@ -136,7 +136,12 @@ export function registerMigrationCommands(registry: CommandRegistry, target: Mig
         status = cancel.signal.aborted ? 'cancelled' : 'failed';
         error = e instanceof Error ? e.message : String(e);
         if (e instanceof MigrationError)
-          throw new MigrationError(`migration failed, the guest runs on here: ${e.message}`, { cause: e });
+          throw new MigrationError(
+            target.status() === 'shutdown'
+              ? `migration failed: ${e.message}`
+              : `migration failed, the guest runs on here: ${e.message}`,
+            { cause: e },
+          );
         throw e;
       } finally {
         cancel = null;

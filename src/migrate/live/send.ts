@@ -519,6 +519,9 @@ class Migration {
     const pausedDone = performance.now();
     markAt('pause', pausedAt);
     markAt('paused', pausedDone);
+    // A guest that ended (powered off, crashed) while its memory was copied is
+    // not moved: its state is after its last instruction, and it stays ended here.
+    if (machine.status === 'shutdown') throw new MigrationError('the guest stopped during the migration');
     // Logging stays on until the answer (close() at the end; abandon() stops
     // it before resuming): switching it off rewrites the memslot, in the pause.
     // Counted as they are merged: a separate count ran cold (first use in the pause).
