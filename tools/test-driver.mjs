@@ -8,3 +8,6 @@ await run(
   files.map((file) => ({ name: file.name, file: file.path })),
   { bail: false },
 );
+// Every suite has reported: end here even if a failed test left a child
+// process (a destination waiting for another source) holding this one open.
+process.exit(process.exitCode ?? 0);

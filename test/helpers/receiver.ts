@@ -34,6 +34,10 @@ export function startReceiver(opts: ReceiverOptions = {}): Receiver {
     if (v !== undefined) args.push(flag, v);
   }
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A destination waits for another source after a failed one: never leave one behind.
+  const reap = (): void => void child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('close', () => process.off('exit', reap));
   let out = '';
   let err = '';
   let onAddr: (a: string) => void = () => {};

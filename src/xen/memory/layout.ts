@@ -14,7 +14,7 @@ export const LOW_RAM_END = 0xf000_0000;
 /** Where RAM above the hole starts. */
 export const HIGH_RAM_BASE = 2 ** 32;
 /** Smallest and largest machines accepted (the largest is what the tests boot; host memory is only spent where touched). */
-export const MIN_MEM_BYTES = 16 << 20;
+export const MIN_MEM_BYTES = 4 << 20;
 export const MAX_MEM_BYTES = 2 ** 40;
 /** End of the legacy VGA/BIOS area the e820 reserves (RAM from 0xA0000 to here is not usable). */
 export const LEGACY_AREA_END = 0x100000;
@@ -35,7 +35,7 @@ export type E820Entry = readonly [addr: number, size: number, type: number];
 export function memSizeProblem(memBytes: number): string | null {
   if (!Number.isSafeInteger(memBytes) || memBytes <= 0) return 'must be a positive whole number of bytes';
   if (memBytes % MEM_GRANULE !== 0) return 'must be a multiple of 2 MiB';
-  if (memBytes < MIN_MEM_BYTES) return 'must be at least 16 MiB';
+  if (memBytes < MIN_MEM_BYTES) return 'must be at least 4 MiB';
   if (memBytes > MAX_MEM_BYTES) return 'must be at most 1 TiB';
   return null;
 }
