@@ -12,8 +12,10 @@
 // it is a finding of its own.  `invalid` names the layer that must notice:
 // 'stream' (any full read), 'pages' (whoever inflates page data), 'state'
 // (whoever builds a machine from it), 'schema' (whoever reads the schemas
-// the header embeds: `schema check`; a loader goes by its own descriptors).
-import { deflateRawSync } from 'node:zlib';
+// the header embeds: `schema check`; a loader goes by its own descriptors),
+// 'file' (a rule for files only: on a socket, bytes after END belong to the
+// migration protocol), 'live' (a rule for a live destination only: SYNC).
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { RecordType, PAGE_SIZE, RAM_HEAD_BYTES } from '../../src/migrate/stream/format.js';
 import type { FieldSchema, SectionSchema } from '../../src/vmstate/schema.js';
 import { type FieldRef, intBits, isIntField, listFields } from './fields.js';
@@ -35,7 +37,7 @@ import {
   sectionRecord,
 } from './stream.js';
 
-export type InvalidLayer = 'stream' | 'pages' | 'state' | 'schema';
+export type InvalidLayer = 'stream' | 'file' | 'live' | 'pages' | 'state' | 'schema';
 
 export interface Mutation {
   /** One line: what was changed, e.g. `xen_evtchn: port_table[3].vcpu = 2 (>= 2 vCPUs)`. */
@@ -58,6 +60,8 @@ export interface SeedInfo {
   readonly vcpus: number;
   /** Ports in the seed's event channel table. */
   readonly nrPorts: number;
+  /** The highest page frame the seed stores. */
+  readonly maxPfn: number;
   readonly schemas: Readonly<Record<string, SectionSchema>>;
   /** Deflate streams of zero bytes, by length, prepared once (an over-long batch costs nothing to build). */
   readonly zeros: (bytes: number) => Uint8Array;
@@ -119,6 +123,10 @@ function deepDepth(r: Rng): number {
   return r.pick([101, 102, 128, 200, 1000]);
 }
 
+function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
 function asNumber(v: unknown): number | null {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint' && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
@@ -173,7 +181,7 @@ interface FieldChoice {
 }
 
 /** Values for a field chosen by what it means, falling back on its kind. */
-function valueFor(ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): FieldChoice {
+function valueFor(section: string, ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): FieldChoice {
   const k = ref.schema.kind;
   const name = ref.name;
   const mem = BigInt(s.memBytes);
@@ -253,7 +261,7 @@ function valueFor(ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): Field
     // The vCPU's rate goes to KVM (KVM_SET_TSC_KHZ); xen_time's is what the guest was told.
     return {
       value: v,
-      invalid: ref.path === 'tsc_khz' && s.schemas['cpu'] !== undefined && (v === 0 || v === 0xffffffff),
+      invalid: section === 'cpu' && (v === 0 || v === 0xffffffff),
       why: 'TSC rate',
     };
   }
@@ -347,7 +355,7 @@ const mutateField: Mutator = (w, s, r) => {
   const favoured = refs.filter((f) => FAVOURED.test(f.name) || FAVOURED.test(f.path));
   const ref = favoured.length > 0 && r.chance(0.75) ? r.pick(favoured) : r.pick(refs);
   const old = ref.get();
-  const c = valueFor(ref, refs, s, r);
+  const c = valueFor(String(sec.name), ref, refs, s, r);
   ref.set(c.value);
   w.records[i] = sectionRecord(sec);
   const who = `${String(sec.name)}[${String(sec.instance)}]`;
@@ -500,7 +508,7 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
 
 const mutateHeader: Mutator = (w, s, r) => {
   const h = w.header;
-  const machine = (h['machine'] ?? {}) as Record<string, unknown>;
+  const machine: Record<string, unknown> = isMap(h['machine']) ? h['machine'] : {};
   w.headerDirty = true;
   const choice = r.below(10);
   switch (choice) {
@@ -532,11 +540,11 @@ const mutateHeader: Mutator = (w, s, r) => {
       ]);
       machine['memBytes'] = v;
       h['machine'] = machine;
-      const small = typeof v === 'number' && v < s.memBytes;
+      const cut = typeof v === 'number' && v <= s.maxPfn * PAGE_SIZE;
       return {
         label: `header memBytes ${s.memBytes} -> ${describeValue(v)}`,
-        // Smaller than the seed: its pages lie outside; odd sizes break the header's own rule.
-        invalid: typeof v !== 'number' || small || v % (2 * MiB) !== 0 || v > 2 ** 40 ? 'state' : null,
+        // Too small for the pages the seed stores, or an odd size (the header's own rule).
+        invalid: typeof v !== 'number' || cut || v <= 0 || v % (2 * MiB) !== 0 || v > 2 ** 40 ? 'state' : null,
       };
     }
     case 3: {
@@ -544,17 +552,20 @@ const mutateHeader: Mutator = (w, s, r) => {
       return { label: `header machine = ${describeValue(h['machine'])}`, invalid: 'state' };
     }
     case 4: {
-      const schemas = h['schemas'] as Record<string, unknown>;
-      const names = Object.keys(schemas);
-      const n = r.pick(names);
+      const schemas = h['schemas'];
+      if (!isMap(schemas) || Object.keys(schemas).length === 0) return null;
+      const n = r.pick(Object.keys(schemas));
       delete schemas[n];
       return { label: `header: schema of ${n} removed`, invalid: null };
     }
     case 5:
     case 6: {
-      const schemas = h['schemas'] as Record<string, Record<string, unknown>>;
-      const n = r.pick(Object.keys(schemas));
-      const sch = schemas[n]!;
+      const schemas = h['schemas'];
+      if (!isMap(schemas)) return null;
+      const names = Object.keys(schemas).filter((k) => isMap(schemas[k]));
+      if (names.length === 0) return null;
+      const n = r.pick(names);
+      const sch = schemas[n] as Record<string, unknown>;
       const what = r.below(9);
       let label: string;
       if (what === 0) {
@@ -706,15 +717,24 @@ const mutateRam: Mutator = (w, s, r) => {
     const body = w.records[i]!.body;
     const pfns = ramPfns(body);
     const what = r.below(3);
+    // The same pages deflated again (at another level): valid, and the guest keeps its memory.
+    const pagesOf = (): Uint8Array => {
+      const d = ramData(body);
+      try {
+        return ramHead(body).encoding === 1 ? inflateRawSync(d) : d;
+      } catch {
+        return new Uint8Array(pfns.length * PAGE_SIZE); // an earlier mutation broke it: zeros, still valid
+      }
+    };
     const data =
       what === 0
         ? r.bytes(r.pick([1, 100, 5000]))
         : what === 1
           ? ramData(body).subarray(0, Math.max(1, ramData(body).length >> 1))
-          : deflateRawSync(Buffer.from(r.bytes(pfns.length * PAGE_SIZE)));
+          : deflateRawSync(pagesOf(), { level: r.range(1, 9) });
     w.records[i] = { ...w.records[i]!, body: ramPagesBody(data, pfns, 1) };
     return {
-      label: `RAM batch ${i}: deflated data ${['garbage', 'cut in half', 'of random pages (valid)'][what]}`,
+      label: `RAM batch ${i}: deflated data ${['garbage', 'cut in half', 'deflated again (valid)'][what]}`,
       invalid: what === 2 ? null : 'pages',
     };
   }
@@ -741,7 +761,12 @@ const mutateRam: Mutator = (w, s, r) => {
     else v.setUint32(field, val >>> 0, true);
     fixRamHeadCrc(out);
     w.records[i] = { ...w.records[i]!, body: out };
-    return { label: `RAM batch ${i}: head field at ${field} = ${val}`, invalid: 'stream' };
+    const now = field === 4 ? val & 0xff : val;
+    return {
+      label: `RAM batch ${i}: head field at ${field} = ${now}`,
+      // Raw pages said to be deflated: only whoever inflates them can tell.
+      invalid: field === 4 && now === 1 ? 'pages' : field === 4 && now === was ? null : 'stream',
+    };
   }
   if (choice === 8) {
     // A page repeated within one batch, or a whole batch repeated (the later copy wins: valid).
@@ -782,16 +807,16 @@ const mutateStructure: Mutator = (w, _s, r) => {
         flags: 0,
         body: encodeMsgpack({ name: 'cpu', instance: 0, version: 1, payload: null }),
       });
-      return { label: 'a record after END', invalid: 'stream' };
+      return { label: 'a record after END', invalid: 'file' };
     case 5: {
       const type = r.pick([0x8000_0123, 0x8000_0010, 0x0000_0077, 0x0000_0001]);
       const body = type === 0x8000_0010 ? r.bytes(r.pick([0, 7, 8, 9])) : r.bytes(r.below(64));
       w.records.splice(1 + r.below(Math.max(1, w.records.length - 1)), 0, { type, flags: r.below(2), body });
       return {
         label: `record of type 0x${type.toString(16)} inserted`,
-        // A short SYNC is only an error to a live destination, which reads SYNCs (receive: 'state').
+        // A short SYNC is only an error to a live destination: others skip SYNCs unread.
         invalid:
-          type === 0x0000_0077 || type === 1 ? 'stream' : type === 0x8000_0010 && body.length < 8 ? 'state' : null,
+          type === 0x0000_0077 || type === 1 ? 'stream' : type === 0x8000_0010 && body.length < 8 ? 'live' : null,
       };
     }
     case 6: {
