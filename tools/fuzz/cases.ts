@@ -8,7 +8,7 @@ import type { SectionSchema } from '../../src/vmstate/schema.js';
 import { RecordType } from '../../src/migrate/stream/format.js';
 import { type MutatedStream, mutateStream, type SeedInfo } from './mutate.js';
 import { Rng } from './rng.js';
-import { decodeMsgpack, type ParsedStream, parseStream, sectionOf } from './stream.js';
+import { decodeMsgpack, type ParsedStream, parseStream, ramPfns, sectionOf } from './stream.js';
 
 export const COMMANDS = ['inspect', 'diff', 'schema', 'restore', 'receive'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -80,7 +80,9 @@ export function loadSeed(path: string): Seed {
     schemas: Record<string, SectionSchema>;
   };
   let nrPorts = 0;
+  let maxPfn = 0;
   for (const r of parsed.records) {
+    if (r.type === RecordType.RAM_PAGES) for (const p of ramPfns(r.body)) maxPfn = Math.max(maxPfn, Number(p));
     if (r.type !== RecordType.SECTION) continue;
     const s = sectionOf(r);
     const f = (s?.payload as { f?: unknown[] } | null | undefined)?.f;
@@ -95,6 +97,7 @@ export function loadSeed(path: string): Seed {
       memBytes: header.machine?.memBytes ?? 16 << 20,
       vcpus: header.machine?.vcpus ?? 1,
       nrPorts,
+      maxPfn,
       schemas: header.schemas,
       zeros,
     },

@@ -36,11 +36,11 @@ const STACK = /^\s+at |node:internal|FATAL ERROR|^Error: |^\s*\^$/m;
 
 /** Layers whose rules each command must enforce (mutate.ts `invalid`). */
 const ENFORCES: Readonly<Record<Command, readonly InvalidLayer[]>> = {
-  inspect: ['stream'],
-  diff: ['stream', 'pages'],
-  schema: ['stream', 'schema'],
-  restore: ['stream', 'pages', 'state'],
-  receive: ['stream', 'pages', 'state'],
+  inspect: ['stream', 'file'],
+  diff: ['stream', 'file', 'pages'],
+  schema: ['stream', 'file', 'schema'],
+  restore: ['stream', 'file', 'pages', 'state'],
+  receive: ['stream', 'live', 'pages', 'state'],
 };
 
 /**
@@ -52,6 +52,8 @@ const UNSEEN: Partial<Record<Command, RegExp>> = {
   // A short SYNC breaks only a live destination's rule (it reads SYNCs); a file's reader skips it.
   restore: /^record of type 0x80000010 inserted$|hypercall_page_gpa: .* \(all ones\)$/,
 };
+/** Lines that are warnings, not the error: a skipped unknown optional record. */
+const WARNING = /skipped unknown optional record/;
 
 export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.trim() !== '');
@@ -86,7 +88,12 @@ export function classify(command: Command, o: Outcome, mutations: readonly Mutat
   const f = (cls: string, why: string): Verdict => ({ cls, finding: true, key: `${cls}: ${normalise(why)}` });
   const ok = (cls: string): Verdict => ({ cls, finding: false, key: cls });
   const err = lastError(o);
-  if (o.timedOut) return f('hang', `no end in ${Math.round(o.ms / 1000)} s${guestRan(o) ? ' (guest ran)' : ''}`);
+  if (o.timedOut) {
+    // The source gave its guest up at OK: a destination that then never ends lost it.
+    if (command === 'receive' && o.answer?.startsWith('OK running'))
+      return f('confirmed-then-failed', `no end in ${Math.round(o.ms / 1000)} s after OK running: ${guestVerdict(o)}`);
+    return f('hang', `no end in ${Math.round(o.ms / 1000)} s${guestRan(o) ? ` (guest ran: ${guestVerdict(o)})` : ''}`);
+  }
   if (o.signal !== null || o.exit === null) return f('crash', `killed by ${o.signal ?? 'an unknown cause'}: ${err}`);
   if (o.uncaught !== undefined) return f('stack-trace', `uncaught: ${o.uncaught.split('\n')[0]}`);
   if (STACK.test(o.stderr)) {
@@ -146,14 +153,13 @@ export function classify(command: Command, o: Outcome, mutations: readonly Mutat
   if (!success) return f('unexpected-exit', `exit ${o.exit}: ${err}`);
   if (o.stderr.trim() !== '') {
     // Warnings (a skipped optional record) are fine; anything else on stderr with a success is odd.
-    if (!/skipped unknown optional record/.test(o.stderr)) return f('stderr-on-success', err);
+    if (errorLines(o.stderr).some((l) => !WARNING.test(l))) return f('stderr-on-success', err);
   }
   return invalid ? f('accepted-invalid', labelOf(command, mutations)) : ok('ok');
 }
 
 function oneLine(o: Outcome): boolean {
-  // A warning about a record skipped on the way (an unknown optional one) may precede the refusal.
-  const l = errorLines(o.stderr).filter((x) => !/skipped unknown optional record/.test(x));
+  const l = errorLines(o.stderr).filter((x) => !WARNING.test(x));
   return l.length === 1 && l[0]!.startsWith('xenkvm: ');
 }
 

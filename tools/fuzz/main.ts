@@ -212,6 +212,10 @@ async function runCommand(a: Args, command: Command): Promise<Tally> {
     dir: scratch,
     jobs: a.only !== null ? 1 : a.jobs,
     recycle: a.recycle,
+    onBroken: (no, text) => {
+      t.counts.set('fuzzer-error', (t.counts.get('fuzzer-error') ?? 0) + 1);
+      console.error(`fuzz: case ${no} could not be made (a bug in the fuzzer): ${text}`);
+    },
     onResult: (s, o) => {
       const c = mutationsOf(s);
       const v = classify(command, o, c);
@@ -271,7 +275,7 @@ async function runCommand(a: Args, command: Command): Promise<Tally> {
 /** The mutations' layers as the worker described them (labels carry `[invalid: layer]`). */
 function mutationsOf(s: Started): Mutation[] {
   return s.labels.map((l) => {
-    const m = /\[invalid: (stream|pages|state|schema)\]$/.exec(l);
+    const m = /\[invalid: (stream|file|live|pages|state|schema)\]$/.exec(l);
     return { label: l.replace(/ \[invalid: \w+\]$/, ''), invalid: (m?.[1] as InvalidLayer | undefined) ?? null };
   });
 }

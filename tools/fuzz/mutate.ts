@@ -12,8 +12,10 @@
 // it is a finding of its own.  `invalid` names the layer that must notice:
 // 'stream' (any full read), 'pages' (whoever inflates page data), 'state'
 // (whoever builds a machine from it), 'schema' (whoever reads the schemas
-// the header embeds: `schema check`; a loader goes by its own descriptors).
-import { deflateRawSync } from 'node:zlib';
+// the header embeds: `schema check`; a loader goes by its own descriptors),
+// 'file' (a rule for files only: on a socket, bytes after END belong to the
+// migration protocol), 'live' (a rule for a live destination only: SYNC).
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { RecordType, PAGE_SIZE, RAM_HEAD_BYTES } from '../../src/migrate/stream/format.js';
 import type { FieldSchema, SectionSchema } from '../../src/vmstate/schema.js';
 import { type FieldRef, intBits, isIntField, listFields } from './fields.js';
@@ -35,7 +37,7 @@ import {
   sectionRecord,
 } from './stream.js';
 
-export type InvalidLayer = 'stream' | 'pages' | 'state' | 'schema';
+export type InvalidLayer = 'stream' | 'file' | 'live' | 'pages' | 'state' | 'schema';
 
 export interface Mutation {
   /** One line: what was changed, e.g. `xen_evtchn: port_table[3].vcpu = 2 (>= 2 vCPUs)`. */
@@ -58,6 +60,8 @@ export interface SeedInfo {
   readonly vcpus: number;
   /** Ports in the seed's event channel table. */
   readonly nrPorts: number;
+  /** The highest page frame the seed stores. */
+  readonly maxPfn: number;
   readonly schemas: Readonly<Record<string, SectionSchema>>;
   /** Deflate streams of zero bytes, by length, prepared once (an over-long batch costs nothing to build). */
   readonly zeros: (bytes: number) => Uint8Array;
@@ -72,6 +76,12 @@ export interface Work {
   truncateTo?: number;
   /** Keep END's totals as they were (a mismatch must be caught). */
   keepEnd?: boolean;
+  /**
+   * Records a mutation made or changed: later mutations of the same case
+   * leave them alone, so one cannot quietly undo another (and its verdict).
+   */
+  touched: Set<RawRecord>;
+  headerTouched: boolean;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -81,10 +91,24 @@ type Mutator = (w: Work, s: SeedInfo, r: Rng) => Mutation | null;
 
 // ---- helpers ---------------------------------------------------------------
 
+/** Marks `rec` as made by this case's mutations and returns it. */
+function touch(w: Work, rec: RawRecord): RawRecord {
+  w.touched.add(rec);
+  return rec;
+}
+
+/** Claims the header for one mutation; false if an earlier one changed it. */
+function claimHeader(w: Work): boolean {
+  if (w.headerTouched) return false;
+  w.headerTouched = true;
+  w.headerDirty = true;
+  return true;
+}
+
 function sectionIndexes(w: Work, name?: string): number[] {
   const out: number[] = [];
   w.records.forEach((rec, i) => {
-    if (rec.type !== RecordType.SECTION) return;
+    if (rec.type !== RecordType.SECTION || w.touched.has(rec)) return;
     if (name === undefined) out.push(i);
     else if (sectionOf(rec)?.name === name) out.push(i);
   });
@@ -93,7 +117,7 @@ function sectionIndexes(w: Work, name?: string): number[] {
 
 function ramIndexes(w: Work, type: number = RecordType.RAM_PAGES): number[] {
   const out: number[] = [];
-  w.records.forEach((rec, i) => rec.type === type && out.push(i));
+  w.records.forEach((rec, i) => rec.type === type && !w.touched.has(rec) && out.push(i));
   return out;
 }
 
@@ -117,6 +141,10 @@ export function nested(depth: number, leaf: unknown = 0, maps = false): unknown 
 
 function deepDepth(r: Rng): number {
   return r.pick([101, 102, 128, 200, 1000]);
+}
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
 function asNumber(v: unknown): number | null {
@@ -173,7 +201,7 @@ interface FieldChoice {
 }
 
 /** Values for a field chosen by what it means, falling back on its kind. */
-function valueFor(ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): FieldChoice {
+function valueFor(section: string, ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): FieldChoice {
   const k = ref.schema.kind;
   const name = ref.name;
   const mem = BigInt(s.memBytes);
@@ -253,7 +281,7 @@ function valueFor(ref: FieldRef, holder: FieldRef[], s: SeedInfo, r: Rng): Field
     // The vCPU's rate goes to KVM (KVM_SET_TSC_KHZ); xen_time's is what the guest was told.
     return {
       value: v,
-      invalid: ref.path === 'tsc_khz' && s.schemas['cpu'] !== undefined && (v === 0 || v === 0xffffffff),
+      invalid: section === 'cpu' && (v === 0 || v === 0xffffffff),
       why: 'TSC rate',
     };
   }
@@ -347,9 +375,9 @@ const mutateField: Mutator = (w, s, r) => {
   const favoured = refs.filter((f) => FAVOURED.test(f.name) || FAVOURED.test(f.path));
   const ref = favoured.length > 0 && r.chance(0.75) ? r.pick(favoured) : r.pick(refs);
   const old = ref.get();
-  const c = valueFor(ref, refs, s, r);
+  const c = valueFor(String(sec.name), ref, refs, s, r);
   ref.set(c.value);
-  w.records[i] = sectionRecord(sec);
+  w.records[i] = touch(w, sectionRecord(sec));
   const who = `${String(sec.name)}[${String(sec.instance)}]`;
   return {
     label: `${who} ${ref.path}: ${describeValue(old)} -> ${describeValue(c.value)}${c.why ? ` (${c.why})` : ''}`,
@@ -408,7 +436,7 @@ const mutateEnvelope: Mutator = (w, _s, r) => {
       env['s'] = Object.fromEntries(Array.from({ length: 70 }, (_, k) => [`x/${k}`, { v: 1, f: [], o: true }]));
       label = '70 optional subsections';
   }
-  w.records[i] = sectionRecord(sec);
+  w.records[i] = touch(w, sectionRecord(sec));
   // Only the optional subsection is allowed to pass.
   return { label: `${who} ${label}`, invalid: choice === 6 ? null : 'state' };
 };
@@ -425,7 +453,7 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
       return { label: `${who} removed`, invalid: 'state' };
     }
     case 1: {
-      w.records.splice(i + r.below(2), 0, { ...w.records[i]! });
+      w.records.splice(i + r.below(2), 0, touch(w, { ...w.records[i]! }));
       return { label: `${who} repeated`, invalid: 'state' };
     }
     case 2: {
@@ -434,41 +462,41 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
       const src = sectionAt(w, cpu[0]!);
       const inst = r.pick([s.vcpus, s.vcpus + 1, 7, 8, 255, 2 ** 31]);
       src.instance = inst;
-      w.records.splice(cpu[cpu.length - 1]! + 1, 0, sectionRecord(src));
+      w.records.splice(cpu[cpu.length - 1]! + 1, 0, touch(w, sectionRecord(src)));
       return { label: `extra cpu[${inst}] (header says ${s.vcpus} vCPUs)`, invalid: 'state' };
     }
     case 3: {
       const inst = r.pick([s.vcpus, 1, 8, 255, 2 ** 32, 2 ** 53, -1, 1.5, 'x', null]);
       sec.instance = inst;
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} instance -> ${describeValue(inst)}`, invalid: 'state' };
     }
     case 4: {
       const name = r.pick(['', 'bogus', 'cpu/xen_vcpu', 'CPU', 'xen_evtchn', 'cpu', 5, null, 'a'.repeat(300)]);
       sec.name = name;
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} renamed to ${describeValue(name)}`, invalid: 'state' };
     }
     case 5: {
       const v = r.pick([0, 2, 3, 99, 2 ** 32, -1, 'x']);
       sec.version = v;
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} version -> ${describeValue(v)}`, invalid: 'state' };
     }
     case 6: {
       delete sec.payload;
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} payload removed`, invalid: 'state' };
     }
     case 7: {
       const p = r.pick([null, 'x', 5, [], {}, new Uint8Array(4), true]);
       sec.payload = p;
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} payload = ${describeValue(p)}`, invalid: 'state' };
     }
     case 8: {
       sec['extra'] = r.pick([1, 'x', nested(3)]);
-      w.records[i] = sectionRecord(sec);
+      w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} extra key in the record`, invalid: null };
     }
     case 9: {
@@ -490,7 +518,11 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
     }
     default: {
       // The whole record body is not a map.
-      w.records[i] = { type: RecordType.SECTION, flags: 0, body: encodeMsgpack(r.pick([[1, 2], 'x', null, 7])) };
+      w.records[i] = touch(w, {
+        type: RecordType.SECTION,
+        flags: 0,
+        body: encodeMsgpack(r.pick([[1, 2], 'x', null, 7])),
+      });
       return { label: `${who} body is not a map`, invalid: 'stream' };
     }
   }
@@ -499,9 +531,9 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
 // ---- header ----------------------------------------------------------------
 
 const mutateHeader: Mutator = (w, s, r) => {
+  if (!claimHeader(w)) return null;
   const h = w.header;
-  const machine = (h['machine'] ?? {}) as Record<string, unknown>;
-  w.headerDirty = true;
+  const machine: Record<string, unknown> = isMap(h['machine']) ? h['machine'] : {};
   const choice = r.below(10);
   switch (choice) {
     case 0:
@@ -532,11 +564,11 @@ const mutateHeader: Mutator = (w, s, r) => {
       ]);
       machine['memBytes'] = v;
       h['machine'] = machine;
-      const small = typeof v === 'number' && v < s.memBytes;
+      const cut = typeof v === 'number' && v <= s.maxPfn * PAGE_SIZE;
       return {
         label: `header memBytes ${s.memBytes} -> ${describeValue(v)}`,
-        // Smaller than the seed: its pages lie outside; odd sizes break the header's own rule.
-        invalid: typeof v !== 'number' || small || v % (2 * MiB) !== 0 || v > 2 ** 40 ? 'state' : null,
+        // Too small for the pages the seed stores, or an odd size (the header's own rule).
+        invalid: typeof v !== 'number' || cut || v <= 0 || v % (2 * MiB) !== 0 || v > 2 ** 40 ? 'state' : null,
       };
     }
     case 3: {
@@ -544,17 +576,20 @@ const mutateHeader: Mutator = (w, s, r) => {
       return { label: `header machine = ${describeValue(h['machine'])}`, invalid: 'state' };
     }
     case 4: {
-      const schemas = h['schemas'] as Record<string, unknown>;
-      const names = Object.keys(schemas);
-      const n = r.pick(names);
+      const schemas = h['schemas'];
+      if (!isMap(schemas) || Object.keys(schemas).length === 0) return null;
+      const n = r.pick(Object.keys(schemas));
       delete schemas[n];
       return { label: `header: schema of ${n} removed`, invalid: null };
     }
     case 5:
     case 6: {
-      const schemas = h['schemas'] as Record<string, Record<string, unknown>>;
-      const n = r.pick(Object.keys(schemas));
-      const sch = schemas[n]!;
+      const schemas = h['schemas'];
+      if (!isMap(schemas)) return null;
+      const names = Object.keys(schemas).filter((k) => isMap(schemas[k]));
+      if (names.length === 0) return null;
+      const n = r.pick(names);
+      const sch = schemas[n] as Record<string, unknown>;
       const what = r.below(9);
       let label: string;
       if (what === 0) {
@@ -566,11 +601,21 @@ const mutateHeader: Mutator = (w, s, r) => {
         w.headerDirty = true;
         return { label: `header: schema of ${n}: subsections removed`, invalid: null };
       } else if (what === 2) {
-        sch['subsections'] = r.pick([null, 'x', [{}], [{ optional: 1 }], [{ section: null }]]);
-        label = `subsections = ${describeValue(sch['subsections'])}`;
+        const v = r.pick([null, 'x', [{}], [{ optional: 1 }], [{ section: null }]]);
+        sch['subsections'] = v;
+        // None (null) reads as no subsections, as a missing list does.
+        return {
+          label: `header: schema of ${n}: subsections = ${describeValue(v)}`,
+          invalid: v === null ? null : 'schema',
+        };
       } else if (what === 3) {
-        sch['version'] = r.pick([-1, 0, 2 ** 32, 'x', null, 1.5]);
-        label = `version = ${describeValue(sch['version'])}`;
+        const v = r.pick([-1, 0, 2 ** 32, 'x', null, 1.5]);
+        sch['version'] = v;
+        // A version is any non-negative integer; 0 is below minVersion (1), which is refused.
+        return {
+          label: `header: schema of ${n}: version = ${describeValue(v)}`,
+          invalid: v === 2 ** 32 ? null : 'schema',
+        };
       } else if (what === 4) {
         sch['minVersion'] = r.pick([99, -1, 'x']);
         label = `minVersion = ${describeValue(sch['minVersion'])}`;
@@ -635,7 +680,7 @@ const mutateDeep: Mutator = (w, s, r) => {
   const maps = r.chance(0.3);
   const where = r.below(4);
   if (where === 0) {
-    w.headerDirty = true;
+    if (!claimHeader(w)) return null;
     w.header[r.pick(['machine', 'extra', 'schemas'])] = nested(depth, 0, maps);
     return { label: `header value nested ${depth} deep${maps ? ' (maps)' : ''}`, invalid: 'stream' };
   }
@@ -651,7 +696,7 @@ const mutateDeep: Mutator = (w, s, r) => {
     if (refs.length === 0) sec.payload = nested(depth, 0, maps);
     else r.pick(refs).set(nested(depth, 0, maps));
   }
-  w.records[i] = sectionRecord(sec);
+  w.records[i] = touch(w, sectionRecord(sec));
   return { label: `${who} value nested ${depth} deep${maps ? ' (maps)' : ''}`, invalid: 'stream' };
 };
 
@@ -680,7 +725,7 @@ const mutateRam: Mutator = (w, s, r) => {
     const out = body.slice();
     new DataView(out.buffer, out.byteOffset, out.length).setBigUint64(h.pfnOffset + k * 8, pfn, true);
     fixRamHeadCrc(out);
-    w.records[i] = { ...w.records[i]!, body: out };
+    w.records[i] = touch(w, { ...w.records[i]!, body: out });
     return {
       label: `RAM batch ${i}: page ${k} -> frame 0x${pfn.toString(16)} (RAM has ${guestPages})`,
       invalid: 'state',
@@ -694,7 +739,7 @@ const mutateRam: Mutator = (w, s, r) => {
     const want = pfns.length * PAGE_SIZE;
     const extra = r.pick([1, 4096, want, 64 << 20, 256 << 20, -1, -4096]);
     const data = s.zeros(want + extra);
-    w.records[i] = { ...w.records[i]!, body: ramPagesBody(data, pfns, 1) };
+    w.records[i] = touch(w, { ...w.records[i]!, body: ramPagesBody(data, pfns, 1) });
     return {
       label: `RAM batch ${i}: deflated data inflates to ${want + extra} bytes for ${pfns.length} pages (${extra > 0 ? '+' : ''}${extra})`,
       invalid: 'pages',
@@ -706,15 +751,24 @@ const mutateRam: Mutator = (w, s, r) => {
     const body = w.records[i]!.body;
     const pfns = ramPfns(body);
     const what = r.below(3);
+    // The same pages deflated again (at another level): valid, and the guest keeps its memory.
+    const pagesOf = (): Uint8Array => {
+      const d = ramData(body);
+      try {
+        return ramHead(body).encoding === 1 ? inflateRawSync(d) : d;
+      } catch {
+        return new Uint8Array(pfns.length * PAGE_SIZE); // an earlier mutation broke it: zeros, still valid
+      }
+    };
     const data =
       what === 0
         ? r.bytes(r.pick([1, 100, 5000]))
         : what === 1
           ? ramData(body).subarray(0, Math.max(1, ramData(body).length >> 1))
-          : deflateRawSync(Buffer.from(r.bytes(pfns.length * PAGE_SIZE)));
-    w.records[i] = { ...w.records[i]!, body: ramPagesBody(data, pfns, 1) };
+          : deflateRawSync(pagesOf(), { level: r.range(1, 9) });
+    w.records[i] = touch(w, { ...w.records[i]!, body: ramPagesBody(data, pfns, 1) });
     return {
-      label: `RAM batch ${i}: deflated data ${['garbage', 'cut in half', 'of random pages (valid)'][what]}`,
+      label: `RAM batch ${i}: deflated data ${['garbage', 'cut in half', 'deflated again (valid)'][what]}`,
       invalid: what === 2 ? null : 'pages',
     };
   }
@@ -722,7 +776,7 @@ const mutateRam: Mutator = (w, s, r) => {
     // RAM_ZERO listing pages outside RAM, or a huge count.
     const pfns = r.chance(0.5) ? [BigInt(guestPages) + BigInt(r.below(4))] : [0n, U64_MAX];
     const at = 1 + r.below(Math.max(1, w.records.length - 2));
-    w.records.splice(at, 0, { type: RecordType.RAM_ZERO, flags: 0, body: ramZeroBody(pfns) });
+    w.records.splice(at, 0, touch(w, { type: RecordType.RAM_ZERO, flags: 0, body: ramZeroBody(pfns) }));
     return {
       label: `RAM_ZERO of ${pfns.map((p) => `0x${p.toString(16)}`).join(',')} at record ${at}`,
       invalid: 'state',
@@ -740,14 +794,19 @@ const mutateRam: Mutator = (w, s, r) => {
     if (field === 4) v.setUint8(4, val & 0xff);
     else v.setUint32(field, val >>> 0, true);
     fixRamHeadCrc(out);
-    w.records[i] = { ...w.records[i]!, body: out };
-    return { label: `RAM batch ${i}: head field at ${field} = ${val}`, invalid: 'stream' };
+    w.records[i] = touch(w, { ...w.records[i]!, body: out });
+    const now = field === 4 ? val & 0xff : val;
+    return {
+      label: `RAM batch ${i}: head field at ${field} = ${now}`,
+      // Raw pages said to be deflated: only whoever inflates them can tell.
+      invalid: field === 4 && now === 1 ? 'pages' : field === 4 && now === was ? null : 'stream',
+    };
   }
   if (choice === 8) {
     // A page repeated within one batch, or a whole batch repeated (the later copy wins: valid).
     if (pages.length === 0) return null;
     const i = r.pick(pages);
-    w.records.splice(i + 1, 0, { ...w.records[i]! });
+    w.records.splice(i + 1, 0, touch(w, { ...w.records[i]! }));
     return { label: `RAM batch ${i} repeated`, invalid: null };
   }
   // A RAM record where it does not belong: before any section or after all of them.
@@ -770,44 +829,55 @@ const mutateStructure: Mutator = (w, _s, r) => {
       w.truncateTo = -1; // decided once framed: a random cut
       return { label: 'truncated', invalid: 'stream' };
     case 2:
+      const free = w.records
+        .map((x, k) => (k > 0 && x.type !== RecordType.END && !w.touched.has(x) ? k : -1))
+        .filter((k) => k >= 0);
+      if (free.length === 0) return null;
       w.keepEnd = true;
-      w.records.splice(1 + r.below(Math.max(1, w.records.length - 2)), 1);
+      w.records.splice(r.pick(free), 1);
       return { label: 'a record removed, END left as it was', invalid: 'stream' };
     case 3:
+      if (endAt >= 0 && w.touched.has(w.records[endAt]!)) return null;
       if (endAt >= 0) w.records.splice(endAt, 1);
       return { label: 'END removed', invalid: 'stream' };
     case 4:
-      w.records.push({
-        type: RecordType.SECTION,
-        flags: 0,
-        body: encodeMsgpack({ name: 'cpu', instance: 0, version: 1, payload: null }),
-      });
-      return { label: 'a record after END', invalid: 'stream' };
+      w.records.push(
+        touch(w, {
+          type: RecordType.SECTION,
+          flags: 0,
+          body: encodeMsgpack({ name: 'cpu', instance: 0, version: 1, payload: null }),
+        }),
+      );
+      return { label: 'a record after END', invalid: 'file' };
     case 5: {
       const type = r.pick([0x8000_0123, 0x8000_0010, 0x0000_0077, 0x0000_0001]);
       const body = type === 0x8000_0010 ? r.bytes(r.pick([0, 7, 8, 9])) : r.bytes(r.below(64));
-      w.records.splice(1 + r.below(Math.max(1, w.records.length - 1)), 0, { type, flags: r.below(2), body });
+      w.records.splice(1 + r.below(Math.max(1, w.records.length - 1)), 0, touch(w, { type, flags: r.below(2), body }));
       return {
         label: `record of type 0x${type.toString(16)} inserted`,
-        // A short SYNC is only an error to a live destination, which reads SYNCs (receive: 'state').
+        // A short SYNC is only an error to a live destination: others skip SYNCs unread.
         invalid:
-          type === 0x0000_0077 || type === 1 ? 'stream' : type === 0x8000_0010 && body.length < 8 ? 'state' : null,
+          type === 0x0000_0077 || type === 1 ? 'stream' : type === 0x8000_0010 && body.length < 8 ? 'live' : null,
       };
     }
     case 6: {
       // SYNC records with odd sequence numbers: a live destination acknowledges them.
       const body = new Uint8Array(8);
       new DataView(body.buffer, body.byteOffset, body.length).setBigUint64(0, r.pick([0n, 1n, 999n, U64_MAX]), true);
-      w.records.splice(1 + r.below(Math.max(1, w.records.length - 1)), 0, { type: 0x8000_0010, flags: 0, body });
+      w.records.splice(
+        1 + r.below(Math.max(1, w.records.length - 1)),
+        0,
+        touch(w, { type: 0x8000_0010, flags: 0, body }),
+      );
       return { label: 'SYNC inserted', invalid: null };
     }
     case 7: {
+      if (endAt < 0 || w.touched.has(w.records[endAt]!)) return null;
       w.keepEnd = true;
-      if (endAt < 0) return null;
       const body = w.records[endAt]!.body.slice();
       const v = new DataView(body.buffer, body.byteOffset, body.length);
       v.setUint32(r.pick([0, 8, 16, 24]), r.u32(), true);
-      w.records[endAt] = { ...w.records[endAt]!, body };
+      w.records[endAt] = touch(w, { ...w.records[endAt]!, body });
       return { label: 'END totals changed', invalid: 'stream' };
     }
     default: {
@@ -853,6 +923,8 @@ export function mutateStream(seed: ParsedStream, info: SeedInfo, r: Rng): Mutate
     records: seed.records.map((x) => ({ ...x })),
     header: decodeMsgpack(seed.records[0]!.body) as Record<string, unknown>,
     headerDirty: false,
+    touched: new Set(),
+    headerTouched: false,
   };
   const n = r.chance(0.8) ? 1 : r.range(2, 3);
   const mutations: Mutation[] = [];

@@ -27,6 +27,8 @@ export interface PoolOptions {
   recycle: number;
   /** Called once per case with what ran and how it ended. */
   onResult: (started: Started, outcome: Outcome) => void;
+  /** Called for a case the fuzzer itself could not make (its bug, counted apart). */
+  onBroken: (no: number, text: string) => void;
 }
 
 interface Slot {
@@ -40,6 +42,8 @@ interface Slot {
   ran: number;
   uncaught: string | null;
   generation: number;
+  /** The running case's output so far (in-process cases report it every second). */
+  partial: { stdout: string; stderr: string; answer: string | null } | null;
 }
 
 export async function runPool(cases: Iterable<number>, opts: PoolOptions): Promise<void> {
@@ -110,16 +114,28 @@ export async function runPool(cases: Iterable<number>, opts: PoolOptions): Promi
         slot.current = { no: m.no, files: m.files, argv: m.argv, labels: m.labels, process: m.process, seed: m.seed };
         // A process case times itself out (worker.ts); this is the backstop.
         const limit = opts.init.timeoutMs + (m.process ? 10_000 : 0);
+        slot.partial = null;
         slot.timer = setTimeout(() => {
-          const o: Outcome = { exit: null, signal: null, timedOut: true, stdout: '', stderr: '', ms: limit };
+          const p = slot.partial;
+          const o: Outcome = {
+            exit: null,
+            signal: null,
+            timedOut: true,
+            stdout: p?.stdout ?? '',
+            stderr: p?.stderr ?? '',
+            ms: limit,
+            ...(p?.answer ? { answer: p.answer } : {}),
+          };
           finish(slot, o);
           replace(slot);
         }, limit);
       } else if (m.kind === 'done') {
         finish(slot, m.outcome);
         dispatch(slot);
+      } else if (m.kind === 'output') {
+        if (slot.current?.no === m.no) slot.partial = { stdout: m.stdout, stderr: m.stderr, answer: m.answer };
       } else if (m.kind === 'broken') {
-        process.stderr.write(`fuzz: case ${m.no} could not be made (a bug in the fuzzer): ${m.text}\n`);
+        opts.onBroken(m.no, m.text);
         running--;
         slot.asked = null;
         dispatch(slot);
@@ -134,8 +150,8 @@ export async function runPool(cases: Iterable<number>, opts: PoolOptions): Promi
           exit: null,
           signal: signal ?? `exit ${code}`,
           timedOut: false,
-          stdout: '',
-          stderr: '',
+          stdout: slot.partial?.stdout ?? '',
+          stderr: slot.partial?.stderr ?? '',
           ms: 0,
           ...(slot.uncaught !== null ? { uncaught: slot.uncaught } : {}),
         };
@@ -172,6 +188,7 @@ export async function runPool(cases: Iterable<number>, opts: PoolOptions): Promi
       ran: 0,
       uncaught: null,
       generation: 0,
+      partial: null,
     };
     slots.push(slot);
     spawnWorker(slot);

@@ -18,7 +18,13 @@ export interface SendResult {
  * line.  After the bytes the write side is closed: a truncated stream meets
  * end of stream at the destination, as a dead source's would.
  */
-export function sendStream(host: string, port: number, bytes: Uint8Array, ms: number): Promise<SendResult> {
+export function sendStream(
+  host: string,
+  port: number,
+  bytes: Uint8Array,
+  ms: number,
+  onLine?: (line: string) => void,
+): Promise<SendResult> {
   return new Promise((resolve) => {
     const lines: string[] = [];
     let answer: string | null = null;
@@ -47,6 +53,7 @@ export function sendStream(host: string, port: number, bytes: Uint8Array, ms: nu
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
         lines.push(line);
+        onLine?.(line);
         if (answer === null && (line.startsWith('OK') || line.startsWith('ERR'))) {
           answer = line;
           // The source stops reading after its answer; a destination that sends more is not our concern.

@@ -141,11 +141,13 @@ export function ramHead(body: Uint8Array): RamHeadFields {
   };
 }
 
-export function ramPfns(body: Uint8Array): number[] {
+/** The page list, as bigints: an earlier mutation may have put a frame beyond 2^53 there. */
+export function ramPfns(body: Uint8Array): bigint[] {
   const h = ramHead(body);
   const v = new DataView(body.buffer, body.byteOffset, body.length);
-  const out: number[] = [];
-  for (let i = 0; i < h.count && h.pfnOffset + i * 8 + 8 <= body.length; i++) out.push(readU64(v, h.pfnOffset + i * 8));
+  const out: bigint[] = [];
+  for (let i = 0; i < h.count && h.pfnOffset + i * 8 + 8 <= body.length; i++)
+    out.push(v.getBigUint64(h.pfnOffset + i * 8, true));
   return out;
 }
 

@@ -35,6 +35,8 @@ export type FromWorker =
   | { kind: 'ready' }
   | { kind: 'start'; no: number; files: string[]; argv: string[]; labels: string[]; process: boolean; seed: string }
   | { kind: 'done'; no: number; outcome: Outcome }
+  /** What an in-process case has said so far: all a hang leaves to report. */
+  | { kind: 'output'; no: number; stdout: string; stderr: string; answer: string | null }
   | { kind: 'uncaught'; text: string }
   | { kind: 'broken'; no: number; text: string };
 
@@ -101,12 +103,20 @@ async function runInProcess(c: Case, argv: string[], timeoutMs: number): Promise
   const t0 = performance.now();
   const cap = capture();
   process.exitCode = undefined;
+  let answer: string | null = null;
+  const report = setInterval(
+    () => send({ kind: 'output', no: c.no, stdout: cap.stdout.slice(-4000), stderr: cap.stderr.slice(-4000), answer }),
+    1000,
+  );
   try {
     const done = cliMain(argv);
     let sent: Awaited<ReturnType<typeof sendStream>> | null = null;
     if (c.command === 'receive') {
       const m = await cap.waitErr(/waiting for a guest on tcp:([\d.]+):(\d+)/, 10_000);
-      if (m) sent = await sendStream(m[1]!, Number(m[2]), c.send!, timeoutMs);
+      const onLine = (l: string): void => {
+        if (/^(OK|ERR)/.test(l)) answer ??= l;
+      };
+      if (m) sent = await sendStream(m[1]!, Number(m[2]), c.send!, timeoutMs, onLine);
       // A refused source leaves receive listening for the next one: once it says so, stop it as a user would.
       if (sent?.answer?.startsWith('ERR') && (await cap.waitErr(/waiting for another connection/, 10_000)))
         process.emit('SIGINT');
@@ -123,6 +133,7 @@ async function runInProcess(c: Case, argv: string[], timeoutMs: number): Promise
       ...(sent ? { lines: sent.lines, answer: sent.answer, sendError: sent.error } : {}),
     };
   } finally {
+    clearInterval(report);
     cap.restore();
     process.exitCode = undefined;
   }
