@@ -83,3 +83,26 @@ export class GuestRam {
     munmap(this.hostAddr, this.size);
   }
 }
+
+/**
+ * A small anonymous mapping the emulator owns and maps into guest-physical
+ * space next to RAM (the PV platform's special pages and grant frames),
+ * shared by every thread of the process like RAM.
+ */
+export class HostPages {
+  readonly hostAddr: bigint;
+  readonly bytes: Uint8Array;
+  private destroyed = false;
+
+  constructor(readonly size: number) {
+    if (size <= 0 || size % PAGE_SIZE !== 0) throw new RangeError(`host pages of ${size} bytes`);
+    this.hostAddr = mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    this.bytes = viewOf(this.hostAddr, size);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    munmap(this.hostAddr, this.size);
+  }
+}

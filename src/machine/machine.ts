@@ -3,7 +3,7 @@
 // (how the guest stopped); pauses and resumes the guest as a whole.
 import { InputError } from '../errors.js';
 import { MAX_VCPUS } from './config.js';
-import { GuestRam } from '../kvm/guest-ram.js';
+import { GuestRam, HostPages } from '../kvm/guest-ram.js';
 import { Kvm, KvmVm, encodeCpuid } from '../kvm/kvm.js';
 import { KvmVcpu, createVcpuHandle, destroyVcpuHandle, type VcpuHandle } from '../kvm/vcpu.js';
 import {
@@ -30,7 +30,10 @@ import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
 import { XenContext, type XenThreadResources } from '../xen/context.js';
 import { mark, TRACING } from '../trace.js';
-import { MemoryLayout, memSizeProblem } from '../xen/memory/layout.js';
+import { MemoryLayout, memSizeProblem, NR_SPECIAL_PAGES, SPECIAL_GPA } from '../xen/memory/layout.js';
+import { XEN_PAGES_BYTES } from '../xen/memory/guest-phys.js';
+import type { PvBackend } from './backend.js';
+import { setUpPlatform } from './platform.js';
 import type { MachineStateAccess } from './component.js';
 
 export type { Outcome } from './vcpu-control.js';
@@ -75,6 +78,8 @@ export class XenMachine implements MachineStateAccess {
   readonly kvm: Kvm;
   readonly vm: KvmVm;
   readonly ram: GuestRam;
+  /** The emulator's pages mapped into the guest: special pages, grant frames (xen/memory/layout.ts). */
+  readonly xenPages: HostPages;
   readonly xen: XenShared;
   readonly handles: VcpuHandle[] = [];
   /** Every vCPU's control block (see vcpu-control.ts). */
@@ -90,11 +95,14 @@ export class XenMachine implements MachineStateAccess {
   /** vCPU 0's CPUID as KVM applied it (set by create()): what a restored guest may rely on. */
   effectiveCpuid!: CpuState['cpuid'];
   private destroyed = false;
+  private readonly backends = new Map<number, PvBackend>();
+  private paused = true;
 
-  private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, opts: MachineOptions) {
+  private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
     this.kvm = kvm;
     this.vm = vm;
     this.ram = ram;
+    this.xenPages = xenPages;
     this.opts = opts;
     this.xen = XenShared.create(opts.vcpus, ram.size);
     this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
@@ -113,6 +121,7 @@ export class XenMachine implements MachineStateAccess {
     return {
       ramAddr: this.ram.hostAddr,
       ramSize: this.ram.size,
+      xenPagesAddr: this.xenPages.hostAddr,
       vmFd: this.vm.fd,
       xen: this.xen.buffers,
       control: this.control,
@@ -136,8 +145,11 @@ export class XenMachine implements MachineStateAccess {
       const ram = opts.ram ?? new GuestRam(opts.memBytes, { hugePages: !opts.incoming });
       cleanup.unshift(() => ram.destroy());
       mapGuestRam(vm, ram, 0);
+      const xenPages = new HostPages(XEN_PAGES_BYTES);
+      cleanup.unshift(() => xenPages.destroy());
+      vm.setMemory(SPECIAL_PAGES_SLOT, SPECIAL_GPA, NR_SPECIAL_PAGES * 4096, xenPages.hostAddr, 0);
       vm.trapMsrs([XEN_HYPERCALL_MSR], KVM_MSR_EXIT_REASON_FILTER);
-      const m = new XenMachine(kvm, vm, ram, opts);
+      const m = new XenMachine(kvm, vm, ram, xenPages, opts);
       cleanup.unshift(() => m.handles.forEach(destroyVcpuHandle));
       const supported = kvm.supportedCpuid();
       for (let i = 0; i < opts.vcpus; i++) {
@@ -162,6 +174,7 @@ export class XenMachine implements MachineStateAccess {
     const m = XenMachine.create(opts);
     try {
       const loaded = loadPvh(opts.elf, m.ram.chunks[0]!, m.layout, opts.cmdline, opts.elfName);
+      setUpPlatform(m.context);
       const bsp = new KvmVcpu(m.handles[0]!);
       bsp.setSregs(loaded.sregs);
       bsp.setRegs(loaded.gpr);
@@ -287,8 +300,30 @@ export class XenMachine implements MachineStateAccess {
     this.resume();
   }
 
+  /**
+   * Serves backend `id` (xen/shared.ts BackendId) from now on: its kicks
+   * from the guest, and one on every resume (backend.ts).
+   */
+  addBackend(id: number, backend: PvBackend): void {
+    this.backends.set(id, backend);
+  }
+
+  private kickBackend(id: number): void {
+    // Held back while paused: resume() kicks every backend (backend.ts).
+    if (this.paused || this.finalOutcome) return;
+    const b = this.backends.get(id);
+    if (!b) {
+      this.opts.log(`the guest notified backend ${id}, which this machine does not have`);
+      return;
+    }
+    b.kick();
+  }
+
   private onMessage(msg: VcpuMessage): void {
     switch (msg.t) {
+      case 'backend':
+        this.kickBackend(msg.id);
+        return;
       case 'console':
         this.opts.console(msg.data);
         return;
@@ -326,6 +361,7 @@ export class XenMachine implements MachineStateAccess {
 
   /** Every vCPU is out of KVM_RUN and parked, and no timer fires, when this resolves. */
   async pause(): Promise<void> {
+    this.paused = true;
     const sync = this.xen.sync;
     Atomics.store(sync, SyncField.timerPause, 1);
     this.xen.wakeTimers();
@@ -336,9 +372,11 @@ export class XenMachine implements MachineStateAccess {
   }
 
   resume(): void {
+    this.paused = false;
     Atomics.store(this.xen.sync, SyncField.timerPause, 0);
     this.xen.wakeTimers();
     for (const t of this.threads) t.resume();
+    for (const b of this.backends.values()) b.kick();
   }
 
   /**
@@ -391,9 +429,13 @@ export class XenMachine implements MachineStateAccess {
     for (const h of this.handles) destroyVcpuHandle(h);
     this.vm.destroy();
     this.ram.destroy();
+    this.xenPages.destroy();
     this.kvm.close();
   }
 }
+
+/** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region). */
+const SPECIAL_PAGES_SLOT = 2;
 
 /**
  * Registers guest RAM with KVM: one memory slot per region of the layout

@@ -26,7 +26,11 @@ export type VcpuStateName = keyof typeof VcpuState;
 
 /** Messages a vCPU thread posts to the main thread. */
 export type VcpuMessage =
-  { t: 'console'; data: Uint8Array } | { t: 'log'; key: string; message: string } | { t: 'outcome'; outcome: Outcome };
+  | { t: 'console'; data: Uint8Array }
+  | { t: 'log'; key: string; message: string }
+  | { t: 'outcome'; outcome: Outcome }
+  /** EVTCHNOP_send on a backend port (xen/shared.ts BackendId). */
+  | { t: 'backend'; id: number };
 
 export type ShutdownOutcome = { kind: 'shutdown'; reason: import('../xen/abi.js').ShutdownReasonName };
 export type Outcome =

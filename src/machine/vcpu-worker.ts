@@ -101,6 +101,9 @@ const env: HypercallEnv = {
     startVcpu(v: number): void {
       xen.wakeVcpu(v);
     },
+    notifyBackend(id: number): void {
+      post({ t: 'backend', id });
+    },
   },
 };
 const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: me };

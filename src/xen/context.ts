@@ -6,7 +6,8 @@
 // are real locked instructions; docs/architecture.md, "Shared state").
 import { MsiSender } from '../kvm/msi.js';
 import { viewsOf } from '../kvm/guest-ram.js';
-import { GuestPhys } from './memory/guest-phys.js';
+import { viewOf } from '../kvm/libc.js';
+import { GuestPhys, XEN_PAGES_BYTES } from './memory/guest-phys.js';
 import { MemoryLayout } from './memory/layout.js';
 import { HvmParam, SharedInfo, VCPU_INFO_SIZE, VcpuInfo } from './abi.js';
 import { INVALID_GPA } from './domain.js';
@@ -17,6 +18,8 @@ import { Ctl } from './vcpu/control-block.js';
 export interface XenThreadResources {
   ramAddr: bigint;
   ramSize: number;
+  /** The emulator's pages (special pages, grant frames; XEN_PAGES_BYTES), or 0n for a private buffer. */
+  xenPagesAddr: bigint;
   vmFd: number;
   xen: XenSharedBuffers;
   /** Every vCPU's control block (Ctl.SIZE Int32 words each). */
@@ -46,7 +49,8 @@ export class XenContext {
     msi: UpcallSender = new MsiSender(r.vmFd),
   ) {
     this.shared = XenShared.attach(r.xen);
-    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), ram);
+    const xenPages = r.xenPagesAddr === 0n ? undefined : viewOf(r.xenPagesAddr, XEN_PAGES_BYTES);
+    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), ram, xenPages);
     this.ctl = new Int32Array(r.control);
     this.msi = msi;
     trackGuestWrites(this.phys, this.shared);

@@ -8,15 +8,23 @@ import { DomainState, INVALID_GPA } from './domain.js';
 
 export const MAX_PORTS = 4096;
 
-/** Port types as EVTCHNOP_status reports them. */
-export const PortType = { closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 4, ipi: 5 } as const;
+/**
+ * Port types as EVTCHNOP_status reports them, and `backend`: a port whose
+ * peer is a backend of the emulator's (console, xenstore, devices) in
+ * domain 0, which status reports as interdomain.
+ */
+export const PortType = { closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 4, ipi: 5, backend: 6 } as const;
+
+/** The emulator's backends, by the id a backend port holds as its value (also its port number in domain 0). */
+export const BackendId = { console: 1, xenstore: 2 } as const;
+export const MAX_BACKEND_ID = 255;
 
 /** Per-port fields in `ports` (Int32Array, PORT_STRIDE words per port). */
 export const PortField = {
   type: 0,
   /** vCPU notified when the port becomes pending. */
   vcpu: 1,
-  /** VIRQ number, remote port (interdomain), or remote domid (unbound). */
+  /** VIRQ number, remote port (interdomain), remote domid (unbound) or backend id (backend). */
   value: 2,
 } as const;
 const PORT_STRIDE = 3;

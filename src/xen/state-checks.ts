@@ -10,7 +10,7 @@ import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi
 import { INVALID_GPA } from './domain.js';
 import type { MemoryLayout } from './memory/layout.js';
 import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
-import { PortType } from './shared.js';
+import { MAX_BACKEND_ID, PortType } from './shared.js';
 import type { XenEvtchnState, XenHvmState, XenOverlayState, XenTimeState } from './state.js';
 import type { XenVcpuState } from './vcpu/state.js';
 
@@ -111,6 +111,9 @@ export function checkEvtchn(
         break;
       case PortType.pirq:
         bad(`${p}.type`, 'PIRQ ports are not emulated');
+        break;
+      case PortType.backend:
+        if (e.value === 0 || e.value > MAX_BACKEND_ID) bad(`${p}.value`, `backend id ${e.value} is out of range`);
     }
   });
 }

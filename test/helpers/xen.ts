@@ -61,6 +61,8 @@ export interface FakeDomain {
   blocks: number[];
   polls: Array<{ vcpu: number; ports: number[]; timeoutNs: bigint }>;
   started: number[];
+  /** Backend ids notified by EVTCHNOP_send on backend ports. */
+  backendKicks: number[];
   /** What block() and poll() return. */
   answer: bigint;
   /** Issues hypercall `nr` from `vcpu` (default 0) with up to five arguments. */
@@ -102,6 +104,7 @@ export function fakeDomain(opts: FakeDomainOptions = {}): FakeDomain {
   const resources: XenThreadResources = {
     ramAddr: 0n,
     ramSize: memBytes,
+    xenPagesAddr: 0n,
     vmFd: -1,
     xen: shared.buffers,
     control: new SharedArrayBuffer(vcpus * Ctl.SIZE * 4),
@@ -127,6 +130,7 @@ export function fakeDomain(opts: FakeDomainOptions = {}): FakeDomain {
     blocks: [],
     polls: [],
     started: [],
+    backendKicks: [],
     answer: 0n,
     env: undefined as unknown as HypercallEnv,
     call(nr, args, vcpu = 0) {
@@ -173,6 +177,7 @@ export function fakeDomain(opts: FakeDomainOptions = {}): FakeDomain {
         return d.answer;
       },
       startVcpu: (vcpu) => void d.started.push(vcpu),
+      notifyBackend: (id) => void d.backendKicks.push(id),
     },
   };
   return d;

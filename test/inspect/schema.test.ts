@@ -45,7 +45,7 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     assert.match(r.out, new RegExp(`^${s}  version \\d`, 'm'));
   assert.match(r.out, /^ {2}cpu\/xen_vcpu {2}version 2 \(reads 1\.\.2\), mandatory subsection of cpu$/m);
   assert.match(r.out, /xen_virq\s+u16\[24\]\s+since 2, default \[0 × 24\]/);
-  assert.match(r.out, /type\s+enum u16 \{closed=0, unbound=1, interdomain=2, pirq=3, virq=4, ipi=5\}/);
+  assert.match(r.out, /type\s+enum u16 \{closed=0, unbound=1, interdomain=2, pirq=3, virq=4, ipi=5, backend=6\}/);
   assert.match(r.out, /ds\s+struct \(fields as cs\)/);
   assert.equal(Object.keys(current.sections), [
     'cpu',

@@ -111,10 +111,13 @@ const param = (d: ReturnType<typeof fakeDomain>, index: number, value = 0n, domi
 test('hvm_op set_param / get_param: the domain, the index, CALLBACK_IRQ values', () => {
   const d = fakeDomain();
   const hvm = (op: number, ptr: bigint | number) => d.call(Hypercall.hvm_op, [op, ptr]);
-  assert.is(hvm(HvmOp.set_param, param(d, HvmParam.STORE_PFN, 0xfeffen)), 0n);
-  assert.is(d.env.domain.hvmParams[HvmParam.STORE_PFN], 0xfeffen);
+  d.env.domain.hvmParams[HvmParam.STORE_PFN] = 0xfeffcn;
+  assert.is(hvm(HvmOp.set_param, param(d, HvmParam.STORE_PFN, 0xfeffen)), E('EPERM'), "the toolstack's param");
+  for (const p of [HvmParam.STORE_EVTCHN, HvmParam.CONSOLE_PFN, HvmParam.CONSOLE_EVTCHN])
+    assert.is(hvm(HvmOp.set_param, param(d, p, 1n)), E('EPERM'));
+  assert.is(d.env.domain.hvmParams[HvmParam.STORE_PFN], 0xfeffcn);
   assert.is(hvm(HvmOp.get_param, param(d, HvmParam.STORE_PFN)), 0n);
-  assert.is(d.out().getBigUint64(8, true), 0xfeffen, 'get_param writes the value back');
+  assert.is(d.out().getBigUint64(8, true), 0xfeffcn, 'get_param writes the value back');
   assert.is(hvm(HvmOp.get_param, param(d, HvmParam.STORE_PFN, 0n, 0)), 0n, 'domid 0 is this domain too');
   assert.is(hvm(HvmOp.get_param, param(d, 63)), 0n, 'the last kept index');
   assert.is(d.out().getBigUint64(8, true), 0n);
@@ -262,11 +265,12 @@ test('memory_op memory_map: the e820, as many entries as the buffer holds, and h
   ];
   d.ram.fill(0xee, BUF, BUF + 200);
   assert.is(map(8), 0n);
-  assert.is(d.out().getUint32(0, true), 3, 'nr_entries: the three written');
+  assert.is(d.out().getUint32(0, true), 4, 'nr_entries: the four written');
   assert.equal(entry(0), [0, 0xa0000, 1]);
   assert.equal(entry(1), [0xa0000, 0x60000, 2], 'the legacy area reserved');
   assert.equal(entry(2), [0x100000, d.ram.length - 0x100000, 1]);
-  assert.is(d.ram[BUF + 60], 0xee, 'nothing past the last entry');
+  assert.equal(entry(3), [0xfeff8000, 0x8000, 2], 'the special pages reserved');
+  assert.is(d.ram[BUF + 80], 0xee, 'nothing past the last entry');
   d.ram.fill(0xee, BUF, BUF + 200);
   assert.is(map(2), 0n);
   assert.is(d.out().getUint32(0, true), 2);

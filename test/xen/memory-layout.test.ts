@@ -4,7 +4,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLEAR_RANGE_PAGES } from '../../src/migrate/live/dirty-log.js';
 import { GuestPhys } from '../../src/xen/memory/guest-phys.js';
-import { HIGH_RAM_BASE, LOW_RAM_END, MemoryLayout, memSizeProblem } from '../../src/xen/memory/layout.js';
+import {
+  HIGH_RAM_BASE,
+  LOW_RAM_END,
+  MemoryLayout,
+  memSizeProblem,
+  XEN_PAGES_OFFSET,
+} from '../../src/xen/memory/layout.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -40,8 +46,17 @@ test('RAM above the hole starts at 4 GiB and follows the low region in RAM offse
     [0, 0xa0000, 1],
     [0xa0000, 0x100000 - 0xa0000, 2],
     [0x100000, LOW_RAM_END - 0x100000, 1],
+    [0xfeff8000, 0x8000, 2],
     [HIGH_RAM_BASE, 5 * GiB - LOW_RAM_END, 1],
   ]);
+});
+
+test('the special pages: emulator pages after RAM in offsets, not RAM frames', () => {
+  const l = new MemoryLayout(GiB);
+  assert.is(l.offsetOf(0xfeffc000, 4096), XEN_PAGES_OFFSET + 4 * 4096);
+  assert.is(l.offsetOf(0xfeff8000 - 1, 2), -1, 'a range that starts in the hole');
+  assert.is(l.offsetOf(0xfefff000, 4097), -1, 'a range that runs past them');
+  assert.not.ok(l.isRamFrame(0xfeffc));
 });
 
 test('guest-chosen addresses never throw', () => {

@@ -42,6 +42,9 @@ export function eventChannelList(x: XenContext): EventChannelInfo[] {
       case PortType.interdomain:
         out.push({ ...common, type: 'interdomain', remoteDomain: DOMID_SELF, remotePort: s.portValue(port) });
         break;
+      case PortType.backend:
+        out.push({ ...common, type: 'interdomain', remoteDomain: 0, remotePort: s.portValue(port) });
+        break;
       case PortType.virq:
         out.push({ ...common, type: 'virq', virq: s.portValue(port) });
         break;

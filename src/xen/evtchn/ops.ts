@@ -3,6 +3,7 @@
 // vCPU threads; structural changes happen under the table lock.
 import { DOMID_SELF, Errno, EvtchnOp, NR_VIRQS, PER_VCPU_VIRQS } from '../abi.js';
 import { PortType } from '../shared.js';
+import type { DomainServices } from '../domain.js';
 import type { HypercallCall, HypercallEnv } from '../hypercall/types.js';
 import type { XenContext } from '../context.js';
 
@@ -53,7 +54,7 @@ export function closePort(x: XenContext, port: number): void {
   s.setPort(port, PortType.closed, 0, 0);
 }
 
-function op(x: XenContext, cmd: number, v: DataView): bigint {
+function op(x: XenContext, cmd: number, v: DataView, services: DomainServices): bigint {
   const s = x.shared;
   switch (cmd) {
     case EvtchnOp.bind_virq: {
@@ -125,6 +126,9 @@ function op(x: XenContext, cmd: number, v: DataView): bigint {
         case PortType.interdomain:
           x.setPending(s.portValue(port));
           return 0n;
+        case PortType.backend:
+          services.notifyBackend(s.portValue(port));
+          return 0n;
         case PortType.unbound:
           return 0n;
         default:
@@ -136,10 +140,11 @@ function op(x: XenContext, cmd: number, v: DataView): bigint {
       const port = v.getUint32(4, true);
       if (port >= x.nrPorts) return err(Errno.EINVAL);
       const type = s.portType(port);
-      v.setUint32(8, type, true);
+      v.setUint32(8, type === PortType.backend ? PortType.interdomain : type, true);
       v.setUint32(12, s.portVcpu(port), true);
       for (let o = 16; o < 24; o += 4) v.setUint32(o, 0, true);
       if (type === PortType.unbound) v.setUint16(16, DOMID_SELF, true);
+      else if (type === PortType.backend) v.setUint32(20, s.portValue(port), true);
       else if (type === PortType.interdomain) {
         v.setUint16(16, DOMID_SELF, true);
         v.setUint32(20, s.portValue(port), true);
@@ -193,7 +198,7 @@ export function eventChannelOp(env: HypercallEnv, call: HypercallCall): bigint {
   const raw = env.mem.read(ptr, size);
   if (!raw) return err(Errno.EFAULT);
   const view = new DataView(raw.buffer);
-  const r = op(env.xen, cmd, view);
+  const r = op(env.xen, cmd, view, env.services);
   // Ops with out-fields copy the argument back (Xen's copy_to_guest).
   if (
     r === 0n &&

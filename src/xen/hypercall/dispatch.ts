@@ -93,6 +93,13 @@ function domidIsSelf(domid: number): boolean {
   return domid === DOMID_SELF || domid === 0;
 }
 
+const TOOLSTACK_PARAMS: ReadonlySet<number> = new Set([
+  HvmParam.STORE_PFN,
+  HvmParam.STORE_EVTCHN,
+  HvmParam.CONSOLE_PFN,
+  HvmParam.CONSOLE_EVTCHN,
+]);
+
 function hvmOp(env: HypercallEnv, call: HypercallCall): bigint {
   const op = Number(call.args[0]);
   const ptr = call.args[1]!;
@@ -109,6 +116,8 @@ function hvmOp(env: HypercallEnv, call: HypercallCall): bigint {
     v.setBigUint64(8, env.domain.hvmParams[index]!, true);
     return env.mem.write(ptr, raw) ? 0n : err(Errno.EFAULT);
   }
+  // The platform's pages and ports are the toolstack's to set, as on Xen.
+  if (TOOLSTACK_PARAMS.has(index)) return err(Errno.EPERM);
   const value = v.getBigUint64(8, true);
   if (index === HvmParam.CALLBACK_IRQ) {
     const type = Number(value >> 56n);

@@ -2,26 +2,48 @@
 // layout.ts), through views of at most RAM_CHUNK bytes each, because a typed
 // array here holds at most 2^32 elements.  Emulator-owned structures
 // (shared_info, vcpu_info, time and runstate areas, page-table entries)
-// never cross a 4 KiB page, so an access never straddles two chunks.
+// never cross a 4 KiB page, so an access never straddles two chunks.  The
+// emulator's own pages (special pages, grant frames) are one more chunk, at
+// XEN_PAGES_OFFSET: a sparse slot in the chunk list, so the accessors need no
+// second path.
 import { RAM_VIEW_MAX as RAM_CHUNK } from '../../kvm/guest-ram.js';
-import type { MemoryLayout } from './layout.js';
+import { NR_XEN_PAGES, XEN_PAGES_OFFSET, type MemoryLayout } from './layout.js';
+
+const XEN_CHUNK = XEN_PAGES_OFFSET / RAM_CHUNK;
+export const XEN_PAGES_BYTES = NR_XEN_PAGES * 4096;
 
 export class GuestPhys {
   readonly layout: MemoryLayout;
   readonly size: number;
+  /** RAM views by chunk, and the emulator's pages at chunk XEN_CHUNK (a sparse list). */
   readonly chunks: readonly Uint8Array[];
+  readonly xenPages: Uint8Array;
   private readonly u32: readonly Uint32Array[];
   private readonly u64: readonly BigUint64Array[];
   private readonly dv: readonly DataView[];
 
-  constructor(layout: MemoryLayout, chunks: readonly Uint8Array[]) {
+  /**
+   * `xenPages`: the emulator's pages (XEN_PAGES_BYTES); a private zeroed
+   * buffer when the caller has none (tests on plain memory).
+   */
+  constructor(layout: MemoryLayout, ram: readonly Uint8Array[], xenPages?: Uint8Array) {
     this.layout = layout;
-    this.chunks = chunks;
-    this.size = chunks.reduce((n, c) => n + c.length, 0);
+    this.size = ram.reduce((n, c) => n + c.length, 0);
     if (this.size !== layout.memBytes) throw new RangeError(`RAM views of ${this.size} bytes for ${layout.memBytes}`);
-    this.u32 = chunks.map((c) => new Uint32Array(c.buffer, c.byteOffset, Math.floor(c.length / 4)));
-    this.u64 = chunks.map((c) => new BigUint64Array(c.buffer, c.byteOffset, Math.floor(c.length / 8)));
-    this.dv = chunks.map((c) => new DataView(c.buffer, c.byteOffset, c.length));
+    const xen = xenPages ?? new Uint8Array(XEN_PAGES_BYTES);
+    if (xen.length !== XEN_PAGES_BYTES) throw new RangeError(`emulator pages of ${xen.length} bytes`);
+    const chunks: Uint8Array[] = [...ram];
+    chunks[XEN_CHUNK] = xen;
+    this.chunks = chunks;
+    this.xenPages = xen;
+    const each = <T>(f: (c: Uint8Array) => T): T[] => {
+      const out: T[] = ram.map(f);
+      out[XEN_CHUNK] = f(xen);
+      return out;
+    };
+    this.u32 = each((c) => new Uint32Array(c.buffer, c.byteOffset, Math.floor(c.length / 4)));
+    this.u64 = each((c) => new BigUint64Array(c.buffer, c.byteOffset, Math.floor(c.length / 8)));
+    this.dv = each((c) => new DataView(c.buffer, c.byteOffset, c.length));
   }
 
   /** RAM offset of guest-physical [gpa, gpa+len), or -1 (layout.offsetOf). */
@@ -29,13 +51,12 @@ export class GuestPhys {
     return this.layout.offsetOf(gpa, len);
   }
 
-  /** Whether [offset, offset+len) is RAM inside one view (what the accessors below may touch in one go). */
+  /** Whether [offset, offset+len) is guest memory inside one view (what the accessors below may touch in one go). */
   holds(offset: number, len: number): boolean {
-    return (
-      offset >= 0 &&
-      offset + len <= this.size &&
-      Math.floor(offset / RAM_CHUNK) === Math.floor((offset + len - 1) / RAM_CHUNK)
-    );
+    if (!(offset >= 0) || !(len > 0)) return false;
+    const c = Math.floor(offset / RAM_CHUNK);
+    const chunk = this.chunks[c];
+    return chunk !== undefined && offset - c * RAM_CHUNK + len <= chunk.length;
   }
 
   /** The bytes [offset, offset+len) of one chunk: a view, not a copy.  The range must not cross a chunk. */

@@ -21,6 +21,29 @@ export const LEGACY_AREA_END = 0x100000;
 /** Guest RAM sizes are whole 2 MiB pages. */
 export const MEM_GRANULE = 2 << 20;
 
+/**
+ * The PV platform's special pages, where Xen's domain builder puts them: the
+ * 8 frames just below 0xFF000, in the hole, reserved in the e820.  Each is a
+ * page the emulator owns (not RAM), so ballooning or a guest's RAM layout
+ * never moves it.
+ */
+export const SPECIAL_PFN_BASE = 0xfeff8;
+export const NR_SPECIAL_PAGES = 8;
+export const SpecialPage = { XENSTORE: 4, CONSOLE: 7 } as const;
+export const SPECIAL_GPA = SPECIAL_PFN_BASE * 4096;
+/** Grant table frames the emulator holds (Xen's default max_grant_frames). */
+export const MAX_GRANT_FRAMES = 64;
+/**
+ * Pages the emulator owns and maps into guest-physical space: the special
+ * pages, then the grant table frames.  They are numbered after RAM, from
+ * RAM offset XEN_PAGES_OFFSET (beyond any RAM), so guest memory access
+ * reaches them with the same offsets and accessors as RAM.
+ */
+export const NR_XEN_PAGES = NR_SPECIAL_PAGES + MAX_GRANT_FRAMES;
+export const XEN_PAGES_OFFSET = 2 ** 41;
+/** The RAM offset of Xen page `k` (special page k, or grant frame k - NR_SPECIAL_PAGES). */
+export const xenPageOffset = (k: number): number => XEN_PAGES_OFFSET + k * 4096;
+
 export interface RamRegion {
   /** First guest-physical address. */
   readonly gpa: number;
@@ -60,6 +83,7 @@ export class MemoryLayout {
     const g = typeof gpa === 'bigint' ? (gpa < 0n || gpa > 0xffff_ffff_ffffn ? -1 : Number(gpa)) : gpa;
     if (!(g >= 0) || !(len >= 0)) return -1;
     if (g + len <= this.lowBytes) return g;
+    if (g >= SPECIAL_GPA && g + len <= SPECIAL_GPA + NR_SPECIAL_PAGES * 4096) return XEN_PAGES_OFFSET + g - SPECIAL_GPA;
     if (g >= HIGH_RAM_BASE && g + len <= HIGH_RAM_BASE + this.memBytes - this.lowBytes && this.memBytes > LOW_RAM_END)
       return g - HIGH_RAM_BASE + LOW_RAM_END;
     return -1;
@@ -73,7 +97,8 @@ export class MemoryLayout {
   /** Whether guest frame `gpfn` is RAM. */
   isRamFrame(gpfn: number | bigint): boolean {
     const g = typeof gpfn === 'bigint' ? (gpfn > 0xf_ffff_ffffn ? -1 : Number(gpfn) * 4096) : gpfn * 4096;
-    return this.offsetOf(g, 4096) >= 0;
+    const at = this.offsetOf(g, 4096);
+    return at >= 0 && at < XEN_PAGES_OFFSET;
   }
 
   /** One past the highest guest-physical RAM address. */
@@ -84,13 +109,15 @@ export class MemoryLayout {
 
   /**
    * The PVH memory map: low RAM below the legacy VGA/BIOS area, that area
-   * reserved, RAM from 1 MiB, the hole, and RAM above 4 GiB.
+   * reserved, RAM from 1 MiB, the hole with the special pages reserved in
+   * it, and RAM above 4 GiB.
    */
   e820(): E820Entry[] {
     const map: E820Entry[] = [
       [0, 0xa0000, E820.ram],
       [0xa0000, LEGACY_AREA_END - 0xa0000, E820.reserved],
       [LEGACY_AREA_END, this.lowBytes - LEGACY_AREA_END, E820.ram],
+      [SPECIAL_GPA, NR_SPECIAL_PAGES * 4096, E820.reserved],
     ];
     if (this.memBytes > LOW_RAM_END) map.push([HIGH_RAM_BASE, this.memBytes - LOW_RAM_END, E820.ram]);
     return map;

@@ -1,0 +1,30 @@
+// What Xen's domain builder sets up for a PVH guest before it runs, beyond
+// its image: the console and xenstore pages in the special-page area, each
+// with an event channel already connected to its backend in domain 0, and
+// the HVM params that tell the guest where they are (docs/xen-abi.md, "The
+// PV platform").  A restored guest carries all of this in its state.
+import { HvmParam } from '../xen/abi.js';
+import type { XenContext } from '../xen/context.js';
+import { SPECIAL_PFN_BASE, SpecialPage } from '../xen/memory/layout.js';
+import { BackendId, PortType } from '../xen/shared.js';
+
+/** Binds a guest port to backend `id` and returns it (a fresh machine: the port table is empty but for this). */
+function bindBackendPort(x: XenContext, id: number): number {
+  const s = x.shared;
+  return s.withLock(() => {
+    for (let p = 1; p < x.nrPorts; p++) {
+      if (s.portType(p) !== PortType.closed) continue;
+      s.setPort(p, PortType.backend, 0, id);
+      return p;
+    }
+    throw new RangeError('no free event channel port for a backend');
+  });
+}
+
+export function setUpPlatform(x: XenContext): void {
+  const params = x.shared.domain.hvmParams;
+  params[HvmParam.STORE_PFN] = BigInt(SPECIAL_PFN_BASE + SpecialPage.XENSTORE);
+  params[HvmParam.STORE_EVTCHN] = BigInt(bindBackendPort(x, BackendId.xenstore));
+  params[HvmParam.CONSOLE_PFN] = BigInt(SPECIAL_PFN_BASE + SpecialPage.CONSOLE);
+  params[HvmParam.CONSOLE_EVTCHN] = BigInt(bindBackendPort(x, BackendId.console));
+}
