@@ -16,6 +16,8 @@ export interface CheckContext {
   readonly layout: MemoryLayout;
   /** Instance `instance` of another section; present (checkMachineState verified that first). */
   state<D extends AnyDescriptor>(desc: D, instance?: number): StateOf<D>;
+  /** The same for an optional section, which an older stream may lack. */
+  optionalState<D extends AnyDescriptor>(desc: D, instance?: number): StateOf<D> | undefined;
 }
 
 /** What a component may use of the machine it saves or restores. */
@@ -42,10 +44,18 @@ export interface MachineStateAccess {
   rearmPeriodic(v: number, nowNs: bigint): void;
   /** Rewrites every vCPU's time areas and the wallclock in guest memory from the current clock reference. */
   publishTime(): void;
+  /** The emulator's pages mapped into the guest (xen/memory/layout.ts "Xen pages"). */
+  readonly xenPageBytes: Uint8Array;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
   readonly desc: D;
+  /**
+   * A section that saved states of older builds lack (the PV platform's):
+   * when a stream has none, the machine keeps what it was created with and
+   * `check` is not called.  Absent: every stream must carry it.
+   */
+  readonly optional?: boolean;
   /** Sections of this name the machine writes (one per vCPU, or one). */
   instances(m: { readonly vcpuCount: number }): number;
   /** Reads instance `i` of a paused machine into plain state. */

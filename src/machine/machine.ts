@@ -112,6 +112,10 @@ export class XenMachine implements MachineStateAccess {
     return this.xen.domain;
   }
 
+  get xenPageBytes(): Uint8Array {
+    return this.xenPages.bytes;
+  }
+
   /** Where guest RAM sits in guest-physical space. */
   get layout(): MemoryLayout {
     return this.context.phys.layout;

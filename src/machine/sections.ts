@@ -15,8 +15,10 @@ import {
   restoreEvtchn,
   restoreHvm,
   restoreOverlay,
+  restoreXenPages,
   restoreXenVcpu,
   saveEvtchn,
+  saveXenPages,
   saveHvm,
   saveOverlay,
   saveTime,
@@ -24,6 +26,7 @@ import {
   xenEvtchnState,
   xenHvmState,
   xenOverlayState,
+  xenPagesState,
   xenTimeState,
   xenVcpuState,
 } from '../xen/state.js';
@@ -35,6 +38,7 @@ import {
   checkHvm,
   checkOverlay,
   checkTime,
+  checkXenPages,
   checkXenVcpu,
   type XenCheckContext,
 } from '../xen/state-checks.js';
@@ -93,6 +97,14 @@ export const COMPONENTS: readonly Component[] = [
     checkEvtchn(st, ctx.state(xenOverlayState), xenVcpusOf(ctx), xenCheckContext(ctx)),
   ),
   xenTable(xenHvmState, saveHvm, restoreHvm, (st, ctx) => checkHvm(st, ctx.state(xenEvtchnState))),
+  component({
+    desc: xenPagesState,
+    optional: true,
+    instances: one,
+    save: (m) => saveXenPages(m.xenPageBytes),
+    restore: (m, _i, st) => restoreXenPages(m.xenPageBytes, st),
+    check: (st) => checkXenPages(st),
+  }),
   component({
     desc: irqchipState,
     instances: one,

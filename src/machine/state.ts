@@ -69,12 +69,14 @@ export class MachineRestore {
     }
   }
 
-  /** Applies the rest; throws if a component's state never came. */
+  /** Applies the rest; throws if a component's state never came (optional ones may not). */
   finish(): void {
-    this.advance();
-    if (this.next < this.order.length) {
+    for (;;) {
+      this.advance();
+      if (this.next >= this.order.length) return;
       const [c, i] = this.order[this.next]!;
-      throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+      if (!c.optional) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+      this.next++;
     }
   }
 }
@@ -115,16 +117,20 @@ export function checkMachineState(
           throw new FormatError(
             `section ${c.desc.name}[${i}] does not fit the header's machine (${want} instance(s) of ${c.desc.name})`,
           );
+      if (c.optional && got.size === 0) continue;
       for (let i = 0; i < want; i++) if (!got.has(i)) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
     }
     const ctx: CheckContext = {
       config,
       layout: new MemoryLayout(config.memBytes),
       state: <D extends AnyDescriptor>(desc: D, instance = 0) => states.get(desc.name)!.get(instance) as StateOf<D>,
+      optionalState: <D extends AnyDescriptor>(desc: D, instance = 0) =>
+        states.get(desc.name)?.get(instance) as StateOf<D> | undefined,
     };
     for (const c of COMPONENTS) {
-      if (!c.check) continue;
-      for (let i = 0; i < c.instances(counts); i++) c.check(states.get(c.desc.name)!.get(i), i, ctx);
+      const got = states.get(c.desc.name);
+      if (!c.check || !got || got.size === 0) continue;
+      for (let i = 0; i < c.instances(counts); i++) c.check(got.get(i), i, ctx);
     }
   } catch (e) {
     if (e instanceof FormatError) throw new FormatError(`${where}: ${e.message}`, { cause: e });

@@ -8,10 +8,10 @@
 import { FormatError } from '../errors.js';
 import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi.js';
 import { INVALID_GPA } from './domain.js';
-import type { MemoryLayout } from './memory/layout.js';
+import { NR_XEN_PAGES, type MemoryLayout } from './memory/layout.js';
 import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
 import { MAX_BACKEND_ID, PortType } from './shared.js';
-import type { XenEvtchnState, XenHvmState, XenOverlayState, XenTimeState } from './state.js';
+import type { XenEvtchnState, XenHvmState, XenOverlayState, XenPagesState, XenTimeState } from './state.js';
 import type { XenVcpuState } from './vcpu/state.js';
 
 const PAGE = 4096;
@@ -178,4 +178,14 @@ export function checkXenState(
   s.xenVcpus.forEach((st, v) => checkXenVcpu(v, st, s.evtchn, ctx, s.overlay));
   checkHvm(s.hvm, s.evtchn);
   checkTime(s.time);
+}
+
+export function checkXenPages(st: XenPagesState): void {
+  let last = -1;
+  st.pages.forEach((p, n) => {
+    if (p.index >= NR_XEN_PAGES)
+      bad(`xen_pages.pages[${n}].index`, `page ${p.index} does not exist (${NR_XEN_PAGES} pages)`);
+    if (p.index <= last) bad(`xen_pages.pages[${n}].index`, `page ${p.index} is listed out of order or twice`);
+    last = p.index;
+  });
 }

@@ -2,7 +2,20 @@
 // contract: save() reads the live shared tables into plain state, restore()
 // writes them back into a fresh machine's tables).  Event-channel pending and
 // mask bits, vcpu_info and vcpu_time_info are guest RAM and travel with it.
-import { array, bool, defineState, enumOf, struct, u16, u32, u64, varArray, type StateOf } from '../vmstate/index.js';
+import {
+  array,
+  bool,
+  bytes,
+  defineState,
+  enumOf,
+  struct,
+  u16,
+  u32,
+  u64,
+  varArray,
+  type StateOf,
+} from '../vmstate/index.js';
+import { NR_XEN_PAGES } from './memory/layout.js';
 import { HVM_NR_PARAMS, HvmParam, NR_VIRQS } from './abi.js';
 import { MAX_PORTS, PortType, VcpuField, ClockField, type XenShared } from './shared.js';
 import { xenVcpuState, type XenVcpuState } from './vcpu/state.js';
@@ -52,6 +65,35 @@ export const xenTimeState = defineState({
     wc_nsec: u32(),
   },
 });
+
+/**
+ * The emulator's own pages as the guest left them (the console and xenstore
+ * rings, the grant table frames): not RAM, so neither RAM records nor the
+ * dirty log carry them.  Pages that are all zero are left out.
+ */
+export const xenPagesState = defineState({
+  name: 'xen_pages',
+  version: 1,
+  fields: {
+    nr_pages: u32(),
+    pages: varArray(struct({ index: u32(), data: bytes(4096) }), { lengthField: 'nr_pages', max: NR_XEN_PAGES }),
+  },
+});
+export type XenPagesState = StateOf<typeof xenPagesState>;
+
+export function saveXenPages(all: Uint8Array): XenPagesState {
+  const pages: XenPagesState['pages'] = [];
+  for (let k = 0; k < NR_XEN_PAGES; k++) {
+    const page = all.subarray(k * 4096, (k + 1) * 4096);
+    if (page.some((b) => b !== 0)) pages.push({ index: k, data: page.slice() });
+  }
+  return { nr_pages: pages.length, pages };
+}
+
+export function restoreXenPages(all: Uint8Array, st: XenPagesState): void {
+  all.fill(0);
+  for (const p of st.pages) all.set(p.data, p.index * 4096);
+}
 
 export type XenOverlayState = StateOf<typeof xenOverlayState>;
 export type XenEvtchnState = StateOf<typeof xenEvtchnState>;

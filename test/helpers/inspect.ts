@@ -8,7 +8,7 @@ import { zeroOf } from '../../src/vmstate/values.js';
 import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
-import { xenEvtchnState, xenHvmState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
+import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -98,6 +98,11 @@ export function cpuState(vcpu: number): StateRecord {
   return s;
 }
 
+/** Sections in a default fixture: two cpu sections and xenSections(). */
+export function fixtureSections(): number {
+  return 2 + xenSections().length;
+}
+
 export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
   const params = new Array<bigint>(64).fill(0n);
   params[0] = (2n << 56n) | 0xf3n;
@@ -122,6 +127,10 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       },
     },
     { desc: xenHvmState as AnyDescriptor, state: { params } },
+    {
+      desc: xenPagesState as AnyDescriptor,
+      state: { nr_pages: 1, pages: [{ index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) }] },
+    },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },
     {
