@@ -23,6 +23,7 @@ import type { Rng } from './rng.js';
 import {
   buildStream,
   decodeMsgpack,
+  endBody,
   encodeMsgpack,
   fixRamHeadCrc,
   type ParsedStream,
@@ -88,6 +89,8 @@ const U64_MAX = (1n << 64n) - 1n;
 const NR_VIRQS = 24;
 
 type Mutator = (w: Work, s: SeedInfo, r: Rng) => Mutation | null;
+
+const REMOVED_LABEL = 'a record removed, END left as it was';
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -453,6 +456,8 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
       return { label: `${who} removed`, invalid: 'state' };
     }
     case 1: {
+      // The original is claimed too: removing it later would leave the copy in its place, a valid stream.
+      touch(w, w.records[i]!);
       w.records.splice(i + r.below(2), 0, touch(w, { ...w.records[i]! }));
       return { label: `${who} repeated`, invalid: 'state' };
     }
@@ -806,6 +811,7 @@ const mutateRam: Mutator = (w, s, r) => {
     // A page repeated within one batch, or a whole batch repeated (the later copy wins: valid).
     if (pages.length === 0) return null;
     const i = r.pick(pages);
+    touch(w, w.records[i]!);
     w.records.splice(i + 1, 0, touch(w, { ...w.records[i]! }));
     return { label: `RAM batch ${i} repeated`, invalid: null };
   }
@@ -835,7 +841,7 @@ const mutateStructure: Mutator = (w, _s, r) => {
       if (free.length === 0) return null;
       w.keepEnd = true;
       w.records.splice(r.pick(free), 1);
-      return { label: 'a record removed, END left as it was', invalid: 'stream' };
+      return { label: REMOVED_LABEL, invalid: 'stream' };
     case 3:
       if (endAt >= 0 && w.touched.has(w.records[endAt]!)) return null;
       if (endAt >= 0) w.records.splice(endAt, 1);
@@ -882,12 +888,12 @@ const mutateStructure: Mutator = (w, _s, r) => {
     }
     default: {
       // Every section before RAM moved after it (or the reverse): the order a migration uses.
-      const secs = w.records.filter((x) => x.type === RecordType.SECTION);
-      const rest = w.records.filter(
-        (x) => x.type !== RecordType.SECTION && x.type !== RecordType.HEADER && x.type !== RecordType.END,
-      );
+      // Only the first record (the header) stays in front: a header a mutation inserted later moves with the rest.
       const head = w.records[0]!;
-      const end = w.records.filter((x) => x.type === RecordType.END);
+      const body = w.records.slice(1);
+      const secs = body.filter((x) => x.type === RecordType.SECTION);
+      const rest = body.filter((x) => x.type !== RecordType.SECTION && x.type !== RecordType.END);
+      const end = body.filter((x) => x.type === RecordType.END);
       const ramFirst =
         w.records.findIndex((x) => x.type === RecordType.SECTION) >
         w.records.findIndex((x) => x.type === RecordType.RAM_PAGES);
@@ -933,6 +939,7 @@ export function mutateStream(seed: ParsedStream, info: SeedInfo, r: Rng): Mutate
     if (m) mutations.push(m);
   }
   if (w.headerDirty) w.records[0] = { ...w.records[0]!, body: encodeMsgpack(w.header) };
+  endStillMatches(w, mutations);
   let bytes = buildFramed(w);
   let truncatedAt: number | undefined;
   if (w.truncateTo === -1) {
@@ -940,6 +947,20 @@ export function mutateStream(seed: ParsedStream, info: SeedInfo, r: Rng): Mutate
     bytes = bytes.subarray(0, truncatedAt);
   }
   return truncatedAt === undefined ? { bytes, mutations } : { bytes, mutations, truncatedAt };
+}
+
+/**
+ * A removal another mutation made up for (a record repeated, one appended)
+ * leaves END's totals right: the stream no longer breaks that rule.
+ */
+function endStillMatches(w: Work, mutations: Mutation[]): void {
+  const k = mutations.findIndex((m) => m.label === REMOVED_LABEL);
+  const endAt = w.records.findIndex((x) => x.type === RecordType.END);
+  if (k < 0 || endAt < 0) return;
+  const want = endBody(w.records.slice(0, endAt));
+  const have = w.records[endAt]!.body;
+  if (want.length === have.length && want.every((b, i) => b === have[i]))
+    mutations[k] = { label: `${REMOVED_LABEL} (another record took its place)`, invalid: null };
 }
 
 function buildFramed(w: Work): Uint8Array {
