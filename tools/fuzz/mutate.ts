@@ -888,6 +888,8 @@ const mutateStructure: Mutator = (w, _s, r) => {
     }
     default: {
       // Every section before RAM moved after it (or the reverse): the order a migration uses.
+      // Reordering everything would move records earlier mutations placed on purpose (one after END).
+      if (w.touched.size > 0) return null;
       // Only the first record (the header) stays in front: a header a mutation inserted later moves with the rest.
       const head = w.records[0]!;
       const body = w.records.slice(1);
