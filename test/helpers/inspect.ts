@@ -9,6 +9,7 @@ import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
+import { gnttabState, UNMAPPED_GPFN } from '../../src/xen/gnttab/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -130,6 +131,11 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
     {
       desc: xenPagesState as AnyDescriptor,
       state: { nr_pages: 1, pages: [{ index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) }] },
+    },
+    {
+      // Frame 0 where GRUB maps it: the first frame past RAM.
+      desc: gnttabState as AnyDescriptor,
+      state: { version: 1, nr_frames: 2, frame_gpfn: [0x400n, UNMAPPED_GPFN] },
     },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },
