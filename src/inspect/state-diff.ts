@@ -213,19 +213,23 @@ export function diffSections(a: InspectContext, b: InspectContext, ignore: Ignor
 
 const hexBytes = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 
+/** Whether a 64-bit field at `path` counts time or events (shown in decimal) rather than addressing (hex). */
+function isDecimalField(path: string): boolean {
+  const leaf = path.split(/[./]/).pop() ?? '';
+  return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(leaf) && !/TSC_DEADLINE/.test(path);
+}
+
 /** A value in a diff line: enum names, hex for addresses, byte strings in hex. */
 export function changeValueText(v: unknown, spec: FieldSpec | undefined, path: string): string {
   if (v === undefined) return '(absent)';
   if (spec?.kind === 'enum' && typeof v === 'number') return enumName(spec, v);
   if (v instanceof Uint8Array)
     return v.length <= 16 ? hexBytes(v) : `${hexBytes(v.subarray(0, 16))} … (${v.length} bytes)`;
-  if (typeof v === 'bigint')
-    return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(path.split(/[./]/).pop() ?? '') &&
-      !/TSC_DEADLINE/.test(path)
-      ? v.toString()
-      : hex(v);
+  const big = (x: bigint): string => (isDecimalField(path) ? x.toString() : hex(x));
+  if (typeof v === 'bigint') return big(v);
   if (typeof v === 'string') return JSON.stringify(v);
+  // A whole list (one that changed length): its 64-bit values as the field's own would be.
   if (typeof v === 'object' && v !== null)
-    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? big(x) : x));
   return String(v);
 }

@@ -9,6 +9,7 @@ import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.j
 import type { XenShared } from '../xen/shared.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
+import type { FrameSlots } from '../xen/gnttab/slots.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -46,6 +47,8 @@ export interface MachineStateAccess {
   publishTime(): void;
   /** The emulator's pages mapped into the guest (xen/memory/layout.ts "Xen pages"). */
   readonly xenPageBytes: Uint8Array;
+  /** Places grant frames in guest-physical space (their KVM slots). */
+  readonly frameSlots: FrameSlots;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {

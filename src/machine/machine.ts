@@ -35,6 +35,7 @@ import { XEN_PAGES_BYTES } from '../xen/memory/guest-phys.js';
 import type { PvBackend } from './backend.js';
 import { setUpPlatform } from './platform.js';
 import type { MachineStateAccess } from './component.js';
+import type { FrameSlots } from '../xen/gnttab/slots.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -253,6 +254,10 @@ export class XenMachine implements MachineStateAccess {
     return guestNowNs(this.xen);
   }
 
+  get frameSlots(): FrameSlots {
+    return this.context.frameSlots;
+  }
+
   publishTime(): void {
     const ctx = this.context;
     for (let v = 0; v < this.handles.length; v++) publishVcpuTime(ctx, v);
@@ -438,7 +443,7 @@ export class XenMachine implements MachineStateAccess {
   }
 }
 
-/** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region). */
+/** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region; grant frames 3 and up, xen/gnttab/slots.ts). */
 const SPECIAL_PAGES_SLOT = 2;
 
 /**

@@ -43,6 +43,7 @@ import {
   type XenCheckContext,
 } from '../xen/state-checks.js';
 import { initialXenVcpuState } from '../xen/vcpu/state.js';
+import { checkGnttab, gnttabState, restoreGnttab, saveGnttab } from '../xen/gnttab/state.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -104,6 +105,14 @@ export const COMPONENTS: readonly Component[] = [
     save: (m) => saveXenPages(m.xenPageBytes),
     restore: (m, _i, st) => restoreXenPages(m.xenPageBytes, st),
     check: (st) => checkXenPages(st),
+  }),
+  component({
+    desc: gnttabState,
+    optional: true,
+    instances: one,
+    save: (m) => saveGnttab(m.xen),
+    restore: (m, _i, st) => restoreGnttab(m.xen, m.frameSlots, st),
+    check: (st, _i, ctx) => checkGnttab(st, ctx.layout),
   }),
   component({
     desc: irqchipState,

@@ -5,6 +5,7 @@
 // single words, which JavaScript never tears.
 import { NR_VIRQS } from './abi.js';
 import { DomainState, INVALID_GPA } from './domain.js';
+import { GrantTable } from './gnttab/table.js';
 
 export const MAX_PORTS = 4096;
 
@@ -81,6 +82,8 @@ export interface XenSharedBuffers {
   sync: SharedArrayBuffer;
   /** Pages the emulator wrote while `SyncField.dirtyTracking` is set: bit i&31 of word i>>5 for page i (KVM's dirty log layout). */
   dirty?: SharedArrayBuffer;
+  /** The grant table's version, size and frame placement (gnttab/table.ts). */
+  gnttab: SharedArrayBuffer;
   nrVcpus: number;
 }
 
@@ -94,6 +97,7 @@ export class XenShared {
   readonly clock: BigInt64Array;
   readonly sync: Int32Array;
   readonly dirty: Int32Array;
+  readonly grants: GrantTable;
   readonly nrVcpus: number;
 
   private constructor(b: XenSharedBuffers) {
@@ -106,6 +110,7 @@ export class XenShared {
     this.clock = new BigInt64Array(b.clock);
     this.sync = new Int32Array(b.sync);
     this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
+    this.grants = new GrantTable(b.gnttab);
   }
 
   /** `ramBytes` sizes the emulator's dirty-page bitmap (0: no tracking). */
@@ -118,6 +123,7 @@ export class XenShared {
       clock: new SharedArrayBuffer(CLOCK_WORDS * 8),
       sync: new SharedArrayBuffer(SYNC_WORDS * 4),
       dirty: new SharedArrayBuffer(Math.ceil(ramBytes / 4096 / 64) * 8),
+      gnttab: new GrantTable().sab,
       nrVcpus,
     });
     for (let v = 0; v < nrVcpus; v++) {

@@ -9,6 +9,7 @@ import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
+import { gnttabState, UNMAPPED_GPFN } from '../../src/xen/gnttab/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -103,6 +104,17 @@ export function fixtureSections(): number {
   return 2 + xenSections().length;
 }
 
+/** Grant frame 0 (emulator page 8): the console grant, and ref 9 read-only and mapped for reading. */
+function grantFrame(): Uint8Array {
+  const page = new Uint8Array(4096);
+  const v = new DataView(page.buffer);
+  v.setUint16(0, 1, true); // GTF_permit_access, domid 0
+  v.setUint32(4, 0xfefff, true);
+  v.setUint16(9 * 8, 1 | 4 | 8, true); // permit_access|readonly|reading
+  v.setUint32(9 * 8 + 4, 0x123, true);
+  return page;
+}
+
 export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
   const params = new Array<bigint>(64).fill(0n);
   params[0] = (2n << 56n) | 0xf3n;
@@ -129,7 +141,18 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
     { desc: xenHvmState as AnyDescriptor, state: { params } },
     {
       desc: xenPagesState as AnyDescriptor,
-      state: { nr_pages: 1, pages: [{ index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) }] },
+      state: {
+        nr_pages: 2,
+        pages: [
+          { index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) },
+          { index: 8, data: grantFrame() },
+        ],
+      },
+    },
+    {
+      // Frame 0 where GRUB maps it: the first frame past RAM.
+      desc: gnttabState as AnyDescriptor,
+      state: { version: 1, nr_frames: 2, frame_gpfn: [0x400n, UNMAPPED_GPFN] },
     },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },

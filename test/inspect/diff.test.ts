@@ -91,6 +91,32 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
   );
 });
 
+test('a grant frame mapped elsewhere and a grown table show as gnttab fields', async () => {
+  await writeFixture(p('g.xkvm'), {
+    edit: (_cpus, xen) => {
+      const g = xen.find((s) => s.desc.name === 'gnttab')!.state;
+      g['nr_frames'] = 3;
+      g['frame_gpfn'] = [0x401n, 0xffff_ffff_ffff_ffffn, 0x500n];
+    },
+  });
+  const r = await run({ a: p('a.xkvm'), b: p('g.xkvm') });
+  assert.is(r.status, 1, r.err);
+  const lines = r.out.trim().split('\n');
+  for (const want of [
+    'gnttab.nr_frames: 2 → 3',
+    'gnttab.frame_gpfn: ["0x400","0xffffffffffffffff"] → ["0x401","0xffffffffffffffff","0x500"]',
+  ])
+    assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
+  // The same table size: only the frame that moved.
+  await writeFixture(p('h.xkvm'), {
+    edit: (_cpus, xen) => {
+      xen.find((s) => s.desc.name === 'gnttab')!.state['frame_gpfn'] = [0x400n, 0x10000n];
+    },
+  });
+  const h = await run({ a: p('a.xkvm'), b: p('h.xkvm') });
+  assert.ok(h.out.split('\n').includes('gnttab.frame_gpfn[1]: 0xffffffffffffffff → 0x10000'), h.out);
+});
+
 test('--ignore (exact, glob, byte range) and --ignore-volatile', async () => {
   const r = await run({ a: p('a.xkvm'), b: p('b.xkvm'), ignore: ['cpu.regs.rax', '*.xen_virq', 'cpu[1].mp_state'] });
   assert.not.match(r.out, /regs\.rax|xen_virq|mp_state/);

@@ -158,6 +158,21 @@ test('--section cpu/xen_vcpu: VIRQs by name, single-shot timer absolute and rela
   assert.is(j.view[0].xen_vcpu_info_gpa, '0x1fe000');
 });
 
+test('--section gnttab: version, size, frames mapped, entries in use from the saved frames', async () => {
+  const r = await run({ file: plain, section: 'gnttab' });
+  assert.is(r.status, 0, r.err);
+  assert.match(r.out, /grant table v1: 2 frame\(s\), 1024 entries/);
+  assert.match(r.out, /^\s*0\s+0x400\s+0x400000$/m);
+  assert.match(r.out, /^\s*0\s+permit_access\s+0\s+0xfefff$/m);
+  assert.match(r.out, /^\s*9\s+permit_access\|readonly\|reading\s+0\s+0x123$/m);
+  const j = JSON.parse((await run({ file: packed, section: 'gnttab', json: true })).out);
+  assert.equal(j.view.frames, [
+    { frame: 0, gpfn: '0x400' },
+    { frame: 1, gpfn: null },
+  ]);
+  assert.is(j.view.entries.length, 2);
+});
+
 test('generic view for the other sections; enum names', async () => {
   const r = await run({ file: plain, section: 'xen_hvm' });
   assert.match(r.out, /params: 64 entries, 1 non-zero:\n\s+\[0\] 0x2000000000000f3/);

@@ -53,6 +53,7 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'xen_evtchn',
     'xen_hvm',
     'xen_pages',
+    'gnttab',
     'irqchip',
     'kvmclock',
     'xen_time',
