@@ -722,7 +722,7 @@ export function headFieldValues(field: number, was: number, bodyBytes: number): 
   return [...new Set(all)].filter((x) => x !== was);
 }
 
-const mutateRam: Mutator = (w, s, r) => {
+export const mutateRam: Mutator = (w, s, r) => {
   const pages = ramIndexes(w);
   const guestPages = s.memBytes / PAGE_SIZE;
   const choice = r.below(10);
@@ -823,8 +823,12 @@ const mutateRam: Mutator = (w, s, r) => {
   }
   if (choice === 8) {
     // A page repeated within one batch, or a whole batch repeated (the later copy wins: valid).
+    // Both copies are this mutation's: the earlier one's data is never read by
+    // a reader that reads only the pages it needs (diff), so breaking it later
+    // would be a change no such reader can see (FORMAT.md: data is checked when read).
     if (pages.length === 0) return null;
     const i = r.pick(pages);
+    touch(w, w.records[i]!);
     w.records.splice(i + 1, 0, touch(w, { ...w.records[i]! }));
     return { label: `RAM batch ${i} repeated`, invalid: null };
   }

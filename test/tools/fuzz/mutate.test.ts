@@ -12,6 +12,7 @@ import { loadSeed } from '../../../tools/fuzz/cases.js';
 import {
   headFieldValues,
   type Mutation,
+  mutateRam,
   mutateStream,
   regroupSections,
   settleEnd,
@@ -114,6 +115,25 @@ test('a RAM head field is always changed: the encoding byte by its low byte', ()
     assert.ok(!vals.includes(16385));
     assert.ok(vals.includes(0xffffffff) && vals.every((x) => x >= 0 && x <= 0xffffffff));
   }
+});
+
+/** Draws the given u32 values first, then zeros: steers a mutator down one branch. */
+class ScriptedRng extends Rng {
+  constructor(private readonly script: number[]) {
+    super(0);
+  }
+  override u32(): number {
+    return this.script.shift() ?? 0;
+  }
+}
+
+test('a repeated RAM batch: both copies are left alone by later mutations', () => {
+  const w = work(seed.parsed.records.map((x) => ({ ...x })));
+  const batches = w.records.filter((x) => x.type === RecordType.RAM_PAGES);
+  const m = mutateRam(w, seed.info, new ScriptedRng([8])); // choice 8, the first batch
+  assert.match(m?.label ?? '', /repeated/);
+  assert.ok(w.touched.has(batches[0]!), 'the earlier copy, whose data a diff never reads, is claimed');
+  assert.is(w.touched.size, 2);
 });
 
 test("every case labelled 'stream'- or 'pages'-invalid is refused by a full read", async () => {
