@@ -9,6 +9,7 @@ import { cpuView } from './view-cpu.js';
 import { evtchnView } from './view-evtchn.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
+import { xenstoreView } from './view-xenstore.js';
 import { PAGE_SIZE } from '../migrate/index.js';
 
 /** Views by section name (and `name/sub` for a subsection); anything else gets the generic view. */
@@ -16,6 +17,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['cpu', cpuView],
   ['cpu/xen_vcpu', xenVcpuView],
   ['xen_evtchn', evtchnView],
+  ['xenstore', xenstoreView],
 ]);
 
 export interface SectionRow {

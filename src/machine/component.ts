@@ -9,6 +9,7 @@ import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.j
 import type { XenShared } from '../xen/shared.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
+import type { XenstoreServer } from '../xen/xenstore/server.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -42,12 +43,20 @@ export interface MachineStateAccess {
   rearmPeriodic(v: number, nowNs: bigint): void;
   /** Rewrites every vCPU's time areas and the wallclock in guest memory from the current clock reference. */
   publishTime(): void;
+  /** The xenstore daemon (plain data); restore replaces it. */
+  xenstore: XenstoreServer;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
   readonly desc: D;
   /** Sections of this name the machine writes (one per vCPU, or one). */
   instances(m: { readonly vcpuCount: number }): number;
+  /**
+   * Streams written before this section existed lack it: a missing section
+   * is then no error, and the machine keeps what it was built with (its
+   * check and restore are skipped).
+   */
+  readonly optional?: boolean;
   /** Reads instance `i` of a paused machine into plain state. */
   save(m: MachineStateAccess, i: number): StateOf<D>;
   /** Writes instance `i` into a fresh machine that has not started. */

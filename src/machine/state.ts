@@ -69,12 +69,14 @@ export class MachineRestore {
     }
   }
 
-  /** Applies the rest; throws if a component's state never came. */
+  /** Applies the rest; throws if a component's state never came (unless it may be absent). */
   finish(): void {
-    this.advance();
-    if (this.next < this.order.length) {
+    for (;;) {
+      this.advance();
+      if (this.next >= this.order.length) return;
       const [c, i] = this.order[this.next]!;
-      throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+      if (!c.optional) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+      this.next++;
     }
   }
 }
@@ -115,7 +117,8 @@ export function checkMachineState(
           throw new FormatError(
             `section ${c.desc.name}[${i}] does not fit the header's machine (${want} instance(s) of ${c.desc.name})`,
           );
-      for (let i = 0; i < want; i++) if (!got.has(i)) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
+      for (let i = 0; i < want; i++)
+        if (!got.has(i) && !c.optional) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
     }
     const ctx: CheckContext = {
       config,
@@ -124,7 +127,10 @@ export function checkMachineState(
     };
     for (const c of COMPONENTS) {
       if (!c.check) continue;
-      for (let i = 0; i < c.instances(counts); i++) c.check(states.get(c.desc.name)!.get(i), i, ctx);
+      for (let i = 0; i < c.instances(counts); i++) {
+        const st = states.get(c.desc.name)?.get(i);
+        if (st !== undefined) c.check(st, i, ctx);
+      }
     }
   } catch (e) {
     if (e instanceof FormatError) throw new FormatError(`${where}: ${e.message}`, { cause: e });

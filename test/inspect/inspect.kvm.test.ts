@@ -51,7 +51,17 @@ kvmTest('soak guest on 2 vCPUs saved twice, 1 s apart', async () => {
 kvmTest('inspect: summary, registers, port table, Xen vCPU state of a real snapshot', async () => {
   const s = await inspect(A);
   assert.is(s.status, 0, s.err);
-  for (const name of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time'])
+  for (const name of [
+    'cpu[0]',
+    'cpu[1]',
+    'xen_overlay',
+    'xen_evtchn',
+    'xen_hvm',
+    'xenstore',
+    'irqchip',
+    'kvmclock',
+    'xen_time',
+  ])
     assert.match(s.out, new RegExp(`^${name.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\s.*this build$`, 'm'));
   assert.match(s.out, /guest\s+64\.0 MiB \(16384 pages\)/);
   const cpu = await inspect(A, 'cpu');
@@ -74,7 +84,7 @@ kvmTest('diff of a snapshot against itself: exit 0 and only a summary', async ()
   const r = await diff({ a: A, b: A });
   assert.is(r.status, 0, r.err);
   assert.is(r.out.trim().split('\n').length, 1);
-  assert.match(r.out, /^identical: 8 sections and 16384 pages of memory$/m);
+  assert.match(r.out, /^identical: 9 sections and 16384 pages of memory$/m);
 });
 
 kvmTest('diff of two saves 1 s apart: vCPU and Xen timer state and memory pages differ, exit 1', async () => {
