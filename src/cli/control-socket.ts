@@ -3,6 +3,7 @@
 // this XenMachine through its feature's target interface.  Pausing and
 // resuming from here announce STOP and RESUME, whichever command does it.
 import { registerMachineCommands } from '../machine/qmp-commands.js';
+import { registerXenstoreCommands } from '../machine/xenstore-commands.js';
 import { registerMigrationCommands } from '../migrate/live/qmp-commands.js';
 import { migrate } from '../migrate/live/send.js';
 import { registerSnapshotCommands } from '../migrate/snapshot/qmp-commands.js';
@@ -47,6 +48,7 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
     save: (file, opts) => saveSnapshot(machine, file, opts),
     events,
   });
+  registerXenstoreCommands(registry, { xenstore: () => machine.xenstoreToolstack, status, events });
   server = await QmpServer.listen({ path, registry });
   return server;
 }

@@ -10,6 +10,7 @@ import { evtchnView } from './view-evtchn.js';
 import { gnttabView } from './view-gnttab.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
+import { xenstoreView } from './view-xenstore.js';
 import { PAGE_SIZE } from '../migrate/index.js';
 
 /** Views by section name (and `name/sub` for a subsection); anything else gets the generic view. */
@@ -18,6 +19,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['cpu/xen_vcpu', xenVcpuView],
   ['xen_evtchn', evtchnView],
   ['gnttab', gnttabView],
+  ['xenstore', xenstoreView],
 ]);
 
 export interface SectionRow {

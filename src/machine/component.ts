@@ -10,6 +10,7 @@ import type { XenShared } from '../xen/shared.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
 import type { FrameSlots } from '../xen/gnttab/slots.js';
+import type { XenstoreServer } from '../xen/xenstore/server.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -49,6 +50,8 @@ export interface MachineStateAccess {
   readonly xenPageBytes: Uint8Array;
   /** Places grant frames in guest-physical space (their KVM slots). */
   readonly frameSlots: FrameSlots;
+  /** The xenstore daemon (plain data); restore replaces it. */
+  xenstore: XenstoreServer;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {

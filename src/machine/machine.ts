@@ -24,7 +24,7 @@ import type { Worker } from 'node:worker_threads';
 import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
-import { SyncField, VcpuField, XenShared } from '../xen/shared.js';
+import { BackendId, SyncField, VcpuField, XenShared } from '../xen/shared.js';
 import { guestNowNs, publishVcpuTime, publishWallclock, setClockReference } from '../xen/time/clock.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
@@ -34,6 +34,8 @@ import { MemoryLayout, memSizeProblem, NR_SPECIAL_PAGES, SPECIAL_GPA } from '../
 import { XEN_PAGES_BYTES } from '../xen/memory/guest-phys.js';
 import type { PvBackend } from './backend.js';
 import { setUpPlatform } from './platform.js';
+import { XenstoreServer } from '../xen/xenstore/server.js';
+import { XenstoreBackend, writeGuestTree, type XenstoreToolstack } from './xenstore-backend.js';
 import type { MachineStateAccess } from './component.js';
 import type { FrameSlots } from '../xen/gnttab/slots.js';
 
@@ -98,6 +100,11 @@ export class XenMachine implements MachineStateAccess {
   private destroyed = false;
   private readonly backends = new Map<number, PvBackend>();
   private paused = true;
+  /** The xenstore daemon; a restore replaces it (sections.ts) before start() attaches the ring. */
+  xenstore = new XenstoreServer();
+  private xenstoreBackend: XenstoreBackend | null = null;
+  /** Built here (boot) rather than restored: its platform pages start empty. */
+  private booted = false;
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
     this.kvm = kvm;
@@ -180,6 +187,8 @@ export class XenMachine implements MachineStateAccess {
     try {
       const loaded = loadPvh(opts.elf, m.ram.chunks[0]!, m.layout, opts.cmdline, opts.elfName);
       setUpPlatform(m.context);
+      writeGuestTree(m.context, m.xenstore, opts);
+      m.booted = true;
       const bsp = new KvmVcpu(m.handles[0]!);
       bsp.setSregs(loaded.sregs);
       bsp.setRegs(loaded.gpr);
@@ -306,7 +315,33 @@ export class XenMachine implements MachineStateAccess {
    */
   start(opts: { deferHugePages?: boolean } = {}): void {
     if (!opts.deferHugePages) this.ram.adviseHugePages();
+    this.attachXenstore();
     this.resume();
+  }
+
+  /** Serves xenstore on the guest's ring, if it has one (a guest restored from an older snapshot has none). */
+  private attachXenstore(): void {
+    if (this.xenstoreBackend) return;
+    const b = new XenstoreBackend(this);
+    this.xenstoreBackend = b;
+    if (!b.attach(this.booted)) return;
+    if (!this.booted) b.toolstack.forgetWatchesOfEarlierRuns();
+    this.addBackend(BackendId.xenstore, b);
+  }
+
+  /** The toolstack's side of xenstore, or null when the guest has no xenstore ring. */
+  get xenstoreToolstack(): XenstoreToolstack | null {
+    return this.xenstoreBackend?.attached ? this.xenstoreBackend.toolstack : null;
+  }
+
+  /** Backends may touch their rings: the guest runs (see kickBackend). */
+  get backendsActive(): boolean {
+    return !this.paused && !this.finalOutcome;
+  }
+
+  /** An emulator warning, one line. */
+  log(message: string): void {
+    this.opts.log(message);
   }
 
   /**
@@ -319,7 +354,7 @@ export class XenMachine implements MachineStateAccess {
 
   private kickBackend(id: number): void {
     // Held back while paused: resume() kicks every backend (backend.ts).
-    if (this.paused || this.finalOutcome) return;
+    if (!this.backendsActive) return;
     const b = this.backends.get(id);
     if (!b) {
       this.opts.log(`the guest notified backend ${id}, which this machine does not have`);

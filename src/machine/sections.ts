@@ -44,6 +44,12 @@ import {
 } from '../xen/state-checks.js';
 import { initialXenVcpuState } from '../xen/vcpu/state.js';
 import { checkGnttab, gnttabState, restoreGnttab, saveGnttab } from '../xen/gnttab/state.js';
+import {
+  check as checkXenstore,
+  restore as restoreXenstore,
+  save as saveXenstore,
+  xenstoreState,
+} from '../xen/xenstore/state.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -98,6 +104,17 @@ export const COMPONENTS: readonly Component[] = [
     checkEvtchn(st, ctx.state(xenOverlayState), xenVcpusOf(ctx), xenCheckContext(ctx)),
   ),
   xenTable(xenHvmState, saveHvm, restoreHvm, (st, ctx) => checkHvm(st, ctx.state(xenEvtchnState))),
+  // Absent from streams written before xenstore: their guests have no ring (STORE_PFN 0).
+  component({
+    desc: xenstoreState,
+    instances: one,
+    optional: true,
+    save: (m) => saveXenstore(m.xenstore),
+    check: (st) => checkXenstore(st),
+    restore: (m, _i, st) => {
+      m.xenstore = restoreXenstore(st);
+    },
+  }),
   component({
     desc: xenPagesState,
     optional: true,

@@ -10,6 +10,9 @@ import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
 import { gnttabState, UNMAPPED_GPFN } from '../../src/xen/gnttab/state.js';
+import { XenstoreServer } from '../../src/xen/xenstore/server.js';
+import { writeDomainTree } from '../../src/xen/xenstore/domain-tree.js';
+import { save as saveXenstore, xenstoreState } from '../../src/xen/xenstore/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -139,6 +142,7 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       },
     },
     { desc: xenHvmState as AnyDescriptor, state: { params } },
+    { desc: xenstoreState as AnyDescriptor, state: fixtureXenstore() as unknown as StateRecord },
     {
       desc: xenPagesState as AnyDescriptor,
       state: {
@@ -161,6 +165,19 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       state: { guest_ns: GUEST_NS, tsc_khz: 2_400_000, wc_sec: 1_700_000_000n, wc_nsec: 0 },
     },
   ];
+}
+
+/** The daemon of a guest (domain 1, "fixture") that wrote data/greeting and watches it. */
+export function fixtureXenstore(greeting = 'hello') {
+  const server = new XenstoreServer();
+  writeDomainTree(server, { domid: 1, name: 'fixture', memoryKb: 4096, vcpus: 2 });
+  server.introduceDomain(1);
+  const send = (type: number, ...parts: string[]) =>
+    server.handle(1, { type, reqId: 1, txId: 0, payload: new TextEncoder().encode(parts.join('\0')) });
+  send(11, 'data/greeting', greeting);
+  send(4, 'data/greeting', 'tok\0');
+  server.take(1);
+  return saveXenstore(server);
 }
 
 /** A 4 MiB guest image: page 0x10..0x1f random, the shared_info page with port 3 pending and port 4 masked. */

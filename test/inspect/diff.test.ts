@@ -10,7 +10,7 @@ import { diffMemory, DIFF_WINDOW_PAGES, loadSnapshot } from '../../src/inspect/i
 import { PAGE_SIZE } from '../../src/migrate/index.js';
 import { defineState, encodeState, schemaOf, u32 } from '../../src/vmstate/index.js';
 import type { StateRecord } from '../../src/vmstate/index.js';
-import { fixtureSections, guestRam, writeFixture } from '../helpers/inspect.js';
+import { fixtureSections, fixtureXenstore, guestRam, writeFixture } from '../helpers/inspect.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const { dir, cleanup } = tempDir('inspect');
@@ -45,6 +45,7 @@ test.before(async () => {
       (cpus[0]!['lapic'] as Uint8Array)[0x380] = 0x10; // LAPIC timer initial count: not volatile
       xen.find((s) => s.desc.name === 'kvmclock')!.state['clock'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xen_time')!.state['guest_ns'] = 6_000_000_000n;
+      xen.find((s) => s.desc.name === 'xenstore')!.state = fixtureXenstore('bye') as unknown as StateRecord;
     },
     extra: [
       {
@@ -78,6 +79,7 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     'cpu[1]/xen_vcpu.xen_virq[0]: 4 → 5',
     'kvmclock.clock: 5000123456 → 6000000000',
     'xen_time.guest_ns: 5000000000 → 6000000000',
+    'xenstore.node./local/domain/1/data/greeting: "hello" → "bye"',
     `only in ${p('b.xkvm')}: section extra`,
     'memory: 4 of 1024 pages differ (16.0 KiB) in 3 ranges',
     '  0x12000-0x12fff  1 page',
@@ -87,7 +89,7 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
   assert.match(
     lines[lines.length - 1]!,
-    /^different: 8 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
+    /^different: 9 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
   );
 });
 
