@@ -6,6 +6,7 @@ import { InspectContext, type SectionView } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { bytesText, jsonText, keyValues, PLAIN, table, type Style } from './text.js';
 import { cpuView } from './view-cpu.js';
+import { consoleView } from './view-console.js';
 import { evtchnView } from './view-evtchn.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
@@ -16,6 +17,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['cpu', cpuView],
   ['cpu/xen_vcpu', xenVcpuView],
   ['xen_evtchn', evtchnView],
+  ['xen_console', consoleView],
 ]);
 
 export interface SectionRow {

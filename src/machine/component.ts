@@ -9,6 +9,7 @@ import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.j
 import type { XenShared } from '../xen/shared.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
+import type { ConsoleService } from '../xen/console/service.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -42,6 +43,8 @@ export interface MachineStateAccess {
   rearmPeriodic(v: number, nowNs: bigint): void;
   /** Rewrites every vCPU's time areas and the wallclock in guest memory from the current clock reference. */
   publishTime(): void;
+  /** What the PV console backend holds outside its page. */
+  readonly consoleService: ConsoleService;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
@@ -65,4 +68,10 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
    * is accepted.  The rule lives here, with the state it guards.
    */
   check?(state: StateOf<D>, i: number, ctx: CheckContext): void;
+  /**
+   * The state of a machine saved before this section existed: a stream
+   * without it is restored as if it held this.  Absent: the section is
+   * mandatory (`section NAME[0] is missing`).
+   */
+  absent?(i: number): StateOf<D>;
 }

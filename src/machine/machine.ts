@@ -24,7 +24,7 @@ import type { Worker } from 'node:worker_threads';
 import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
-import { SyncField, VcpuField, XenShared } from '../xen/shared.js';
+import { BackendId, SyncField, VcpuField, XenShared } from '../xen/shared.js';
 import { guestNowNs, publishVcpuTime, publishWallclock, setClockReference } from '../xen/time/clock.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
@@ -34,6 +34,7 @@ import { MemoryLayout, memSizeProblem, NR_SPECIAL_PAGES, SPECIAL_GPA } from '../
 import { XEN_PAGES_BYTES } from '../xen/memory/guest-phys.js';
 import type { PvBackend } from './backend.js';
 import { setUpPlatform } from './platform.js';
+import { ConsoleBackend } from './console-backend.js';
 import type { MachineStateAccess } from './component.js';
 
 export type { Outcome } from './vcpu-control.js';
@@ -97,6 +98,8 @@ export class XenMachine implements MachineStateAccess {
   private destroyed = false;
   private readonly backends = new Map<number, PvBackend>();
   private paused = true;
+  /** The PV console backend; attached to the guest's ring by start() (console-backend.ts). */
+  readonly pvConsole: ConsoleBackend;
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
     this.kvm = kvm;
@@ -106,6 +109,28 @@ export class XenMachine implements MachineStateAccess {
     this.opts = opts;
     this.xen = XenShared.create(opts.vcpus, ram.size);
     this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
+    const m = this;
+    this.pvConsole = new ConsoleBackend({
+      get context() {
+        return m.context;
+      },
+      xenPages: xenPages.bytes,
+      get backendsActive() {
+        return m.backendsActive;
+      },
+      print: (bytes) => opts.console(bytes),
+      log: (message) => opts.log(message),
+    });
+  }
+
+  /** What the console backend holds outside the page (the xen_console section). */
+  get consoleService() {
+    return this.pvConsole.service;
+  }
+
+  /** Backends may touch their rings: the guest runs (see kickBackend). */
+  get backendsActive(): boolean {
+    return !this.paused && !this.finalOutcome;
   }
 
   get domain() {
@@ -297,6 +322,8 @@ export class XenMachine implements MachineStateAccess {
    */
   start(opts: { deferHugePages?: boolean } = {}): void {
     if (!opts.deferHugePages) this.ram.adviseHugePages();
+    if (!this.backends.has(BackendId.console) && this.pvConsole.attach())
+      this.addBackend(BackendId.console, this.pvConsole);
     this.resume();
   }
 
@@ -326,6 +353,7 @@ export class XenMachine implements MachineStateAccess {
         return;
       case 'console':
         this.opts.console(msg.data);
+        this.pvConsole.recordOther(msg.data);
         return;
       case 'log':
         this.opts.log(msg.message);

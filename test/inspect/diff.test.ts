@@ -60,7 +60,7 @@ test('a file against itself, and raw against compressed: exit 0, one summary lin
   for (const b of ['a.xkvm', 'a-packed.xkvm']) {
     const r = await run({ a: p('a.xkvm'), b: p(b) });
     assert.is(r.status, 0, r.err);
-    assert.is(r.out, 'identical: 8 sections and 1024 pages of memory\n');
+    assert.is(r.out, 'identical: 9 sections and 1024 pages of memory\n');
     assert.is(r.err, '');
   }
 });

@@ -87,7 +87,7 @@ test('summary of a compressed file shows the ratio; --json carries the same numb
   assert.is(j.memory.storedPages, 17);
   assert.is(j.memory.zeroPages, 1007);
   assert.ok(j.memory.compressionRatio > 1);
-  assert.is(j.sections.length, 8);
+  assert.is(j.sections.length, 9);
   assert.equal(j.sections[0], {
     section: 'cpu[0]',
     name: 'cpu',
