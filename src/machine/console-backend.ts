@@ -21,6 +21,9 @@ import { BackendId } from '../xen/shared.js';
 import { backendPort, notifyGuest, type PvBackend } from './backend.js';
 
 /** What the backend needs of its machine. */
+/** How soon the ring is looked at again while input waits for room (ms). */
+const INPUT_RETRY_MS = 20;
+
 export interface ConsoleHost {
   readonly context: XenContext;
   /** The emulator's pages (special pages first, xen/memory/layout.ts). */
@@ -37,6 +40,7 @@ export class ConsoleBackend implements PvBackend {
   private ring: ConsoleRing | null = null;
   private readonly outputWaiters = new Set<() => void>();
   private readonly roomWaiters = new Set<() => void>();
+  private retry: NodeJS.Timeout | null = null;
 
   constructor(private readonly host: ConsoleHost) {}
 
@@ -73,6 +77,21 @@ export class ConsoleBackend implements PvBackend {
     }
     if (r.moved) notifyGuest(this.host.context, BackendId.console);
     if (r.delivered > 0) this.wake(this.roomWaiters);
+    if (this.service.pendingInput.length > 0) this.retryLater();
+  }
+
+  /**
+   * Looks at the ring again soon while input waits: a guest need not notify
+   * after reading input (GRUB polls its ring and never does), and would
+   * otherwise get the rest only when it next prints.
+   */
+  private retryLater(): void {
+    if (this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.kick();
+    }, INPUT_RETRY_MS);
+    this.retry.unref();
   }
 
   /** Console output that did not come through the ring (console_io, the debug port), already printed. */
