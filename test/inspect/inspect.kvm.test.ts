@@ -84,7 +84,7 @@ kvmTest('diff of a snapshot against itself: exit 0 and only a summary', async ()
   const r = await diff({ a: A, b: A });
   assert.is(r.status, 0, r.err);
   assert.is(r.out.trim().split('\n').length, 1);
-  assert.match(r.out, /^identical: 8 sections and 16384 pages of memory$/m);
+  assert.match(r.out, /^identical: 9 sections and 16384 pages of memory$/m);
 });
 
 kvmTest('diff of two saves 1 s apart: vCPU and Xen timer state and memory pages differ, exit 1', async () => {
