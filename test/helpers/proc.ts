@@ -9,8 +9,8 @@ export interface XenkvmProcess {
   child: ChildProcess;
   out(): string;
   err(): string;
-  /** Resolves when stdout (or stderr with `stream: 'err'`) matches, rejects after `ms`. */
-  waitFor(text: string | RegExp, ms: number, stream?: 'out' | 'err'): Promise<void>;
+  /** Resolves when stdout (or stderr with `stream: 'err'`) from offset `from` on matches, rejects after `ms`. */
+  waitFor(text: string | RegExp, ms: number, stream?: 'out' | 'err', from?: number): Promise<void>;
   write(text: string | Uint8Array): void;
   exit: Promise<number | null>;
 }
@@ -38,7 +38,7 @@ export function startXenkvm(args: string[], opts: { stdin?: 'pipe' | 'ignore' } 
   });
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   void exit.then(changed);
-  const waitFor = (text: string | RegExp, ms: number, stream: 'out' | 'err' = 'out') =>
+  const waitFor = (text: string | RegExp, ms: number, stream: 'out' | 'err' = 'out', from = 0) =>
     new Promise<void>((resolve, reject) => {
       const t = setTimeout(
         () =>
@@ -50,7 +50,7 @@ export function startXenkvm(args: string[], opts: { stdin?: 'pipe' | 'ignore' } 
         ms,
       );
       const check = () => {
-        const s = stream === 'out' ? out : err;
+        const s = (stream === 'out' ? out : err).slice(from);
         if (typeof text === 'string' ? s.includes(text) : text.test(s)) {
           clearTimeout(t);
           resolve();
