@@ -6,6 +6,7 @@ import { InspectContext, type SectionView } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { bytesText, jsonText, keyValues, PLAIN, table, type Style } from './text.js';
 import { cpuView } from './view-cpu.js';
+import { consoleView } from './view-console.js';
 import { evtchnView } from './view-evtchn.js';
 import { gnttabView } from './view-gnttab.js';
 import { renderSection, sectionJson } from './view-generic.js';
@@ -20,6 +21,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['xen_evtchn', evtchnView],
   ['gnttab', gnttabView],
   ['xenstore', xenstoreView],
+  ['xen_console', consoleView],
 ]);
 
 export interface SectionRow {

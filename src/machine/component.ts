@@ -11,6 +11,7 @@ import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
 import type { FrameSlots } from '../xen/gnttab/slots.js';
 import type { XenstoreServer } from '../xen/xenstore/server.js';
+import type { ConsoleService } from '../xen/console/service.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -52,6 +53,8 @@ export interface MachineStateAccess {
   readonly frameSlots: FrameSlots;
   /** The xenstore daemon (plain data); restore replaces it. */
   xenstore: XenstoreServer;
+  /** What the PV console backend holds outside its page. */
+  readonly consoleService: ConsoleService;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
@@ -81,4 +84,10 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
    * is accepted.  The rule lives here, with the state it guards.
    */
   check?(state: StateOf<D>, i: number, ctx: CheckContext): void;
+  /**
+   * The state of a machine saved before this section existed: a stream
+   * without it is restored as if it held this.  Absent: the section is
+   * mandatory (`section NAME[0] is missing`).
+   */
+  absent?(i: number): StateOf<D>;
 }

@@ -36,6 +36,7 @@ import type { PvBackend } from './backend.js';
 import { setUpPlatform } from './platform.js';
 import { XenstoreServer } from '../xen/xenstore/server.js';
 import { XenstoreBackend, writeGuestTree, type XenstoreToolstack } from './xenstore-backend.js';
+import { ConsoleBackend } from './console-backend.js';
 import type { MachineStateAccess } from './component.js';
 import type { FrameSlots } from '../xen/gnttab/slots.js';
 
@@ -105,6 +106,8 @@ export class XenMachine implements MachineStateAccess {
   private xenstoreBackend: XenstoreBackend | null = null;
   /** Built here (boot) rather than restored: its platform pages start empty. */
   private booted = false;
+  /** The PV console backend; attached to the guest's ring by start() (console-backend.ts). */
+  readonly pvConsole: ConsoleBackend;
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
     this.kvm = kvm;
@@ -114,6 +117,28 @@ export class XenMachine implements MachineStateAccess {
     this.opts = opts;
     this.xen = XenShared.create(opts.vcpus, ram.size);
     this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
+    const m = this;
+    this.pvConsole = new ConsoleBackend({
+      get context() {
+        return m.context;
+      },
+      xenPages: xenPages.bytes,
+      get backendsActive() {
+        return m.backendsActive;
+      },
+      print: (bytes) => opts.console(bytes),
+      log: (message) => opts.log(message),
+    });
+  }
+
+  /** What the console backend holds outside the page (the xen_console section). */
+  get consoleService() {
+    return this.pvConsole.service;
+  }
+
+  /** Backends may touch their rings: the guest runs (see kickBackend). */
+  get backendsActive(): boolean {
+    return !this.paused && !this.finalOutcome;
   }
 
   get domain() {
@@ -316,6 +341,8 @@ export class XenMachine implements MachineStateAccess {
   start(opts: { deferHugePages?: boolean } = {}): void {
     if (!opts.deferHugePages) this.ram.adviseHugePages();
     this.attachXenstore();
+    if (!this.backends.has(BackendId.console) && this.pvConsole.attach())
+      this.addBackend(BackendId.console, this.pvConsole);
     this.resume();
   }
 
@@ -332,11 +359,6 @@ export class XenMachine implements MachineStateAccess {
   /** The toolstack's side of xenstore, or null when the guest has no xenstore ring. */
   get xenstoreToolstack(): XenstoreToolstack | null {
     return this.xenstoreBackend?.attached ? this.xenstoreBackend.toolstack : null;
-  }
-
-  /** Backends may touch their rings: the guest runs (see kickBackend). */
-  get backendsActive(): boolean {
-    return !this.paused && !this.finalOutcome;
   }
 
   /** An emulator warning, one line. */
@@ -370,6 +392,7 @@ export class XenMachine implements MachineStateAccess {
         return;
       case 'console':
         this.opts.console(msg.data);
+        this.pvConsole.recordOther(msg.data);
         return;
       case 'log':
         this.opts.log(msg.message);

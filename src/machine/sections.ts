@@ -50,6 +50,13 @@ import {
   save as saveXenstore,
   xenstoreState,
 } from '../xen/xenstore/state.js';
+import {
+  checkConsole,
+  initialConsoleState,
+  restoreConsole,
+  saveConsole,
+  xenConsoleState,
+} from '../xen/console/state.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -157,6 +164,16 @@ export const COMPONENTS: readonly Component[] = [
       for (let v = 0; v < m.vcpuCount; v++) m.rearmPeriodic(v, st.guest_ns);
       m.publishTime();
     },
+  }),
+  // Last: a stream from before the console backend lacks it (absent), and a
+  // live migration's restore applies sections in order as they come.
+  component({
+    desc: xenConsoleState,
+    instances: one,
+    save: (m) => saveConsole(m.consoleService),
+    check: (st) => checkConsole(st),
+    restore: (m, _i, st) => restoreConsole(m.consoleService, st),
+    absent: () => initialConsoleState(),
   }),
 ];
 

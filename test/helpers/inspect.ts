@@ -1,6 +1,8 @@
 // Synthetic snapshots for the inspector suites: real descriptors, realistic
 // states (a 2-vCPU PVH guest in long mode with timers and ports bound), and
 // the real stream writer.
+import { ConsoleService } from '../../src/xen/console/service.js';
+import { saveConsole, xenConsoleState, type XenConsoleState } from '../../src/xen/console/state.js';
 import { PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
 import type { Section } from '../../src/migrate/index.js';
 import { encodeState, schemaOf, type AnyDescriptor, type StateRecord } from '../../src/vmstate/index.js';
@@ -118,6 +120,15 @@ function grantFrame(): Uint8Array {
   return page;
 }
 
+/** A console backend that logged a prompt and holds typed input the guest has not read. */
+export function consoleFixture(): XenConsoleState {
+  const s = new ConsoleService();
+  s.record(new TextEncoder().encode('booting\r\ngrub> '));
+  s.queueInput(new TextEncoder().encode('echo hi\r'));
+  s.outTotal = 6;
+  return saveConsole(s);
+}
+
 export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
   const params = new Array<bigint>(64).fill(0n);
   params[0] = (2n << 56n) | 0xf3n;
@@ -164,6 +175,7 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       desc: xenTimeState as AnyDescriptor,
       state: { guest_ns: GUEST_NS, tsc_khz: 2_400_000, wc_sec: 1_700_000_000n, wc_nsec: 0 },
     },
+    { desc: xenConsoleState as AnyDescriptor, state: consoleFixture() as unknown as StateRecord },
   ];
 }
 

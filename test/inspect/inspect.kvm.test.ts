@@ -62,6 +62,7 @@ kvmTest('inspect: summary, registers, port table, Xen vCPU state of a real snaps
     'irqchip',
     'kvmclock',
     'xen_time',
+    'xen_console',
   ])
     assert.match(s.out, new RegExp(`^${name.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\s.*this build$`, 'm'));
   assert.match(s.out, /guest\s+64\.0 MiB \(16384 pages\)/);

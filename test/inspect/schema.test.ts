@@ -52,6 +52,7 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'irqchip',
     'kvmclock',
     'xen_time',
+    'xen_console',
   ])
     assert.match(r.out, new RegExp(`^${s}  version \\d`, 'm'));
   assert.match(r.out, /^ {2}cpu\/xen_vcpu {2}version 2 \(reads 1\.\.2\), mandatory subsection of cpu$/m);
@@ -69,6 +70,7 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'irqchip',
     'kvmclock',
     'xen_time',
+    'xen_console',
   ]);
 });
 
