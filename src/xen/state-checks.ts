@@ -90,7 +90,10 @@ export function checkEvtchn(
     bad(`${at}.port_table[0]`, 'port 0 is reserved and must be closed');
   t.forEach((e, port) => {
     const p = `${at}.port_table[${port}]`;
-    if (e.type === PortType.closed) return;
+    if (e.type === PortType.closed) {
+      if (e.vcpu !== 0 || e.value !== 0) bad(p, `closed port ${port} carries a vCPU or value`);
+      return;
+    }
     if (e.vcpu >= ctx.vcpus) bad(`${p}.vcpu`, `vCPU ${e.vcpu} does not exist (the machine has ${ctx.vcpus})`);
     switch (e.type) {
       case PortType.interdomain: {

@@ -17,6 +17,7 @@
 // migration protocol), 'live' (a rule for a live destination only: SYNC).
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { RecordType, PAGE_SIZE, RAM_HEAD_BYTES } from '../../src/migrate/stream/format.js';
+import { componentFor } from '../../src/machine/sections.js';
 import type { FieldSchema, SectionSchema } from '../../src/vmstate/schema.js';
 import { type FieldRef, intBits, isIntField, listFields } from './fields.js';
 import type { Rng } from './rng.js';
@@ -458,7 +459,9 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
   switch (choice) {
     case 0: {
       w.records.splice(i, 1);
-      return { label: `${who} removed`, invalid: 'state' };
+      // A section older builds did not write may be missing (Component.optional / absent).
+      const c = typeof sec.name === 'string' ? componentFor(sec.name) : undefined;
+      return { label: `${who} removed`, invalid: c?.optional || c?.absent ? null : 'state' };
     }
     case 1: {
       w.records.splice(i + r.below(2), 0, touch(w, { ...w.records[i]! }));
@@ -481,6 +484,7 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
     }
     case 4: {
       const name = r.pick(['', 'bogus', 'cpu/xen_vcpu', 'CPU', 'xen_evtchn', 'cpu', 5, null, 'a'.repeat(300)]);
+      if (name === sec.name) return null;
       sec.name = name;
       w.records[i] = touch(w, sectionRecord(sec));
       return { label: `${who} renamed to ${describeValue(name)}`, invalid: 'state' };
