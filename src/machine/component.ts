@@ -47,6 +47,8 @@ export interface MachineStateAccess {
   rearmPeriodic(v: number, nowNs: bigint): void;
   /** Rewrites every vCPU's time areas and the wallclock in guest memory from the current clock reference. */
   publishTime(): void;
+  /** Guest RAM's size. */
+  readonly ramBytes: number;
   /** The emulator's pages mapped into the guest (xen/memory/layout.ts "Xen pages"). */
   readonly xenPageBytes: Uint8Array;
   /** Places grant frames in guest-physical space (their KVM slots). */

@@ -145,6 +145,10 @@ export class XenMachine implements MachineStateAccess {
     return this.xen.domain;
   }
 
+  get ramBytes(): number {
+    return this.ram.size;
+  }
+
   get xenPageBytes(): Uint8Array {
     return this.xenPages.bytes;
   }

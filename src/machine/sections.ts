@@ -32,6 +32,8 @@ import {
 } from '../xen/state.js';
 import type { XenShared } from '../xen/shared.js';
 import type { CheckContext, Component } from './component.js';
+import { FormatError } from '../errors.js';
+import { MemoryLayout, SHARED_INFO_FRAME } from '../xen/memory/layout.js';
 import { checkCpu } from './cpu-check.js';
 import {
   checkEvtchn,
@@ -43,7 +45,16 @@ import {
   type XenCheckContext,
 } from '../xen/state-checks.js';
 import { initialXenVcpuState } from '../xen/vcpu/state.js';
-import { checkGnttab, gnttabState, restoreGnttab, saveGnttab } from '../xen/gnttab/state.js';
+import {
+  checkGnttab,
+  gnttabState,
+  restoreGnttab,
+  saveGnttab,
+  UNMAPPED_GPFN,
+  type GnttabState,
+} from '../xen/gnttab/state.js';
+import { grantFrameOffset } from '../xen/gnttab/table.js';
+import { INVALID_GPA } from '../xen/domain.js';
 import {
   check as checkXenstore,
   restore as restoreXenstore,
@@ -135,8 +146,13 @@ export const COMPONENTS: readonly Component[] = [
     optional: true,
     instances: one,
     save: (m) => saveGnttab(m.xen),
-    restore: (m, _i, st) => restoreGnttab(m.xen, m.frameSlots, st),
-    check: (st, _i, ctx) => checkGnttab(st, ctx.layout),
+    restore: (m, _i, st) => restoreGnttab(m.xen, m.frameSlots, st, new MemoryLayout(m.ramBytes)),
+    check: (st, _i, ctx) => {
+      checkGnttab(st, ctx.layout);
+      const si = ctx.state(xenOverlayState).shinfo_gpa;
+      const clash = st.frame_gpfn.findIndex((g) => si !== INVALID_GPA && g === si / 4096n);
+      if (clash >= 0) throw new FormatError(`gnttab.frame_gpfn[${clash}]: shared_info is mapped at that frame`);
+    },
   }),
   component({
     desc: irqchipState,
@@ -176,6 +192,31 @@ export const COMPONENTS: readonly Component[] = [
     absent: () => initialConsoleState(),
   }),
 ];
+
+/**
+ * The guest-physical layout a stream describes, for the checks: RAM, and the
+ * emulator pages its guest placed outside RAM (grant frames, shared_info).
+ */
+export function streamLayout(memBytes: number, states: Map<string, Map<number, unknown>>): MemoryLayout {
+  const ram = new MemoryLayout(memBytes);
+  const placed = new Map<number, number>();
+  const grants = states.get(gnttabState.name)?.get(0) as GnttabState | undefined;
+  grants?.frame_gpfn.forEach((g, f) => {
+    if (g !== UNMAPPED_GPFN && g < 2n ** 40n) placed.set(Number(g), f);
+  });
+  const overlay = states.get(xenOverlayState.name)?.get(0) as StateOf<typeof xenOverlayState> | undefined;
+  const si = overlay?.shinfo_gpa;
+  if (si !== undefined && si !== INVALID_GPA && si < 2n ** 52n && !ram.isRamFrame(si / 4096n))
+    placed.set(Number(si / 4096n), SHARED_INFO_FRAME);
+  if (placed.size === 0) return ram;
+  return new MemoryLayout(memBytes, {
+    offsetOf(g, len) {
+      const within = g % 4096;
+      const frame = placed.get(Math.floor(g / 4096));
+      return frame === undefined || within + len > 4096 ? -1 : grantFrameOffset(frame) + within;
+    },
+  });
+}
 
 /** The component for a section name, or undefined (a section this build does not write). */
 export function componentFor(name: string): Component | undefined {

@@ -1,12 +1,11 @@
 // Saving and restoring a whole machine: walks the component list
 // (sections.ts) in order, one section per component instance.  Snapshot and
 // migration call these; they never look inside a component.
-import { COMPONENTS } from './sections.js';
+import { COMPONENTS, streamLayout } from './sections.js';
 import type { CheckContext, Component, MachineStateAccess } from './component.js';
 import type { MachineConfig } from './config.js';
 import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import { FormatError, KvmError } from '../errors.js';
-import { MemoryLayout } from '../xen/memory/layout.js';
 
 export interface SavedSection {
   name: string;
@@ -130,7 +129,7 @@ export function checkMachineState(
     }
     const ctx: CheckContext = {
       config,
-      layout: new MemoryLayout(config.memBytes),
+      layout: streamLayout(config.memBytes, states),
       state: <D extends AnyDescriptor>(desc: D, instance = 0) => states.get(desc.name)!.get(instance) as StateOf<D>,
       optionalState: <D extends AnyDescriptor>(desc: D, instance = 0) =>
         states.get(desc.name)?.get(instance) as StateOf<D> | undefined,

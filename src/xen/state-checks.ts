@@ -8,7 +8,7 @@
 import { FormatError } from '../errors.js';
 import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi.js';
 import { INVALID_GPA } from './domain.js';
-import { NR_XEN_PAGES, type MemoryLayout } from './memory/layout.js';
+import { NR_SPECIAL_PAGES, NR_XEN_PAGES, SPECIAL_PFN_BASE, type MemoryLayout } from './memory/layout.js';
 import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
 import { MAX_BACKEND_ID, PortType } from './shared.js';
 import type { XenEvtchnState, XenHvmState, XenOverlayState, XenPagesState, XenTimeState } from './state.js';
@@ -55,6 +55,11 @@ export function checkOverlay(st: XenOverlayState, ctx: XenCheckContext): void {
   checkArea(`${at}.shinfo_gpa`, st.shinfo_gpa, PAGE, PAGE, ctx.layout);
   if (st.shinfo_gpa !== INVALID_GPA && st.shinfo_gpa < 0x100000n)
     bad(`${at}.shinfo_gpa`, `${hex(st.shinfo_gpa)} is below frame 0x100`);
+  const special = BigInt(SPECIAL_PFN_BASE * PAGE);
+  if (st.shinfo_gpa >= special && st.shinfo_gpa < special + BigInt(NR_SPECIAL_PAGES * PAGE))
+    bad(`${at}.shinfo_gpa`, `${hex(st.shinfo_gpa)} is one of the special pages`);
+  if (st.shinfo_gpa >= 0xfec00000n && st.shinfo_gpa < special)
+    bad(`${at}.shinfo_gpa`, `${hex(st.shinfo_gpa)} is where the interrupt controllers are`);
   checkArea(`${at}.hypercall_page_gpa`, st.hypercall_page_gpa, PAGE, PAGE, ctx.layout);
 }
 

@@ -15,7 +15,7 @@ import {
 } from '../../src/xen/gnttab/state.js';
 import { grantFrameOffset } from '../../src/xen/gnttab/table.js';
 import type { FrameSlots } from '../../src/xen/gnttab/slots.js';
-import { MemoryLayout, SPECIAL_PFN_BASE } from '../../src/xen/memory/layout.js';
+import { MemoryLayout, SHARED_INFO_FRAME, SPECIAL_PFN_BASE, xenPageOffset } from '../../src/xen/memory/layout.js';
 import { ARGS, fakeDomain, PAGE, VA, type FakeDomain } from '../helpers/xen.js';
 
 const E = (name: keyof typeof Errno): bigint => BigInt(-Errno[name]);
@@ -367,7 +367,7 @@ test('gnttab state: save, restore (slots re-created), and a fresh table for olde
   const e = fakeDomain();
   const log = recordSlots(e);
   assert.is(mapFrame(e, 0, PAST_RAM), 0n, 'a rehearsal mapping');
-  restoreGnttab(e.xen.shared, e.xen.frameSlots, st);
+  restoreGnttab(e.xen.shared, e.xen.frameSlots, st, e.xen.phys.layout);
   assert.equal(log, ['map 0@400', 'unmap 0', 'map 2@407']);
   assert.equal(saveGnttab(e.xen.shared), st);
   assert.is(e.xen.phys.offsetOf((PAST_RAM + 7) * PAGE), grantFrameOffset(2));
@@ -390,6 +390,30 @@ test('gnttab state check: hostile tables are refused with the field named', () =
     [{ frame_gpfn: [1n << 40n, UNMAPPED_GPFN] }, /frame_gpfn\[0\]: .* beyond/],
   ];
   for (const [change, re] of bad) assert.throws(() => checkGnttab({ ...ok, ...change }, layout), re);
+});
+
+test('shared_info outside RAM (as GRUB places it): the emulator page backs it, events reach it, a snapshot keeps it', () => {
+  const d = fakeDomain();
+  const log = recordSlots(d);
+  const gpa = d.placeSharedInfo(PAST_RAM + 1);
+  assert.is(d.xen.shared.grants.gpfnOf(SHARED_INFO_FRAME), PAST_RAM + 1);
+  assert.equal(log, [`map ${SHARED_INFO_FRAME}@401`]);
+  const at = d.xen.phys.offsetOf(gpa, 4096);
+  assert.is(at, xenPageOffset(72), 'the last emulator page');
+  d.xen.shared.setPort(3, 5, 0, 0);
+  d.xen.setPending(3);
+  assert.ok(d.xen.isPending(3), 'pending bits live in that page');
+  assert.is(mapFrame(d, 0, PAST_RAM + 1), 0n, 'a grant frame mapped over it unhooks it');
+  assert.is(d.xen.shared.grants.gpfnOf(SHARED_INFO_FRAME), -1);
+  d.placeSharedInfo(PAST_RAM + 2);
+  const st = saveGnttab(d.xen.shared);
+  const e = fakeDomain();
+  const elog = recordSlots(e);
+  e.xen.shared.domain.sharedInfoGpa = BigInt((PAST_RAM + 2) * 4096);
+  restoreGnttab(e.xen.shared, e.xen.frameSlots, st, e.xen.phys.layout);
+  assert.ok(elog.includes(`map ${SHARED_INFO_FRAME}@402`), elog.join(', '));
+  d.placeSharedInfo(0x200);
+  assert.is(d.xen.shared.grants.gpfnOf(SHARED_INFO_FRAME), -1, 'back in RAM: the page is taken away');
 });
 
 test.run();

@@ -5,7 +5,7 @@
 // XENMEM_add_to_physmap.  Every argument is guest-controlled: answers are
 // negated errnos or GNTST_* codes in the op structure, never an exception.
 import { DOMID_SELF, Errno, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, GnttabOp, Gntst, Gtf } from '../abi.js';
-import { MAX_GRANT_FRAMES, NR_SPECIAL_PAGES, SPECIAL_PFN_BASE } from '../memory/layout.js';
+import { MAX_GRANT_FRAMES, NR_SPECIAL_PAGES, SHARED_INFO_FRAME, SPECIAL_PFN_BASE } from '../memory/layout.js';
 import type { HypercallCall, HypercallEnv } from '../hypercall/types.js';
 import type { XenContext } from '../context.js';
 import { GNTTAB_MAX_VERSION, GRANT_ENTRY_V1_SIZE, grantFrameOffset, MAX_FRAME_GPFN } from './table.js';
@@ -160,11 +160,15 @@ export function grantTableOp(env: HypercallEnv, call: HypercallCall): bigint {
  * slots that would have to be split while other vCPUs run (docs/xen-abi.md,
  * "Grant tables"), so such a gpfn is refused with -EINVAL.
  */
+/** The IOAPIC's frame: from it to the special pages sit the interrupt controllers (LAPIC at 0xfee00). */
+const IOAPIC_PFN = 0xfec00;
+
 function placementProblem(x: XenContext, gpfn: bigint): string | null {
   if (gpfn > BigInt(MAX_FRAME_GPFN)) return 'beyond the frames a grant frame may be mapped at';
   if (x.phys.layout.isRamFrame(gpfn)) return 'a RAM frame';
   const g = Number(gpfn);
   if (g >= SPECIAL_PFN_BASE && g < SPECIAL_PFN_BASE + NR_SPECIAL_PAGES) return 'a special page';
+  if (g >= IOAPIC_PFN && g < SPECIAL_PFN_BASE) return 'the interrupt controllers';
   return null;
 }
 
@@ -192,6 +196,32 @@ export function mapGrantFrame(env: HypercallEnv, idx: bigint, gpfn: bigint): big
     if (!x.frameSlots.map(frame, g)) return err(Errno.EINVAL);
     t.setGpfn(frame, g);
     return 0n;
+  });
+}
+
+/**
+ * XENMEM_add_to_physmap, XENMAPSPACE_shared_info at a frame that is not RAM
+ * (GRUB's choice: just past its memory map): the emulator's shared_info page
+ * is placed there like a grant frame, unhooking a frame that was there.
+ * `gpfn` null takes it away again (shared_info moved into RAM).  False if
+ * the frame may not hold it.
+ */
+export function placeSharedInfoFrame(x: XenContext, gpfn: bigint | null): boolean {
+  const t = x.shared.grants;
+  if (gpfn === null) {
+    if (t.gpfnOf(SHARED_INFO_FRAME) >= 0) t.withLock(() => unmapFrame(x, SHARED_INFO_FRAME));
+    return true;
+  }
+  if (placementProblem(x, gpfn) !== null) return false;
+  const g = Number(gpfn);
+  return t.withLock(() => {
+    if (t.gpfnOf(SHARED_INFO_FRAME) === g) return true;
+    const other = t.frameAt(g);
+    if (other >= 0) unmapFrame(x, other);
+    if (t.gpfnOf(SHARED_INFO_FRAME) >= 0) unmapFrame(x, SHARED_INFO_FRAME);
+    if (!x.frameSlots.map(SHARED_INFO_FRAME, g)) return false;
+    t.setGpfn(SHARED_INFO_FRAME, g);
+    return true;
   });
 }
 

@@ -8,7 +8,14 @@
 //       mapped), which is what such a guest had.
 import { FormatError } from '../../errors.js';
 import { defineState, u32, u64, varArray, type StateOf } from '../../vmstate/index.js';
-import { MAX_GRANT_FRAMES, NR_SPECIAL_PAGES, SPECIAL_PFN_BASE, type MemoryLayout } from '../memory/layout.js';
+import {
+  MAX_GRANT_FRAMES,
+  NR_SPECIAL_PAGES,
+  SHARED_INFO_FRAME,
+  SPECIAL_PFN_BASE,
+  type MemoryLayout,
+} from '../memory/layout.js';
+import { INVALID_GPA } from '../domain.js';
 import type { XenShared } from '../shared.js';
 import type { FrameSlots } from './slots.js';
 import { GNTTAB_MAX_VERSION, INITIAL_NR_GRANT_FRAMES, MAX_FRAME_GPFN } from './table.js';
@@ -52,7 +59,7 @@ export function saveGnttab(s: XenShared): GnttabState {
  * frame back in guest-physical space (its KVM slot).  Frames a rehearsal
  * mapped before are removed first.
  */
-export function restoreGnttab(s: XenShared, slots: FrameSlots, st: GnttabState): void {
+export function restoreGnttab(s: XenShared, slots: FrameSlots, st: GnttabState, ramLayout: MemoryLayout): void {
   const t = s.grants;
   t.withLock(() => {
     for (let f = 0; f < MAX_GRANT_FRAMES; f++) {
@@ -68,6 +75,18 @@ export function restoreGnttab(s: XenShared, slots: FrameSlots, st: GnttabState):
         throw new FormatError(`gnttab.frame_gpfn[${f}]: this host's KVM cannot map a page at gpfn 0x${g.toString(16)}`);
       t.setGpfn(f, Number(g));
     });
+    // shared_info outside RAM (xen_overlay, restored before this) is placed like a frame.
+    if (t.gpfnOf(SHARED_INFO_FRAME) >= 0) {
+      t.setGpfn(SHARED_INFO_FRAME, -1);
+      slots.unmap(SHARED_INFO_FRAME);
+    }
+    const si = s.domain.sharedInfoGpa;
+    if (si !== INVALID_GPA && !ramLayout.isRamFrame(si / 4096n)) {
+      const g = Number(si / 4096n);
+      if (!slots.map(SHARED_INFO_FRAME, g))
+        throw new FormatError(`xen_overlay.shinfo_gpa: this host's KVM cannot map a page at gpfn 0x${g.toString(16)}`);
+      t.setGpfn(SHARED_INFO_FRAME, g);
+    }
   });
 }
 

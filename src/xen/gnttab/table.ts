@@ -7,6 +7,9 @@
 // lock serialises changes (grow, map, restore) between vCPU threads.
 import { MAX_GRANT_FRAMES, NR_SPECIAL_PAGES, xenPageOffset, type MappedFrames } from '../memory/layout.js';
 
+/** Frames placed through this table: the grant frames and the out-of-RAM shared_info page (layout.ts SHARED_INFO_FRAME). */
+const PLACED_FRAMES = MAX_GRANT_FRAMES + 1;
+
 /** Entries of 8 bytes (grant_entry_v1) per 4 KiB frame. */
 export const GRANT_ENTRIES_PER_FRAME = 512;
 export const GRANT_ENTRY_V1_SIZE = 8;
@@ -18,7 +21,7 @@ export const GNTTAB_MAX_VERSION = 1;
 export const INITIAL_NR_GRANT_FRAMES = 1;
 
 const W = { version: 0, nrFrames: 1, lock: 2, gpfn: 8 } as const;
-const WORDS = W.gpfn + MAX_GRANT_FRAMES;
+const WORDS = W.gpfn + PLACED_FRAMES;
 
 /** The RAM offset (GuestPhys) of grant frame `frame`. */
 export const grantFrameOffset = (frame: number): number => xenPageOffset(NR_SPECIAL_PAGES + frame);
@@ -37,7 +40,7 @@ export class GrantTable implements MappedFrames {
   reset(): void {
     Atomics.store(this.w, W.version, 1);
     Atomics.store(this.w, W.nrFrames, INITIAL_NR_GRANT_FRAMES);
-    for (let f = 0; f < MAX_GRANT_FRAMES; f++) Atomics.store(this.w, W.gpfn + f, 0);
+    for (let f = 0; f < PLACED_FRAMES; f++) Atomics.store(this.w, W.gpfn + f, 0);
   }
 
   get version(): number {
@@ -68,7 +71,7 @@ export class GrantTable implements MappedFrames {
   /** The frame mapped at `gpfn`, or -1. */
   frameAt(gpfn: number): number {
     const want = gpfn + 1;
-    for (let f = 0; f < MAX_GRANT_FRAMES; f++) if (Atomics.load(this.w, W.gpfn + f) === want) return f;
+    for (let f = 0; f < PLACED_FRAMES; f++) if (Atomics.load(this.w, W.gpfn + f) === want) return f;
     return -1;
   }
 

@@ -24,7 +24,7 @@ import {
   type ShutdownReasonName,
 } from '../abi.js';
 import { eventChannelOp } from '../evtchn/ops.js';
-import { grantTableOp, mapGrantFrame } from '../gnttab/ops.js';
+import { grantTableOp, mapGrantFrame, placeSharedInfoFrame } from '../gnttab/ops.js';
 import { VcpuField } from '../shared.js';
 import { publishVcpuTime, publishWallclock } from '../time/clock.js';
 import { setTimerOp, vcpuOp } from '../vcpu/ops.js';
@@ -192,7 +192,10 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   if (space === XenMapSpace.grant_table) return mapGrantFrame(env, idx, gpfn);
   if (space !== XenMapSpace.shared_info) return err(Errno.EINVAL);
   if (idx !== 0n) return err(Errno.EINVAL);
-  if (gpfn < 0x100n || !env.mem.ram.layout.isRamFrame(gpfn)) return err(Errno.EINVAL);
+  if (gpfn < 0x100n) return err(Errno.EINVAL);
+  // Outside RAM the emulator's own page backs it (placeSharedInfoFrame).
+  const inRam = env.mem.ram.layout.isRamFrame(gpfn);
+  if (!placeSharedInfoFrame(env.xen, inRam ? null : gpfn)) return err(Errno.EINVAL);
   const gpa = Number(gpfn) * 4096;
   // shared_info lives in guest RAM at the chosen frame, so snapshots carry
   // it like any other page; the frame's previous contents are gone, as on Xen.

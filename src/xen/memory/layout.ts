@@ -39,7 +39,13 @@ export const MAX_GRANT_FRAMES = 64;
  * RAM offset XEN_PAGES_OFFSET (beyond any RAM), so guest memory access
  * reaches them with the same offsets and accessors as RAM.
  */
-export const NR_XEN_PAGES = NR_SPECIAL_PAGES + MAX_GRANT_FRAMES;
+export const NR_XEN_PAGES = NR_SPECIAL_PAGES + MAX_GRANT_FRAMES + 1;
+/**
+ * The last Xen page backs shared_info when the guest places it outside RAM
+ * (GRUB puts it just past the end of its memory map, as Xen allows); the
+ * grant table's mapping machinery places it like one more frame.
+ */
+export const SHARED_INFO_FRAME = MAX_GRANT_FRAMES;
 export const XEN_PAGES_OFFSET = 2 ** 41;
 /** The RAM offset of Xen page `k` (special page k, or grant frame k - NR_SPECIAL_PAGES). */
 export const xenPageOffset = (k: number): number => XEN_PAGES_OFFSET + k * 4096;
