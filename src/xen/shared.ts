@@ -5,6 +5,7 @@
 // single words, which JavaScript never tears.
 import { NR_VIRQS } from './abi.js';
 import { DomainState, INVALID_GPA } from './domain.js';
+import { MemoryReservation, memoryBufferBytes } from './memory/reservation.js';
 
 export const MAX_PORTS = 4096;
 
@@ -81,6 +82,9 @@ export interface XenSharedBuffers {
   sync: SharedArrayBuffer;
   /** Pages the emulator wrote while `SyncField.dirtyTracking` is set: bit i&31 of word i>>5 for page i (KVM's dirty log layout). */
   dirty?: SharedArrayBuffer;
+  /** The memory reservation (memory/reservation.ts), sized for `ramBytes` of RAM. */
+  memory?: SharedArrayBuffer;
+  ramBytes?: number;
   nrVcpus: number;
 }
 
@@ -94,6 +98,8 @@ export class XenShared {
   readonly clock: BigInt64Array;
   readonly sync: Int32Array;
   readonly dirty: Int32Array;
+  /** Ballooned pages, unmapped grants and the guest's own memory map. */
+  readonly memory: MemoryReservation;
   readonly nrVcpus: number;
 
   private constructor(b: XenSharedBuffers) {
@@ -106,6 +112,8 @@ export class XenShared {
     this.clock = new BigInt64Array(b.clock);
     this.sync = new Int32Array(b.sync);
     this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
+    const ramBytes = b.ramBytes ?? 0;
+    this.memory = new MemoryReservation(b.memory ?? new SharedArrayBuffer(memoryBufferBytes(ramBytes)), ramBytes);
   }
 
   /** `ramBytes` sizes the emulator's dirty-page bitmap (0: no tracking). */
@@ -118,6 +126,8 @@ export class XenShared {
       clock: new SharedArrayBuffer(CLOCK_WORDS * 8),
       sync: new SharedArrayBuffer(SYNC_WORDS * 4),
       dirty: new SharedArrayBuffer(Math.ceil(ramBytes / 4096 / 64) * 8),
+      memory: new SharedArrayBuffer(memoryBufferBytes(ramBytes)),
+      ramBytes,
       nrVcpus,
     });
     for (let v = 0; v < nrVcpus; v++) {
