@@ -7,6 +7,7 @@ import type { DecodedSection } from './decode.js';
 import { bytesText, jsonText, keyValues, PLAIN, table, type Style } from './text.js';
 import { cpuView } from './view-cpu.js';
 import { evtchnView } from './view-evtchn.js';
+import { memoryView } from './view-memory.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
 import { PAGE_SIZE } from '../migrate/index.js';
@@ -16,6 +17,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['cpu', cpuView],
   ['cpu/xen_vcpu', xenVcpuView],
   ['xen_evtchn', evtchnView],
+  ['xen_memory', memoryView],
 ]);
 
 export interface SectionRow {

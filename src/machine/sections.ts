@@ -43,6 +43,8 @@ import {
   type XenCheckContext,
 } from '../xen/state-checks.js';
 import { initialXenVcpuState } from '../xen/vcpu/state.js';
+import { checkMemory, restoreMemory, saveMemory, xenMemoryState } from '../xen/memory/state.js';
+import { MemoryLayout } from '../xen/memory/layout.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -66,6 +68,8 @@ const xenTable = <D extends AnyDescriptor>(
     restore: (m, _i, st) => restore(m.xen, st),
     check: (st, _i, ctx) => check(st, ctx),
   });
+
+const layoutOf = (xen: XenShared): MemoryLayout => new MemoryLayout(xen.memory.ramPages * 4096);
 
 const xenCheckContext = (ctx: CheckContext): XenCheckContext => ({ vcpus: ctx.config.vcpus, layout: ctx.layout });
 
@@ -104,6 +108,14 @@ export const COMPONENTS: readonly Component[] = [
     save: (m) => saveXenPages(m.xenPageBytes),
     restore: (m, _i, st) => restoreXenPages(m.xenPageBytes, st),
     check: (st) => checkXenPages(st),
+  }),
+  component({
+    desc: xenMemoryState,
+    optional: true,
+    instances: one,
+    save: (m) => saveMemory(m.xen.memory, layoutOf(m.xen)),
+    restore: (m, _i, st) => restoreMemory(m.xen.memory, layoutOf(m.xen), st),
+    check: (st, _i, ctx) => checkMemory(st, ctx.layout),
   }),
   component({
     desc: irqchipState,

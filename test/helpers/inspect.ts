@@ -9,6 +9,7 @@ import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
+import { xenMemoryState } from '../../src/xen/memory/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -130,6 +131,21 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
     {
       desc: xenPagesState as AnyDescriptor,
       state: { nr_pages: 1, pages: [{ index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) }] },
+    },
+    {
+      desc: xenMemoryState as AnyDescriptor,
+      state: {
+        ballooned_pages: 24n,
+        unmapped_pages: 0n,
+        nr_holes: 2,
+        holes: [
+          { first_pfn: 0x300n, count: 16n },
+          { first_pfn: 0x320n, count: 8n },
+        ],
+        guest_e820: false,
+        nr_e820: 0,
+        e820: [],
+      },
     },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },

@@ -45,6 +45,9 @@ test.before(async () => {
       (cpus[0]!['lapic'] as Uint8Array)[0x380] = 0x10; // LAPIC timer initial count: not volatile
       xen.find((s) => s.desc.name === 'kvmclock')!.state['clock'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xen_time')!.state['guest_ns'] = 6_000_000_000n;
+      const mem = xen.find((s) => s.desc.name === 'xen_memory')!.state;
+      (mem['holes'] as StateRecord[])[1]!['count'] = 9n;
+      mem['ballooned_pages'] = 25n;
     },
     extra: [
       {
@@ -78,6 +81,8 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     'cpu[1]/xen_vcpu.xen_virq[0]: 4 → 5',
     'kvmclock.clock: 5000123456 → 6000000000',
     'xen_time.guest_ns: 5000000000 → 6000000000',
+    'xen_memory.ballooned_pages: 0x18 → 0x19',
+    'xen_memory.holes[1].count: 8 → 9',
     `only in ${p('b.xkvm')}: section extra`,
     'memory: 4 of 1024 pages differ (16.0 KiB) in 3 ranges',
     '  0x12000-0x12fff  1 page',
@@ -87,7 +92,7 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
   assert.match(
     lines[lines.length - 1]!,
-    /^different: 8 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
+    /^different: 10 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
   );
 });
 

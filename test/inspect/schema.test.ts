@@ -41,7 +41,17 @@ test.after(cleanup);
 test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsection, field kinds and versions', async () => {
   const r = await io((o) => schemaCommand(o));
   assert.is(r.status, 0);
-  for (const s of ['cpu', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'xen_pages', 'irqchip', 'kvmclock', 'xen_time'])
+  for (const s of [
+    'cpu',
+    'xen_overlay',
+    'xen_evtchn',
+    'xen_hvm',
+    'xen_pages',
+    'xen_memory',
+    'irqchip',
+    'kvmclock',
+    'xen_time',
+  ])
     assert.match(r.out, new RegExp(`^${s}  version \\d`, 'm'));
   assert.match(r.out, /^ {2}cpu\/xen_vcpu {2}version 2 \(reads 1\.\.2\), mandatory subsection of cpu$/m);
   assert.match(r.out, /xen_virq\s+u16\[24\]\s+since 2, default \[0 × 24\]/);
@@ -53,6 +63,7 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'xen_evtchn',
     'xen_hvm',
     'xen_pages',
+    'xen_memory',
     'irqchip',
     'kvmclock',
     'xen_time',
