@@ -137,6 +137,10 @@ function onHypercall(): void {
     while (call.restart !== null) {
       if (reenterStub(call.restart)) return;
       // Entered some other way than the stub's start: finish here (each round makes progress).
+      env.services.warnOnce(
+        'restart-in-place',
+        'a long hypercall did not come through the hypercall page: served whole',
+      );
       call.args[0] = call.restart;
       result = dispatchHypercall(env, call);
     }
@@ -272,6 +276,28 @@ function applyStartContext(): void {
 
 const isUp = () => xen.shared.vcpu(me, VcpuField.up) !== 0n;
 
+const RFLAGS_IF = 0x200n;
+const mpState = new Uint32Array(1);
+let probeSeen = 0;
+
+/**
+ * Answers a new halt-probe round (machine.ts) after KVM_RUN returned `r`:
+ * idle only when kicked out of a halt (EINTR) in KVM_MP_STATE_HALTED with
+ * RFLAGS.IF clear.  The in-kernel irqchip keeps HLT from ever exiting to
+ * userspace, so asking is the only way to see a guest that stopped for good.
+ */
+function answerProbe(r: number): void {
+  const round = Atomics.load(ctl, base + Ctl.PROBE);
+  if (round === probeSeen) return;
+  probeSeen = round;
+  let idle = false;
+  if (r === -EINTR) {
+    vcpu.ioctl(KVM.GET_MP_STATE, new Uint8Array(mpState.buffer), 'KVM_GET_MP_STATE');
+    idle = mpState[0] === KVM_MP_STATE.HALTED && (vcpu.getRegs()[Gpr.RFLAGS]! & RFLAGS_IF) === 0n;
+  }
+  post({ t: 'idle', vcpu: me, round, idle });
+}
+
 const INT3 = 0xcc;
 /** Runs on after a kick before parking regardless (each costs one kick interval, vcpu-thread.ts). */
 const MAX_RUN_ON = 8;
@@ -367,7 +393,15 @@ function loop(): void {
     const r = vcpu.runOnce();
     exitOutstanding = false;
     interrupted = r === -EINTR;
-    if (r === -EINTR || r === -EAGAIN) continue;
+    answerProbe(r);
+    if (r === -EINTR) {
+      // A kick with RUN still requested (the halt probe): run on.  Cleared
+      // before REQ is read again, so a pause whose kick came after that read
+      // still finds immediate_exit set (the same order as park()).
+      vcpu.clearImmediateExit();
+      continue;
+    }
+    if (r === -EAGAIN) continue;
     if (r < 0) outcome ??= { kind: 'fault', detail: `vCPU ${me}: KVM_RUN failed (errno ${-r})` };
     else {
       exitOutstanding = true;
