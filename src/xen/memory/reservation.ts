@@ -142,7 +142,8 @@ export class MemoryReservation {
 
   /** Clears everything (a fresh machine's state), then marks `runs` ballooned. */
   load(runs: readonly PageRun[], unmapped: number, e820: readonly (readonly [bigint, bigint, number])[] | null): void {
-    this.bitmap.fill(0);
+    // A bitmap with nothing set is all zero already: a large machine's stays untouched.
+    if (this.ballooned !== 0) this.bitmap.fill(0);
     Atomics.store(this.words, H.ballooned, 0);
     Atomics.store(this.words, H.runs, 0);
     for (const r of runs) for (let p = r.first; p < r.first + r.count; p++) this.setBallooned(p, true);
