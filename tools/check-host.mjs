@@ -37,6 +37,37 @@ if (missing.length > 0) {
   }
 }
 
+// GRUB for Xen PVH (Debian's grub-xen-bin, grub-mkimage from grub-common):
+// the real-guest test boots it.  Optional: without it that test is skipped
+// with this reason, everything else runs.
+const GRUB_PACKAGES = ['grub-common', 'grub-xen-bin'];
+const haveGrub = () => {
+  try {
+    accessSync('/usr/lib/grub/i386-xen_pvh/normal.mod', constants.R_OK);
+  } catch {
+    return false;
+  }
+  return have('grub-mkimage');
+};
+if (!haveGrub()) {
+  if (install && process.getuid?.() === 0) {
+    console.log(`check-host: installing ${GRUB_PACKAGES.join(', ')} (GRUB for Xen PVH, for the real-guest test)`);
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...GRUB_PACKAGES], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (r.status !== 0 || !haveGrub())
+      console.log('check-host: GRUB for Xen PVH could not be installed: the GRUB test will be skipped');
+  } else {
+    console.log(
+      `check-host: GRUB for Xen PVH not found (apt-get install ${GRUB_PACKAGES.join(' ')}): the GRUB test will be skipped`,
+    );
+  }
+} else {
+  console.log('check-host: GRUB for Xen PVH is installed');
+}
+
 try {
   accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
   console.log('check-host: /dev/kvm is usable');

@@ -1,8 +1,10 @@
 // The control socket of a running machine (`--qmp PATH`): composes the QMP
-// commands of each feature (machine, live migration, snapshot), each bound to
+// commands of each feature (machine, console, live migration, snapshot), each bound to
 // this XenMachine through its feature's target interface.  Pausing and
 // resuming from here announce STOP and RESUME, whichever command does it.
 import { registerMachineCommands } from '../machine/qmp-commands.js';
+import { registerXenstoreCommands } from '../machine/xenstore-commands.js';
+import { registerConsoleCommands } from '../machine/console-commands.js';
 import { registerMigrationCommands } from '../migrate/live/qmp-commands.js';
 import { migrate } from '../migrate/live/send.js';
 import { registerSnapshotCommands } from '../migrate/snapshot/qmp-commands.js';
@@ -46,6 +48,13 @@ export async function startControlSocket(machine: XenMachine, path: string): Pro
     resume,
     save: (file, opts) => saveSnapshot(machine, file, opts),
     events,
+  });
+  registerXenstoreCommands(registry, { xenstore: () => machine.xenstoreToolstack, status, events });
+  registerConsoleCommands(registry, {
+    hasRing: () => machine.pvConsole.attached,
+    read: (cursor) => machine.pvConsole.read(cursor),
+    whenOutput: (ms, signal) => machine.pvConsole.whenOutput(ms, signal),
+    write: (bytes) => machine.pvConsole.input(bytes),
   });
   server = await QmpServer.listen({ path, registry });
   return server;

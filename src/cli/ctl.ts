@@ -6,7 +6,8 @@
 
 import { QmpError, XenkvmError } from '../errors.js';
 import type { QmpClient } from '../qmp/client.js';
-import { isJsonObject, type JsonObject, type JsonValue } from '../qmp/protocol.js';
+import { isJsonObject, type JsonObject, type JsonValue, type QmpEvent } from '../qmp/protocol.js';
+import { treeLines } from '../xen/xenstore/tree-text.js';
 import { EXIT } from './exit-codes.js';
 import { defineCommand } from './command.js';
 
@@ -17,6 +18,8 @@ export interface CtlArgs {
   readonly command: string;
   /** The command's arguments as a JSON object, e.g. '{"port": 3}'. */
   readonly json?: string;
+  /** Or as words, for the commands that name theirs (WORD_ARGS): `xenstore-write PATH VALUE`. */
+  readonly words?: readonly string[];
   /** Print the raw JSON `return` value instead of the human form. */
   readonly raw?: boolean;
   /** How long to wait for the answer; default 30 s. */
@@ -27,7 +30,7 @@ export interface CtlArgs {
 }
 
 export const command = defineCommand({
-  command: 'ctl <socket> <cmd> [args]',
+  command: 'ctl <socket> <cmd> [args..]',
   describe: "Send one command to a running xenkvm's control socket and print the answer",
   builder: (y) =>
     y
@@ -39,23 +42,46 @@ export const command = defineCommand({
       .positional('cmd', {
         type: 'string',
         demandOption: true,
-        describe: 'query-status, stop, cont, quit, xen-event-list, xen-event-inject, query-commands',
+        describe:
+          'query-status, stop, cont, quit, xen-event-list, xen-event-inject, xenstore-read, xenstore-write, xenstore-ls, xenstore-rm, xenstore-watch, shutdown, reboot, query-commands',
       })
       .positional('args', {
         type: 'string',
-        describe: 'command arguments as a JSON object, e.g. \'{"port": 3}\'',
+        array: true,
+        describe:
+          'command arguments as a JSON object, e.g. \'{"port": 3}\', or as words for xenstore-* (PATH [VALUE|COUNT])',
       })
       .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON result' })
       .example('$0 ctl /tmp/vm.sock xen-event-list', 'show every event channel of the running guest')
       .example('$0 ctl /tmp/vm.sock xen-event-inject \'{"port": 3}\'', 'make port 3 pending')
+      .example('$0 ctl /tmp/vm.sock xenstore-write data/greeting hello', "write below the guest's xenstore home")
+      .example('$0 ctl /tmp/vm.sock xenstore-watch control 3', 'print the first 3 firings of a watch')
+      .example('$0 ctl /tmp/vm.sock shutdown', 'ask the guest to power off (control/shutdown)')
       .epilogue('Exit status: 0 success, 1 the command failed, 2 bad usage or no xenkvm listening.'),
-  run: (a) => ctlCommand({ socket: a.socket, command: a.cmd, json: a.args, raw: a.json }),
+  run: (a) => ctlCommand({ socket: a.socket, command: a.cmd, words: a.args ?? [], raw: a.json }),
 });
+
+/**
+ * Commands that take their arguments as words, like Xen's xenstore-* tools:
+ * the argument names in order (`?` marks an optional one, `#` an integer).
+ */
+const WORD_ARGS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['xenstore-read', ['path']],
+  ['xenstore-write', ['path', 'value']],
+  ['xenstore-rm', ['path']],
+  ['xenstore-ls', ['path?']],
+  ['xenstore-watch', ['path', 'count?#']],
+  ['xen-event-inject', ['port#']],
+]);
 
 /** Human forms by command name; a formatter returns null for a shape it does not know. */
 const PRETTY: ReadonlyMap<string, (v: JsonValue) => string | null> = new Map([
   ['query-status', formatStatus],
   ['xen-event-list', formatEventList],
+  ['xenstore-read', (v) => (isJsonObject(v) && typeof v['value'] === 'string' ? v['value'] : null)],
+  ['xenstore-ls', formatTree],
+  // Commands that only act say nothing when they succeed, as Xen's tools do.
+  ...['xenstore-write', 'xenstore-rm', 'shutdown', 'reboot'].map((c) => [c, () => ''] as const),
 ]);
 
 export async function ctlCommand(args: CtlArgs): Promise<number> {
@@ -65,16 +91,23 @@ export async function ctlCommand(args: CtlArgs): Promise<number> {
   const err = args.err ?? ((t: string) => void process.stderr.write(t));
   let commandArgs: JsonObject | undefined;
   try {
-    commandArgs = parseArgs(args.json);
+    commandArgs = commandArguments(args);
   } catch (e) {
     err(`xenkvm: ${(e as Error).message}\n`);
     return CTL_EXIT.usage;
   }
   let client: QmpClient | undefined;
+  const watching = args.command === 'xenstore-watch';
+  if (watching) commandArgs = { id: `ctl-${process.pid}-${Date.now()}`, ...commandArgs };
   try {
-    client = await QmpClient.connect(args.socket, { commandTimeoutMs: args.timeoutMs ?? 30_000 });
+    client = await QmpClient.connect(args.socket, {
+      // A watch lasts as long as it is asked to.
+      commandTimeoutMs: args.timeoutMs ?? (watching ? 0 : 30_000),
+      ...(watching && { onEvent: (e) => printWatchEvent(e, commandArgs!['id'], args.raw ?? false, out) }),
+    });
     const result = await client.execute(args.command, commandArgs);
-    out(`${render(args.command, result, args.raw ?? false)}\n`);
+    const text = watching ? '' : render(args.command, result, args.raw ?? false);
+    if (text !== '') out(`${text}\n`);
     return CTL_EXIT.ok;
   } catch (e) {
     if (!(e instanceof XenkvmError)) throw e;
@@ -83,6 +116,35 @@ export async function ctlCommand(args: CtlArgs): Promise<number> {
   } finally {
     client?.close();
   }
+}
+
+/** The command's arguments: one JSON object, or words named by WORD_ARGS. */
+function commandArguments(args: CtlArgs): JsonObject | undefined {
+  const words = args.words ?? [];
+  if (args.json !== undefined) return parseArgs(args.json);
+  if (words.length === 0) return undefined;
+  if (words.length === 1 && words[0]!.trim().startsWith('{')) return parseArgs(words[0]);
+  const names = WORD_ARGS.get(args.command);
+  if (!names) throw new Error(`${args.command} takes its arguments as one JSON object, e.g. '{"port": 3}'`);
+  const usage = `${args.command} ${names.map((n) => (n.includes('?') ? `[${bare(n)}]` : bare(n).toUpperCase())).join(' ')}`;
+  const need = names.filter((n) => !n.includes('?')).length;
+  if (words.length < need || words.length > names.length) throw new Error(`usage: ${usage}`);
+  const out: JsonObject = {};
+  words.forEach((w, i) => {
+    const name = names[i]!;
+    if (!name.includes('#')) out[bare(name)] = w;
+    else if (/^\d+$/.test(w)) out[bare(name)] = Number(w);
+    else throw new Error(`${bare(name)} must be a number, got ${JSON.stringify(w)} (usage: ${usage})`);
+  });
+  return out;
+}
+
+const bare = (name: string): string => name.replace(/[?#]/g, '');
+
+/** One line per firing of our own watch (others' watches send events to every client). */
+function printWatchEvent(e: QmpEvent, id: JsonValue | undefined, raw: boolean, out: (t: string) => void): void {
+  if (e.event !== 'XENSTORE_WATCH' || !isJsonObject(e.data) || e.data['watch'] !== id) return;
+  out(`${raw ? JSON.stringify(e.data) : String(e.data['path'])}\n`);
 }
 
 function parseArgs(json: string | undefined): JsonObject | undefined {
@@ -139,4 +201,15 @@ function binding(p: JsonObject): string {
   if (p['remote-domain'] !== undefined) return `dom ${String(p['remote-domain'])}`;
   if (p['pirq'] !== undefined) return `pirq ${String(p['pirq'])}`;
   return '-';
+}
+
+/** `xenstore-ls`: `path = "value"`, permissions where not inherited. */
+function formatTree(v: JsonValue): string | null {
+  if (!Array.isArray(v)) return null;
+  const nodes = v.filter(isJsonObject).map((n) => ({
+    path: String(n['path']),
+    value: String(n['value']),
+    perms: Array.isArray(n['perms']) ? n['perms'].map(String) : [],
+  }));
+  return treeLines(nodes).join('\n');
 }

@@ -67,6 +67,7 @@ const COMMANDS = {
   receive: () => import('./receive.js'),
   migrate: () => import('./migrate.js'),
   ctl: () => import('./ctl.js'),
+  console: () => import('./console.js'),
   inspect: () => import('./inspect.js'),
   diff: () => import('./diff.js'),
   schema: () => import('./schema.js'),
@@ -124,7 +125,7 @@ export async function main(argv: string[]): Promise<void> {
     await y
       .demandCommand(
         1,
-        'name a command: run, snapshot, restore, migrate, receive, ctl, inspect, diff, schema, demo (see --help)',
+        'name a command: run, snapshot, restore, migrate, receive, ctl, console, inspect, diff, schema, demo (see --help)',
       )
       .strict()
       .fail((msg, err) => {

@@ -169,7 +169,8 @@ export async function receiveCommand(a: ReceiveArgs): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     // runToCompletion starts the guest; the source hears "OK running" right after, and only then stops its copy.
-    return await lib.runToCompletion(r.machine, a.quiet, a.qmp, r.confirm);
+    // With --listen - stdin carried the stream: it is not the console's.
+    return await lib.runToCompletion(r.machine, a.quiet, a.qmp, r.confirm, !stdio);
   } finally {
     sources.close();
     process.off('SIGINT', onSignal);

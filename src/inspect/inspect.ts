@@ -6,10 +6,13 @@ import { InspectContext, type SectionView } from './context.js';
 import type { DecodedSection } from './decode.js';
 import { bytesText, jsonText, keyValues, PLAIN, table, type Style } from './text.js';
 import { cpuView } from './view-cpu.js';
+import { consoleView } from './view-console.js';
 import { evtchnView } from './view-evtchn.js';
+import { gnttabView } from './view-gnttab.js';
 import { memoryView } from './view-memory.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
+import { xenstoreView } from './view-xenstore.js';
 import { PAGE_SIZE } from '../migrate/index.js';
 
 /** Views by section name (and `name/sub` for a subsection); anything else gets the generic view. */
@@ -17,6 +20,9 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['cpu', cpuView],
   ['cpu/xen_vcpu', xenVcpuView],
   ['xen_evtchn', evtchnView],
+  ['gnttab', gnttabView],
+  ['xenstore', xenstoreView],
+  ['xen_console', consoleView],
   ['xen_memory', memoryView],
 ]);
 

@@ -10,6 +10,10 @@ import type { DecodedSection } from './decode.js';
 import { msrKey } from './msr-names.js';
 import { enumName } from './view-generic.js';
 import { hex } from './text.js';
+import { xenstoreDiffForm } from './view-xenstore.js';
+
+/** Sections compared in a form of their own rather than field by field (a node by its path, not its chunk). */
+const DIFF_FORMS: ReadonlyMap<string, (state: StateRecord) => StateRecord> = new Map([['xenstore', xenstoreDiffForm]]);
 
 /**
  * What `--ignore-volatile` ignores: fields that move whenever a guest runs,
@@ -163,8 +167,15 @@ function sectionChanges(
 ): FieldChange[] {
   const decoded = da.state !== undefined && db.state !== undefined;
   if (!decoded) raw.push(ctxLabel);
-  const pa = decoded ? diffParts(da.desc, da.state) : new Map([['', da.raw.payload]]);
-  const pb = decoded ? diffParts(db.desc, db.state) : new Map([['', db.raw.payload]]);
+  const form = DIFF_FORMS.get(name);
+  const parts = (d: DecodedSection): Map<string, unknown> =>
+    !decoded
+      ? new Map([['', d.raw.payload]])
+      : form && isRecord(d.state)
+        ? new Map([['', form(d.state)]])
+        : diffParts(d.desc, d.state);
+  const pa = parts(da);
+  const pb = parts(db);
   const out: FieldChange[] = [];
   for (const part of new Set([...pa.keys(), ...pb.keys()])) {
     for (const c of diffStates(pa.get(part), pb.get(part))) {
@@ -174,7 +185,7 @@ function sectionChanges(
       const paths = [full, generic];
       if (ignore.ignores(paths)) continue;
       const cuts = ignore.cuts([full.replace(RANGE, '$1'), generic.replace(RANGE, '$1')]);
-      const spec = decoded ? specAt(da.desc, part, c.path) : undefined;
+      const spec = decoded && !form ? specAt(da.desc, part, c.path) : undefined;
       for (const piece of cutRanges(c, cuts)) {
         const sep = piece.path === '' || piece.path.startsWith('[') ? '' : '.';
         out.push({ path: `${ctxLabel}${part}${sep}${piece.path}`, a: piece.a, b: piece.b, ...(spec ? { spec } : {}) });
@@ -213,19 +224,23 @@ export function diffSections(a: InspectContext, b: InspectContext, ignore: Ignor
 
 const hexBytes = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 
+/** Whether a 64-bit field at `path` counts time or events (shown in decimal) rather than addressing (hex). */
+function isDecimalField(path: string): boolean {
+  const leaf = path.split(/[./]/).pop() ?? '';
+  return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(leaf) && !/TSC_DEADLINE/.test(path);
+}
+
 /** A value in a diff line: enum names, hex for addresses, byte strings in hex. */
 export function changeValueText(v: unknown, spec: FieldSpec | undefined, path: string): string {
   if (v === undefined) return '(absent)';
   if (spec?.kind === 'enum' && typeof v === 'number') return enumName(spec, v);
   if (v instanceof Uint8Array)
     return v.length <= 16 ? hexBytes(v) : `${hexBytes(v.subarray(0, 16))} … (${v.length} bytes)`;
-  if (typeof v === 'bigint')
-    return /(ns|nsec|sec|khz|count|period|clock|time|tsc|guest_ns)(\W|$)|TSC$/i.test(path.split(/[./]/).pop() ?? '') &&
-      !/TSC_DEADLINE/.test(path)
-      ? v.toString()
-      : hex(v);
+  const big = (x: bigint): string => (isDecimalField(path) ? x.toString() : hex(x));
+  if (typeof v === 'bigint') return big(v);
   if (typeof v === 'string') return JSON.stringify(v);
+  // A whole list (one that changed length): its 64-bit values as the field's own would be.
   if (typeof v === 'object' && v !== null)
-    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? big(x) : x));
   return String(v);
 }

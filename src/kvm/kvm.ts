@@ -129,6 +129,31 @@ export function encodeCpuid(leaves: readonly CpuidLeaf[]): Uint8Array {
   return buf;
 }
 
+/**
+ * KVM_SET_USER_MEMORY_REGION on VM fd `vmFd`: maps `size` bytes of host
+ * memory at `hostAddr` as guest-physical `gpa` in `slot` (size 0 deletes the
+ * slot).  Safe from any thread while vCPUs run: KVM swaps its slot list under
+ * its own locks and makes every vCPU drop stale translations.
+ */
+export function setMemorySlot(
+  vmFd: number,
+  slot: number,
+  gpa: number,
+  size: number,
+  hostAddr: bigint,
+  flags = 0,
+): void {
+  const buf = new Uint8Array(S.kvm_userspace_memory_region.size);
+  const v = new DataView(buf.buffer);
+  const f = (n: string) => offsetOf(S.kvm_userspace_memory_region, n);
+  v.setUint32(f('slot'), slot, true);
+  v.setUint32(f('flags'), flags, true);
+  v.setBigUint64(f('guest_phys_addr'), BigInt(gpa), true);
+  v.setBigUint64(f('memory_size'), BigInt(size), true);
+  v.setBigUint64(f('userspace_addr'), hostAddr, true);
+  ioctlBuf(vmFd, KVM.SET_USER_MEMORY_REGION, buf, 'KVM_SET_USER_MEMORY_REGION');
+}
+
 /** One KVM VM with an in-kernel irqchip.  Its ioctls are safe from any thread. */
 export class KvmVm {
   readonly kvm: Kvm;
@@ -160,15 +185,7 @@ export class KvmVm {
 
   /** Maps `size` bytes of host memory at `hostAddr` as guest-physical `gpa`. */
   setMemory(slot: number, gpa: number, size: number, hostAddr: bigint, flags = 0): void {
-    const buf = new Uint8Array(S.kvm_userspace_memory_region.size);
-    const v = new DataView(buf.buffer);
-    const f = (n: string) => offsetOf(S.kvm_userspace_memory_region, n);
-    v.setUint32(f('slot'), slot, true);
-    v.setUint32(f('flags'), flags, true);
-    v.setBigUint64(f('guest_phys_addr'), BigInt(gpa), true);
-    v.setBigUint64(f('memory_size'), BigInt(size), true);
-    v.setBigUint64(f('userspace_addr'), hostAddr, true);
-    ioctlBuf(this.fd, KVM.SET_USER_MEMORY_REGION, buf, 'KVM_SET_USER_MEMORY_REGION');
+    setMemorySlot(this.fd, slot, gpa, size, hostAddr, flags);
   }
 
   enableCap(cap: number, args: readonly (number | bigint)[] = []): void {

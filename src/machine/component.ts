@@ -9,6 +9,9 @@ import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.j
 import type { XenShared } from '../xen/shared.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
+import type { FrameSlots } from '../xen/gnttab/slots.js';
+import type { XenstoreServer } from '../xen/xenstore/server.js';
+import type { ConsoleService } from '../xen/console/service.js';
 
 /** What a component's check sees: the machine the stream describes, and every other decoded section. */
 export interface CheckContext {
@@ -46,6 +49,12 @@ export interface MachineStateAccess {
   publishTime(): void;
   /** The emulator's pages mapped into the guest (xen/memory/layout.ts "Xen pages"). */
   readonly xenPageBytes: Uint8Array;
+  /** Places grant frames in guest-physical space (their KVM slots). */
+  readonly frameSlots: FrameSlots;
+  /** The xenstore daemon (plain data); restore replaces it. */
+  xenstore: XenstoreServer;
+  /** What the PV console backend holds outside its page. */
+  readonly consoleService: ConsoleService;
 }
 
 export interface Component<D extends AnyDescriptor = AnyDescriptor> {
@@ -75,4 +84,10 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
    * is accepted.  The rule lives here, with the state it guards.
    */
   check?(state: StateOf<D>, i: number, ctx: CheckContext): void;
+  /**
+   * The state of a machine saved before this section existed: a stream
+   * without it is restored as if it held this.  Absent: the section is
+   * mandatory (`section NAME[0] is missing`).
+   */
+  absent?(i: number): StateOf<D>;
 }

@@ -24,7 +24,7 @@ import type { Worker } from 'node:worker_threads';
 import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
-import { SyncField, VcpuField, XenShared } from '../xen/shared.js';
+import { BackendId, SyncField, VcpuField, XenShared } from '../xen/shared.js';
 import { guestNowNs, publishVcpuTime, publishWallclock, setClockReference } from '../xen/time/clock.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
@@ -34,7 +34,11 @@ import { MemoryLayout, memSizeProblem, NR_SPECIAL_PAGES, SPECIAL_GPA } from '../
 import { XEN_PAGES_BYTES } from '../xen/memory/guest-phys.js';
 import type { PvBackend } from './backend.js';
 import { setUpPlatform } from './platform.js';
+import { XenstoreServer } from '../xen/xenstore/server.js';
+import { XenstoreBackend, writeGuestTree, type XenstoreToolstack } from './xenstore-backend.js';
+import { ConsoleBackend } from './console-backend.js';
 import type { MachineStateAccess } from './component.js';
+import type { FrameSlots } from '../xen/gnttab/slots.js';
 
 export type { Outcome } from './vcpu-control.js';
 
@@ -97,6 +101,13 @@ export class XenMachine implements MachineStateAccess {
   private destroyed = false;
   private readonly backends = new Map<number, PvBackend>();
   private paused = true;
+  /** The xenstore daemon; a restore replaces it (sections.ts) before start() attaches the ring. */
+  xenstore = new XenstoreServer();
+  private xenstoreBackend: XenstoreBackend | null = null;
+  /** Built here (boot) rather than restored: its platform pages start empty. */
+  private booted = false;
+  /** The PV console backend; attached to the guest's ring by start() (console-backend.ts). */
+  readonly pvConsole: ConsoleBackend;
   private readonly haltProbe = { timer: null as NodeJS.Timeout | null, round: 0, idle: new Set<number>(), rounds: 0 };
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
@@ -107,6 +118,28 @@ export class XenMachine implements MachineStateAccess {
     this.opts = opts;
     this.xen = XenShared.create(opts.vcpus, ram.size);
     this.control = new SharedArrayBuffer(opts.vcpus * Ctl.SIZE * 4);
+    const m = this;
+    this.pvConsole = new ConsoleBackend({
+      get context() {
+        return m.context;
+      },
+      xenPages: xenPages.bytes,
+      get backendsActive() {
+        return m.backendsActive;
+      },
+      print: (bytes) => opts.console(bytes),
+      log: (message) => opts.log(message),
+    });
+  }
+
+  /** What the console backend holds outside the page (the xen_console section). */
+  get consoleService() {
+    return this.pvConsole.service;
+  }
+
+  /** Backends may touch their rings: the guest runs (see kickBackend). */
+  get backendsActive(): boolean {
+    return !this.paused && !this.finalOutcome;
   }
 
   get domain() {
@@ -180,6 +213,8 @@ export class XenMachine implements MachineStateAccess {
     try {
       const loaded = loadPvh(opts.elf, m.ram.chunks[0]!, m.layout, opts.cmdline, opts.elfName);
       setUpPlatform(m.context);
+      writeGuestTree(m.context, m.xenstore, opts);
+      m.booted = true;
       const bsp = new KvmVcpu(m.handles[0]!);
       bsp.setSregs(loaded.sregs);
       bsp.setRegs(loaded.gpr);
@@ -254,6 +289,10 @@ export class XenMachine implements MachineStateAccess {
     return guestNowNs(this.xen);
   }
 
+  get frameSlots(): FrameSlots {
+    return this.context.frameSlots;
+  }
+
   publishTime(): void {
     const ctx = this.context;
     for (let v = 0; v < this.handles.length; v++) publishVcpuTime(ctx, v);
@@ -302,7 +341,30 @@ export class XenMachine implements MachineStateAccess {
    */
   start(opts: { deferHugePages?: boolean } = {}): void {
     if (!opts.deferHugePages) this.ram.adviseHugePages();
+    this.attachXenstore();
+    if (!this.backends.has(BackendId.console) && this.pvConsole.attach())
+      this.addBackend(BackendId.console, this.pvConsole);
     this.resume();
+  }
+
+  /** Serves xenstore on the guest's ring, if it has one (a guest restored from an older snapshot has none). */
+  private attachXenstore(): void {
+    if (this.xenstoreBackend) return;
+    const b = new XenstoreBackend(this);
+    this.xenstoreBackend = b;
+    if (!b.attach(this.booted)) return;
+    if (!this.booted) b.toolstack.forgetWatchesOfEarlierRuns();
+    this.addBackend(BackendId.xenstore, b);
+  }
+
+  /** The toolstack's side of xenstore, or null when the guest has no xenstore ring. */
+  get xenstoreToolstack(): XenstoreToolstack | null {
+    return this.xenstoreBackend?.attached ? this.xenstoreBackend.toolstack : null;
+  }
+
+  /** An emulator warning, one line. */
+  log(message: string): void {
+    this.opts.log(message);
   }
 
   /**
@@ -315,7 +377,7 @@ export class XenMachine implements MachineStateAccess {
 
   private kickBackend(id: number): void {
     // Held back while paused: resume() kicks every backend (backend.ts).
-    if (this.paused || this.finalOutcome) return;
+    if (!this.backendsActive) return;
     const b = this.backends.get(id);
     if (!b) {
       this.opts.log(`the guest notified backend ${id}, which this machine does not have`);
@@ -331,6 +393,7 @@ export class XenMachine implements MachineStateAccess {
         return;
       case 'console':
         this.opts.console(msg.data);
+        this.pvConsole.recordOther(msg.data);
         return;
       case 'log':
         this.opts.log(msg.message);
@@ -487,7 +550,7 @@ export class XenMachine implements MachineStateAccess {
 const HALT_PROBE_MS = 1000;
 const HALT_PROBE_ROUNDS = 2;
 
-/** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region). */
+/** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region; grant frames 3 and up, xen/gnttab/slots.ts). */
 const SPECIAL_PAGES_SLOT = 2;
 
 /**

@@ -7,6 +7,7 @@ import { HvmParam } from '../xen/abi.js';
 import type { XenContext } from '../xen/context.js';
 import { SPECIAL_PFN_BASE, SpecialPage } from '../xen/memory/layout.js';
 import { BackendId, PortType } from '../xen/shared.js';
+import { seedReservedEntries } from '../xen/gnttab/ops.js';
 
 /** Binds a guest port to backend `id` and returns it (a fresh machine: the port table is empty but for this). */
 function bindBackendPort(x: XenContext, id: number): number {
@@ -27,4 +28,5 @@ export function setUpPlatform(x: XenContext): void {
   params[HvmParam.STORE_EVTCHN] = BigInt(bindBackendPort(x, BackendId.xenstore));
   params[HvmParam.CONSOLE_PFN] = BigInt(SPECIAL_PFN_BASE + SpecialPage.CONSOLE);
   params[HvmParam.CONSOLE_EVTCHN] = BigInt(bindBackendPort(x, BackendId.console));
+  seedReservedEntries(x, SPECIAL_PFN_BASE + SpecialPage.CONSOLE, SPECIAL_PFN_BASE + SpecialPage.XENSTORE);
 }

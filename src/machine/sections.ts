@@ -43,6 +43,20 @@ import {
   type XenCheckContext,
 } from '../xen/state-checks.js';
 import { initialXenVcpuState } from '../xen/vcpu/state.js';
+import { checkGnttab, gnttabState, restoreGnttab, saveGnttab } from '../xen/gnttab/state.js';
+import {
+  check as checkXenstore,
+  restore as restoreXenstore,
+  save as saveXenstore,
+  xenstoreState,
+} from '../xen/xenstore/state.js';
+import {
+  checkConsole,
+  initialConsoleState,
+  restoreConsole,
+  saveConsole,
+  xenConsoleState,
+} from '../xen/console/state.js';
 import { checkMemory, restoreMemory, saveMemory, xenMemoryState } from '../xen/memory/state.js';
 import { MemoryLayout } from '../xen/memory/layout.js';
 
@@ -101,6 +115,17 @@ export const COMPONENTS: readonly Component[] = [
     checkEvtchn(st, ctx.state(xenOverlayState), xenVcpusOf(ctx), xenCheckContext(ctx)),
   ),
   xenTable(xenHvmState, saveHvm, restoreHvm, (st, ctx) => checkHvm(st, ctx.state(xenEvtchnState))),
+  // Absent from streams written before xenstore: their guests have no ring (STORE_PFN 0).
+  component({
+    desc: xenstoreState,
+    instances: one,
+    optional: true,
+    save: (m) => saveXenstore(m.xenstore),
+    check: (st) => checkXenstore(st),
+    restore: (m, _i, st) => {
+      m.xenstore = restoreXenstore(st);
+    },
+  }),
   component({
     desc: xenPagesState,
     optional: true,
@@ -108,6 +133,14 @@ export const COMPONENTS: readonly Component[] = [
     save: (m) => saveXenPages(m.xenPageBytes),
     restore: (m, _i, st) => restoreXenPages(m.xenPageBytes, st),
     check: (st) => checkXenPages(st),
+  }),
+  component({
+    desc: gnttabState,
+    optional: true,
+    instances: one,
+    save: (m) => saveGnttab(m.xen),
+    restore: (m, _i, st) => restoreGnttab(m.xen, m.frameSlots, st),
+    check: (st, _i, ctx) => checkGnttab(st, ctx.layout),
   }),
   component({
     desc: xenMemoryState,
@@ -143,6 +176,16 @@ export const COMPONENTS: readonly Component[] = [
       for (let v = 0; v < m.vcpuCount; v++) m.rearmPeriodic(v, st.guest_ns);
       m.publishTime();
     },
+  }),
+  // Last: a stream from before the console backend lacks it (absent), and a
+  // live migration's restore applies sections in order as they come.
+  component({
+    desc: xenConsoleState,
+    instances: one,
+    save: (m) => saveConsole(m.consoleService),
+    check: (st) => checkConsole(st),
+    restore: (m, _i, st) => restoreConsole(m.consoleService, st),
+    absent: () => initialConsoleState(),
   }),
 ];
 

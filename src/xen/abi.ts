@@ -182,6 +182,58 @@ export const PVCLOCK_TSC_STABLE_BIT = 1;
 /** Shared-info vcpu_info slots. */
 export const XEN_LEGACY_MAX_VCPUS = 32;
 export const XenMapSpace = { shared_info: 0, grant_table: 1 } as const;
+/** XENMAPSPACE_grant_table idx flag asking for a v2 status frame. */
+export const XENMAPIDX_grant_table_status = 0x80000000;
+
+/** GNTTABOP_* (xen/include/public/grant_table.h). */
+export const GnttabOp = {
+  map_grant_ref: 0,
+  unmap_grant_ref: 1,
+  setup_table: 2,
+  dump_table: 3,
+  transfer: 4,
+  copy: 5,
+  query_size: 6,
+  unmap_and_replace: 7,
+  set_version: 8,
+  get_status_frames: 9,
+  get_version: 10,
+  swap_grant_ref: 11,
+  cache_flush: 12,
+} as const;
+/** Grant operation status codes (GNTST_*), as the op structures carry them. */
+export const Gntst = {
+  okay: 0,
+  general_error: -1,
+  bad_domain: -2,
+  bad_gntref: -3,
+  bad_handle: -4,
+  bad_virt_addr: -5,
+  bad_dev_addr: -6,
+  no_device_space: -7,
+  permission_denied: -8,
+  bad_page: -9,
+  bad_copy_arg: -10,
+  address_too_big: -11,
+  eagain: -12,
+  no_space: -13,
+} as const;
+/** grant_entry_v1.flags bits. */
+export const Gtf = {
+  invalid: 0,
+  permit_access: 1,
+  accept_transfer: 2,
+  transitive: 3,
+  type_mask: 3,
+  readonly: 1 << 2,
+  reading: 1 << 3,
+  writing: 1 << 4,
+  sub_page: 1 << 8,
+} as const;
+/** Entries Xen keeps for the toolstack at the start of the table (console, xenstore). */
+export const GNTTAB_NR_RESERVED_ENTRIES = 8;
+export const GNTTAB_RESERVED_CONSOLE = 0;
+export const GNTTAB_RESERVED_XENSTORE = 1;
 
 /** Xen's PV ELF note carrying the 32-bit PVH entry point. */
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;

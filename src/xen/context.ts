@@ -14,6 +14,7 @@ import { INVALID_GPA } from './domain.js';
 import { trackGuestWrites } from './guest-access.js';
 import { VcpuField, XenShared, type XenSharedBuffers } from './shared.js';
 import { Ctl } from './vcpu/control-block.js';
+import { kvmFrameSlots, NO_FRAME_SLOTS, type FrameSlots } from './gnttab/slots.js';
 
 export interface XenThreadResources {
   ramAddr: bigint;
@@ -36,6 +37,8 @@ export class XenContext {
   /** Guest RAM by RAM offset, and the layout that maps guest-physical addresses to it. */
   readonly phys: GuestPhys;
   readonly ctl: Int32Array;
+  /** Moves grant frames in guest-physical space (KVM slots; nothing without a VM). */
+  readonly frameSlots: FrameSlots;
   private readonly msi: UpcallSender;
   /** Host address of guest RAM; 0n when the RAM views are the caller's plain memory. */
   private readonly ramAddr: bigint;
@@ -52,7 +55,8 @@ export class XenContext {
   ) {
     this.shared = XenShared.attach(r.xen);
     const xenPages = r.xenPagesAddr === 0n ? undefined : viewOf(r.xenPagesAddr, XEN_PAGES_BYTES);
-    this.phys = new GuestPhys(new MemoryLayout(r.ramSize), ram, xenPages);
+    this.phys = new GuestPhys(new MemoryLayout(r.ramSize, this.shared.grants), ram, xenPages);
+    this.frameSlots = r.xenPagesAddr === 0n ? NO_FRAME_SLOTS : kvmFrameSlots(r.vmFd, r.xenPagesAddr);
     this.ctl = new Int32Array(r.control);
     this.msi = msi;
     this.ramAddr = r.ramAddr;

@@ -5,6 +5,7 @@
 // single words, which JavaScript never tears.
 import { NR_VIRQS } from './abi.js';
 import { DomainState, INVALID_GPA } from './domain.js';
+import { GrantTable } from './gnttab/table.js';
 import { MemoryReservation, memoryBufferBytes } from './memory/reservation.js';
 
 export const MAX_PORTS = 4096;
@@ -82,6 +83,8 @@ export interface XenSharedBuffers {
   sync: SharedArrayBuffer;
   /** Pages the emulator wrote while `SyncField.dirtyTracking` is set: bit i&31 of word i>>5 for page i (KVM's dirty log layout). */
   dirty?: SharedArrayBuffer;
+  /** The grant table's version, size and frame placement (gnttab/table.ts). */
+  gnttab: SharedArrayBuffer;
   /** The memory reservation (memory/reservation.ts), sized for `ramBytes` of RAM. */
   memory?: SharedArrayBuffer;
   ramBytes?: number;
@@ -98,6 +101,7 @@ export class XenShared {
   readonly clock: BigInt64Array;
   readonly sync: Int32Array;
   readonly dirty: Int32Array;
+  readonly grants: GrantTable;
   /** Ballooned pages, unmapped grants and the guest's own memory map. */
   readonly memory: MemoryReservation;
   readonly nrVcpus: number;
@@ -112,6 +116,7 @@ export class XenShared {
     this.clock = new BigInt64Array(b.clock);
     this.sync = new Int32Array(b.sync);
     this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
+    this.grants = new GrantTable(b.gnttab);
     const ramBytes = b.ramBytes ?? 0;
     this.memory = new MemoryReservation(b.memory ?? new SharedArrayBuffer(memoryBufferBytes(ramBytes)), ramBytes);
   }
@@ -126,6 +131,7 @@ export class XenShared {
       clock: new SharedArrayBuffer(CLOCK_WORDS * 8),
       sync: new SharedArrayBuffer(SYNC_WORDS * 4),
       dirty: new SharedArrayBuffer(Math.ceil(ramBytes / 4096 / 64) * 8),
+      gnttab: new GrantTable().sab,
       memory: new SharedArrayBuffer(memoryBufferBytes(ramBytes)),
       ramBytes,
       nrVcpus,

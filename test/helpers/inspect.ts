@@ -1,6 +1,8 @@
 // Synthetic snapshots for the inspector suites: real descriptors, realistic
 // states (a 2-vCPU PVH guest in long mode with timers and ports bound), and
 // the real stream writer.
+import { ConsoleService } from '../../src/xen/console/service.js';
+import { saveConsole, xenConsoleState, type XenConsoleState } from '../../src/xen/console/state.js';
 import { PAGE_SIZE, writeRam, writeSnapshotFile } from '../../src/migrate/index.js';
 import type { Section } from '../../src/migrate/index.js';
 import { encodeState, schemaOf, type AnyDescriptor, type StateRecord } from '../../src/vmstate/index.js';
@@ -9,6 +11,10 @@ import { machineCpuState } from '../../src/machine/sections.js';
 import { irqchipState, kvmclockState } from '../../src/kvm/state/index.js';
 import { initialXenVcpuState } from '../../src/xen/vcpu/state.js';
 import { xenEvtchnState, xenHvmState, xenPagesState, xenOverlayState, xenTimeState } from '../../src/xen/state.js';
+import { gnttabState, UNMAPPED_GPFN } from '../../src/xen/gnttab/state.js';
+import { XenstoreServer } from '../../src/xen/xenstore/server.js';
+import { writeDomainTree } from '../../src/xen/xenstore/domain-tree.js';
+import { save as saveXenstore, xenstoreState } from '../../src/xen/xenstore/state.js';
 import { xenMemoryState } from '../../src/xen/memory/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
@@ -104,6 +110,26 @@ export function fixtureSections(): number {
   return 2 + xenSections().length;
 }
 
+/** Grant frame 0 (emulator page 8): the console grant, and ref 9 read-only and mapped for reading. */
+function grantFrame(): Uint8Array {
+  const page = new Uint8Array(4096);
+  const v = new DataView(page.buffer);
+  v.setUint16(0, 1, true); // GTF_permit_access, domid 0
+  v.setUint32(4, 0xfefff, true);
+  v.setUint16(9 * 8, 1 | 4 | 8, true); // permit_access|readonly|reading
+  v.setUint32(9 * 8 + 4, 0x123, true);
+  return page;
+}
+
+/** A console backend that logged a prompt and holds typed input the guest has not read. */
+export function consoleFixture(): XenConsoleState {
+  const s = new ConsoleService();
+  s.record(new TextEncoder().encode('booting\r\ngrub> '));
+  s.queueInput(new TextEncoder().encode('echo hi\r'));
+  s.outTotal = 6;
+  return saveConsole(s);
+}
+
 export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
   const params = new Array<bigint>(64).fill(0n);
   params[0] = (2n << 56n) | 0xf3n;
@@ -128,9 +154,21 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       },
     },
     { desc: xenHvmState as AnyDescriptor, state: { params } },
+    { desc: xenstoreState as AnyDescriptor, state: fixtureXenstore() as unknown as StateRecord },
     {
       desc: xenPagesState as AnyDescriptor,
-      state: { nr_pages: 1, pages: [{ index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) }] },
+      state: {
+        nr_pages: 2,
+        pages: [
+          { index: 7, data: new Uint8Array(4096).fill(0x41, 0, 12) },
+          { index: 8, data: grantFrame() },
+        ],
+      },
+    },
+    {
+      // Frame 0 where GRUB maps it: the first frame past RAM.
+      desc: gnttabState as AnyDescriptor,
+      state: { version: 1, nr_frames: 2, frame_gpfn: [0x400n, UNMAPPED_GPFN] },
     },
     {
       desc: xenMemoryState as AnyDescriptor,
@@ -153,7 +191,21 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       desc: xenTimeState as AnyDescriptor,
       state: { guest_ns: GUEST_NS, tsc_khz: 2_400_000, wc_sec: 1_700_000_000n, wc_nsec: 0 },
     },
+    { desc: xenConsoleState as AnyDescriptor, state: consoleFixture() as unknown as StateRecord },
   ];
+}
+
+/** The daemon of a guest (domain 1, "fixture") that wrote data/greeting and watches it. */
+export function fixtureXenstore(greeting = 'hello') {
+  const server = new XenstoreServer();
+  writeDomainTree(server, { domid: 1, name: 'fixture', memoryKb: 4096, vcpus: 2 });
+  server.introduceDomain(1);
+  const send = (type: number, ...parts: string[]) =>
+    server.handle(1, { type, reqId: 1, txId: 0, payload: new TextEncoder().encode(parts.join('\0')) });
+  send(11, 'data/greeting', greeting);
+  send(4, 'data/greeting', 'tok\0');
+  server.take(1);
+  return saveXenstore(server);
 }
 
 /** A 4 MiB guest image: page 0x10..0x1f random, the shared_info page with port 3 pending and port 4 masked. */

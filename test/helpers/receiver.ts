@@ -18,6 +18,8 @@ export interface ReceiverOptions {
   tlsKey?: string;
   tlsCa?: string;
   pskFile?: string;
+  /** Its control socket (--qmp). */
+  qmp?: string;
 }
 
 const FLAGS: Record<Exclude<keyof ReceiverOptions, 'listen'>, string> = {
@@ -25,6 +27,7 @@ const FLAGS: Record<Exclude<keyof ReceiverOptions, 'listen'>, string> = {
   tlsKey: '--tls-key',
   tlsCa: '--tls-ca',
   pskFile: '--psk-file',
+  qmp: '--qmp',
 };
 
 export function startReceiver(opts: ReceiverOptions = {}): Receiver {

@@ -10,7 +10,7 @@ import { diffMemory, DIFF_WINDOW_PAGES, loadSnapshot } from '../../src/inspect/i
 import { PAGE_SIZE } from '../../src/migrate/index.js';
 import { defineState, encodeState, schemaOf, u32 } from '../../src/vmstate/index.js';
 import type { StateRecord } from '../../src/vmstate/index.js';
-import { fixtureSections, guestRam, writeFixture } from '../helpers/inspect.js';
+import { fixtureSections, fixtureXenstore, guestRam, writeFixture } from '../helpers/inspect.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const { dir, cleanup } = tempDir('inspect');
@@ -45,6 +45,7 @@ test.before(async () => {
       (cpus[0]!['lapic'] as Uint8Array)[0x380] = 0x10; // LAPIC timer initial count: not volatile
       xen.find((s) => s.desc.name === 'kvmclock')!.state['clock'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xen_time')!.state['guest_ns'] = 6_000_000_000n;
+      xen.find((s) => s.desc.name === 'xenstore')!.state = fixtureXenstore('bye') as unknown as StateRecord;
       const mem = xen.find((s) => s.desc.name === 'xen_memory')!.state;
       (mem['holes'] as StateRecord[])[1]!['count'] = 9n;
       mem['ballooned_pages'] = 25n;
@@ -81,6 +82,7 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     'cpu[1]/xen_vcpu.xen_virq[0]: 4 → 5',
     'kvmclock.clock: 5000123456 → 6000000000',
     'xen_time.guest_ns: 5000000000 → 6000000000',
+    'xenstore.node./local/domain/1/data/greeting: "hello" → "bye"',
     'xen_memory.ballooned_pages: 0x18 → 0x19',
     'xen_memory.holes[1].count: 8 → 9',
     `only in ${p('b.xkvm')}: section extra`,
@@ -92,8 +94,34 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
   assert.match(
     lines[lines.length - 1]!,
-    /^different: 10 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
+    /^different: 11 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
   );
+});
+
+test('a grant frame mapped elsewhere and a grown table show as gnttab fields', async () => {
+  await writeFixture(p('g.xkvm'), {
+    edit: (_cpus, xen) => {
+      const g = xen.find((s) => s.desc.name === 'gnttab')!.state;
+      g['nr_frames'] = 3;
+      g['frame_gpfn'] = [0x401n, 0xffff_ffff_ffff_ffffn, 0x500n];
+    },
+  });
+  const r = await run({ a: p('a.xkvm'), b: p('g.xkvm') });
+  assert.is(r.status, 1, r.err);
+  const lines = r.out.trim().split('\n');
+  for (const want of [
+    'gnttab.nr_frames: 2 → 3',
+    'gnttab.frame_gpfn: ["0x400","0xffffffffffffffff"] → ["0x401","0xffffffffffffffff","0x500"]',
+  ])
+    assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
+  // The same table size: only the frame that moved.
+  await writeFixture(p('h.xkvm'), {
+    edit: (_cpus, xen) => {
+      xen.find((s) => s.desc.name === 'gnttab')!.state['frame_gpfn'] = [0x400n, 0x10000n];
+    },
+  });
+  const h = await run({ a: p('a.xkvm'), b: p('h.xkvm') });
+  assert.ok(h.out.split('\n').includes('gnttab.frame_gpfn[1]: 0xffffffffffffffff → 0x10000'), h.out);
 });
 
 test('--ignore (exact, glob, byte range) and --ignore-volatile', async () => {

@@ -52,7 +52,18 @@ kvmTest('soak guest on 2 vCPUs saved twice, 1 s apart', async () => {
 kvmTest('inspect: summary, registers, port table, Xen vCPU state of a real snapshot', async () => {
   const s = await inspect(A);
   assert.is(s.status, 0, s.err);
-  for (const name of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time'])
+  for (const name of [
+    'cpu[0]',
+    'cpu[1]',
+    'xen_overlay',
+    'xen_evtchn',
+    'xen_hvm',
+    'xenstore',
+    'irqchip',
+    'kvmclock',
+    'xen_time',
+    'xen_console',
+  ])
     assert.match(s.out, new RegExp(`^${name.replace(/[[\]]/g, '\\$&')}\\s+\\d+\\s.*this build$`, 'm'));
   assert.match(s.out, /guest\s+64\.0 MiB \(16384 pages\)/);
   const cpu = await inspect(A, 'cpu');

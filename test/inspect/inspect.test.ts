@@ -70,7 +70,17 @@ test('summary: format, producer, machine, sections with size, memory statistics'
   assert.match(r.out, /producer\s+xenkvm 0\.1\.0/);
   assert.match(r.out, /memBytes\s+4194304 \(4\.00 MiB\)/);
   assert.match(r.out, /vcpus\s+2/);
-  for (const s of ['cpu[0]', 'cpu[1]', 'xen_overlay', 'xen_evtchn', 'xen_hvm', 'irqchip', 'kvmclock', 'xen_time'])
+  for (const s of [
+    'cpu[0]',
+    'cpu[1]',
+    'xen_overlay',
+    'xen_evtchn',
+    'xen_hvm',
+    'xenstore',
+    'irqchip',
+    'kvmclock',
+    'xen_time',
+  ])
     assert.match(r.out, new RegExp(`^${s.replace(/[[\]]/g, '\\$&')}\\s+1\\s+\\d`, 'm'));
   assert.match(r.out, /stored\s+17 pages/);
   assert.match(r.out, /zero\s+1007 pages/);
@@ -167,11 +177,40 @@ test('--section cpu/xen_vcpu: VIRQs by name, single-shot timer absolute and rela
   assert.is(j.view[0].xen_vcpu_info_gpa, '0x1fe000');
 });
 
+test('--section gnttab: version, size, frames mapped, entries in use from the saved frames', async () => {
+  const r = await run({ file: plain, section: 'gnttab' });
+  assert.is(r.status, 0, r.err);
+  assert.match(r.out, /grant table v1: 2 frame\(s\), 1024 entries/);
+  assert.match(r.out, /^\s*0\s+0x400\s+0x400000$/m);
+  assert.match(r.out, /^\s*0\s+permit_access\s+0\s+0xfefff$/m);
+  assert.match(r.out, /^\s*9\s+permit_access\|readonly\|reading\s+0\s+0x123$/m);
+  const j = JSON.parse((await run({ file: packed, section: 'gnttab', json: true })).out);
+  assert.equal(j.view.frames, [
+    { frame: 0, gpfn: '0x400' },
+    { frame: 1, gpfn: null },
+  ]);
+  assert.is(j.view.entries.length, 2);
+});
+
 test('generic view for the other sections; enum names', async () => {
   const r = await run({ file: plain, section: 'xen_hvm' });
   assert.match(r.out, /params: 64 entries, 1 non-zero:\n\s+\[0\] 0x2000000000000f3/);
   const k = await run({ file: plain, section: 'kvmclock' });
   assert.match(k.out, /clock\s+5000123456/);
+});
+
+test('xenstore: the tree as path = value with permissions where not inherited, then watches and quota use', async () => {
+  const r = await run({ file: plain, section: 'xenstore' });
+  assert.is(r.status, 0, r.err);
+  assert.match(r.out, /^ {2}\/local\/domain\/1\/name = "fixture"$/m);
+  assert.match(r.out, /^ {2}\/local\/domain\/1 = "" {2}\(n0 r1\)$/m);
+  assert.match(r.out, /^ {2}\/local\/domain\/1\/data\/greeting = "hello"$/m);
+  assert.match(r.out, /^ {2}dom 1: \/local\/domain\/1\/data\/greeting token "tok" \(relative\)$/m);
+  assert.match(r.out, /^ {2}dom 1: 12 nodes$/m);
+  const j = JSON.parse((await run({ file: plain, section: 'xenstore', json: true })).out);
+  assert.ok(
+    j.view.tree.some((n: { path: string; value: string }) => n.path === '/local/domain/1/domid' && n.value === '1'),
+  );
 });
 
 test('a section this build does not know is decoded from the embedded schema', async () => {

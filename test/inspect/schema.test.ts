@@ -46,11 +46,14 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'xen_overlay',
     'xen_evtchn',
     'xen_hvm',
+    'xenstore',
     'xen_pages',
+    'gnttab',
     'xen_memory',
     'irqchip',
     'kvmclock',
     'xen_time',
+    'xen_console',
   ])
     assert.match(r.out, new RegExp(`^${s}  version \\d`, 'm'));
   assert.match(r.out, /^ {2}cpu\/xen_vcpu {2}version 2 \(reads 1\.\.2\), mandatory subsection of cpu$/m);
@@ -62,11 +65,14 @@ test('schema: every section the writer uses, cpu with its cpu/xen_vcpu subsectio
     'xen_overlay',
     'xen_evtchn',
     'xen_hvm',
+    'xenstore',
     'xen_pages',
+    'gnttab',
     'xen_memory',
     'irqchip',
     'kvmclock',
     'xen_time',
+    'xen_console',
   ]);
 });
 

@@ -23,8 +23,8 @@ import type { Rng } from './rng.js';
 import {
   buildStream,
   decodeMsgpack,
-  endBody,
   encodeMsgpack,
+  endBody,
   fixRamHeadCrc,
   type ParsedStream,
   ramData,
@@ -45,6 +45,13 @@ export interface Mutation {
   readonly label: string;
   /** Which layer must refuse the result; null when the result may be valid. */
   readonly invalid: InvalidLayer | null;
+  /**
+   * For a mutation that keeps END's old totals: the layer that must refuse
+   * the result if the totals still match the records in the end (another
+   * mutation of the case added back what this one took), when `invalid`
+   * rested on the mismatch alone.
+   */
+  readonly ifEndMatches?: InvalidLayer | null;
 }
 
 export interface MutatedStream {
@@ -89,8 +96,6 @@ const U64_MAX = (1n << 64n) - 1n;
 const NR_VIRQS = 24;
 
 type Mutator = (w: Work, s: SeedInfo, r: Rng) => Mutation | null;
-
-const REMOVED_LABEL = 'a record removed, END left as it was';
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -456,8 +461,6 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
       return { label: `${who} removed`, invalid: 'state' };
     }
     case 1: {
-      // The original is claimed too: removing it later would leave the copy in its place, a valid stream.
-      touch(w, w.records[i]!);
       w.records.splice(i + r.below(2), 0, touch(w, { ...w.records[i]! }));
       return { label: `${who} repeated`, invalid: 'state' };
     }
@@ -643,10 +646,12 @@ const mutateHeader: Mutator = (w, s, r) => {
         const matters =
           key === 'kind' || key === 'name' || key === 'since' || (own[String(f['kind'])] ?? []).includes(key);
         f[key] = r.pick(['u128', 'struct', -1, 2 ** 40, null, 'nope', [], {}, nested(120)]);
+        // A field renamed to another string is a schema that differs (a verdict), not a broken one.
+        const renamed = key === 'name' && typeof f[key] === 'string';
         w.headerDirty = true;
         return {
           label: `header: schema of ${n}: field ${String(f['name'])}.${key} = ${describeValue(f[key])}`,
-          invalid: matters ? 'schema' : null,
+          invalid: matters && !renamed ? 'schema' : null,
         };
       } else if (what === 7) {
         delete sch['fields'];
@@ -707,7 +712,19 @@ const mutateDeep: Mutator = (w, s, r) => {
 
 // ---- RAM -------------------------------------------------------------------
 
-const mutateRam: Mutator = (w, s, r) => {
+/**
+ * Values a RAM_PAGES head field may be set to, each one a change: offset 4
+ * is the one-byte encoding, so the u32 candidates count by their low byte
+ * there (16385 would write 1, which a deflated batch already holds).
+ */
+export function headFieldValues(field: number, was: number, bodyBytes: number): number[] {
+  const all = [0, 1, 0xffffffff, 16385, RAM_HEAD_BYTES - 1, bodyBytes, 2].map((x) =>
+    field === 4 ? x & 0xff : x >>> 0,
+  );
+  return [...new Set(all)].filter((x) => x !== was);
+}
+
+export const mutateRam: Mutator = (w, s, r) => {
   const pages = ramIndexes(w);
   const guestPages = s.memBytes / PAGE_SIZE;
   const choice = r.below(10);
@@ -795,20 +812,22 @@ const mutateRam: Mutator = (w, s, r) => {
     const v = new DataView(out.buffer, out.byteOffset, out.length);
     const field = r.pick([0, 4, 8, 12, 16]);
     const was = field === 4 ? v.getUint8(4) : v.getUint32(field, true);
-    const val = r.pick([0, 1, 0xffffffff, 16385, RAM_HEAD_BYTES - 1, out.length, 2].filter((x) => x !== was));
-    if (field === 4) v.setUint8(4, val & 0xff);
-    else v.setUint32(field, val >>> 0, true);
+    const now = r.pick(headFieldValues(field, was, out.length));
+    if (field === 4) v.setUint8(4, now);
+    else v.setUint32(field, now, true);
     fixRamHeadCrc(out);
     w.records[i] = touch(w, { ...w.records[i]!, body: out });
-    const now = field === 4 ? val & 0xff : val;
     return {
       label: `RAM batch ${i}: head field at ${field} = ${now}`,
       // Raw pages said to be deflated: only whoever inflates them can tell.
-      invalid: field === 4 && now === 1 ? 'pages' : field === 4 && now === was ? null : 'stream',
+      invalid: field === 4 && now === 1 ? 'pages' : 'stream',
     };
   }
   if (choice === 8) {
     // A page repeated within one batch, or a whole batch repeated (the later copy wins: valid).
+    // Both copies are this mutation's: the earlier one's data is never read by
+    // a reader that reads only the pages it needs (diff), so breaking it later
+    // would be a change no such reader can see (FORMAT.md: data is checked when read).
     if (pages.length === 0) return null;
     const i = r.pick(pages);
     touch(w, w.records[i]!);
@@ -826,6 +845,41 @@ const mutateRam: Mutator = (w, s, r) => {
 
 // ---- the stream's structure ------------------------------------------------
 
+/**
+ * The records between the first (HEADER) and the first END with the
+ * sections grouped before the rest (`sectionsFirst`) or after it.  Only
+ * SECTION records move: a second HEADER or a record after END that another
+ * mutation put there stays what it was.
+ */
+export function regroupSections(records: readonly RawRecord[], sectionsFirst: boolean): RawRecord[] {
+  const endAt = records.findIndex((x) => x.type === RecordType.END);
+  const stop = endAt < 0 ? records.length : endAt;
+  const middle = records.slice(1, stop);
+  const secs = middle.filter((x) => x.type === RecordType.SECTION);
+  const rest = middle.filter((x) => x.type !== RecordType.SECTION);
+  return [records[0]!, ...(sectionsFirst ? [...secs, ...rest] : [...rest, ...secs]), ...records.slice(stop)];
+}
+
+/**
+ * END kept with the seed's totals is a rule break only while the totals
+ * disagree with the records: a removed record and an added one of the same
+ * kind cancel out.  Mutations that rested on the mismatch then say what they
+ * break without it.
+ */
+export function settleEnd(w: Work, mutations: Mutation[]): void {
+  if (!w.keepEnd) return;
+  const endAt = w.records.findIndex((x) => x.type === RecordType.END);
+  if (endAt < 0 || !sameBytes(w.records[endAt]!.body, endBody(w.records.slice(0, endAt)))) return;
+  mutations.forEach((m, k) => {
+    if (m.ifEndMatches === undefined) return;
+    mutations[k] = { label: `${m.label} (totals still match)`, invalid: m.ifEndMatches };
+  });
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, k) => x === b[k]);
+}
+
 const mutateStructure: Mutator = (w, _s, r) => {
   const choice = r.below(9);
   const endAt = w.records.findIndex((x) => x.type === RecordType.END);
@@ -840,8 +894,13 @@ const mutateStructure: Mutator = (w, _s, r) => {
         .filter((k) => k >= 0);
       if (free.length === 0) return null;
       w.keepEnd = true;
-      w.records.splice(r.pick(free), 1);
-      return { label: REMOVED_LABEL, invalid: 'stream' };
+      const [gone] = w.records.splice(r.pick(free), 1);
+      return {
+        label: 'a record removed, END left as it was',
+        invalid: 'stream',
+        // Totals made good again: a removed batch is pages left zero; a removed section is missing.
+        ifEndMatches: gone!.type === RecordType.SECTION ? 'state' : null,
+      };
     case 3:
       if (endAt >= 0 && w.touched.has(w.records[endAt]!)) return null;
       if (endAt >= 0) w.records.splice(endAt, 1);
@@ -884,22 +943,14 @@ const mutateStructure: Mutator = (w, _s, r) => {
       const v = new DataView(body.buffer, body.byteOffset, body.length);
       v.setUint32(r.pick([0, 8, 16, 24]), r.u32(), true);
       w.records[endAt] = touch(w, { ...w.records[endAt]!, body });
-      return { label: 'END totals changed', invalid: 'stream' };
+      return { label: 'END totals changed', invalid: 'stream', ifEndMatches: null };
     }
     default: {
       // Every section before RAM moved after it (or the reverse): the order a migration uses.
-      // Reordering everything would move records earlier mutations placed on purpose (one after END).
-      if (w.touched.size > 0) return null;
-      // Only the first record (the header) stays in front: a header a mutation inserted later moves with the rest.
-      const head = w.records[0]!;
-      const body = w.records.slice(1);
-      const secs = body.filter((x) => x.type === RecordType.SECTION);
-      const rest = body.filter((x) => x.type !== RecordType.SECTION && x.type !== RecordType.END);
-      const end = body.filter((x) => x.type === RecordType.END);
       const ramFirst =
         w.records.findIndex((x) => x.type === RecordType.SECTION) >
         w.records.findIndex((x) => x.type === RecordType.RAM_PAGES);
-      w.records = ramFirst ? [head, ...secs, ...rest, ...end] : [head, ...rest, ...secs, ...end];
+      w.records = regroupSections(w.records, ramFirst);
       return { label: ramFirst ? 'sections moved before RAM' : 'sections moved after RAM', invalid: null };
     }
   }
@@ -941,7 +992,7 @@ export function mutateStream(seed: ParsedStream, info: SeedInfo, r: Rng): Mutate
     if (m) mutations.push(m);
   }
   if (w.headerDirty) w.records[0] = { ...w.records[0]!, body: encodeMsgpack(w.header) };
-  endStillMatches(w, mutations);
+  settleEnd(w, mutations);
   let bytes = buildFramed(w);
   let truncatedAt: number | undefined;
   if (w.truncateTo === -1) {
@@ -949,20 +1000,6 @@ export function mutateStream(seed: ParsedStream, info: SeedInfo, r: Rng): Mutate
     bytes = bytes.subarray(0, truncatedAt);
   }
   return truncatedAt === undefined ? { bytes, mutations } : { bytes, mutations, truncatedAt };
-}
-
-/**
- * A removal another mutation made up for (a record repeated, one appended)
- * leaves END's totals right: the stream no longer breaks that rule.
- */
-function endStillMatches(w: Work, mutations: Mutation[]): void {
-  const k = mutations.findIndex((m) => m.label === REMOVED_LABEL);
-  const endAt = w.records.findIndex((x) => x.type === RecordType.END);
-  if (k < 0 || endAt < 0) return;
-  const want = endBody(w.records.slice(0, endAt));
-  const have = w.records[endAt]!.body;
-  if (want.length === have.length && want.every((b, i) => b === have[i]))
-    mutations[k] = { label: `${REMOVED_LABEL} (another record took its place)`, invalid: null };
 }
 
 function buildFramed(w: Work): Uint8Array {

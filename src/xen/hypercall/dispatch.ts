@@ -24,6 +24,7 @@ import {
   type ShutdownReasonName,
 } from '../abi.js';
 import { eventChannelOp } from '../evtchn/ops.js';
+import { grantTableOp, mapGrantFrame } from '../gnttab/ops.js';
 import { VcpuField } from '../shared.js';
 import { publishVcpuTime, publishWallclock } from '../time/clock.js';
 import { setTimerOp, vcpuOp } from '../vcpu/ops.js';
@@ -187,8 +188,8 @@ function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   const space = v.getUint32(4, true);
   const idx = call.is64 ? v.getBigUint64(8, true) : BigInt(v.getUint32(8, true));
   const gpfn = call.is64 ? v.getBigUint64(16, true) : BigInt(v.getUint32(12, true));
-  if (space !== XenMapSpace.shared_info)
-    return space === XenMapSpace.grant_table ? err(Errno.ENOSYS) : err(Errno.EINVAL);
+  if (space === XenMapSpace.grant_table) return mapGrantFrame(env, idx, gpfn);
+  if (space !== XenMapSpace.shared_info) return err(Errno.EINVAL);
   if (idx !== 0n) return err(Errno.EINVAL);
   if (gpfn < 0x100n || !env.mem.ram.layout.isRamFrame(gpfn)) return err(Errno.EINVAL);
   const gpa = Number(gpfn) * 4096;
@@ -256,6 +257,7 @@ const handlers: Partial<Record<number, Handler>> = {
   [Hypercall.event_channel_op]: eventChannelOp,
   [Hypercall.vcpu_op]: vcpuOp,
   [Hypercall.set_timer_op]: setTimerOp,
+  [Hypercall.grant_table_op]: grantTableOp,
 };
 
 export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigint {

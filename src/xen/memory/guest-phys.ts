@@ -103,6 +103,15 @@ export class GuestPhys {
   atomicAnd32(offset: number, m: number): number {
     return Atomics.and(this.u32[Math.floor(offset / RAM_CHUNK)]!, (offset % RAM_CHUNK) >>> 2, m);
   }
+  /** Stores `value` if the word holds `expected`; returns what it held (as Atomics.compareExchange). */
+  atomicCompareExchange32(offset: number, expected: number, value: number): number {
+    return Atomics.compareExchange(
+      this.u32[Math.floor(offset / RAM_CHUNK)]!,
+      (offset % RAM_CHUNK) >>> 2,
+      expected,
+      value,
+    );
+  }
   atomicLoad32(offset: number): number {
     return Atomics.load(this.u32[Math.floor(offset / RAM_CHUNK)]!, (offset % RAM_CHUNK) >>> 2);
   }

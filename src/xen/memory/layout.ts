@@ -52,6 +52,15 @@ export interface RamRegion {
   readonly size: number;
 }
 
+/**
+ * Emulator pages the guest mapped at frames of its choosing (grant table
+ * frames, gnttab/table.ts): the RAM offset of [g, g+len) when it lies in one
+ * of them, else -1.
+ */
+export interface MappedFrames {
+  offsetOf(g: number, len: number): number;
+}
+
 export type E820Entry = readonly [addr: number, size: number, type: number];
 
 /** Why `memBytes` cannot be a machine's RAM size, or null if it can. */
@@ -67,7 +76,11 @@ export class MemoryLayout {
   readonly regions: readonly RamRegion[];
   private readonly lowBytes: number;
 
-  constructor(readonly memBytes: number) {
+  /** `mapped`: frames placed outside RAM at run time (shared by every thread); none when absent. */
+  constructor(
+    readonly memBytes: number,
+    private readonly mapped?: MappedFrames,
+  ) {
     this.lowBytes = Math.min(memBytes, LOW_RAM_END);
     const regions: RamRegion[] = [{ gpa: 0, offset: 0, size: this.lowBytes }];
     if (memBytes > LOW_RAM_END) regions.push({ gpa: HIGH_RAM_BASE, offset: LOW_RAM_END, size: memBytes - LOW_RAM_END });
@@ -86,7 +99,7 @@ export class MemoryLayout {
     if (g >= SPECIAL_GPA && g + len <= SPECIAL_GPA + NR_SPECIAL_PAGES * 4096) return XEN_PAGES_OFFSET + g - SPECIAL_GPA;
     if (g >= HIGH_RAM_BASE && g + len <= HIGH_RAM_BASE + this.memBytes - this.lowBytes && this.memBytes > LOW_RAM_END)
       return g - HIGH_RAM_BASE + LOW_RAM_END;
-    return -1;
+    return this.mapped ? this.mapped.offsetOf(g, len) : -1;
   }
 
   /** The guest-physical address of RAM offset `offset`. */
