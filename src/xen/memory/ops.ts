@@ -55,8 +55,11 @@ function domainFigure(env: HypercallEnv, call: HypercallCall, op: number): bigin
   const r = env.xen.shared.memory;
   if (op === XenMem.current_reservation) return BigInt(r.totPages);
   if (op === XenMem.maximum_reservation) return BigInt(r.ramPages);
-  // The highest frame the guest's physmap holds: its last RAM page or the special pages.
-  return BigInt(Math.max(env.mem.ram.layout.end / 4096 - 1, SPECIAL_PFN_BASE + NR_SPECIAL_PAGES - 1));
+  // The highest frame the guest's physmap holds: its last RAM page, the special pages, or a grant frame it mapped.
+  const grants = env.xen.shared.grants;
+  let top = Math.max(env.mem.ram.layout.end / 4096 - 1, SPECIAL_PFN_BASE + NR_SPECIAL_PAGES - 1);
+  for (let f = 0; f < grants.nrFrames; f++) top = Math.max(top, grants.gpfnOf(f));
+  return BigInt(top);
 }
 
 /**
