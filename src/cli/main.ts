@@ -5,6 +5,7 @@ import { EXIT } from './exit-codes.js';
 import type { RestoreArgs } from './restore.js';
 import type { CliCommand } from './command.js';
 import type { Argv } from 'yargs';
+import { normalizeRunArgv } from './run-argv.js';
 
 function fail(e: unknown): number {
   if (e instanceof XenkvmError) {
@@ -117,7 +118,9 @@ export async function main(argv: string[]): Promise<void> {
   }
   try {
     const [{ default: yargs }, commands] = await Promise.all([import('yargs'), loadCommands(argv)]);
-    let y = yargs(argv).scriptName('xenkvm').usage('$0 <command> [options]\n\nRun Xen PVH/HVM guests on Linux KVM.');
+    let y = yargs(normalizeRunArgv(argv))
+      .scriptName('xenkvm')
+      .usage('$0 <command> [options]\n\nRun Xen PVH/HVM guests on Linux KVM.');
     for (const c of commands) y = register(y, c, setStatus);
     await y
       .demandCommand(

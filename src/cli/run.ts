@@ -29,7 +29,8 @@ export const command = defineCommand({
       .option('cmdline', {
         type: 'string',
         default: '',
-        describe: 'guest command line (the test guest runs the program it names)',
+        describe:
+          'guest command line (the test guest runs the program it names); the argument after --cmdline is its value even if it starts with a dash; or give it after --',
       })
       .option('quiet', {
         type: 'boolean',
@@ -41,6 +42,7 @@ export const command = defineCommand({
         describe: 'open a QMP control socket at this path (owner-only); see xenkvm ctl',
       })
       .example('$0 run fixtures/guest/build/guest.elf --cmdline selftest', 'boot the test guest and run its self-test')
+      .example('$0 run vmlinux -- --debug console=hvc0', 'a command line that starts with a dash, after --')
       .epilogue(
         'Exit status: 0 guest powered off, 1 guest crashed, 2 bad usage or input, 3 reboot, 4 suspend, 5 watchdog, 6 soft_reset, 7 halted with nothing to wake it, 8 guest fault (triple fault, KVM error), 70 internal error, 130 interrupted.',
       ),

@@ -9,6 +9,7 @@ import { cpuView } from './view-cpu.js';
 import { consoleView } from './view-console.js';
 import { evtchnView } from './view-evtchn.js';
 import { gnttabView } from './view-gnttab.js';
+import { memoryView } from './view-memory.js';
 import { renderSection, sectionJson } from './view-generic.js';
 import { xenVcpuView } from './view-xen-vcpu.js';
 import { xenstoreView } from './view-xenstore.js';
@@ -22,6 +23,7 @@ const VIEWS: ReadonlyMap<string, SectionView> = new Map([
   ['gnttab', gnttabView],
   ['xenstore', xenstoreView],
   ['xen_console', consoleView],
+  ['xen_memory', memoryView],
 ]);
 
 export interface SectionRow {

@@ -108,6 +108,7 @@ export class XenMachine implements MachineStateAccess {
   private booted = false;
   /** The PV console backend; attached to the guest's ring by start() (console-backend.ts). */
   readonly pvConsole: ConsoleBackend;
+  private readonly haltProbe = { timer: null as NodeJS.Timeout | null, round: 0, idle: new Set<number>(), rounds: 0 };
 
   private constructor(kvm: Kvm, vm: KvmVm, ram: GuestRam, xenPages: HostPages, opts: MachineOptions) {
     this.kvm = kvm;
@@ -401,14 +402,55 @@ export class XenMachine implements MachineStateAccess {
       case 'log':
         this.opts.log(msg.message);
         return;
+      case 'idle':
+        if (msg.idle && msg.round === this.haltProbe.round) this.haltProbe.idle.add(msg.vcpu);
+        return;
       case 'outcome':
         this.finish(msg.outcome);
     }
   }
 
+  /**
+   * Halt detection (docs/xen-abi.md "Halted guests"): while the guest runs,
+   * once a second every up vCPU is asked, with a kick, whether it sits
+   * halted with interrupts off.  When all were in two rounds in a row,
+   * nothing can wake the guest (the emulator never sends NMIs): the run
+   * ends as halted.  Rounds restart on every resume, so a pause, snapshot
+   * or migration never sees a probe of its own, and answers of a round
+   * before it are dropped.
+   */
+  private probeHalt(): void {
+    const p = this.haltProbe;
+    if (this.paused || this.finalOutcome) return;
+    const up = this.threads.filter((t) => this.xen.vcpu(t.index, VcpuField.up) !== 0n);
+    if (p.round > 0 && up.length > 0 && up.every((t) => p.idle.has(t.index))) p.rounds++;
+    else p.rounds = 0;
+    if (p.rounds >= HALT_PROBE_ROUNDS) {
+      this.finish({ kind: 'halted' });
+      return;
+    }
+    p.round++;
+    p.idle.clear();
+    for (const t of up) t.probe(p.round);
+  }
+
+  private setHaltProbe(on: boolean): void {
+    const p = this.haltProbe;
+    if (p.timer) clearInterval(p.timer);
+    p.timer = null;
+    p.rounds = 0;
+    // Answers still on their way belong to a round that no longer counts.
+    p.round++;
+    p.idle.clear();
+    if (!on) return;
+    p.timer = setInterval(() => this.probeHalt(), HALT_PROBE_MS);
+    p.timer.unref();
+  }
+
   private finish(o: Outcome): void {
     if (this.finalOutcome) return;
     this.finalOutcome = o;
+    this.setHaltProbe(false);
     for (const w of this.outcomeWaiters) w(o);
     this.outcomeWaiters = [];
   }
@@ -433,6 +475,7 @@ export class XenMachine implements MachineStateAccess {
   /** Every vCPU is out of KVM_RUN and parked, and no timer fires, when this resolves. */
   async pause(): Promise<void> {
     this.paused = true;
+    this.setHaltProbe(false);
     const sync = this.xen.sync;
     Atomics.store(sync, SyncField.timerPause, 1);
     this.xen.wakeTimers();
@@ -444,6 +487,7 @@ export class XenMachine implements MachineStateAccess {
 
   resume(): void {
     this.paused = false;
+    if (!this.finalOutcome) this.setHaltProbe(true);
     Atomics.store(this.xen.sync, SyncField.timerPause, 0);
     this.xen.wakeTimers();
     for (const t of this.threads) t.resume();
@@ -496,6 +540,7 @@ export class XenMachine implements MachineStateAccess {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.setHaltProbe(false);
     await this.stopThreads();
     for (const h of this.handles) destroyVcpuHandle(h);
     this.vm.destroy();
@@ -504,6 +549,10 @@ export class XenMachine implements MachineStateAccess {
     this.kvm.close();
   }
 }
+
+/** How often the halt probe asks, and how many rounds in a row must find every vCPU halted with interrupts off. */
+const HALT_PROBE_MS = 1000;
+const HALT_PROBE_ROUNDS = 2;
 
 /** The KVM memory slot of the special pages (RAM has slots 0 and 1, one per layout region; grant frames 3 and up, xen/gnttab/slots.ts). */
 const SPECIAL_PAGES_SLOT = 2;

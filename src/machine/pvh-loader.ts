@@ -1,8 +1,11 @@
 // Loads a PVH guest: an ELF (64- or 32-bit class, e_machine x86-64) whose
 // PT_NOTE carries XEN_ELFNOTE_PHYS32_ENTRY.  PT_LOAD segments go to their
-// physical addresses; hvm_start_info, the command line, the memory map and a
-// flat boot GDT go below 1 MiB, where no segment may land.  The entry state is
-// exactly the PVH ABI's: 32-bit protected mode, paging off, EBX = start_info.
+// physical addresses; hvm_start_info, the memory map, the command line and a
+// flat boot GDT go in the pages right after the highest segment, as Xen's
+// domain builder puts its start-info segment there: some guests unmap low
+// memory before they read them.  Nothing lands in page 0 (docs/xen-abi.md
+// "PVH boot").  The entry state is exactly the PVH ABI's: 32-bit protected
+// mode, paging off, EBX = start_info.
 import { LEGACY_AREA_END, type MemoryLayout } from '../xen/memory/layout.js';
 import { ElfError } from '../errors.js';
 import { HVM_START_MAGIC, XEN_ELFNOTE_PHYS32_ENTRY } from '../xen/abi.js';
@@ -13,13 +16,24 @@ const EM_386 = 3;
 const EM_X86_64 = 62;
 const PT_LOAD = 1;
 const PT_NOTE = 4;
-/** Boot structures live here; guest segments must start at or above it. */
+/** Guest segments must start at or above the legacy area the e820 reserves. */
 export const LOW_RESERVED_END = LEGACY_AREA_END;
-const GDT_GPA = 0x5000;
-const START_INFO_GPA = 0x6000;
-const MEMMAP_GPA = 0x6100;
-const CMDLINE_GPA = 0x7000;
 export const CMDLINE_MAX = 4095;
+/**
+ * The boot block, at the first page boundary after the image: offsets of
+ * hvm_start_info, the boot GDT, the memory map and the command line in it.
+ * Room for MEMMAP_MAX_ENTRIES map entries; the block spans two pages.
+ */
+export const BootBlock = {
+  START_INFO: 0,
+  START_INFO_SIZE: 56,
+  GDT: 0x40,
+  MEMMAP: 0x80,
+  CMDLINE: 0x400,
+  SIZE: 0x400 + CMDLINE_MAX + 1,
+} as const;
+const MEMMAP_ENTRY_SIZE = 24;
+const MEMMAP_MAX_ENTRIES = (BootBlock.CMDLINE - BootBlock.MEMMAP) / MEMMAP_ENTRY_SIZE;
 
 export interface LoadedGuest {
   entry: number;
@@ -128,7 +142,7 @@ function flatSegment(selector: number, type: number): Segment {
 }
 
 /** The PVH entry CPU state (docs/xen-abi.md, "PVH boot"). */
-export function pvhEntryState(entry: number, startInfo: number): { gpr: bigint[]; sregs: SpecialRegs } {
+export function pvhEntryState(entry: number, startInfo: number, gdt: number): { gpr: bigint[]; sregs: SpecialRegs } {
   const gpr = new Array<bigint>(GPR_COUNT).fill(0n);
   gpr[Gpr.RIP] = BigInt(entry);
   gpr[Gpr.RBX] = BigInt(startInfo);
@@ -169,7 +183,7 @@ export function pvhEntryState(entry: number, startInfo: number): { gpr: bigint[]
       avl: false,
       unusable: true,
     },
-    gdt: { base: BigInt(GDT_GPA), limit: 4 * 8 - 1 },
+    gdt: { base: BigInt(gdt), limit: 4 * 8 - 1 },
     idt: { base: 0n, limit: 0 },
     cr0: 0x11n,
     cr2: 0n,
@@ -219,29 +233,54 @@ export function loadPvh(
   if (entry < LOW_RESERVED_END || entry >= imageEnd)
     throw new ElfError(`${name}: entry 0x${entry.toString(16)} is outside the loaded image`);
 
-  const v = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
-  // Boot GDT: null, flat 32-bit code (0x08), flat data (0x10), 32-bit TSS (0x18).
-  v.setBigUint64(GDT_GPA + 8, 0x00cf9b000000ffffn, true);
-  v.setBigUint64(GDT_GPA + 16, 0x00cf93000000ffffn, true);
-  v.setBigUint64(GDT_GPA + 24, 0x00008b0000000067n, true);
+  const block = writeBootBlock(ram, layout, imageEnd, cmdline, name);
+  const startInfo = block + BootBlock.START_INFO;
+  const { gpr, sregs } = pvhEntryState(entry, startInfo, block + BootBlock.GDT);
+  return { entry, startInfo, imageEnd, gpr, sregs };
+}
+
+/**
+ * Writes hvm_start_info (version 1, no modules), the e820, the command line
+ * and the boot GDT into the pages after the image; returns the block's GPA.
+ */
+function writeBootBlock(
+  ram: Uint8Array,
+  layout: MemoryLayout,
+  imageEnd: number,
+  cmdline: string,
+  name: string,
+): number {
+  const block = Math.ceil(imageEnd / 4096) * 4096;
+  if (layout.offsetOf(block, BootBlock.SIZE) !== block)
+    throw new ElfError(
+      `${name}: no room after the image (ends at 0x${imageEnd.toString(16)}) for the boot information`,
+    );
   const cmd = Buffer.from(cmdline, 'utf8');
   if (cmd.length > CMDLINE_MAX) throw new ElfError(`command line is ${cmd.length} bytes; the limit is ${CMDLINE_MAX}`);
-  ram.set(cmd, CMDLINE_GPA);
-  ram[CMDLINE_GPA + cmd.length] = 0;
   const map = layout.e820();
+  if (map.length > MEMMAP_MAX_ENTRIES) throw new RangeError(`memory map of ${map.length} entries`);
+  ram.fill(0, block, block + BootBlock.SIZE);
+  const v = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+  // Boot GDT: null, flat 32-bit code (0x08), flat data (0x10), 32-bit TSS (0x18).
+  const gdt = block + BootBlock.GDT;
+  v.setBigUint64(gdt + 8, 0x00cf9b000000ffffn, true);
+  v.setBigUint64(gdt + 16, 0x00cf93000000ffffn, true);
+  v.setBigUint64(gdt + 24, 0x00008b0000000067n, true);
+  const cmdGpa = block + BootBlock.CMDLINE;
+  ram.set(cmd, cmdGpa);
+  const memmap = block + BootBlock.MEMMAP;
   map.forEach(([addr, size, type], i) => {
-    const o = MEMMAP_GPA + i * 24;
+    const o = memmap + i * MEMMAP_ENTRY_SIZE;
     v.setBigUint64(o, BigInt(addr), true);
     v.setBigUint64(o + 8, BigInt(size), true);
     v.setUint32(o + 16, type, true);
-    v.setUint32(o + 20, 0, true);
   });
-  ram.fill(0, START_INFO_GPA, START_INFO_GPA + 56);
-  v.setUint32(START_INFO_GPA, HVM_START_MAGIC, true);
-  v.setUint32(START_INFO_GPA + 4, 1, true);
-  v.setBigUint64(START_INFO_GPA + 24, BigInt(CMDLINE_GPA), true);
-  v.setBigUint64(START_INFO_GPA + 40, BigInt(MEMMAP_GPA), true);
-  v.setUint32(START_INFO_GPA + 48, map.length, true);
-  const { gpr, sregs } = pvhEntryState(entry, START_INFO_GPA);
-  return { entry, startInfo: START_INFO_GPA, imageEnd, gpr, sregs };
+  // struct hvm_start_info, version 1 (docs/xen-abi.md "PVH boot").
+  const si = block + BootBlock.START_INFO;
+  v.setUint32(si, HVM_START_MAGIC, true);
+  v.setUint32(si + 4, 1, true);
+  v.setBigUint64(si + 24, BigInt(cmdGpa), true);
+  v.setBigUint64(si + 40, BigInt(memmap), true);
+  v.setUint32(si + 48, map.length, true);
+  return block;
 }

@@ -68,6 +68,8 @@ import {
   saveConsole,
   xenConsoleState,
 } from '../xen/console/state.js';
+import { checkMemory, restoreMemory, saveMemory, xenMemoryState } from '../xen/memory/state.js';
+import { MemoryLayout } from '../xen/memory/layout.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
@@ -91,6 +93,8 @@ const xenTable = <D extends AnyDescriptor>(
     restore: (m, _i, st) => restore(m.xen, st),
     check: (st, _i, ctx) => check(st, ctx),
   });
+
+const layoutOf = (xen: XenShared): MemoryLayout => new MemoryLayout(xen.memory.ramPages * 4096);
 
 const xenCheckContext = (ctx: CheckContext): XenCheckContext => ({ vcpus: ctx.config.vcpus, layout: ctx.layout });
 
@@ -153,6 +157,14 @@ export const COMPONENTS: readonly Component[] = [
       const clash = st.frame_gpfn.findIndex((g) => si !== INVALID_GPA && g === si / 4096n);
       if (clash >= 0) throw new FormatError(`gnttab.frame_gpfn[${clash}]: shared_info is mapped at that frame`);
     },
+  }),
+  component({
+    desc: xenMemoryState,
+    optional: true,
+    instances: one,
+    save: (m) => saveMemory(m.xen.memory, layoutOf(m.xen)),
+    restore: (m, _i, st) => restoreMemory(m.xen.memory, layoutOf(m.xen), st),
+    check: (st, _i, ctx) => checkMemory(st, ctx.layout),
   }),
   component({
     desc: irqchipState,

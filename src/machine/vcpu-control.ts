@@ -30,7 +30,9 @@ export type VcpuMessage =
   | { t: 'log'; key: string; message: string }
   | { t: 'outcome'; outcome: Outcome }
   /** EVTCHNOP_send on a backend port (xen/shared.ts BackendId). */
-  | { t: 'backend'; id: number };
+  | { t: 'backend'; id: number }
+  /** The answer to halt probe `round`: halted with interrupts off (nothing but an NMI could wake it). */
+  | { t: 'idle'; vcpu: number; round: number; idle: boolean };
 
 export type ShutdownOutcome = { kind: 'shutdown'; reason: import('../xen/abi.js').ShutdownReasonName };
 export type Outcome =

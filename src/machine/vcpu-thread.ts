@@ -82,6 +82,12 @@ export class VcpuThread {
     if (tid > 0 && this.state === VcpuState.RUNNING) tgkill(process.pid, tid, SIGUSR2);
   }
 
+  /** Asks the vCPU whether it sits halted with interrupts off (answered by an `idle` message); kicks it out of KVM_RUN to answer. */
+  probe(round: number): void {
+    Atomics.store(this.ctl, this.base + Ctl.PROBE, round);
+    this.kick();
+  }
+
   /** Resolves once the vCPU is parked (or gone). */
   async pause(): Promise<void> {
     this.request(Req.PAUSE);

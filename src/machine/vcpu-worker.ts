@@ -106,7 +106,7 @@ const env: HypercallEnv = {
     },
   },
 };
-const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: me };
+const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: me, restart: null };
 
 function onHypercall(): void {
   const g = vcpu.gpr;
@@ -134,10 +134,48 @@ function onHypercall(): void {
     }
     env.mem.setPaging(vcpu.syncCr0, vcpu.syncCr3, vcpu.syncCr4, efer);
     result = dispatchHypercall(env, call);
+    while (call.restart !== null) {
+      if (reenterStub(call.restart)) return;
+      // Entered some other way than the stub's start: finish here (each round makes progress).
+      env.services.warnOnce(
+        'restart-in-place',
+        'a long hypercall did not come through the hypercall page: served whole',
+      );
+      call.args[0] = call.restart;
+      result = dispatchHypercall(env, call);
+    }
   }
   // Compat callers see a 32-bit result, sign included.
   g[Gpr.RAX] = call.is64 ? BigInt.asUintN(64, result) : (g[Gpr.RAX]! & ~U32) | BigInt.asUintN(32, result);
   vcpu.markGprDirty();
+}
+
+/**
+ * A hypercall continuation (HypercallCall.restart): points RIP back at the
+ * start of the stub the guest called (`mov eax, nr; out`) with the new first
+ * argument, so the guest takes its interrupts and then re-issues the call,
+ * as Xen rewinds a preempted hypercall.  KVM completes a port write by
+ * skipping the instruction only while RIP is unchanged, so the moved RIP
+ * stands.  False if the bytes there are not our stub (the caller then
+ * finishes the call at once).
+ */
+function reenterStub(arg0: bigint): boolean {
+  const g = vcpu.gpr;
+  const rip = g[Gpr.RIP]!;
+  const nr = call.nr;
+  const stub = [0xb8, nr & 0xff, (nr >> 8) & 0xff, 0, 0, 0xe6, HYPERCALL_PORT];
+  // RIP is at the OUT while KVM has not completed it; older kernels moved it past first.
+  for (const back of [5n, 7n]) {
+    const at = BigInt.asUintN(64, rip - back);
+    const bytes = env.mem.read(at, stub.length);
+    if (!bytes || !stub.every((b, i) => bytes[i] === b)) continue;
+    g[Gpr.RIP] = at;
+    if (call.is64) g[Gpr.RDI] = arg0;
+    else g[Gpr.RBX] = (g[Gpr.RBX]! & ~U32) | (arg0 & U32);
+    vcpu.markGprDirty();
+    return true;
+  }
+  return false;
 }
 
 function onIo(): void {
@@ -238,6 +276,28 @@ function applyStartContext(): void {
 
 const isUp = () => xen.shared.vcpu(me, VcpuField.up) !== 0n;
 
+const RFLAGS_IF = 0x200n;
+const mpState = new Uint32Array(1);
+let probeSeen = 0;
+
+/**
+ * Answers a new halt-probe round (machine.ts) after KVM_RUN returned `r`:
+ * idle only when kicked out of a halt (EINTR) in KVM_MP_STATE_HALTED with
+ * RFLAGS.IF clear.  The in-kernel irqchip keeps HLT from ever exiting to
+ * userspace, so asking is the only way to see a guest that stopped for good.
+ */
+function answerProbe(r: number): void {
+  const round = Atomics.load(ctl, base + Ctl.PROBE);
+  if (round === probeSeen) return;
+  probeSeen = round;
+  let idle = false;
+  if (r === -EINTR) {
+    vcpu.ioctl(KVM.GET_MP_STATE, new Uint8Array(mpState.buffer), 'KVM_GET_MP_STATE');
+    idle = mpState[0] === KVM_MP_STATE.HALTED && (vcpu.getRegs()[Gpr.RFLAGS]! & RFLAGS_IF) === 0n;
+  }
+  post({ t: 'idle', vcpu: me, round, idle });
+}
+
 const INT3 = 0xcc;
 /** Runs on after a kick before parking regardless (each costs one kick interval, vcpu-thread.ts). */
 const MAX_RUN_ON = 8;
@@ -333,7 +393,15 @@ function loop(): void {
     const r = vcpu.runOnce();
     exitOutstanding = false;
     interrupted = r === -EINTR;
-    if (r === -EINTR || r === -EAGAIN) continue;
+    answerProbe(r);
+    if (r === -EINTR) {
+      // A kick with RUN still requested (the halt probe): run on.  Cleared
+      // before REQ is read again, so a pause whose kick came after that read
+      // still finds immediate_exit set (the same order as park()).
+      vcpu.clearImmediateExit();
+      continue;
+    }
+    if (r === -EAGAIN) continue;
     if (r < 0) outcome ??= { kind: 'fault', detail: `vCPU ${me}: KVM_RUN failed (errno ${-r})` };
     else {
       exitOutstanding = true;

@@ -64,6 +64,7 @@ export const XenVer = {
   pagesize: 7,
   guest_handle: 8,
   commandline: 9,
+  build_id: 10,
 } as const;
 /** XENFEAT_* bits answered in get_features submap 0. */
 export const XenFeat = { hvm_callback_vector: 8, hvm_safe_pvclock: 9 } as const;
@@ -82,7 +83,24 @@ export const HvmParam = {
 } as const;
 /** HVM params this emulator keeps (others: -EINVAL). */
 export const HVM_NR_PARAMS = 64;
-export const XenMem = { add_to_physmap: 7, memory_map: 9 } as const;
+export const XenMem = {
+  increase_reservation: 0,
+  decrease_reservation: 1,
+  maximum_ram_page: 2,
+  current_reservation: 3,
+  maximum_reservation: 4,
+  populate_physmap: 6,
+  add_to_physmap: 7,
+  memory_map: 9,
+  exchange: 11,
+  set_memory_map: 13,
+  maximum_gpfn: 14,
+} as const;
+/** memory_op keeps a continuation's progress above the command: cmd = op | (start_extent << MEMOP_EXTENT_SHIFT). */
+export const MEMOP_EXTENT_SHIFT = 6;
+export const MEMOP_CMD_MASK = (1 << MEMOP_EXTENT_SHIFT) - 1;
+/** xen_memory_reservation.mem_flags bits. */
+export const XENMEMF_populate_on_demand = 1 << 16;
 
 export const EvtchnOp = {
   bind_interdomain: 0,

@@ -6,7 +6,7 @@
 // are real locked instructions; docs/architecture.md, "Shared state").
 import { MsiSender } from '../kvm/msi.js';
 import { viewsOf } from '../kvm/guest-ram.js';
-import { viewOf } from '../kvm/libc.js';
+import { madvise, MADV_DONTNEED, viewOf } from '../kvm/libc.js';
 import { GuestPhys, XEN_PAGES_BYTES } from './memory/guest-phys.js';
 import { MemoryLayout } from './memory/layout.js';
 import { HvmParam, SharedInfo, VCPU_INFO_SIZE, VcpuInfo } from './abi.js';
@@ -40,6 +40,8 @@ export class XenContext {
   /** Moves grant frames in guest-physical space (KVM slots; nothing without a VM). */
   readonly frameSlots: FrameSlots;
   private readonly msi: UpcallSender;
+  /** Host address of guest RAM; 0n when the RAM views are the caller's plain memory. */
+  private readonly ramAddr: bigint;
 
   /**
    * Guest RAM and the upcall path default to the VM's (its mapping at
@@ -57,11 +59,24 @@ export class XenContext {
     this.frameSlots = r.xenPagesAddr === 0n ? NO_FRAME_SLOTS : kvmFrameSlots(r.vmFd, r.xenPagesAddr);
     this.ctl = new Int32Array(r.control);
     this.msi = msi;
+    this.ramAddr = r.ramAddr;
     trackGuestWrites(this.phys, this.shared);
   }
 
   get nrVcpus(): number {
     return this.shared.nrVcpus;
+  }
+
+  /**
+   * Gives the host memory behind RAM [offset, offset+len) back (whole pages):
+   * the pages read as zero afterwards and cost nothing until written again.
+   * Live migration must send them again, so they are marked dirty.
+   */
+  releaseRam(offset: number, len: number): void {
+    if (this.ramAddr === 0n || !madvise(this.ramAddr + BigInt(offset), len, MADV_DONTNEED)) {
+      for (let o = offset; o < offset + len; o += 4096) this.phys.fill(0, o, 4096);
+    }
+    for (let o = offset; o < offset + len; o += 4096) this.shared.noteWrite(o);
   }
 
   /** Ports the guest's shared_info layout can name (2-level: 64 words of 64 or 32 bits). */

@@ -6,6 +6,7 @@
 import { NR_VIRQS } from './abi.js';
 import { DomainState, INVALID_GPA } from './domain.js';
 import { GrantTable } from './gnttab/table.js';
+import { MemoryReservation, memoryBufferBytes } from './memory/reservation.js';
 
 export const MAX_PORTS = 4096;
 
@@ -84,6 +85,9 @@ export interface XenSharedBuffers {
   dirty?: SharedArrayBuffer;
   /** The grant table's version, size and frame placement (gnttab/table.ts). */
   gnttab: SharedArrayBuffer;
+  /** The memory reservation (memory/reservation.ts), sized for `ramBytes` of RAM. */
+  memory?: SharedArrayBuffer;
+  ramBytes?: number;
   nrVcpus: number;
 }
 
@@ -98,6 +102,8 @@ export class XenShared {
   readonly sync: Int32Array;
   readonly dirty: Int32Array;
   readonly grants: GrantTable;
+  /** Ballooned pages, unmapped grants and the guest's own memory map. */
+  readonly memory: MemoryReservation;
   readonly nrVcpus: number;
 
   private constructor(b: XenSharedBuffers) {
@@ -111,6 +117,8 @@ export class XenShared {
     this.sync = new Int32Array(b.sync);
     this.dirty = new Int32Array(b.dirty ?? new SharedArrayBuffer(0));
     this.grants = new GrantTable(b.gnttab);
+    const ramBytes = b.ramBytes ?? 0;
+    this.memory = new MemoryReservation(b.memory ?? new SharedArrayBuffer(memoryBufferBytes(ramBytes)), ramBytes);
   }
 
   /** `ramBytes` sizes the emulator's dirty-page bitmap (0: no tracking). */
@@ -124,6 +132,8 @@ export class XenShared {
       sync: new SharedArrayBuffer(SYNC_WORDS * 4),
       dirty: new SharedArrayBuffer(Math.ceil(ramBytes / 4096 / 64) * 8),
       gnttab: new GrantTable().sab,
+      memory: new SharedArrayBuffer(memoryBufferBytes(ramBytes)),
+      ramBytes,
       nrVcpus,
     });
     for (let v = 0; v < nrVcpus; v++) {

@@ -30,4 +30,15 @@ if (skip) console.log(`  skip cli (KVM part): ${skip}`);
   assert.match(r.stdout, /RESULT: FAIL 1/);
 });
 
+(skip ? test.skip : test)(
+  'a command line that starts with a dash reaches the guest (--cmdline X, --cmdline=X, -- X)',
+  () => {
+    for (const args of [['--cmdline', '--foo bar'], ['--cmdline=--foo bar'], ['--', '--foo', 'bar']]) {
+      const r = xenkvm('run', GUEST_ELF, ...args);
+      assert.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /unknown program '--foo'/, args.join(' '));
+    }
+  },
+);
+
 test.run();

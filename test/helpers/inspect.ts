@@ -15,6 +15,7 @@ import { gnttabState, UNMAPPED_GPFN } from '../../src/xen/gnttab/state.js';
 import { XenstoreServer } from '../../src/xen/xenstore/server.js';
 import { writeDomainTree } from '../../src/xen/xenstore/domain-tree.js';
 import { save as saveXenstore, xenstoreState } from '../../src/xen/xenstore/state.js';
+import { xenMemoryState } from '../../src/xen/memory/state.js';
 
 export const SHINFO_GPA = 0x1fe000;
 export const GUEST_NS = 5_000_000_000n;
@@ -168,6 +169,21 @@ export function xenSections(): { desc: AnyDescriptor; state: StateRecord }[] {
       // Frame 0 where GRUB maps it: the first frame past RAM.
       desc: gnttabState as AnyDescriptor,
       state: { version: 1, nr_frames: 2, frame_gpfn: [0x400n, UNMAPPED_GPFN] },
+    },
+    {
+      desc: xenMemoryState as AnyDescriptor,
+      state: {
+        ballooned_pages: 24n,
+        unmapped_pages: 0n,
+        nr_holes: 2,
+        holes: [
+          { first_pfn: 0x300n, count: 16n },
+          { first_pfn: 0x320n, count: 8n },
+        ],
+        guest_e820: false,
+        nr_e820: 0,
+        e820: [],
+      },
     },
     { desc: irqchipState as AnyDescriptor, state: zeroState(irqchipState as AnyDescriptor) },
     { desc: kvmclockState as AnyDescriptor, state: { clock: 5_000_123_456n, flags: 2, realtime: 0n, host_tsc: 0n } },

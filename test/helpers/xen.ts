@@ -65,6 +65,8 @@ export interface FakeDomain {
   backendKicks: number[];
   /** What block() and poll() return. */
   answer: bigint;
+  /** Continuations followed by call() (a long hypercall re-entered with its progress). */
+  restarts: number;
   /** Issues hypercall `nr` from `vcpu` (default 0) with up to five arguments. */
   call(nr: number, args: Array<bigint | number>, vcpu?: number): bigint;
   /** Writes `size` bytes at ARGS (zeroed first, then `fill`), returns ARGS. */
@@ -132,13 +134,22 @@ export function fakeDomain(opts: FakeDomainOptions = {}): FakeDomain {
     started: [],
     backendKicks: [],
     answer: 0n,
+    restarts: 0,
     env: undefined as unknown as HypercallEnv,
     call(nr, args, vcpu = 0) {
       const a = new BigUint64Array(5);
       args.forEach((x, i) => (a[i] = BigInt.asUintN(64, BigInt(x))));
       // Compat callers pass 32-bit registers, zero-extended (vcpu-worker.ts).
       if (!is64) for (let i = 0; i < 5; i++) a[i] = a[i]! & 0xffffffffn;
-      return dispatchHypercall(d.env, { nr, args: a, is64, vcpu });
+      const call = { nr, args: a, is64, vcpu, restart: null as bigint | null };
+      let r = dispatchHypercall(d.env, call);
+      // A continuation: the guest re-enters the stub with the new first argument.
+      while (call.restart !== null) {
+        d.restarts++;
+        a[0] = call.restart;
+        r = dispatchHypercall(d.env, call);
+      }
+      return r;
     },
     args(size, fill) {
       ram.fill(0, ARGS, ARGS + size);

@@ -46,6 +46,9 @@ test.before(async () => {
       xen.find((s) => s.desc.name === 'kvmclock')!.state['clock'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xen_time')!.state['guest_ns'] = 6_000_000_000n;
       xen.find((s) => s.desc.name === 'xenstore')!.state = fixtureXenstore('bye') as unknown as StateRecord;
+      const mem = xen.find((s) => s.desc.name === 'xen_memory')!.state;
+      (mem['holes'] as StateRecord[])[1]!['count'] = 9n;
+      mem['ballooned_pages'] = 25n;
     },
     extra: [
       {
@@ -80,6 +83,8 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     'kvmclock.clock: 5000123456 → 6000000000',
     'xen_time.guest_ns: 5000000000 → 6000000000',
     'xenstore.node./local/domain/1/data/greeting: "hello" → "bye"',
+    'xen_memory.ballooned_pages: 0x18 → 0x19',
+    'xen_memory.holes[1].count: 8 → 9',
     `only in ${p('b.xkvm')}: section extra`,
     'memory: 4 of 1024 pages differ (16.0 KiB) in 3 ranges',
     '  0x12000-0x12fff  1 page',
@@ -89,7 +94,7 @@ test('field-level changes with section paths, enum names, MSRs by name, byte ran
     assert.ok(lines.includes(want), `missing line: ${want}\n${r.out}`);
   assert.match(
     lines[lines.length - 1]!,
-    /^different: 9 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
+    /^different: 11 fields differ, 1 section in one file only, 4 of 1024 pages differ$/,
   );
 });
 

@@ -124,6 +124,15 @@ test('--section cpu: registers in hex side by side, MSRs by name, Xen vCPU state
   assert.not.match(one.out, /cpu\[0\]/);
 });
 
+test('--section xen_memory: how much was given back and the holes as address ranges', async () => {
+  const r = await run({ file: plain, section: 'xen_memory' });
+  assert.is(r.status, 0, r.err);
+  assert.match(r.out, /ballooned out: 24 pages \(0\.09 MiB\) in 2 hole\(s\)/);
+  assert.match(r.out, /0x300000\s+0x30ffff\s+16\s/);
+  assert.match(r.out, /0x320000\s+0x327fff\s+8\s/);
+  assert.match(r.out, /memory map: the machine's own/);
+});
+
 test('--section xen_evtchn: port table with names, pending and masked from shared_info in RAM', async () => {
   const r = await run({ file: plain, section: 'xen_evtchn' });
   assert.is(r.status, 0, r.err);

@@ -10,8 +10,8 @@ const skip = kvmSkipReason();
 if (skip) console.log(`  skip guest-programs: ${skip}`);
 const kvmTest = skip ? test.skip : test;
 
-async function expectPass(cmdline: string, vcpus: number, ms = 30000): Promise<string> {
-  const { console: out, outcome } = await runGuest(cmdline, { vcpus, ms });
+async function expectPass(cmdline: string, vcpus: number, ms = 30000, mem?: number): Promise<string> {
+  const { console: out, outcome } = await runGuest(cmdline, { vcpus, ms, ...(mem ? { mem } : {}) });
   assert.ok(out.includes('RESULT: PASS'), `'${cmdline}' on ${vcpus} vCPU(s) did not pass:\n${out.slice(-3000)}`);
   assert.equal(outcome, { kind: 'shutdown', reason: 'poweroff' });
   assert.not.match(out, /not ok -/);
@@ -46,6 +46,22 @@ kvmTest('soak on 2 vCPUs for 3 s: no violation', async () => {
 kvmTest('fuzz for 2 s: the emulator and the guest survive hostile hypercalls', async () => {
   const out = await expectPass('fuzz 2s', 2);
   assert.match(out, /fuzz: \d+ hypercalls made/);
+});
+
+kvmTest('memmap: memory_map, the start info map and RAM agree; boot information above the image', async () => {
+  const out = await expectPass('memmap', 1);
+  assert.match(out, /# \d+ checks, 0 failed/);
+});
+
+kvmTest('memmap on a machine with RAM above 4 GiB', async () => {
+  const out = await expectPass('memmap', 1, 30000, 2 ** 32 + (64 << 20));
+  assert.match(out, /# e820 3: 0xfeff8000-0xfeffffff type 2/);
+  assert.match(out, /# e820 4: 0x100000000-0x113ffffff type 1/);
+});
+
+kvmTest('balloon on 2 vCPUs: pages given back and populated again, zero, order 9, continuations, errors', async () => {
+  const out = await expectPass('balloon', 2);
+  assert.match(out, /# \d+ checks, 0 failed/);
 });
 
 test.run();

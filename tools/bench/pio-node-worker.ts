@@ -59,7 +59,7 @@ function main(): void {
       },
     },
   } as unknown as HypercallEnv;
-  const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: 0 };
+  const call: HypercallCall = { nr: 0, args: new BigUint64Array(5), is64: true, vcpu: 0, restart: null };
   const out = new Float64Array(d.samples);
   const dispatch = d.mode === 'dispatch' || d.mode === 'spin';
   const lean = d.mode === 'lean';

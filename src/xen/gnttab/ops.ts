@@ -12,10 +12,6 @@ import { GNTTAB_MAX_VERSION, GRANT_ENTRY_V1_SIZE, grantFrameOffset, MAX_FRAME_GP
 
 const err = (e: number): bigint => BigInt(-e);
 
-const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries(GnttabOp).map(([name, nr]) => [nr, name]),
-);
-
 /** The sub-ops Xen lets an HVM guest make (hvm_grant_table_op); the others are -ENOSYS there too. */
 const HVM_OPS: ReadonlySet<number> = new Set([
   GnttabOp.query_size,
@@ -123,12 +119,8 @@ function getVersion(env: HypercallEnv, uop: bigint): bigint {
   return env.mem.write(uop + 4n, raw.subarray(4, 8)) ? 0n : err(Errno.EFAULT);
 }
 
-function unimplemented(env: HypercallEnv, cmd: number): bigint {
-  const name = OP_NAMES[cmd] ?? `${cmd}`;
-  env.services.warnOnce(
-    `grant_table_op-${name}`,
-    `guest called unimplemented grant_table_op ${name}: answering -ENOSYS`,
-  );
+/** -ENOSYS; the dispatcher logs it once under its name (hypercall/names.ts). */
+function unimplemented(): bigint {
   return err(Errno.ENOSYS);
 }
 
@@ -137,7 +129,7 @@ export function grantTableOp(env: HypercallEnv, call: HypercallCall): bigint {
   const cmd = Number(call.args[0]! & 0xffff_ffffn);
   const uop = call.args[1]!;
   const count = Number(call.args[2]! & 0xffff_ffffn);
-  if (!HVM_OPS.has(cmd)) return unimplemented(env, cmd);
+  if (!HVM_OPS.has(cmd)) return unimplemented();
   // Xen takes count as an unsigned int and refuses what would be negative as an int.
   if ((count | 0) < 0) return err(Errno.EINVAL);
   switch (cmd) {
@@ -150,7 +142,7 @@ export function grantTableOp(env: HypercallEnv, call: HypercallCall): bigint {
     case GnttabOp.get_version:
       return getVersion(env, uop);
     default:
-      return unimplemented(env, cmd);
+      return unimplemented();
   }
 }
 

@@ -29,6 +29,9 @@ import { VcpuField } from '../shared.js';
 import { publishVcpuTime, publishWallclock } from '../time/clock.js';
 import { setTimerOp, vcpuOp } from '../vcpu/ops.js';
 import type { HypercallCall, HypercallEnv } from './types.js';
+import { hypercallName, unimplementedCall } from './names.js';
+import { packageVersion } from '../../version.js';
+import { memoryOpOther } from '../memory/ops.js';
 
 type Handler = (env: HypercallEnv, call: HypercallCall) => bigint;
 
@@ -36,31 +39,54 @@ const err = (e: number): bigint => BigInt(-e);
 /** Largest console write served in one call; Xen also works in bounded chunks. */
 const CONSOLE_WRITE_MAX = 64 * 1024;
 
+/** NUL-padded latin1 string of exactly `size` bytes (Xen's fixed-size version strings). */
+function fixedString(text: string, size: number): Uint8Array {
+  const buf = new Uint8Array(size);
+  buf.set(Buffer.from(text, 'latin1').subarray(0, size - 1));
+  return buf;
+}
+
+/** struct xen_compile_info: compiler[64], compile_by[16], compile_domain[32], compile_date[32]. */
+function compileInfo(): Uint8Array {
+  const out = new Uint8Array(144);
+  out.set(fixedString(`xenkvm ${packageVersion()} (TypeScript on Node.js ${process.versions.node})`, 64), 0);
+  out.set(fixedString('xenkvm', 16), 64);
+  out.set(fixedString('', 32), 80);
+  out.set(fixedString('', 32), 112);
+  return out;
+}
+
+/** XENVER_platform_parameters: where Xen's own mappings start in the guest's address space (x86-64 / compat). */
+const HYPERVISOR_VIRT_START = 0xffff800000000000n;
+const HYPERVISOR_COMPAT_VIRT_START = 0xf5800000n;
+
+/** xen_version's answers, sub-op by sub-op (docs/xen-abi.md "xen_version"). */
 function xenVersion(env: HypercallEnv, call: HypercallCall): bigint {
-  const cmd = Number(call.args[0]);
+  const cmd = Number(call.args[0] & 0xffffffffn);
   const arg = call.args[1]!;
+  const put = (bytes: Uint8Array): bigint => (env.mem.write(arg, bytes) ? 0n : err(Errno.EFAULT));
   switch (cmd) {
     case XenVer.version:
       return BigInt((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR);
-    case XenVer.extraversion: {
-      const buf = new Uint8Array(16);
-      buf.set(Buffer.from(XEN_EXTRAVERSION, 'latin1').subarray(0, 15));
-      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
-    }
-    case XenVer.capabilities: {
-      const buf = new Uint8Array(1024);
-      buf.set(
-        Buffer.from(
+    case XenVer.extraversion:
+      return put(fixedString(XEN_EXTRAVERSION, 16));
+    case XenVer.compile_info:
+      return put(compileInfo());
+    case XenVer.capabilities:
+      return put(
+        fixedString(
           call.is64 ? 'hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p' : 'hvm-3.0-x86_32 hvm-3.0-x86_32p',
-          'latin1',
+          1024,
         ),
       );
-      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
-    }
-    case XenVer.changeset: {
-      const buf = new Uint8Array(64);
-      buf.set(Buffer.from('xenkvm', 'latin1'));
-      return env.mem.write(arg, buf) ? 0n : err(Errno.EFAULT);
+    case XenVer.changeset:
+      return put(fixedString(`xenkvm ${packageVersion()}`, 64));
+    case XenVer.platform_parameters: {
+      const bytes = new Uint8Array(call.is64 ? 8 : 4);
+      const v = new DataView(bytes.buffer);
+      if (call.is64) v.setBigUint64(0, HYPERVISOR_VIRT_START, true);
+      else v.setUint32(0, Number(HYPERVISOR_COMPAT_VIRT_START), true);
+      return put(bytes);
     }
     case XenVer.get_features: {
       const info = env.mem.read(arg, 8);
@@ -73,6 +99,13 @@ function xenVersion(env: HypercallEnv, call: HypercallCall): bigint {
     }
     case XenVer.pagesize:
       return 4096n;
+    case XenVer.guest_handle:
+      // The toolstack's handle (UUID) for the domain: none was given.
+      return put(new Uint8Array(16));
+    case XenVer.commandline:
+    case XenVer.build_id:
+      // Xen's own command line and build id: only a privileged domain may read them.
+      return err(Errno.EPERM);
     default:
       return err(Errno.ENOSYS);
   }
@@ -144,43 +177,9 @@ function setUpcallVector(env: HypercallEnv, ptr: bigint): bigint {
   return 0n;
 }
 
-/** Bytes of one e820 entry as XENMEM_memory_map writes it (packed: u64 addr, u64 size, u32 type). */
-const E820_ENTRY_SIZE = 20;
-
-/**
- * XENMEM_memory_map: the guest's e820 (the layout's, as the PVH start info
- * gives it), as many entries as the caller's buffer holds; nr_entries says
- * how many were written.
- */
-function memoryMap(env: HypercallEnv, call: HypercallCall): bigint {
-  const size = call.is64 ? 16 : 8;
-  const raw = env.mem.read(call.args[1]!, size);
-  if (!raw) return err(Errno.EFAULT);
-  const v = new DataView(raw.buffer);
-  const capacity = v.getUint32(0, true);
-  const buffer = call.is64 ? v.getBigUint64(8, true) : BigInt(v.getUint32(4, true));
-  const map = env.mem.ram.layout.e820();
-  const n = Math.min(capacity, map.length);
-  const out = new Uint8Array(n * E820_ENTRY_SIZE);
-  const o = new DataView(out.buffer);
-  map.slice(0, n).forEach(([addr, len, type], i) => {
-    o.setBigUint64(i * E820_ENTRY_SIZE, BigInt(addr), true);
-    o.setBigUint64(i * E820_ENTRY_SIZE + 8, BigInt(len), true);
-    o.setUint32(i * E820_ENTRY_SIZE + 16, type, true);
-  });
-  if (n > 0 && !env.mem.write(buffer, out)) return err(Errno.EFAULT);
-  v.setUint32(0, n, true);
-  if (!env.mem.write(call.args[1]!, raw.subarray(0, 4))) return err(Errno.EFAULT);
-  return 0n;
-}
-
 function memoryOp(env: HypercallEnv, call: HypercallCall): bigint {
   const cmd = Number(call.args[0] & 0xffffffffn);
-  if (cmd === XenMem.memory_map) return memoryMap(env, call);
-  if (cmd !== XenMem.add_to_physmap) {
-    env.services.warnOnce(`memory_op-${cmd}`, `guest called unimplemented memory_op ${cmd}: answering -ENOSYS`);
-    return err(Errno.ENOSYS);
-  }
+  if (cmd !== XenMem.add_to_physmap) return memoryOpOther(env, call);
   const size = call.is64 ? 24 : 16;
   const raw = env.mem.read(call.args[1]!, size);
   if (!raw) return err(Errno.EFAULT);
@@ -266,17 +265,26 @@ const handlers: Partial<Record<number, Handler>> = {
 
 export function dispatchHypercall(env: HypercallEnv, call: HypercallCall): bigint {
   const handler = handlers[call.nr];
-  if (!handler) {
-    env.services.warnOnce(`hypercall-${call.nr}`, `guest called unimplemented hypercall ${call.nr}: answering -ENOSYS`);
-    return err(Errno.ENOSYS);
+  call.restart = null;
+  const result = handler ? runHandler(handler, env, call) : err(Errno.ENOSYS);
+  if (result === ENOSYS) {
+    // Named once per sub-op, whichever handler answered (names.ts).
+    const { key, message } = unimplementedCall(call.nr, call.args[0]!);
+    env.services.warnOnce(key, `${message}: answering -ENOSYS`);
   }
+  return result;
+}
+
+const ENOSYS = err(Errno.ENOSYS);
+
+function runHandler(handler: Handler, env: HypercallEnv, call: HypercallCall): bigint {
   try {
     return handler(env, call);
   } catch (e) {
     // A handler bug must not take the VMM down with the guest's help.
     env.services.warnOnce(
       `hypercall-crash-${call.nr}`,
-      `hypercall ${call.nr} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ''}`,
+      `hypercall ${hypercallName(call.nr)} handler failed: ${(e as Error).message}${process.env.XENKVM_DEBUG ? `\n${(e as Error).stack}` : ''}`,
     );
     return err(Errno.EINVAL);
   }

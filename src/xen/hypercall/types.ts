@@ -13,6 +13,12 @@ export interface HypercallCall {
   /** 64-bit ABI (EFER.LMA && CS.L) rather than compat. */
   is64: boolean;
   vcpu: number;
+  /**
+   * Set by a handler that stopped early to let the guest run (Xen's
+   * hypercall continuation): the first argument to re-issue the same
+   * hypercall with; the caller re-enters the hypercall stub.  null otherwise.
+   */
+  restart: bigint | null;
 }
 
 export interface HypercallEnv {
