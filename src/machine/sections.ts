@@ -69,7 +69,6 @@ import {
   xenConsoleState,
 } from '../xen/console/state.js';
 import { checkMemory, restoreMemory, saveMemory, xenMemoryState } from '../xen/memory/state.js';
-import { MemoryLayout } from '../xen/memory/layout.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
 export const machineCpuState = defineCpuState({ xen_vcpu: { state: xenVcpuState, optional: false } });
