@@ -11,6 +11,7 @@ import { diffCommand } from '../../src/cli/diff.js';
 import { colorFor } from '../../src/inspect/index.js';
 import { defineCpuState } from '../../src/kvm/state/index.js';
 import { descriptorFromSchema, type AnyDescriptor } from '../../src/vmstate/index.js';
+import { FORMAT_MINOR } from '../../src/migrate/stream/format.js';
 import { fixtureSections, SHINFO_GPA, writeFixture } from '../helpers/inspect.js';
 import { XEN_VCPU_V1_SCHEMA as V1_SCHEMA } from '../helpers/paths.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -66,7 +67,7 @@ test('summary: format, producer, machine, sections with size, memory statistics'
   const r = await run({ file: plain });
   assert.is(r.status, 0, r.err);
   assert.is(r.err, '');
-  assert.match(r.out, /format 1\.0/);
+  assert.match(r.out, new RegExp(`format 1\\.${FORMAT_MINOR}`));
   assert.match(r.out, /producer\s+xenkvm 0\.1\.0/);
   assert.match(r.out, /memBytes\s+4194304 \(4\.00 MiB\)/);
   assert.match(r.out, /vcpus\s+2/);
@@ -92,7 +93,7 @@ test('summary of a compressed file shows the ratio; --json carries the same numb
   const r = await run({ file: packed });
   assert.match(r.out, /compression\s+deflate in 1 of 1 batch, \d+\.\d\dx/);
   const j = JSON.parse((await run({ file: packed, json: true })).out);
-  assert.is(j.format, '1.0');
+  assert.is(j.format, `1.${FORMAT_MINOR}`);
   assert.is(j.memory.guestPages, 1024);
   assert.is(j.memory.storedPages, 17);
   assert.is(j.memory.zeroPages, 1007);

@@ -6,7 +6,17 @@
 // (pool.ts, worker.ts) and judged (classify.ts).  Prints a tally of outcomes
 // per command; each finding prints its seed and case number and is saved
 // under the findings directory with the command line that shows it.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { FORMAT_MAJOR, FORMAT_MINOR } from '../../src/migrate/stream/format.js';
 import { spawnSync } from 'node:child_process';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,13 +111,23 @@ function parseArgs(argv: string[]): Args {
 
 const SEED_FILES = ['soak-2cpu.xks', 'soak-2cpu-deflate.xks', 'soak-1cpu.xks', 'small.xks'];
 
+/** What the seeds were made from: streams of another format or guest build are made again. */
+function seedStamp(): string {
+  const elf = join(ROOT, 'fixtures', 'guest', 'build', 'guest.elf');
+  const made = existsSync(elf) ? statSync(elf).mtimeMs : 0;
+  return `format ${FORMAT_MAJOR}.${FORMAT_MINOR}, guest ${made}\n`;
+}
+
 function ensureSeeds(dir: string): void {
-  if (SEED_FILES.every((f) => existsSync(join(dir, f)))) return;
+  const stamp = join(dir, 'STAMP');
+  const fresh = existsSync(stamp) && readFileSync(stamp, 'utf8') === seedStamp();
+  if (fresh && SEED_FILES.every((f) => existsSync(join(dir, f)))) return;
   console.log(`making seed streams in ${dir} (boots the soak guest three times)`);
   const r = spawnSync(process.execPath, [fileURLToPath(new URL('./make-seeds.js', import.meta.url)), dir], {
     stdio: 'inherit',
   });
   if (r.status !== 0) throw new Error('could not make the seed streams');
+  writeFileSync(stamp, seedStamp());
 }
 
 /** The seeds each command is fuzzed from. */

@@ -5,6 +5,8 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import {
   crc32,
   END_BODY_BYTES,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
   FRAME_BYTES,
   PREAMBLE_BYTES,
   RAM_HEAD_BYTES,
@@ -71,12 +73,30 @@ export function endBody(records: readonly RawRecord[]): Uint8Array {
 }
 
 /**
+ * The format version the stream's first HEADER states (a seed of an older
+ * format keeps it), or this build's when it states none usable.
+ */
+function seedFormat(s: ParsedStream): [number, number] {
+  const h = s.records[0];
+  if (h?.type === RecordType.HEADER) {
+    try {
+      const f = (decodeMsgpack(h.body) as { format?: unknown }).format;
+      if (Array.isArray(f) && f.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffff))
+        return [f[0] as number, f[1] as number];
+    } catch {
+      // A damaged header is a mutation of its own: frame it with this build's version.
+    }
+  }
+  return [FORMAT_MAJOR, FORMAT_MINOR];
+}
+
+/**
  * Frames `records` after a fresh preamble.  Unless `keepEnd`, every END
  * record's totals are recomputed so that a mutation is not caught by END's
  * counts alone.
  */
 export function buildStream(s: ParsedStream, opts: { keepEnd?: boolean; preamble?: Uint8Array } = {}): Uint8Array {
-  const parts: Uint8Array[] = [opts.preamble ?? encodePreamble()];
+  const parts: Uint8Array[] = [opts.preamble ?? encodePreamble(...seedFormat(s))];
   for (let i = 0; i < s.records.length; i++) {
     const r = s.records[i]!;
     const body = r.type === RecordType.END && !opts.keepEnd ? endBody(s.records.slice(0, i)) : r.body;

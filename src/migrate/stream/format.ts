@@ -8,7 +8,7 @@ import { nativeCrc32 } from '../native.js';
 /** "XENKVM", NUL, 0x01: the 0x01 is part of the magic, not a version. */
 export const MAGIC = Uint8Array.of(0x58, 0x45, 0x4e, 0x4b, 0x56, 0x4d, 0x00, 0x01);
 export const FORMAT_MAJOR = 1;
-export const FORMAT_MINOR = 0;
+export const FORMAT_MINOR = 1;
 
 /** magic(8) | major u16 | minor u16 | crc32 of bytes 0..11 (u32). */
 export const PREAMBLE_BYTES = 16;
