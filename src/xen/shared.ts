@@ -19,7 +19,6 @@ export const PortType = { closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 
 
 /** The emulator's backends, by the id a backend port holds as its value (also its port number in domain 0). */
 export const BackendId = { console: 1, xenstore: 2 } as const;
-export const MAX_BACKEND_ID = 255;
 
 /** Per-port fields in `ports` (Int32Array, PORT_STRIDE words per port). */
 export const PortField = {

@@ -10,7 +10,9 @@ import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi
 import { INVALID_GPA } from './domain.js';
 import { NR_SPECIAL_PAGES, NR_XEN_PAGES, SPECIAL_PFN_BASE, type MemoryLayout } from './memory/layout.js';
 import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
-import { MAX_BACKEND_ID, PortType } from './shared.js';
+import { BackendId, PortType } from './shared.js';
+
+const KNOWN_BACKENDS: ReadonlySet<number> = new Set(Object.values(BackendId));
 import type { XenEvtchnState, XenHvmState, XenOverlayState, XenPagesState, XenTimeState } from './state.js';
 import type { XenVcpuState } from './vcpu/state.js';
 
@@ -121,7 +123,9 @@ export function checkEvtchn(
         bad(`${p}.type`, 'PIRQ ports are not emulated');
         break;
       case PortType.backend:
-        if (e.value === 0 || e.value > MAX_BACKEND_ID) bad(`${p}.value`, `backend id ${e.value} is out of range`);
+        if (!KNOWN_BACKENDS.has(e.value)) bad(`${p}.value`, `backend ${e.value} is not one this build serves`);
+        if (t.findIndex((o) => o.type === PortType.backend && o.value === e.value) !== port)
+          bad(`${p}.value`, `backend ${e.value} has another port already`);
     }
   });
 }

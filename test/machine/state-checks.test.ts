@@ -63,6 +63,30 @@ test('an event-channel port bound to a vCPU the machine lacks (defect 2)', () =>
   refused(s, config, /port_table\[\d+\]\.vcpu: vCPU 2 does not exist/);
 });
 
+test('backend ports: only backends this build serves, one port each; closed ports carry nothing', () => {
+  const add = (s: States, ...ports: Any[]) => {
+    const ev = get(s, 'xen_evtchn');
+    (ev.port_table as Any[]).push(...ports);
+    ev.nr_ports += ports.length;
+  };
+  const backend = (value: number) => ({ type: PortType.backend, vcpu: 0, value });
+  refused(
+    damaged((s) => add(s, backend(9))),
+    config,
+    /backend 9 is not one this build serves/,
+  );
+  refused(
+    damaged((s) => add(s, backend(1), backend(1))),
+    config,
+    /backend 1 has another port already/,
+  );
+  refused(
+    damaged((s) => add(s, { type: PortType.closed, vcpu: 1, value: 0 }, backend(2))),
+    config,
+    /closed port \d+ carries a vCPU or value/,
+  );
+});
+
 test('a header with fewer vCPUs than the stream has cpu sections (defect 3)', () => {
   refused(decoded, { ...config, vcpus: 1 }, /section cpu\[1\] does not fit the header's machine/);
 });
