@@ -63,6 +63,15 @@ test('an event-channel port bound to a vCPU the machine lacks (defect 2)', () =>
   refused(s, config, /port_table\[\d+\]\.vcpu: vCPU 2 does not exist/);
 });
 
+test('RFLAGS with reserved bits set or bit 1 clear (the fuzzer started a guest from it)', () => {
+  for (const fl of [0xffff_ffff_ffff_ffffn, 0n, 0x202n | (1n << 22n)])
+    refused(
+      damaged((s) => ((get(s, 'cpu', 0).regs as Any).rflags = fl)),
+      config,
+      /cpu\[0\]\.regs\.rflags: .* reserved bits or clears bit 1/,
+    );
+});
+
 test('backend ports: only backends this build serves, one port each; closed ports carry nothing', () => {
   const add = (s: States, ...ports: Any[]) => {
     const ev = get(s, 'xen_evtchn');
