@@ -1,6 +1,6 @@
 // Writes the golden snapshot of the current format version for this host's
 // CPU type:
-//   node dist/tools/gen-golden-snapshot.js fixtures/snapshots/v1.0-soak-16m-intel.xks
+//   node dist/tools/gen-golden-snapshot.js fixtures/snapshots/v1.1-soak-16m-intel.xks
 // A 16 MiB soak guest on 2 vCPUs, saved (compressed, to stay small) 2 s into
 // a 6 s run, so a restore runs it to its end and the guest checks itself.
 // Every format version adds its own files; old ones are never regenerated.
