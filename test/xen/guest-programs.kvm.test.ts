@@ -46,6 +46,11 @@ kvmTest('soak on 2 vCPUs for 3 s: no violation', async () => {
 kvmTest('fuzz for 2 s: the emulator and the guest survive hostile hypercalls', async () => {
   const out = await expectPass('fuzz 2s', 2);
   assert.match(out, /fuzz: \d+ hypercalls made/);
+  assert.match(
+    out,
+    /fuzz: [1-9]\d* scribbles on the console and xenstore rings/,
+    'the rings were there to scribble on',
+  );
 });
 
 kvmTest('memmap: memory_map, the start info map and RAM agree; boot information above the image', async () => {
