@@ -1,13 +1,13 @@
 // The emulator's PV backends (console, xenstore, and devices later): each is
 // served in the main thread, reached from the guest through a backend port
-// (xen/shared.ts PortType.backend).  The guest's EVTCHNOP_send on that port
+// (xen/tables.ts PortType.backend).  The guest's EVTCHNOP_send on that port
 // arrives here as a kick; the backend answers by raising the guest's port.
 // Kicks are idempotent ("look at your rings"), which is what lets a machine
 // hold them back while it is paused and replay one to every backend on
 // resume: a snapshot never sees a backend half-way through a request, and a
 // request the guest made just before the pause is still served after a
 // restore (docs/xen-abi.md, "The PV platform").
-import { PortType } from '../xen/shared.js';
+import { PortType } from '../xen/tables.js';
 import type { XenContext } from '../xen/context.js';
 
 export interface PvBackend {

@@ -6,7 +6,7 @@
 // layers: the inspector loads the list without loading the emulator.
 import type { AnyDescriptor, StateOf } from '../vmstate/index.js';
 import type { CpuState, IrqchipState, KvmclockState } from '../kvm/state/index.js';
-import type { XenShared } from '../xen/shared.js';
+import type { XenShared } from '../xen/tables.js';
 import type { MemoryLayout } from '../xen/memory/layout.js';
 import type { MachineConfig } from './config.js';
 import type { FrameSlots } from '../xen/gnttab/slots.js';

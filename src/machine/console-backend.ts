@@ -17,7 +17,7 @@ import { ConsoleRing } from '../xen/console/ring.js';
 import { ConsoleService, describeFault, PENDING_INPUT_MAX } from '../xen/console/service.js';
 import type { LogRead } from '../xen/console/log.js';
 import { SPECIAL_PFN_BASE, SpecialPage } from '../xen/memory/layout.js';
-import { BackendId } from '../xen/shared.js';
+import { BackendId } from '../xen/tables.js';
 import { backendPort, notifyGuest, type PvBackend } from './backend.js';
 
 /** What the backend needs of its machine. */

@@ -24,7 +24,7 @@ import type { Worker } from 'node:worker_threads';
 import { threadPool, TIMER_WORKER_URL } from './thread-pool.js';
 import { vcpuTscKhz, vcpuTscOffset } from '../kvm/clock.js';
 import { loadPvh } from './pvh-loader.js';
-import { BackendId, SyncField, VcpuField, XenShared } from '../xen/shared.js';
+import { BackendId, SyncField, VcpuField, XenShared } from '../xen/tables.js';
 import { guestNowNs, publishVcpuTime, publishWallclock, setClockReference } from '../xen/time/clock.js';
 import { VcpuThread } from './vcpu-thread.js';
 import { Ctl, Req, VcpuState, type Outcome, type VcpuMessage } from './vcpu-control.js';
@@ -372,7 +372,7 @@ export class XenMachine implements MachineStateAccess {
   }
 
   /**
-   * Serves backend `id` (xen/shared.ts BackendId) from now on: its kicks
+   * Serves backend `id` (xen/tables.ts BackendId) from now on: its kicks
    * from the guest, and one on every resume (backend.ts).
    */
   addBackend(id: number, backend: PvBackend): void {

@@ -6,7 +6,7 @@
 import { HvmParam } from '../xen/abi.js';
 import type { XenContext } from '../xen/context.js';
 import { SPECIAL_PFN_BASE, SpecialPage } from '../xen/memory/layout.js';
-import { BackendId, PortType } from '../xen/shared.js';
+import { BackendId, PortType } from '../xen/tables.js';
 import { seedReservedEntries } from '../xen/gnttab/ops.js';
 
 /** Binds a guest port to backend `id` and returns it (a fresh machine: the port table is empty but for this). */

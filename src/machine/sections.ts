@@ -30,7 +30,7 @@ import {
   xenTimeState,
   xenVcpuState,
 } from '../xen/state.js';
-import type { XenShared } from '../xen/shared.js';
+import type { XenShared } from '../xen/tables.js';
 import type { CheckContext, Component } from './component.js';
 import { FormatError } from '../errors.js';
 import { MemoryLayout, SHARED_INFO_FRAME } from '../xen/memory/layout.js';

@@ -5,7 +5,7 @@
 // rather than the default 50 µs slack.
 import { gettid, prctl, PR_SET_TIMERSLACK } from '../kvm/libc.js';
 import { Virq } from '../xen/abi.js';
-import { SyncField, VcpuField } from '../xen/shared.js';
+import { SyncField, VcpuField } from '../xen/tables.js';
 import { guestNowNs } from '../xen/time/clock.js';
 import { XenContext, type XenThreadResources } from '../xen/context.js';
 import { threadInput } from './thread-input.js';

@@ -29,7 +29,7 @@ export type VcpuMessage =
   | { t: 'console'; data: Uint8Array }
   | { t: 'log'; key: string; message: string }
   | { t: 'outcome'; outcome: Outcome }
-  /** EVTCHNOP_send on a backend port (xen/shared.ts BackendId). */
+  /** EVTCHNOP_send on a backend port (xen/tables.ts BackendId). */
   | { t: 'backend'; id: number }
   /** The answer to halt probe `round`: halted with interrupts off (nothing but an NMI could wake it). */
   | { t: 'idle'; vcpu: number; round: number; idle: boolean };

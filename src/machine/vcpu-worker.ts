@@ -12,7 +12,7 @@ import { Gpr } from '../kvm/types.js';
 import { Errno, XEN_HYPERCALL_MSR, type ShutdownReasonName } from '../xen/abi.js';
 import { GuestAccess } from '../xen/guest-access.js';
 import { KVM, KVM_MP_STATE } from '../kvm/ioctls.js';
-import { VcpuField } from '../xen/shared.js';
+import { VcpuField } from '../xen/tables.js';
 import { guestNowNs } from '../xen/time/clock.js';
 import { hvmContextToState } from '../xen/vcpu/start.js';
 import { XenContext, type XenThreadResources } from '../xen/context.js';

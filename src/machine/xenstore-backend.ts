@@ -15,7 +15,7 @@ import { basename } from 'node:path';
 import { InputError } from '../errors.js';
 import { HvmParam } from '../xen/abi.js';
 import type { XenContext } from '../xen/context.js';
-import { BackendId } from '../xen/shared.js';
+import { BackendId } from '../xen/tables.js';
 import { writeDomainTree } from '../xen/xenstore/domain-tree.js';
 import { XenstoreRing } from '../xen/xenstore/ring.js';
 import type { XenstoreServer } from '../xen/xenstore/server.js';

@@ -12,7 +12,7 @@ import { MemoryLayout } from './memory/layout.js';
 import { HvmParam, SharedInfo, VCPU_INFO_SIZE, VcpuInfo } from './abi.js';
 import { INVALID_GPA } from './domain.js';
 import { trackGuestWrites } from './guest-access.js';
-import { VcpuField, XenShared, type XenSharedBuffers } from './shared.js';
+import { VcpuField, XenShared, type XenSharedBuffers } from './tables.js';
 import { Ctl } from './vcpu/control-block.js';
 import { kvmFrameSlots, NO_FRAME_SLOTS, type FrameSlots } from './gnttab/slots.js';
 

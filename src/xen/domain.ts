@@ -61,6 +61,6 @@ export interface DomainServices {
   poll(vcpu: number, ports: number[], timeoutNs: bigint): bigint;
   /** VCPUOP_up: start `vcpu` from its stored context. */
   startVcpu(vcpu: number): void;
-  /** EVTCHNOP_send on a backend port: tell backend `id` (shared.ts BackendId) to look at its ring. */
+  /** EVTCHNOP_send on a backend port: tell backend `id` (tables.ts BackendId) to look at its ring. */
   notifyBackend(id: number): void;
 }

@@ -3,7 +3,7 @@
 // guest's own tables and fail (→ -EFAULT) on any hole, never throw.
 import type { GuestPhys } from './memory/guest-phys.js';
 import { NO_TRANSLATION, translate, type PagingRegs } from './page-walk.js';
-import type { XenShared } from './shared.js';
+import type { XenShared } from './tables.js';
 
 /** The domain whose dirty-page bitmap a RAM view's writes go to (set by XenContext, read by GuestAccess). */
 const writeTrackers = new WeakMap<GuestPhys, XenShared>();

@@ -10,7 +10,7 @@ import { MIN_PERIODIC_NS, NR_VIRQS, PER_VCPU_VIRQS, VCPU_INFO_SIZE } from './abi
 import { INVALID_GPA } from './domain.js';
 import { NR_SPECIAL_PAGES, NR_XEN_PAGES, SPECIAL_PFN_BASE, type MemoryLayout } from './memory/layout.js';
 import { RAM_VIEW_MAX } from '../kvm/guest-ram.js';
-import { BackendId, PortType } from './shared.js';
+import { BackendId, PortType } from './tables.js';
 
 const KNOWN_BACKENDS: ReadonlySet<number> = new Set(Object.values(BackendId));
 import type { XenEvtchnState, XenHvmState, XenOverlayState, XenPagesState, XenTimeState } from './state.js';

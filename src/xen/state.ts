@@ -17,7 +17,7 @@ import {
 } from '../vmstate/index.js';
 import { NR_XEN_PAGES } from './memory/layout.js';
 import { HVM_NR_PARAMS, HvmParam, NR_VIRQS } from './abi.js';
-import { MAX_PORTS, PortType, VcpuField, ClockField, type XenShared } from './shared.js';
+import { MAX_PORTS, PortType, VcpuField, ClockField, type XenShared } from './tables.js';
 import { xenVcpuState, type XenVcpuState } from './vcpu/state.js';
 
 /** Where the guest put Xen's pages, and the layout it latched. */

@@ -8,7 +8,7 @@ import { XenContext, type XenThreadResources } from '../../src/xen/context.js';
 import { GuestAccess } from '../../src/xen/guest-access.js';
 import { dispatchHypercall } from '../../src/xen/hypercall/dispatch.js';
 import type { HypercallEnv } from '../../src/xen/hypercall/types.js';
-import { XenShared } from '../../src/xen/shared.js';
+import { XenShared } from '../../src/xen/tables.js';
 import { setClockReference } from '../../src/xen/time/clock.js';
 import { Ctl } from '../../src/xen/vcpu/control-block.js';
 

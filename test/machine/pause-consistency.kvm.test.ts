@@ -18,7 +18,7 @@ import * as assert from 'uvu/assert';
 import { getCpuState, putCpuState } from '../../src/kvm/cpu-state-io.js';
 import { bootGuest, soakStatusLines } from '../helpers/guest.js';
 import { kvmSkipReason } from '../helpers/kvm.js';
-import { VcpuField } from '../../src/xen/shared.js';
+import { VcpuField } from '../../src/xen/tables.js';
 import { PAGE_SIZE } from '../../src/kvm/guest-ram.js';
 
 const ROUNDS = Number(process.env.XENKVM_PAUSE_ROUNDS ?? 1500);

@@ -9,7 +9,7 @@ import { checkMachineState } from '../../src/machine/state.js';
 import { componentFor } from '../../src/machine/sections.js';
 import { openSnapshot } from '../../src/migrate/stream/file.js';
 import { decodeState } from '../../src/vmstate/index.js';
-import { PortType } from '../../src/xen/shared.js';
+import { PortType } from '../../src/xen/tables.js';
 import { goldenFiles } from '../helpers/golden.js';
 
 type States = Map<string, Map<number, unknown>>;

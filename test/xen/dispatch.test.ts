@@ -17,7 +17,7 @@ import {
   XenVer,
 } from '../../src/xen/abi.js';
 import { INVALID_GPA } from '../../src/xen/domain.js';
-import { ClockField, VcpuField } from '../../src/xen/shared.js';
+import { ClockField, VcpuField } from '../../src/xen/tables.js';
 import { ARGS, BOOT_NS, fakeDomain, PAGE, VA } from '../helpers/xen.js';
 
 const E = (name: keyof typeof Errno): bigint => BigInt(-Errno[name]);

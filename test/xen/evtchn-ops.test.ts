@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Errno, EvtchnOp, HvmOp, HvmParam, Hypercall, SharedInfo, Virq, VcpuInfo } from '../../src/xen/abi.js';
-import { PortType } from '../../src/xen/shared.js';
+import { PortType } from '../../src/xen/tables.js';
 import { Ctl } from '../../src/xen/vcpu/control-block.js';
 import { fakeDomain, VA, type FakeDomain } from '../helpers/xen.js';
 

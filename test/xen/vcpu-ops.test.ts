@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { Errno, HvmOp, HvmParam, Hypercall, TimeInfo, VcpuInfo, VcpuOp } from '../../src/xen/abi.js';
 import { INVALID_GPA } from '../../src/xen/domain.js';
-import { SyncField, VcpuField } from '../../src/xen/shared.js';
+import { SyncField, VcpuField } from '../../src/xen/tables.js';
 import { guestNowNs } from '../../src/xen/time/clock.js';
 import { ARGS, BOOT_NS, fakeDomain, PAGE, VA, type FakeDomain } from '../helpers/xen.js';
 

@@ -21,7 +21,7 @@ import { offsetOf } from '../../kvm/layout.js';
 import { Cap, KVM, KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } from '../../kvm/ioctls.js';
 import { kvm_clear_dirty_log, kvm_dirty_log } from '../../kvm/structs.js';
 import { INVALID_GPA } from '../../xen/domain.js';
-import { VcpuField } from '../../xen/shared.js';
+import { VcpuField } from '../../xen/tables.js';
 import type { XenMachine } from '../../machine/machine.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import type { RamWriteOptions } from '../ram/write.js';

@@ -3,7 +3,7 @@
 // and applied to the same shared table and guest-memory bits the vCPU threads use.
 import { InputError } from '../../errors.js';
 import { DOMID_SELF } from '../abi.js';
-import { PortType } from '../shared.js';
+import { PortType } from '../tables.js';
 import type { XenContext } from '../context.js';
 
 /** Fields every open port has. */

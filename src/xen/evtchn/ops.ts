@@ -2,7 +2,7 @@
 // Xen's order (docs/xen-abi.md, "Event channels").  The port table is shared by all
 // vCPU threads; structural changes happen under the table lock.
 import { DOMID_SELF, Errno, EvtchnOp, NR_VIRQS, PER_VCPU_VIRQS } from '../abi.js';
-import { PortType } from '../shared.js';
+import { PortType } from '../tables.js';
 import type { DomainServices } from '../domain.js';
 import type { HypercallCall, HypercallEnv } from '../hypercall/types.js';
 import type { XenContext } from '../context.js';

@@ -16,7 +16,7 @@ import {
   type MemoryLayout,
 } from '../memory/layout.js';
 import { INVALID_GPA } from '../domain.js';
-import type { XenShared } from '../shared.js';
+import type { XenShared } from '../tables.js';
 import type { FrameSlots } from './slots.js';
 import { GNTTAB_MAX_VERSION, INITIAL_NR_GRANT_FRAMES, MAX_FRAME_GPFN } from './table.js';
 

@@ -25,7 +25,7 @@ import {
 } from '../abi.js';
 import { eventChannelOp } from '../evtchn/ops.js';
 import { grantTableOp, mapGrantFrame, placeSharedInfoFrame } from '../gnttab/ops.js';
-import { VcpuField } from '../shared.js';
+import { VcpuField } from '../tables.js';
 import { publishVcpuTime, publishWallclock } from '../time/clock.js';
 import { setTimerOp, vcpuOp } from '../vcpu/ops.js';
 import type { HypercallCall, HypercallEnv } from './types.js';

@@ -6,7 +6,7 @@
 import { readHostTsc } from '../../kvm/tsc.js';
 import { PVCLOCK_TSC_STABLE_BIT, SharedInfo, TimeInfo, VcpuInfo } from '../abi.js';
 import { INVALID_GPA } from '../domain.js';
-import { ClockField, VcpuField, type XenShared } from '../shared.js';
+import { ClockField, VcpuField, type XenShared } from '../tables.js';
 import type { XenContext } from '../context.js';
 
 /** Bytes of a vcpu_time_info. */

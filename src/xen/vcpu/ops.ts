@@ -11,7 +11,7 @@ import {
   VcpuOp,
 } from '../abi.js';
 import { INVALID_GPA } from '../domain.js';
-import { HVM_CONTEXT_BYTES, VcpuField } from '../shared.js';
+import { HVM_CONTEXT_BYTES, VcpuField } from '../tables.js';
 import { guestNowNs, publishVcpuTime } from '../time/clock.js';
 import type { HypercallCall, HypercallEnv } from '../hypercall/types.js';
 
