@@ -5,20 +5,18 @@
 // PV platform").  A restored guest carries all of this in its state.
 import { HvmParam } from '../xen/abi.js';
 import type { XenContext } from '../xen/context.js';
+import { freePort } from '../xen/evtchn/ops.js';
 import { SPECIAL_PFN_BASE, SpecialPage } from '../xen/memory/layout.js';
 import { BackendId, PortType } from '../xen/tables.js';
 import { seedReservedEntries } from '../xen/gnttab/ops.js';
 
-/** Binds a guest port to backend `id` and returns it (a fresh machine: the port table is empty but for this). */
+/** Binds a guest port to backend `id` and returns it. */
 function bindBackendPort(x: XenContext, id: number): number {
-  const s = x.shared;
-  return s.withLock(() => {
-    for (let p = 1; p < x.nrPorts; p++) {
-      if (s.portType(p) !== PortType.closed) continue;
-      s.setPort(p, PortType.backend, 0, id);
-      return p;
-    }
-    throw new RangeError('no free event channel port for a backend');
+  return x.shared.withLock(() => {
+    const port = freePort(x);
+    if (port < 0) throw new RangeError('no free event channel port for a backend');
+    x.shared.setPort(port, PortType.backend, 0, id);
+    return port;
   });
 }
 

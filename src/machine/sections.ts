@@ -53,7 +53,7 @@ import {
   UNMAPPED_GPFN,
   type GnttabState,
 } from '../xen/gnttab/state.js';
-import { grantFrameOffset } from '../xen/gnttab/table.js';
+import { GrantTable, MAX_FRAME_GPFN } from '../xen/gnttab/table.js';
 import { INVALID_GPA } from '../xen/domain.js';
 import {
   check as checkXenstore,
@@ -210,23 +210,20 @@ export const COMPONENTS: readonly Component[] = [
  */
 export function streamLayout(memBytes: number, states: Map<string, Map<number, unknown>>): MemoryLayout {
   const ram = new MemoryLayout(memBytes);
-  const placed = new Map<number, number>();
+  // The same table every thread's layout consults at run time, filled from the stream.
+  const placed = new GrantTable();
+  let any = false;
+  const place = (frame: number, gpfn: bigint): void => {
+    if (gpfn > BigInt(MAX_FRAME_GPFN)) return;
+    placed.setGpfn(frame, Number(gpfn));
+    any = true;
+  };
   const grants = states.get(gnttabState.name)?.get(0) as GnttabState | undefined;
-  grants?.frame_gpfn.forEach((g, f) => {
-    if (g !== UNMAPPED_GPFN && g < 2n ** 40n) placed.set(Number(g), f);
-  });
+  grants?.frame_gpfn.forEach((g, f) => g !== UNMAPPED_GPFN && place(f, g));
   const overlay = states.get(xenOverlayState.name)?.get(0) as StateOf<typeof xenOverlayState> | undefined;
   const si = overlay?.shinfo_gpa;
-  if (si !== undefined && si !== INVALID_GPA && si < 2n ** 52n && !ram.isRamFrame(si / 4096n))
-    placed.set(Number(si / 4096n), SHARED_INFO_FRAME);
-  if (placed.size === 0) return ram;
-  return new MemoryLayout(memBytes, {
-    offsetOf(g, len) {
-      const within = g % 4096;
-      const frame = placed.get(Math.floor(g / 4096));
-      return frame === undefined || within + len > 4096 ? -1 : grantFrameOffset(frame) + within;
-    },
-  });
+  if (si !== undefined && si !== INVALID_GPA && !ram.isRamFrame(si / 4096n)) place(SHARED_INFO_FRAME, si / 4096n);
+  return any ? new MemoryLayout(memBytes, placed) : ram;
 }
 
 /** The component for a section name, or undefined (a section this build does not write). */

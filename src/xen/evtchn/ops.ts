@@ -26,8 +26,8 @@ const ARG_SIZE: Partial<Record<number, number>> = {
   [EvtchnOp.init_control]: 16,
 };
 
-/** Lowest free port, or -1 (port 0 is reserved). */
-function freePort(x: XenContext): number {
+/** Lowest free port, or -1 (port 0 is reserved); the caller holds the table lock. */
+export function freePort(x: XenContext): number {
   for (let p = 1; p < x.nrPorts; p++) if (x.shared.portType(p) === PortType.closed) return p;
   return -1;
 }
