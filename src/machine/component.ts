@@ -86,10 +86,4 @@ export interface Component<D extends AnyDescriptor = AnyDescriptor> {
    * is accepted.  The rule lives here, with the state it guards.
    */
   check?(state: StateOf<D>, i: number, ctx: CheckContext): void;
-  /**
-   * The state of a machine saved before this section existed: a stream
-   * without it is restored as if it held this.  Absent: the section is
-   * mandatory (`section NAME[0] is missing`).
-   */
-  absent?(i: number): StateOf<D>;
 }

@@ -61,13 +61,7 @@ import {
   save as saveXenstore,
   xenstoreState,
 } from '../xen/xenstore/state.js';
-import {
-  checkConsole,
-  initialConsoleState,
-  restoreConsole,
-  saveConsole,
-  xenConsoleState,
-} from '../xen/console/state.js';
+import { checkConsole, restoreConsole, saveConsole, xenConsoleState } from '../xen/console/state.js';
 import { checkMemory, restoreMemory, saveMemory, xenMemoryState } from '../xen/memory/state.js';
 
 /** `cpu` with the Xen vCPU state as its mandatory `cpu/xen_vcpu` subsection. */
@@ -192,15 +186,15 @@ export const COMPONENTS: readonly Component[] = [
       m.publishTime();
     },
   }),
-  // Last: a stream from before the console backend lacks it (absent), and a
-  // live migration's restore applies sections in order as they come.
+  // Last: a stream from before the console backend lacks it, and a live
+  // migration's restore applies sections in order as they come.
   component({
     desc: xenConsoleState,
     instances: one,
+    optional: true,
     save: (m) => saveConsole(m.consoleService),
     check: (st) => checkConsole(st),
     restore: (m, _i, st) => restoreConsole(m.consoleService, st),
-    absent: () => initialConsoleState(),
   }),
 ];
 

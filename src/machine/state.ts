@@ -99,9 +99,8 @@ export async function saveMachineStateEach(
  * Validates a whole decoded machine before anything is built from it: each
  * component's sections present exactly once per instance, as many as the
  * header's configuration implies, then every component's own check.  Throws
- * a FormatError prefixed with `where`.  A section a component may lack
- * (Component.absent) is filled into `states` with its default here, so the
- * restore that follows finds every section.
+ * a FormatError prefixed with `where`.  An optional component's section may
+ * be missing altogether (Component.optional).
  */
 export function checkMachineState(
   states: Map<string, Map<number, unknown>>,
@@ -119,13 +118,7 @@ export function checkMachineState(
             `section ${c.desc.name}[${i}] does not fit the header's machine (${want} instance(s) of ${c.desc.name})`,
           );
       if (c.optional && got.size === 0) continue;
-      for (let i = 0; i < want; i++) {
-        if (got.has(i)) continue;
-        if (!c.absent) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
-        // A stream from a build that did not have this section yet.
-        got.set(i, c.absent(i));
-        states.set(c.desc.name, got);
-      }
+      for (let i = 0; i < want; i++) if (!got.has(i)) throw new FormatError(`section ${c.desc.name}[${i}] is missing`);
     }
     const ctx: CheckContext = {
       config,

@@ -459,9 +459,9 @@ const mutateSectionRecord: Mutator = (w, s, r) => {
   switch (choice) {
     case 0: {
       w.records.splice(i, 1);
-      // A section older builds did not write may be missing (Component.optional / absent).
+      // A section older builds did not write may be missing (Component.optional).
       const c = typeof sec.name === 'string' ? componentFor(sec.name) : undefined;
-      return { label: `${who} removed`, invalid: c?.optional || c?.absent ? null : 'state' };
+      return { label: `${who} removed`, invalid: c?.optional ? null : 'state' };
     }
     case 1: {
       w.records.splice(i + r.below(2), 0, touch(w, { ...w.records[i]! }));
